@@ -1,0 +1,187 @@
+//! `ControlOwnership`: who owns a control, how often it is reviewed, and what
+//! each workload identity of the namespace may do.
+
+use k8s_openapi::api::rbac::v1::PolicyRule;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Who owns a security control, how often it is reviewed, who may approve
+/// exceptions to it, and exactly which permissions each workload identity
+/// (service account) of this namespace holds.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "steward.dev",
+    version = "v1alpha1",
+    kind = "ControlOwnership",
+    namespaced,
+    doc = "Who owns a security control, how often it is reviewed, who may approve exceptions to it, and exactly which permissions each workload identity (service account) of the namespace holds.",
+    status = "ControlOwnershipStatus",
+    shortname = "ctlown",
+    category = "steward",
+    derive = "PartialEq",
+    printcolumn(name = "Layer", type_ = "string", json_path = ".spec.layer", description = "Shared-responsibility layer of the control"),
+    printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner.name", description = "Owning team"),
+    printcolumn(name = "Backup", type_ = "string", json_path = ".spec.backupOwner.name", description = "Backup owning team"),
+    printcolumn(name = "Review-Due", type_ = "string", json_path = ".status.nextReviewDue", description = "When the next review is due"),
+    printcolumn(name = "Drift", type_ = "string", json_path = ".status.conditions[?(@.type==\"Drifted\")].status", description = "Whether undeclared bindings grant the identities more"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the control is reconciled"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlOwnershipSpec {
+    /// Shared-responsibility layer this control belongs to.
+    pub layer: Layer,
+    /// What the control covers, in one sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The team accountable for the control.
+    pub owner: Owner,
+    /// The team that stands in for the owner; must differ from the owner.
+    pub backup_owner: Owner,
+    /// People who may approve exceptions to this control (besides the owner
+    /// and backup owner names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// Review cadence of the control.
+    pub review: Review,
+    /// Limits on exceptions to this control. Defaults apply when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception_policy: Option<ExceptionPolicy>,
+    /// Audit (default) reports drift; Enforce also removes drifting bindings
+    /// whose subjects are all managed service accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<Enforcement>,
+    /// Service accounts of this namespace, each with one task and exactly the
+    /// permissions that task needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workload_identities: Vec<WorkloadIdentity>,
+}
+
+/// Shared-responsibility layer of a control.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Layer {
+    /// Workload identities and their permissions.
+    Identity,
+    /// Network policies.
+    NetworkPolicy,
+    /// Cluster-wide posture settings.
+    ClusterPosture,
+    /// Admission and workload policies.
+    WorkloadPolicy,
+    /// Secrets handling.
+    Secrets,
+    /// Permissions of CI/CD systems.
+    #[serde(rename = "CICDPermissions")]
+    CicdPermissions,
+}
+
+/// A team and how to reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Owner {
+    /// Team name, for example `payments-team`.
+    pub name: String,
+    /// How to reach the team: a chat channel, an e-mail address or a pager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+}
+
+/// Review cadence of a control.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Review {
+    /// Time between reviews: units d, h, m, s combined, for example `30d`,
+    /// `12h`, `1h30m` or `45s`.
+    pub interval: String,
+    /// When the owner last reviewed the control (RFC 3339, UTC `Z`). Set in
+    /// Git when the review is done. Until it is set the review is due now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reviewed: Option<String>,
+}
+
+/// Limits on exceptions to a control.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExceptionPolicy {
+    /// Longest window any exception to this control may have (default `30d`,
+    /// never more than `90d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<String>,
+    /// Regular expression every exception ticket must match, for example
+    /// `^SEC-[0-9]+$`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_pattern: Option<String>,
+}
+
+/// What the controller does about drift.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Enforcement {
+    /// Report drift in status, Events and reports.
+    #[default]
+    Audit,
+    /// Also delete drifting bindings whose subjects are all managed service
+    /// accounts.
+    Enforce,
+}
+
+/// One service account, one task, exactly the permissions the task needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentity {
+    /// Name of a service account in this namespace.
+    pub service_account: String,
+    /// The one task this identity performs, in a sentence.
+    pub task: String,
+    /// Namespace-scoped RBAC rules the identity holds; they must fit the
+    /// grant ceiling.
+    #[serde(default)]
+    pub rules: Vec<PolicyRule>,
+}
+
+/// Observed state of a ControlOwnership, written only when it changes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlOwnershipStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the next review is due (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_review_due: Option<String>,
+    /// Number of Active PolicyExceptions to this control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_exceptions: Option<i32>,
+    /// Per workload identity: its managed Role and any drift.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<IdentityStatus>,
+    /// Ready, Stalled, Reconciling, Valid, ReviewOverdue and Drifted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// State of one workload identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityStatus {
+    /// The service account.
+    pub service_account: String,
+    /// Name of the managed Role and RoleBinding.
+    pub role: String,
+    /// Bindings not managed by Steward that grant this service account
+    /// anything (drift).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<DriftBinding>,
+}
+
+/// A binding that grants a managed service account undeclared permissions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftBinding {
+    /// RoleBinding or ClusterRoleBinding.
+    pub kind: String,
+    /// Name of the binding.
+    pub name: String,
+    /// What it binds, as `Kind/name`.
+    pub role_ref: String,
+}

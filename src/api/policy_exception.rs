@@ -1,0 +1,156 @@
+//! `PolicyException`: a ticketed, approved, time-bound exception to a control.
+
+use k8s_openapi::api::rbac::v1::PolicyRule;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A ticketed, approved, time-bound exception to a ControlOwnership: a
+/// temporary grant for one service account and/or excused drift bindings,
+/// enforced to the second and kept as a record after it expires.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "steward.dev",
+    version = "v1alpha1",
+    kind = "PolicyException",
+    namespaced,
+    doc = "A ticketed, approved, time-bound exception to a ControlOwnership: a temporary grant for one service account and/or excused drift bindings, enforced to the second and kept as a record after it expires.",
+    status = "PolicyExceptionStatus",
+    shortname = "polexc",
+    category = "steward",
+    derive = "PartialEq",
+    printcolumn(name = "Control", type_ = "string", json_path = ".spec.control", description = "The ControlOwnership this exception is to"),
+    printcolumn(name = "Ticket", type_ = "string", json_path = ".spec.ticket", description = "Tracking ticket"),
+    printcolumn(name = "Approver", type_ = "string", json_path = ".spec.approver", description = "Who approved it"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Pending, Active, Expired or Rejected"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".spec.expiresAt", description = "When the exception ends"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyExceptionSpec {
+    /// Name of the ControlOwnership, in this namespace, this is an exception to.
+    pub control: String,
+    /// Tracking ticket; must match the control's ticketPattern when it has one.
+    pub ticket: String,
+    /// Who approved the exception: one of the control's approvers, or its
+    /// owner or backup owner name.
+    pub approver: String,
+    /// Who asked for the exception; must differ from the approver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
+    /// Why the exception is needed.
+    pub reason: String,
+    /// When the exception starts (RFC 3339, UTC `Z`). Default: creation time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
+    /// When the exception ends (RFC 3339, UTC `Z`): absolute, never relative.
+    pub expires_at: String,
+    /// Temporary RBAC for one service account of this namespace, held only
+    /// while the exception is Active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Grant>,
+    /// Existing bindings excused from drift while the exception is Active.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerate: Vec<Toleration>,
+    /// Admission policies this exception covers (reported, not enforced).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyReference>,
+}
+
+/// Temporary permissions for one service account.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Grant {
+    /// Name of a service account in this namespace.
+    pub service_account: String,
+    /// Namespace-scoped RBAC rules granted while Active; they must fit the
+    /// grant ceiling.
+    pub rules: Vec<PolicyRule>,
+}
+
+/// A binding excused from drift while the exception is Active.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Toleration {
+    /// RoleBinding (in this namespace) or ClusterRoleBinding.
+    pub kind: BindingKind,
+    /// Name of the binding.
+    pub name: String,
+}
+
+/// Kind of an RBAC binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum BindingKind {
+    /// A namespaced RoleBinding.
+    RoleBinding,
+    /// A cluster-wide ClusterRoleBinding.
+    ClusterRoleBinding,
+}
+
+impl BindingKind {
+    /// The Kubernetes kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingKind::RoleBinding => "RoleBinding",
+            BindingKind::ClusterRoleBinding => "ClusterRoleBinding",
+        }
+    }
+}
+
+/// An admission policy (rule) that this exception covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PolicyReference {
+    /// Policy engine, for example `kyverno` or `gatekeeper`.
+    pub engine: String,
+    /// Policy name.
+    pub name: String,
+    /// Rules of the policy covered; all when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+}
+
+/// Lifecycle phase of a PolicyException.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Valid, before startsAt.
+    Pending,
+    /// Valid, between startsAt and expiresAt: the grant and tolerations apply.
+    Active,
+    /// From expiresAt on. Sticky: an expired exception never applies again.
+    Expired,
+    /// The spec is invalid; nothing is granted or tolerated.
+    Rejected,
+}
+
+impl Phase {
+    /// The phase name as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Active => "Active",
+            Phase::Expired => "Expired",
+            Phase::Rejected => "Rejected",
+        }
+    }
+}
+
+/// Observed state of a PolicyException, written only when it changes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyExceptionStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pending, Active, Expired or Rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// When the exception ends (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Name of the Role and RoleBinding holding the grant, while Active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_role: Option<String>,
+    /// Ready, Stalled, Reconciling, Valid, Active, Expired and ExpiringSoon.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

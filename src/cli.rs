@@ -1,0 +1,57 @@
+//! Command line: `steward run | crds | validate | version`.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Steward: owners, least-privilege workload RBAC and time-bound exceptions,
+/// enforced in the cluster.
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller.
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crds {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Print the version.
+    Version,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `steward run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "STEWARD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// ClusterRole whose rules bound everything Steward grants.
+    #[arg(long, env = "STEWARD_GRANT_CEILING", default_value = "steward-grantable")]
+    pub grant_ceiling: String,
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "STEWARD_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Log format.
+    #[arg(long, env = "STEWARD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Reporting instance for Events (the pod name in a Deployment).
+    #[arg(long, env = "POD_NAME")]
+    pub instance: Option<String>,
+}

@@ -1,0 +1,265 @@
+//! The whole PolicyException lifecycle, as one pure function:
+//! (exception, its control, the ceiling, now) → phase, desired grant, status,
+//! next wake-up and the event to record.
+//!
+//! ```text
+//!   invalid spec ───────────────────────────────► Rejected
+//!   now < startsAt ─────────────────────────────► Pending   (wake at startsAt)
+//!   startsAt ≤ now < expiresAt ─────────────────► Active    (wake at ExpiringSoon, expiresAt)
+//!   now ≥ expiresAt, or previously Expired ─────► Expired   (sticky, never again Active)
+//! ```
+
+use jiff::{SignedDuration, Timestamp};
+use kube::{Resource, ResourceExt};
+
+use super::ceiling::Ceiling;
+use super::conditions::{Cond, merge};
+use super::invalid::{Invalid, summary};
+use super::rbac::{self, ManagedFor, RbacPair};
+use super::time;
+use super::validate::{self, Window};
+use crate::api::{ControlOwnership, Phase, PolicyException, PolicyExceptionStatus};
+
+/// ExpiringSoon covers the last fifth of the window…
+const EXPIRING_SOON_FRACTION: i32 = 5;
+/// …but never more than the last seven days.
+const EXPIRING_SOON_MAX: SignedDuration = SignedDuration::from_hours(7 * 24);
+
+/// Where an exception is in its life, with the instants that matter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lifecycle {
+    /// The spec is invalid.
+    Rejected(Vec<Invalid>),
+    /// Valid, not yet started.
+    Pending(Window),
+    /// Valid and in force.
+    Active(Window),
+    /// Over. `window` is `None` when the spec was changed into something
+    /// invalid after it expired; it stays expired all the same.
+    Expired(Option<Window>),
+}
+
+impl Lifecycle {
+    /// The phase written to status.
+    pub fn phase(&self) -> Phase {
+        match self {
+            Lifecycle::Rejected(_) => Phase::Rejected,
+            Lifecycle::Pending(_) => Phase::Pending,
+            Lifecycle::Active(_) => Phase::Active,
+            Lifecycle::Expired(_) => Phase::Expired,
+        }
+    }
+}
+
+/// When ExpiringSoon turns on for this window.
+pub fn expiring_soon_from(w: Window) -> Timestamp {
+    let length = w.expires_at.duration_since(w.starts_at);
+    let lead = (length / EXPIRING_SOON_FRACTION).min(EXPIRING_SOON_MAX);
+    w.expires_at.checked_sub(lead).unwrap_or(w.starts_at)
+}
+
+/// The instant an exception's default start is measured from.
+pub fn created_at(pe: &PolicyException, now: Timestamp) -> Timestamp {
+    pe.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now)
+}
+
+/// Classifies an exception at `now`. Pure: the same inputs always give the
+/// same answer.
+pub fn lifecycle(
+    pe: &PolicyException,
+    control: Option<&ControlOwnership>,
+    ceiling: &Ceiling,
+    now: Timestamp,
+) -> Lifecycle {
+    let was_expired = pe
+        .status
+        .as_ref()
+        .is_some_and(|s| s.phase == Some(Phase::Expired));
+    let checked = validate::exception(&pe.spec, created_at(pe, now), control.map(|c| &c.spec), ceiling);
+    match checked {
+        // Expiry is sticky: a changed or re-applied spec never revives it.
+        _ if was_expired => Lifecycle::Expired(checked.ok()),
+        Err(errors) => match validate::exception_alone(&pe.spec, created_at(pe, now)) {
+            // A window that is over stays over, even if the control vanished.
+            Ok(w) if now >= w.expires_at => Lifecycle::Expired(Some(w)),
+            _ => Lifecycle::Rejected(errors),
+        },
+        Ok(w) if now < w.starts_at => Lifecycle::Pending(w),
+        Ok(w) if now < w.expires_at => Lifecycle::Active(w),
+        Ok(w) => Lifecycle::Expired(Some(w)),
+    }
+}
+
+/// Everything the reconciler needs to do for one exception.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// Where it is.
+    pub lifecycle: Lifecycle,
+    /// The grant that must exist; `None` means any grant must be deleted.
+    pub grant: Option<RbacPair>,
+    /// The status to hold (compare before writing).
+    pub status: PolicyExceptionStatus,
+    /// The next instant the decision changes by itself.
+    pub wake_at: Option<Timestamp>,
+    /// Event for a phase change, if any.
+    pub event: Option<Transition>,
+}
+
+/// A phase change worth an Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// Event reason: Granted, Activated, Expired, Revoked, Rejected, Pending.
+    pub reason: &'static str,
+    /// Whether it is a warning.
+    pub warning: bool,
+    /// Event note.
+    pub note: String,
+}
+
+/// Decides the desired state of one exception at `now`.
+pub fn decide(
+    pe: &PolicyException,
+    control: Option<&ControlOwnership>,
+    ceiling: &Ceiling,
+    now: Timestamp,
+) -> Decision {
+    let lifecycle = lifecycle(pe, control, ceiling, now);
+    let name = pe.name_any();
+    let namespace = pe.namespace().unwrap_or_default();
+    let grant = match (&lifecycle, &pe.spec.grant) {
+        (Lifecycle::Active(_), Some(g)) => Some(rbac::pair(
+            &rbac::exception_name(&name),
+            &namespace,
+            &g.service_account,
+            &g.rules,
+            &ManagedFor::Exception {
+                exception: &name,
+                control: &pe.spec.control,
+            },
+            pe.controller_owner_ref(&()),
+        )),
+        _ => None,
+    };
+    let (conditions, wake_at) = conditions_and_wake(&lifecycle, grant.is_some(), now);
+    let previous = pe.status.clone().unwrap_or_default();
+    let generation = pe.metadata.generation;
+    let expires_at = match &lifecycle {
+        Lifecycle::Pending(w) | Lifecycle::Active(w) | Lifecycle::Expired(Some(w)) => {
+            Some(time::format(w.expires_at))
+        }
+        Lifecycle::Expired(None) => previous.expires_at.clone(),
+        Lifecycle::Rejected(_) => None,
+    };
+    let status = PolicyExceptionStatus {
+        observed_generation: generation,
+        phase: Some(lifecycle.phase()),
+        expires_at,
+        granted_role: grant.as_ref().map(|g| g.name().to_string()),
+        conditions: merge(&previous.conditions, conditions, generation, now),
+    };
+    let event = transition(previous.phase, &lifecycle, &pe.spec.grant.is_some(), &status);
+    Decision {
+        lifecycle,
+        grant,
+        status,
+        wake_at,
+        event,
+    }
+}
+
+fn conditions_and_wake(lifecycle: &Lifecycle, granted: bool, now: Timestamp) -> (Vec<Cond>, Option<Timestamp>) {
+    match lifecycle {
+        Lifecycle::Rejected(errors) => {
+            let reason = errors.first().map(|e| e.reason.as_str()).unwrap_or("Invalid");
+            let message = summary(errors);
+            (
+                vec![
+                    Cond::no("Ready", reason, format!("Rejected: {message}")),
+                    Cond::yes("Stalled", reason, message.clone()),
+                    Cond::no("Valid", reason, message),
+                    Cond::no("Active", "Rejected", "nothing is granted or tolerated"),
+                ],
+                None,
+            )
+        }
+        Lifecycle::Pending(w) => (
+            vec![
+                Cond::yes("Ready", "Pending", format!("valid; starts at {}", time::format(w.starts_at))),
+                Cond::yes("Valid", "Valid", "the exception satisfies its control and the grant ceiling"),
+                Cond::no("Active", "NotStarted", format!("starts at {}", time::format(w.starts_at))),
+                Cond::no("Expired", "NotExpired", format!("expires at {}", time::format(w.expires_at))),
+                Cond::no("ExpiringSoon", "NotStarted", format!("starts at {}", time::format(w.starts_at))),
+            ],
+            Some(w.starts_at),
+        ),
+        Lifecycle::Active(w) => {
+            let soon_from = expiring_soon_from(*w);
+            let soon = now >= soon_from;
+            let what = if granted { "grant and tolerations apply" } else { "tolerations apply" };
+            (
+                vec![
+                    Cond::yes("Ready", "Active", format!("active until {}; {what}", time::format(w.expires_at))),
+                    Cond::yes("Valid", "Valid", "the exception satisfies its control and the grant ceiling"),
+                    Cond::yes("Active", "Active", format!("active until {}", time::format(w.expires_at))),
+                    Cond::no("Expired", "NotExpired", format!("expires at {}", time::format(w.expires_at))),
+                    if soon {
+                        Cond::yes("ExpiringSoon", "ExpiringSoon", format!("expires at {}", time::format(w.expires_at)))
+                    } else {
+                        Cond::no("ExpiringSoon", "NotExpiringSoon", format!("expiring soon from {}", time::format(soon_from)))
+                    },
+                ],
+                Some(if soon { w.expires_at } else { soon_from }),
+            )
+        }
+        Lifecycle::Expired(w) => {
+            let at = w.map(|w| format!(" at {}", time::format(w.expires_at))).unwrap_or_default();
+            let message = format!("expired{at}; nothing is granted or tolerated. Expiry is final: file a new exception to extend it");
+            (
+                vec![
+                    Cond::no("Ready", "Expired", message.clone()),
+                    Cond::yes("Stalled", "Expired", message.clone()),
+                    Cond::no("Active", "Expired", message.clone()),
+                    Cond::yes("Expired", "Expired", message),
+                ],
+                None,
+            )
+        }
+    }
+}
+
+fn transition(
+    previous: Option<Phase>,
+    lifecycle: &Lifecycle,
+    has_grant: &bool,
+    status: &PolicyExceptionStatus,
+) -> Option<Transition> {
+    let phase = lifecycle.phase();
+    if previous == Some(phase) {
+        return None;
+    }
+    let t = |reason, warning, note: String| Some(Transition { reason, warning, note });
+    match lifecycle {
+        Lifecycle::Rejected(errors) => t("Rejected", true, summary(errors)),
+        Lifecycle::Pending(w) => t("Pending", false, format!("valid; starts at {}", time::format(w.starts_at))),
+        Lifecycle::Active(w) if *has_grant => t(
+            "Granted",
+            false,
+            format!(
+                "granted Role {} until {}",
+                status.granted_role.as_deref().unwrap_or_default(),
+                time::format(w.expires_at)
+            ),
+        ),
+        Lifecycle::Active(w) => t("Activated", false, format!("active until {}", time::format(w.expires_at))),
+        Lifecycle::Expired(_) if previous == Some(Phase::Active) && *has_grant => {
+            t("Expired", false, "expired; the grant was revoked".to_string())
+        }
+        Lifecycle::Expired(_) => t("Expired", false, "expired; nothing is granted or tolerated".to_string()),
+    }
+}
+
+/// The event for a grant removed because the exception left Active other
+/// than by expiry (rejected after a change, or deleted).
+pub fn revoked_note(name: &str) -> String {
+    format!("revoked the grant {}", rbac::exception_name(name))
+}

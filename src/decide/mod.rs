@@ -1,0 +1,18 @@
+//! The pure heart of Steward: functions of (spec, observed objects, now,
+//! config) that return desired objects, status and the next wake-up. Nothing
+//! here talks to the API server or reads the clock; the reconcilers and
+//! `steward validate` call into it.
+
+pub mod ceiling;
+pub mod conditions;
+pub mod control;
+pub mod drift;
+pub mod duration;
+pub mod exception;
+pub mod invalid;
+pub mod rbac;
+pub mod time;
+pub mod validate;
+
+pub use ceiling::Ceiling;
+pub use invalid::{Invalid, Reason};

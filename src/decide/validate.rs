@@ -1,0 +1,337 @@
+//! The one validation of both kinds, shared by the controller, `steward
+//! validate` and admission. Every failure names the field and the value.
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::rbac::v1::PolicyRule;
+use regex::Regex;
+
+use super::ceiling::Ceiling;
+use super::invalid::{Invalid, Reason};
+use super::{duration, time};
+use crate::api::{ControlOwnershipSpec, PolicyExceptionSpec};
+
+/// Default longest exception window.
+pub const DEFAULT_MAX_DURATION: SignedDuration = SignedDuration::from_hours(30 * 24);
+/// No control may allow a longer exception window than this.
+pub const HARD_CAP_MAX_DURATION: SignedDuration = SignedDuration::from_hours(90 * 24);
+/// Longest regex source accepted for ticketPattern.
+const MAX_PATTERN_LEN: usize = 1024;
+
+/// What exceptions to a control must satisfy, parsed from its spec.
+#[derive(Clone, Debug)]
+pub struct ExceptionRules {
+    /// Longest window.
+    pub max_duration: SignedDuration,
+    /// Pattern tickets must match.
+    pub ticket_pattern: Option<Regex>,
+    /// Who may approve: approvers plus owner and backup owner names.
+    pub approvers: Vec<String>,
+}
+
+/// A ControlOwnership spec that passed validation, with parsed values.
+#[derive(Clone, Debug)]
+pub struct ValidControl {
+    /// Time between reviews.
+    pub review_interval: SignedDuration,
+    /// When it was last reviewed.
+    pub last_reviewed: Option<Timestamp>,
+    /// Rules for exceptions to it.
+    pub exceptions: ExceptionRules,
+}
+
+/// A PolicyException's window, once valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// When it starts.
+    pub starts_at: Timestamp,
+    /// When it ends.
+    pub expires_at: Timestamp,
+}
+
+fn required(value: &str, field: &str, errors: &mut Vec<Invalid>) {
+    if value.trim().is_empty() {
+        errors.push(Invalid::new(Reason::MissingField, field, format!("{field} is required and must not be empty")));
+    }
+}
+
+/// A service account name must be a plain name in the object's own
+/// namespace: `other:sa` or `system:serviceaccount:ns:sa` forms are refused.
+pub fn check_service_account(name: &str, field: &str, errors: &mut Vec<Invalid>) {
+    if name.trim().is_empty() {
+        errors.push(Invalid::new(Reason::MissingField, field, format!("{field} is required and must not be empty")));
+    } else if name.contains(':') || name.contains('/') {
+        errors.push(Invalid::new(
+            Reason::OutsideNamespace,
+            field,
+            format!("service account {name:?} must be a plain name in this namespace, not a reference to another namespace"),
+        ));
+    } else if !is_dns_subdomain(name) {
+        errors.push(Invalid::new(
+            Reason::InvalidName,
+            field,
+            format!("service account {name:?} is not a valid name (lowercase letters, digits, '-' and '.', at most 253 characters)"),
+        ));
+    }
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    let ok_chars = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    let ends_ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    ok_chars && ends_ok && s.len() <= 253
+}
+
+fn parse_duration(value: &str, field: &str, errors: &mut Vec<Invalid>) -> Option<SignedDuration> {
+    match duration::parse(value) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            errors.push(Invalid::new(Reason::InvalidDuration, field, e.to_string()));
+            None
+        }
+    }
+}
+
+fn parse_time(value: &str, field: &str, errors: &mut Vec<Invalid>) -> Option<Timestamp> {
+    match time::parse(value) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.push(Invalid::new(Reason::InvalidTimestamp, field, e.to_string()));
+            None
+        }
+    }
+}
+
+/// The rules exceptions to this control must satisfy.
+pub fn exception_rules(spec: &ControlOwnershipSpec) -> Result<ExceptionRules, Vec<Invalid>> {
+    let mut errors = Vec::new();
+    let policy = spec.exception_policy.clone().unwrap_or_default();
+    let max_duration = match &policy.max_duration {
+        None => Some(DEFAULT_MAX_DURATION),
+        Some(s) => parse_duration(s, "spec.exceptionPolicy.maxDuration", &mut errors).and_then(|d| {
+            if d > HARD_CAP_MAX_DURATION {
+                errors.push(Invalid::new(
+                    Reason::InvalidDuration,
+                    "spec.exceptionPolicy.maxDuration",
+                    format!("{s:?} exceeds the hard cap of 90d"),
+                ));
+                None
+            } else {
+                Some(d)
+            }
+        }),
+    };
+    let ticket_pattern = match &policy.ticket_pattern {
+        None => None,
+        Some(p) if p.len() > MAX_PATTERN_LEN => {
+            errors.push(Invalid::new(
+                Reason::InvalidTicketPattern,
+                "spec.exceptionPolicy.ticketPattern",
+                format!("pattern is {} characters long; at most {MAX_PATTERN_LEN} are accepted", p.len()),
+            ));
+            None
+        }
+        Some(p) => match regex::RegexBuilder::new(p).size_limit(1 << 20).build() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                errors.push(Invalid::new(
+                    Reason::InvalidTicketPattern,
+                    "spec.exceptionPolicy.ticketPattern",
+                    format!("{p:?} is not a valid regular expression: {}", first_line(&e.to_string())),
+                ));
+                None
+            }
+        },
+    };
+    let mut approvers: Vec<String> = spec.approvers.clone();
+    approvers.push(spec.owner.name.clone());
+    approvers.push(spec.backup_owner.name.clone());
+    approvers.retain(|a| !a.trim().is_empty());
+    match (errors.is_empty(), max_duration) {
+        (true, Some(max_duration)) => Ok(ExceptionRules {
+            max_duration,
+            ticket_pattern,
+            approvers,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(s).trim().to_string()
+}
+
+/// Errors in one workload identity's declaration (index `i`).
+pub fn identity_errors(
+    service_account: &str,
+    task: &str,
+    rules: &[PolicyRule],
+    i: usize,
+    ceiling: &Ceiling,
+) -> Vec<Invalid> {
+    let at = format!("spec.workloadIdentities[{i}]");
+    let mut errors = Vec::new();
+    check_service_account(service_account, &format!("{at}.serviceAccount"), &mut errors);
+    required(task, &format!("{at}.task"), &mut errors);
+    errors.extend(ceiling.check(rules, &format!("{at}.rules")));
+    errors
+}
+
+/// Validates a ControlOwnership spec on its own and against the ceiling.
+pub fn control(spec: &ControlOwnershipSpec, ceiling: &Ceiling) -> Result<ValidControl, Vec<Invalid>> {
+    let mut errors = Vec::new();
+    required(&spec.owner.name, "spec.owner.name", &mut errors);
+    required(&spec.backup_owner.name, "spec.backupOwner.name", &mut errors);
+    if !spec.owner.name.trim().is_empty() && spec.owner.name.trim() == spec.backup_owner.name.trim() {
+        errors.push(Invalid::new(
+            Reason::OwnerIsBackupOwner,
+            "spec.backupOwner.name",
+            format!("backupOwner {:?} is the same team as owner; name a different team", spec.backup_owner.name),
+        ));
+    }
+    let review_interval = parse_duration(&spec.review.interval, "spec.review.interval", &mut errors);
+    let last_reviewed = spec
+        .review
+        .last_reviewed
+        .as_deref()
+        .and_then(|s| parse_time(s, "spec.review.lastReviewed", &mut errors));
+    let exceptions = exception_rules(spec).map_err(|e| errors.extend(e)).ok();
+    let mut seen = std::collections::HashMap::new();
+    for (i, id) in spec.workload_identities.iter().enumerate() {
+        errors.extend(identity_errors(&id.service_account, &id.task, &id.rules, i, ceiling));
+        if let Some(first) = seen.insert(id.service_account.as_str(), i) {
+            errors.push(Invalid::new(
+                Reason::DuplicateIdentity,
+                format!("spec.workloadIdentities[{i}].serviceAccount"),
+                format!(
+                    "service account {:?} is already declared at spec.workloadIdentities[{first}]; one identity, one task",
+                    id.service_account
+                ),
+            ));
+        }
+    }
+    match (errors.is_empty(), review_interval, exceptions) {
+        (true, Some(review_interval), Some(exceptions)) => Ok(ValidControl {
+            review_interval,
+            last_reviewed,
+            exceptions,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Checks of a PolicyException that need no other object. `created` is the
+/// default start (the object's creation time, or now offline).
+pub fn exception_alone(spec: &PolicyExceptionSpec, created: Timestamp) -> Result<Window, Vec<Invalid>> {
+    let mut errors = Vec::new();
+    required(&spec.control, "spec.control", &mut errors);
+    required(&spec.ticket, "spec.ticket", &mut errors);
+    required(&spec.approver, "spec.approver", &mut errors);
+    required(&spec.reason, "spec.reason", &mut errors);
+    if let Some(requester) = &spec.requester
+        && !requester.trim().is_empty()
+        && requester.trim().eq_ignore_ascii_case(spec.approver.trim())
+    {
+        errors.push(Invalid::new(
+            Reason::ApproverIsRequester,
+            "spec.approver",
+            format!("approver {:?} is also the requester; someone else must approve", spec.approver),
+        ));
+    }
+    let starts_at = match &spec.starts_at {
+        Some(s) => parse_time(s, "spec.startsAt", &mut errors),
+        None => Some(created),
+    };
+    let expires_at = parse_time(&spec.expires_at, "spec.expiresAt", &mut errors);
+    if let (Some(s), Some(e)) = (starts_at, expires_at)
+        && e <= s
+    {
+        errors.push(Invalid::new(
+            Reason::InvalidWindow,
+            "spec.expiresAt",
+            format!("expiresAt {} is not after startsAt {}", spec.expires_at, time::format(s)),
+        ));
+    }
+    if let Some(grant) = &spec.grant {
+        check_service_account(&grant.service_account, "spec.grant.serviceAccount", &mut errors);
+        if grant.rules.is_empty() {
+            errors.push(Invalid::new(Reason::MissingField, "spec.grant.rules", "a grant must list at least one rule"));
+        }
+        for (i, rule) in grant.rules.iter().enumerate() {
+            errors.extend(super::ceiling::refused(rule, &format!("spec.grant.rules[{i}]")));
+        }
+    }
+    for (i, t) in spec.tolerate.iter().enumerate() {
+        required(&t.name, &format!("spec.tolerate[{i}].name"), &mut errors);
+    }
+    match (errors.is_empty(), starts_at, expires_at) {
+        (true, Some(starts_at), Some(expires_at)) => Ok(Window { starts_at, expires_at }),
+        _ => Err(errors),
+    }
+}
+
+/// Full validation of a PolicyException: on its own, against its control
+/// (`None`: not found) and against the ceiling.
+pub fn exception(
+    spec: &PolicyExceptionSpec,
+    created: Timestamp,
+    control: Option<&ControlOwnershipSpec>,
+    ceiling: &Ceiling,
+) -> Result<Window, Vec<Invalid>> {
+    let window = exception_alone(spec, created)?;
+    let Some(control) = control else {
+        return Err(vec![Invalid::new(
+            Reason::ControlNotFound,
+            "spec.control",
+            format!("ControlOwnership {:?} does not exist in this namespace", spec.control),
+        )]);
+    };
+    let rules = exception_rules(control).map_err(|errors| {
+        vec![Invalid::new(
+            Reason::ControlInvalid,
+            "spec.control",
+            format!(
+                "ControlOwnership {:?} is invalid ({}), so no exception to it can be approved",
+                spec.control,
+                super::invalid::summary(&errors)
+            ),
+        )]
+    })?;
+    let mut errors = Vec::new();
+    if !rules.approvers.iter().any(|a| a.trim() == spec.approver.trim()) {
+        errors.push(Invalid::new(
+            Reason::ApproverNotAllowed,
+            "spec.approver",
+            format!(
+                "approver {:?} is not among the approvers, owner or backup owner of ControlOwnership {:?}",
+                spec.approver, spec.control
+            ),
+        ));
+    }
+    if let Some(pattern) = &rules.ticket_pattern
+        && !pattern.is_match(&spec.ticket)
+    {
+        errors.push(Invalid::new(
+            Reason::TicketPatternMismatch,
+            "spec.ticket",
+            format!("ticket {:?} does not match the control's ticketPattern {:?}", spec.ticket, pattern.as_str()),
+        ));
+    }
+    let length = window.expires_at.duration_since(window.starts_at);
+    if length > rules.max_duration {
+        errors.push(Invalid::new(
+            Reason::WindowTooLong,
+            "spec.expiresAt",
+            format!(
+                "window {} to {} is {}, longer than the control's maxDuration {}",
+                time::format(window.starts_at),
+                time::format(window.expires_at),
+                duration::format(length),
+                duration::format(rules.max_duration)
+            ),
+        ));
+    }
+    if let Some(grant) = &spec.grant {
+        errors.extend(ceiling.check(&grant.rules, "spec.grant.rules"));
+    }
+    if errors.is_empty() { Ok(window) } else { Err(errors) }
+}

@@ -1,0 +1,15 @@
+//! Steward: owners, least-privilege workload RBAC and time-bound exceptions
+//! as Kubernetes objects, enforced by a controller.
+//!
+//! `api` holds the CRD types; `decide` is pure (spec, observed objects, now →
+//! desired objects, status, next wake-up); `reconcile` is the thin I/O around
+//! it; `cli` and `main.rs` only dispatch.
+
+pub mod api;
+pub mod crds;
+pub mod decide;
+pub mod apply;
+pub mod reconcile;
+pub mod cli;
+pub mod http;
+pub mod telemetry;

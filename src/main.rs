@@ -1,0 +1,86 @@
+//! The `steward` binary: parse the command line, then dispatch.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use steward::cli::{Cli, Command, RunArgs};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crds { dir: Some(dir) } => match steward::crds::write_dir(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Crds { dir: None } => match steward::crds::all_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Version => {
+            println!("steward {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    steward::telemetry::init(args.log_format);
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build a Kubernetes client");
+            return ExitCode::from(1);
+        }
+    };
+    let ready = Arc::new(Mutex::new(false));
+    let config = steward::reconcile::Config {
+        namespace: args.namespace,
+        ceiling: args.grant_ceiling,
+        instance: args.instance,
+    };
+    let http = steward::http::serve(args.metrics_addr, ready.clone());
+    tokio::select! {
+        _ = shutdown_signal() => {
+            // Reconciles are idempotent, so stopping mid-way loses nothing:
+            // the next leader or start re-derives everything from the API.
+            tracing::info!("signal received; stopping");
+            ExitCode::SUCCESS
+        }
+        _ = steward::reconcile::run(client, config, ready) => {
+            tracing::info!("controllers stopped");
+            ExitCode::SUCCESS
+        }
+        res = http => {
+            tracing::error!(error = ?res.err(), "HTTP endpoint failed");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,132 @@
+//! ControlOwnership reconciler: identity RBAC, drift (removed in Enforce),
+//! review, then status; wake at the next review or exception instant.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::ResourceExt;
+
+use super::exception::{ensure_pair, remove_pair};
+use super::{Context, Error, requeue_at};
+use crate::api::{BindingKind, ControlOwnership, EXCEPTION_LABEL, FINALIZER};
+use crate::apply;
+use crate::decide::control::{self, Observed};
+
+/// Reconciles one ControlOwnership.
+#[tracing::instrument(skip_all, fields(ns = %co.namespace().unwrap_or_default(), name = %co.name_any()))]
+pub async fn reconcile(co: Arc<ControlOwnership>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = co.namespace().unwrap_or_default();
+    let api: Api<ControlOwnership> = Api::namespaced(ctx.client.clone(), &ns);
+    let key = super::key(co.as_ref());
+    let action = finalizer(&api, FINALIZER, co, |event| async {
+        match event {
+            FinalizerEvent::Apply(co) => apply_control(&co, &ctx, &api).await,
+            FinalizerEvent::Cleanup(co) => cleanup(&co, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })?;
+    ctx.succeeded(&key);
+    Ok(action)
+}
+
+/// Names of the identity Roles/RoleBindings this control owns (by owner
+/// uid, which cannot be forged by copying labels). Exception grants are
+/// owned by their exception, not by the control.
+fn owned_names(co: &ControlOwnership, ctx: &Context) -> Vec<String> {
+    let ns = co.namespace().unwrap_or_default();
+    let uid = co.uid().unwrap_or_default();
+    let owned = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        meta.namespace.as_deref() == Some(ns.as_str())
+            && !meta.labels.as_ref().is_some_and(|l| l.contains_key(EXCEPTION_LABEL))
+            && meta.owner_references.iter().flatten().any(|o| o.uid == uid)
+    };
+    let mut names: Vec<String> = ctx
+        .roles
+        .state()
+        .iter()
+        .filter(|r| owned(&r.metadata))
+        .map(|r| r.name_any())
+        .chain(ctx.role_bindings.state().iter().filter(|b| owned(&b.metadata)).map(|b| b.name_any()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+async fn apply_control(co: &ControlOwnership, ctx: &Context, api: &Api<ControlOwnership>) -> Result<Action, Error> {
+    let ns = co.namespace().unwrap_or_default();
+    let exceptions: Vec<_> = ctx
+        .exceptions
+        .state()
+        .iter()
+        .filter(|e| e.namespace().as_deref() == Some(ns.as_str()))
+        .map(|e| (**e).clone())
+        .collect();
+    let role_bindings: Vec<_> = ctx
+        .role_bindings
+        .state()
+        .iter()
+        .filter(|b| b.namespace().as_deref() == Some(ns.as_str()))
+        .map(|b| (**b).clone())
+        .collect();
+    let cluster_role_bindings: Vec<_> = ctx.cluster_role_bindings.state().iter().map(|b| (**b).clone()).collect();
+    let managed_names = owned_names(co, ctx);
+    let observed = Observed {
+        exceptions: &exceptions,
+        role_bindings: &role_bindings,
+        cluster_role_bindings: &cluster_role_bindings,
+        managed_names: &managed_names,
+    };
+    let now = Timestamp::now();
+    let d = control::decide(co, &observed, &ctx.ceiling(), now);
+
+    for pair in &d.apply {
+        ensure_pair(ctx, pair).await?;
+    }
+    for name in &d.delete {
+        remove_pair(ctx, &ns, name).await?;
+    }
+    for r in &d.remove_drift {
+        match r.kind {
+            BindingKind::RoleBinding => {
+                let uid = ctx.role_bindings.get(&ObjectRef::new(&r.name).within(&ns)).and_then(|b| b.uid());
+                apply::delete(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &r.name, uid).await?;
+            }
+            BindingKind::ClusterRoleBinding => {
+                let uid = ctx.cluster_role_bindings.get(&ObjectRef::new(&r.name)).and_then(|b| b.uid());
+                apply::delete(&Api::<ClusterRoleBinding>::all(ctx.client.clone()), &r.name, uid).await?;
+            }
+        }
+        ctx.event(
+            co,
+            "DriftRemoved",
+            true,
+            format!("deleted {} {} ({}): it granted a managed identity undeclared permissions", r.kind.as_str(), r.name, r.role_ref),
+        )
+        .await;
+    }
+    if co.status.as_ref() != Some(&d.status) {
+        apply::status(api, co, &d.status).await?;
+    }
+    for n in &d.notes {
+        ctx.event(co, n.reason, n.warning, n.note.clone()).await;
+    }
+    Ok(requeue_at(d.wake_at, now))
+}
+
+async fn cleanup(co: &ControlOwnership, ctx: &Context) -> Result<Action, Error> {
+    let ns = co.namespace().unwrap_or_default();
+    for name in owned_names(co, ctx) {
+        remove_pair(ctx, &ns, &name).await?;
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,231 @@
+//! Wiring: one watch per kind, each feeding a cache (read by both
+//! reconcilers) and fanned out as triggers to the controllers that care.
+//! No second watch of the same kind, no polling.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures::channel::mpsc;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::{Context, control, error_policy, exception};
+use crate::api::{ControlOwnership, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PolicyException};
+use crate::decide::drift::affected_namespaces;
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Watch only this namespace (None: all).
+    pub namespace: Option<String>,
+    /// Name of the grant-ceiling ClusterRole.
+    pub ceiling: String,
+    /// Reporting instance for Events (pod name).
+    pub instance: Option<String>,
+}
+
+type Sink<K> = mpsc::UnboundedSender<Result<K, watcher::Error>>;
+type Source<K> = mpsc::UnboundedReceiver<Result<K, watcher::Error>>;
+
+/// A cache of `K` kept by one watch, plus `n` trigger streams of every
+/// object it sees change (deletions included).
+fn shared<K>(api: Api<K>, wc: watcher::Config, n: usize) -> (Store<K>, Vec<Source<K>>, impl Future<Output = ()>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let (sinks, sources): (Vec<Sink<K>>, Vec<Source<K>>) = (0..n).map(|_| mpsc::unbounded()).unzip();
+    let kind = K::kind(&()).to_string();
+    let pump = reflector::reflector(writer, watcher(api, wc).default_backoff())
+        .touched_objects()
+        .for_each(move |ev| {
+            match ev {
+                Ok(obj) => {
+                    for s in &sinks {
+                        let _ = s.unbounded_send(Ok(obj.clone()));
+                    }
+                }
+                Err(e) => tracing::warn!(kind = %kind, error = %e, "watch error; retrying with backoff"),
+            }
+            futures::future::ready(())
+        });
+    (reader, sources, pump)
+}
+
+fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// COs in these namespaces (None: all).
+fn controls_in(store: &Store<ControlOwnership>, namespaces: Option<BTreeSet<String>>) -> Vec<ObjectRef<ControlOwnership>> {
+    store
+        .state()
+        .iter()
+        .filter(|c| match &namespaces {
+            None => true,
+            Some(set) => c.namespace().is_some_and(|n| set.contains(&n)),
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+fn owners<K: Resource<DynamicType = ()>, O: Resource<DynamicType = ()>>(obj: &K) -> Vec<ObjectRef<O>> {
+    let ns = obj.namespace();
+    obj.owner_references()
+        .iter()
+        .filter(|o| o.kind == O::kind(&()) && o.api_version == O::api_version(&()))
+        .map(|o| {
+            let r = ObjectRef::new(&o.name);
+            match &ns {
+                Some(ns) => r.within(ns),
+                None => r,
+            }
+        })
+        .collect()
+}
+
+/// Runs both controllers until SIGTERM/SIGINT. `ready` is set once every
+/// cache has synced.
+pub async fn run(client: Client, config: Config, ready: Arc<Mutex<bool>>) {
+    let ns = &config.namespace;
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let (pe_store, mut pe_src, pe_pump) = shared(scoped::<PolicyException>(&client, ns), watcher::Config::default(), 2);
+    let (co_store, mut co_src, co_pump) = shared(scoped::<ControlOwnership>(&client, ns), watcher::Config::default(), 2);
+    let (rb_store, mut rb_src, rb_pump) = shared(scoped::<RoleBinding>(&client, ns), watcher::Config::default(), 2);
+    let (role_store, mut role_src, role_pump) = shared(scoped::<Role>(&client, ns), managed, 2);
+    let (crb_store, mut crb_src, crb_pump) =
+        shared(Api::<ClusterRoleBinding>::all(client.clone()), watcher::Config::default(), 1);
+    let (ceiling_store, mut ceiling_src, ceiling_pump) = shared(
+        Api::<ClusterRole>::all(client.clone()),
+        watcher::Config::default().fields(&format!("metadata.name={}", config.ceiling)),
+        2,
+    );
+
+    let reporter = Reporter {
+        controller: "steward".into(),
+        instance: config.instance.clone(),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        ceiling_name: config.ceiling.clone(),
+        exceptions: pe_store.clone(),
+        controls: co_store.clone(),
+        role_bindings: rb_store.clone(),
+        cluster_role_bindings: crb_store.clone(),
+        roles: role_store.clone(),
+        ceiling: ceiling_store.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        failures: Mutex::default(),
+    });
+
+
+    let exceptions = {
+        let pe_for_co = pe_store.clone();
+        Controller::for_stream(pop(&mut pe_src), pe_store.clone())
+            .watches_stream(pop(&mut co_src), move |co: ControlOwnership| {
+                let ns = co.namespace();
+                let name = co.name_any();
+                pe_for_co
+                    .state()
+                    .iter()
+                    .filter(|e| e.namespace() == ns && e.spec.control == name)
+                    .map(|e| ObjectRef::from_obj(e.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .owns_stream(pop(&mut role_src))
+            .owns_stream(pop(&mut rb_src))
+            .reconcile_all_on(unit(pop(&mut ceiling_src)))
+            .run(exception::reconcile, error_policy, ctx.clone())
+            .for_each(log_result)
+    };
+
+    let controls = {
+        let co_for_rb = co_store.clone();
+        let co_for_crb = co_store.clone();
+        Controller::for_stream(pop(&mut co_src), co_store.clone())
+            .watches_stream(pop(&mut pe_src), |pe: PolicyException| {
+                let r = ObjectRef::new(&pe.spec.control);
+                vec![match pe.namespace() {
+                    Some(ns) => r.within(&ns),
+                    None => r,
+                }]
+            })
+            .watches_stream(pop(&mut rb_src), move |rb: RoleBinding| {
+                let mut refs: Vec<ObjectRef<ControlOwnership>> = owners(&rb);
+                let ns = rb.namespace();
+                let subjects = rb.subjects.clone().unwrap_or_default();
+                refs.extend(controls_in(&co_for_rb, affected_namespaces(&subjects, ns.as_deref())));
+                refs
+            })
+            .watches_stream(pop(&mut crb_src), move |crb: ClusterRoleBinding| {
+                let subjects = crb.subjects.clone().unwrap_or_default();
+                controls_in(&co_for_crb, affected_namespaces(&subjects, None))
+            })
+            .watches_stream(pop(&mut role_src), |role: Role| owners::<Role, ControlOwnership>(&role))
+            .reconcile_all_on(unit(pop(&mut ceiling_src)))
+            .run(control::reconcile, error_policy, ctx.clone())
+            .for_each(log_result)
+    };
+
+    let readiness = {
+        let ctx = ctx.clone();
+        async move {
+            ctx.caches_ready().await;
+            if let Ok(mut r) = ready.lock() {
+                *r = true;
+            }
+            tracing::info!("caches synced; reconciling");
+        }
+    };
+
+    let pumps = async {
+        futures::join!(pe_pump, co_pump, rb_pump, role_pump, crb_pump, ceiling_pump);
+    };
+    tokio::select! {
+        // Controllers start only once every cache is full: a decision on a
+        // partial view could report (or, in Enforce, remove) drift wrongly.
+        // Triggers queue in the channels meanwhile.
+        _ = async {
+            readiness.await;
+            futures::join!(exceptions, controls)
+        } => {}
+        _ = pumps => {}
+    }
+}
+
+fn log_result<K: Resource, E: std::error::Error>(
+    res: Result<(ObjectRef<K>, kube::runtime::controller::Action), kube::runtime::controller::Error<super::Error, E>>,
+) -> futures::future::Ready<()> {
+    match res {
+        Ok((obj, action)) => tracing::debug!(object = %obj, ?action, "reconciled"),
+        // Reconciler errors were already logged by the error policy.
+        Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+        Err(e) => tracing::warn!(error = %e, "controller error"),
+    }
+    futures::future::ready(())
+}
+
+/// Takes one of the trigger streams `shared` made.
+fn pop<K>(sources: &mut Vec<Source<K>>) -> Source<K> {
+    // shared() is always asked for exactly as many streams as are popped.
+    sources.pop().expect("shared() was asked for enough streams")
+}
+
+fn unit(s: Source<ClusterRole>) -> impl Stream<Item = ()> + Send + 'static {
+    s.map(|_| ())
+}
