@@ -145,7 +145,7 @@ TOK
     --service-account-issuer "https://127.0.0.1:$api_port" \
     --service-cluster-ip-range 10.96.0.0/16 \
     --audit-log-path "$DIR/audit.log" --audit-policy-file "$(dirname "$0")/audit-policy.yaml" \
-    --audit-log-mode batch --audit-log-batch-max-wait 1s \
+    --audit-log-mode blocking \
     --enable-priority-and-fairness=false \
     --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
     --profiling=false >"$DIR/apiserver.log" 2>&1 &

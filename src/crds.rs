@@ -47,7 +47,12 @@ mod tests {
         for crd in all() {
             let path = dir.join(file_name(&crd));
             let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert_eq!(committed, to_yaml(&crd).unwrap(), "{} is stale: run `make crds`", path.display());
+            assert_eq!(
+                committed,
+                to_yaml(&crd).unwrap(),
+                "{} is stale: run `make crds`",
+                path.display()
+            );
         }
     }
 

@@ -6,10 +6,10 @@
 //! it; `cli` and `main.rs` only dispatch.
 
 pub mod api;
+pub mod apply;
+pub mod cli;
 pub mod crds;
 pub mod decide;
-pub mod apply;
-pub mod reconcile;
-pub mod cli;
 pub mod http;
+pub mod reconcile;
 pub mod telemetry;

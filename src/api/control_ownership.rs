@@ -21,12 +21,42 @@ use serde::{Deserialize, Serialize};
     shortname = "ctlown",
     category = "steward",
     derive = "PartialEq",
-    printcolumn(name = "Layer", type_ = "string", json_path = ".spec.layer", description = "Shared-responsibility layer of the control"),
-    printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner.name", description = "Owning team"),
-    printcolumn(name = "Backup", type_ = "string", json_path = ".spec.backupOwner.name", description = "Backup owning team"),
-    printcolumn(name = "Review-Due", type_ = "string", json_path = ".status.nextReviewDue", description = "When the next review is due"),
-    printcolumn(name = "Drift", type_ = "string", json_path = ".status.conditions[?(@.type==\"Drifted\")].status", description = "Whether undeclared bindings grant the identities more"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the control is reconciled"),
+    printcolumn(
+        name = "Layer",
+        type_ = "string",
+        json_path = ".spec.layer",
+        description = "Shared-responsibility layer of the control"
+    ),
+    printcolumn(
+        name = "Owner",
+        type_ = "string",
+        json_path = ".spec.owner.name",
+        description = "Owning team"
+    ),
+    printcolumn(
+        name = "Backup",
+        type_ = "string",
+        json_path = ".spec.backupOwner.name",
+        description = "Backup owning team"
+    ),
+    printcolumn(
+        name = "Review-Due",
+        type_ = "string",
+        json_path = ".status.nextReviewDue",
+        description = "When the next review is due"
+    ),
+    printcolumn(
+        name = "Drift",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Drifted\")].status",
+        description = "Whether undeclared bindings grant the identities more"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the control is reconciled"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

@@ -20,11 +20,36 @@ use serde::{Deserialize, Serialize};
     shortname = "polexc",
     category = "steward",
     derive = "PartialEq",
-    printcolumn(name = "Control", type_ = "string", json_path = ".spec.control", description = "The ControlOwnership this exception is to"),
-    printcolumn(name = "Ticket", type_ = "string", json_path = ".spec.ticket", description = "Tracking ticket"),
-    printcolumn(name = "Approver", type_ = "string", json_path = ".spec.approver", description = "Who approved it"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Pending, Active, Expired or Rejected"),
-    printcolumn(name = "Expires", type_ = "string", json_path = ".spec.expiresAt", description = "When the exception ends"),
+    printcolumn(
+        name = "Control",
+        type_ = "string",
+        json_path = ".spec.control",
+        description = "The ControlOwnership this exception is to"
+    ),
+    printcolumn(
+        name = "Ticket",
+        type_ = "string",
+        json_path = ".spec.ticket",
+        description = "Tracking ticket"
+    ),
+    printcolumn(
+        name = "Approver",
+        type_ = "string",
+        json_path = ".spec.approver",
+        description = "Who approved it"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Pending, Active, Expired or Rejected"
+    ),
+    printcolumn(
+        name = "Expires",
+        type_ = "string",
+        json_path = ".spec.expiresAt",
+        description = "When the exception ends"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

@@ -64,7 +64,10 @@ impl Ceiling {
             return Some(Invalid::new(
                 Reason::RuleOutsideCeiling,
                 at,
-                format!("the grant ceiling ClusterRole {:?} does not exist, so nothing can be granted", self.name),
+                format!(
+                    "the grant ceiling ClusterRole {:?} does not exist, so nothing can be granted",
+                    self.name
+                ),
             ));
         };
         let groups = rule.api_groups.as_deref().unwrap_or_default();
@@ -73,9 +76,7 @@ impl Ceiling {
         for group in groups {
             for resource in resources {
                 for verb in &rule.verbs {
-                    let covered = ceiling
-                        .iter()
-                        .any(|c| covers(c, group, resource, verb, names));
+                    let covered = ceiling.iter().any(|c| covers(c, group, resource, verb, names));
                     if !covered {
                         let what = if names.is_empty() {
                             String::new()
@@ -146,37 +147,61 @@ pub fn refused(rule: &PolicyRule, at: &str) -> Vec<Invalid> {
         refuse("verbs", "a rule must list at least one verb".into());
     }
     if groups.is_empty() {
-        refuse("apiGroups", "a rule must list at least one API group (\"\" is the core group)".into());
+        refuse(
+            "apiGroups",
+            "a rule must list at least one API group (\"\" is the core group)".into(),
+        );
     }
     if resources.is_empty() {
         refuse("resources", "a rule must list at least one resource".into());
     }
     if rule.non_resource_urls.as_deref().is_some_and(|u| !u.is_empty()) {
-        refuse("nonResourceURLs", "nonResourceURLs are cluster-wide and cannot be granted in a namespace".into());
+        refuse(
+            "nonResourceURLs",
+            "nonResourceURLs are cluster-wide and cannot be granted in a namespace".into(),
+        );
     }
     for v in &rule.verbs {
         if v.contains('*') {
             refuse("verbs", format!("wildcard verb {v:?} is never granted; list the verbs"));
         } else if REFUSED_VERBS.contains(&v.to_ascii_lowercase().as_str()) {
-            refuse("verbs", format!("verb {v:?} is never granted: it lets the holder exceed its own permissions"));
+            refuse(
+                "verbs",
+                format!("verb {v:?} is never granted: it lets the holder exceed its own permissions"),
+            );
         }
     }
     for g in groups {
         if g.contains('*') {
-            refuse("apiGroups", format!("wildcard API group {g:?} is never granted; list the groups"));
+            refuse(
+                "apiGroups",
+                format!("wildcard API group {g:?} is never granted; list the groups"),
+            );
         }
     }
     for r in resources {
         if r.contains('*') {
-            refuse("resources", format!("wildcard resource {r:?} is never granted; list the resources"));
+            refuse(
+                "resources",
+                format!("wildcard resource {r:?} is never granted; list the resources"),
+            );
         } else if r.eq_ignore_ascii_case("serviceaccounts/token") {
-            refuse("resources", "serviceaccounts/token is never granted: it mints credentials for other identities".into());
+            refuse(
+                "resources",
+                "serviceaccounts/token is never granted: it mints credentials for other identities".into(),
+            );
         }
     }
     let writes_rbac = groups.iter().any(|g| g.eq_ignore_ascii_case(RBAC_GROUP))
-        && rule.verbs.iter().any(|v| WRITE_VERBS.contains(&v.to_ascii_lowercase().as_str()));
+        && rule
+            .verbs
+            .iter()
+            .any(|v| WRITE_VERBS.contains(&v.to_ascii_lowercase().as_str()));
     if writes_rbac {
-        refuse("apiGroups", format!("writes to {RBAC_GROUP} are never granted: they change who may do what"));
+        refuse(
+            "apiGroups",
+            format!("writes to {RBAC_GROUP} are never granted: they change who may do what"),
+        );
     }
     errors
 }
@@ -214,27 +239,107 @@ mod tests {
     fn coverage_table() {
         let cases: Vec<(&str, PolicyRule, Option<Reason>)> = vec![
             ("exact", rule(&[""], &["configmaps"], &["get"]), None),
-            ("subset of verbs", rule(&[""], &["pods", "pods/log"], &["get", "list"]), None),
-            ("subresource wildcard in ceiling", rule(&["apps"], &["deployments/scale"], &["patch"]), None),
-            ("verb outside", rule(&[""], &["configmaps"], &["delete"]), Some(Reason::RuleOutsideCeiling)),
-            ("resource outside", rule(&[""], &["services"], &["get"]), Some(Reason::RuleOutsideCeiling)),
-            ("group outside", rule(&["batch"], &["jobs"], &["get"]), Some(Reason::RuleOutsideCeiling)),
-            ("core vs apps", rule(&["apps"], &["configmaps"], &["get"]), Some(Reason::RuleOutsideCeiling)),
-            ("named within names", named(rule(&[""], &["secrets"], &["get"]), &["api-key"]), None),
-            ("named outside names", named(rule(&[""], &["secrets"], &["get"]), &["other"]), Some(Reason::RuleOutsideCeiling)),
-            ("all names vs named ceiling", rule(&[""], &["secrets"], &["get"]), Some(Reason::RuleOutsideCeiling)),
-            ("wildcard verb", rule(&[""], &["configmaps"], &["*"]), Some(Reason::RuleRefused)),
-            ("wildcard resource", rule(&[""], &["*"], &["get"]), Some(Reason::RuleRefused)),
-            ("wildcard subresource", rule(&[""], &["*/log"], &["get"]), Some(Reason::RuleRefused)),
-            ("wildcard group", rule(&["*"], &["configmaps"], &["get"]), Some(Reason::RuleRefused)),
-            ("escalate", rule(&[RBAC_GROUP], &["roles"], &["escalate"]), Some(Reason::RuleRefused)),
-            ("bind", rule(&[RBAC_GROUP], &["roles"], &["bind"]), Some(Reason::RuleRefused)),
-            ("impersonate", rule(&[""], &["users"], &["impersonate"]), Some(Reason::RuleRefused)),
-            ("case folded bind", rule(&[RBAC_GROUP], &["roles"], &["BIND"]), Some(Reason::RuleRefused)),
-            ("rbac write", rule(&[RBAC_GROUP], &["rolebindings"], &["create"]), Some(Reason::RuleRefused)),
-            ("token", rule(&[""], &["serviceaccounts/token"], &["create"]), Some(Reason::RuleRefused)),
+            (
+                "subset of verbs",
+                rule(&[""], &["pods", "pods/log"], &["get", "list"]),
+                None,
+            ),
+            (
+                "subresource wildcard in ceiling",
+                rule(&["apps"], &["deployments/scale"], &["patch"]),
+                None,
+            ),
+            (
+                "verb outside",
+                rule(&[""], &["configmaps"], &["delete"]),
+                Some(Reason::RuleOutsideCeiling),
+            ),
+            (
+                "resource outside",
+                rule(&[""], &["services"], &["get"]),
+                Some(Reason::RuleOutsideCeiling),
+            ),
+            (
+                "group outside",
+                rule(&["batch"], &["jobs"], &["get"]),
+                Some(Reason::RuleOutsideCeiling),
+            ),
+            (
+                "core vs apps",
+                rule(&["apps"], &["configmaps"], &["get"]),
+                Some(Reason::RuleOutsideCeiling),
+            ),
+            (
+                "named within names",
+                named(rule(&[""], &["secrets"], &["get"]), &["api-key"]),
+                None,
+            ),
+            (
+                "named outside names",
+                named(rule(&[""], &["secrets"], &["get"]), &["other"]),
+                Some(Reason::RuleOutsideCeiling),
+            ),
+            (
+                "all names vs named ceiling",
+                rule(&[""], &["secrets"], &["get"]),
+                Some(Reason::RuleOutsideCeiling),
+            ),
+            (
+                "wildcard verb",
+                rule(&[""], &["configmaps"], &["*"]),
+                Some(Reason::RuleRefused),
+            ),
+            (
+                "wildcard resource",
+                rule(&[""], &["*"], &["get"]),
+                Some(Reason::RuleRefused),
+            ),
+            (
+                "wildcard subresource",
+                rule(&[""], &["*/log"], &["get"]),
+                Some(Reason::RuleRefused),
+            ),
+            (
+                "wildcard group",
+                rule(&["*"], &["configmaps"], &["get"]),
+                Some(Reason::RuleRefused),
+            ),
+            (
+                "escalate",
+                rule(&[RBAC_GROUP], &["roles"], &["escalate"]),
+                Some(Reason::RuleRefused),
+            ),
+            (
+                "bind",
+                rule(&[RBAC_GROUP], &["roles"], &["bind"]),
+                Some(Reason::RuleRefused),
+            ),
+            (
+                "impersonate",
+                rule(&[""], &["users"], &["impersonate"]),
+                Some(Reason::RuleRefused),
+            ),
+            (
+                "case folded bind",
+                rule(&[RBAC_GROUP], &["roles"], &["BIND"]),
+                Some(Reason::RuleRefused),
+            ),
+            (
+                "rbac write",
+                rule(&[RBAC_GROUP], &["rolebindings"], &["create"]),
+                Some(Reason::RuleRefused),
+            ),
+            (
+                "token",
+                rule(&[""], &["serviceaccounts/token"], &["create"]),
+                Some(Reason::RuleRefused),
+            ),
             ("no verbs", rule(&[""], &["configmaps"], &[]), Some(Reason::RuleRefused)),
-            ("no groups", rule(&[], &["configmaps"], &["get"]), Some(Reason::RuleRefused)),
+            (
+                "no groups",
+                rule(&[], &["configmaps"], &["get"]),
+                Some(Reason::RuleRefused),
+            ),
         ];
         let c = ceiling();
         for (name, r, want) in cases {

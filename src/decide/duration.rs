@@ -55,7 +55,9 @@ pub fn parse(input: &str) -> Result<SignedDuration, DurationError> {
             _ if c.is_alphabetic() => return Err(DurationError::UnknownUnit(input.to_string(), c)),
             _ => return Err(DurationError::Malformed(input.to_string())),
         };
-        let n = number.take().ok_or_else(|| DurationError::Malformed(input.to_string()))?;
+        let n = number
+            .take()
+            .ok_or_else(|| DurationError::Malformed(input.to_string()))?;
         if rank <= last_rank {
             return Err(DurationError::Order(input.to_string()));
         }
@@ -116,7 +118,8 @@ mod tests {
 
     #[test]
     fn refuses_malformed_input() {
-        let cases: [(&str, fn(&DurationError) -> bool); 10] = [
+        type Check = fn(&DurationError) -> bool;
+        let cases: [(&str, Check); 10] = [
             ("", |e| matches!(e, DurationError::Empty)),
             ("30", |e| matches!(e, DurationError::Malformed(_))),
             ("d", |e| matches!(e, DurationError::Malformed(_))),

@@ -71,10 +71,7 @@ pub fn lifecycle(
     ceiling: &Ceiling,
     now: Timestamp,
 ) -> Lifecycle {
-    let was_expired = pe
-        .status
-        .as_ref()
-        .is_some_and(|s| s.phase == Some(Phase::Expired));
+    let was_expired = pe.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Expired));
     let checked = validate::exception(&pe.spec, created_at(pe, now), control.map(|c| &c.spec), ceiling);
     match checked {
         // Expiry is sticky: a changed or re-applied spec never revives it.
@@ -117,12 +114,7 @@ pub struct Transition {
 }
 
 /// Decides the desired state of one exception at `now`.
-pub fn decide(
-    pe: &PolicyException,
-    control: Option<&ControlOwnership>,
-    ceiling: &Ceiling,
-    now: Timestamp,
-) -> Decision {
+pub fn decide(pe: &PolicyException, control: Option<&ControlOwnership>, ceiling: &Ceiling, now: Timestamp) -> Decision {
     let lifecycle = lifecycle(pe, control, ceiling, now);
     let name = pe.name_any();
     let namespace = pe.namespace().unwrap_or_default();
@@ -144,9 +136,7 @@ pub fn decide(
     let previous = pe.status.clone().unwrap_or_default();
     let generation = pe.metadata.generation;
     let expires_at = match &lifecycle {
-        Lifecycle::Pending(w) | Lifecycle::Active(w) | Lifecycle::Expired(Some(w)) => {
-            Some(time::format(w.expires_at))
-        }
+        Lifecycle::Pending(w) | Lifecycle::Active(w) | Lifecycle::Expired(Some(w)) => Some(time::format(w.expires_at)),
         Lifecycle::Expired(None) => previous.expires_at.clone(),
         Lifecycle::Rejected(_) => None,
     };
@@ -184,36 +174,88 @@ fn conditions_and_wake(lifecycle: &Lifecycle, granted: bool, now: Timestamp) -> 
         }
         Lifecycle::Pending(w) => (
             vec![
-                Cond::yes("Ready", "Pending", format!("valid; starts at {}", time::format(w.starts_at))),
-                Cond::yes("Valid", "Valid", "the exception satisfies its control and the grant ceiling"),
-                Cond::no("Active", "NotStarted", format!("starts at {}", time::format(w.starts_at))),
-                Cond::no("Expired", "NotExpired", format!("expires at {}", time::format(w.expires_at))),
-                Cond::no("ExpiringSoon", "NotStarted", format!("starts at {}", time::format(w.starts_at))),
+                Cond::yes(
+                    "Ready",
+                    "Pending",
+                    format!("valid; starts at {}", time::format(w.starts_at)),
+                ),
+                Cond::yes(
+                    "Valid",
+                    "Valid",
+                    "the exception satisfies its control and the grant ceiling",
+                ),
+                Cond::no(
+                    "Active",
+                    "NotStarted",
+                    format!("starts at {}", time::format(w.starts_at)),
+                ),
+                Cond::no(
+                    "Expired",
+                    "NotExpired",
+                    format!("expires at {}", time::format(w.expires_at)),
+                ),
+                Cond::no(
+                    "ExpiringSoon",
+                    "NotStarted",
+                    format!("starts at {}", time::format(w.starts_at)),
+                ),
             ],
             Some(w.starts_at),
         ),
         Lifecycle::Active(w) => {
             let soon_from = expiring_soon_from(*w);
             let soon = now >= soon_from;
-            let what = if granted { "grant and tolerations apply" } else { "tolerations apply" };
+            let what = if granted {
+                "grant and tolerations apply"
+            } else {
+                "tolerations apply"
+            };
             (
                 vec![
-                    Cond::yes("Ready", "Active", format!("active until {}; {what}", time::format(w.expires_at))),
-                    Cond::yes("Valid", "Valid", "the exception satisfies its control and the grant ceiling"),
-                    Cond::yes("Active", "Active", format!("active until {}", time::format(w.expires_at))),
-                    Cond::no("Expired", "NotExpired", format!("expires at {}", time::format(w.expires_at))),
+                    Cond::yes(
+                        "Ready",
+                        "Active",
+                        format!("active until {}; {what}", time::format(w.expires_at)),
+                    ),
+                    Cond::yes(
+                        "Valid",
+                        "Valid",
+                        "the exception satisfies its control and the grant ceiling",
+                    ),
+                    Cond::yes(
+                        "Active",
+                        "Active",
+                        format!("active until {}", time::format(w.expires_at)),
+                    ),
+                    Cond::no(
+                        "Expired",
+                        "NotExpired",
+                        format!("expires at {}", time::format(w.expires_at)),
+                    ),
                     if soon {
-                        Cond::yes("ExpiringSoon", "ExpiringSoon", format!("expires at {}", time::format(w.expires_at)))
+                        Cond::yes(
+                            "ExpiringSoon",
+                            "ExpiringSoon",
+                            format!("expires at {}", time::format(w.expires_at)),
+                        )
                     } else {
-                        Cond::no("ExpiringSoon", "NotExpiringSoon", format!("expiring soon from {}", time::format(soon_from)))
+                        Cond::no(
+                            "ExpiringSoon",
+                            "NotExpiringSoon",
+                            format!("expiring soon from {}", time::format(soon_from)),
+                        )
                     },
                 ],
                 Some(if soon { w.expires_at } else { soon_from }),
             )
         }
         Lifecycle::Expired(w) => {
-            let at = w.map(|w| format!(" at {}", time::format(w.expires_at))).unwrap_or_default();
-            let message = format!("expired{at}; nothing is granted or tolerated. Expiry is final: file a new exception to extend it");
+            let at = w
+                .map(|w| format!(" at {}", time::format(w.expires_at)))
+                .unwrap_or_default();
+            let message = format!(
+                "expired{at}; nothing is granted or tolerated. Expiry is final: file a new exception to extend it"
+            );
             (
                 vec![
                     Cond::no("Ready", "Expired", message.clone()),
@@ -240,7 +282,11 @@ fn transition(
     let t = |reason, warning, note: String| Some(Transition { reason, warning, note });
     match lifecycle {
         Lifecycle::Rejected(errors) => t("Rejected", true, summary(errors)),
-        Lifecycle::Pending(w) => t("Pending", false, format!("valid; starts at {}", time::format(w.starts_at))),
+        Lifecycle::Pending(w) => t(
+            "Pending",
+            false,
+            format!("valid; starts at {}", time::format(w.starts_at)),
+        ),
         Lifecycle::Active(w) if *has_grant => t(
             "Granted",
             false,
@@ -250,7 +296,11 @@ fn transition(
                 time::format(w.expires_at)
             ),
         ),
-        Lifecycle::Active(w) => t("Activated", false, format!("active until {}", time::format(w.expires_at))),
+        Lifecycle::Active(w) => t(
+            "Activated",
+            false,
+            format!("active until {}", time::format(w.expires_at)),
+        ),
         Lifecycle::Expired(_) if previous == Some(Phase::Active) && *has_grant => {
             t("Expired", false, "expired; the grant was revoked".to_string())
         }
@@ -262,4 +312,214 @@ fn transition(
 /// than by expiry (rejected after a change, or deleted).
 pub fn revoked_note(name: &str) -> String {
     format!("revoked the grant {}", rbac::exception_name(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::Reason;
+    use crate::decide::fixtures::{ceiling, control, exception, rule, ts};
+
+    /// The lifecycle at every edge of the window (startsAt 10:00 on the
+    /// 28th, expiresAt 10:00 on the 29th).
+    #[test]
+    fn phase_at_each_edge() {
+        let cases = [
+            ("2026-11-28T09:59:59Z", Phase::Pending, Some("2026-11-28T10:00:00Z")),
+            ("2026-11-28T10:00:00Z", Phase::Active, Some("2026-11-29T05:12:00Z")),
+            ("2026-11-29T09:59:59.999Z", Phase::Active, Some("2026-11-29T10:00:00Z")),
+            ("2026-11-29T10:00:00Z", Phase::Expired, None),
+            ("2026-11-29T10:00:01Z", Phase::Expired, None),
+        ];
+        let (pe, co, c) = (exception(), control(), ceiling());
+        for (now, phase, wake) in cases {
+            let d = decide(&pe, Some(&co), &c, ts(now));
+            assert_eq!(d.lifecycle.phase(), phase, "at {now}");
+            assert_eq!(d.wake_at, wake.map(ts), "wake-up at {now}");
+            assert_eq!(d.grant.is_some(), phase == Phase::Active, "grant at {now}");
+            assert_eq!(d.status.phase, Some(phase));
+            assert_eq!(d.status.granted_role.is_some(), phase == Phase::Active);
+        }
+    }
+
+    #[test]
+    fn conditions_follow_the_table_of_the_contract() {
+        let (pe, co, c) = (exception(), control(), ceiling());
+        let get = |d: &Decision, t: &str| {
+            d.status
+                .conditions
+                .iter()
+                .find(|x| x.type_ == t)
+                .map(|x| (x.status.clone(), x.reason.clone()))
+        };
+        let pending = decide(&pe, Some(&co), &c, ts("2026-11-28T09:00:00Z"));
+        assert_eq!(get(&pending, "Ready"), Some(("True".into(), "Pending".into())));
+        assert_eq!(get(&pending, "Active"), Some(("False".into(), "NotStarted".into())));
+        assert_eq!(get(&pending, "Stalled"), None);
+        let active = decide(&pe, Some(&co), &c, ts("2026-11-28T12:00:00Z"));
+        assert_eq!(get(&active, "Ready"), Some(("True".into(), "Active".into())));
+        assert_eq!(get(&active, "Active"), Some(("True".into(), "Active".into())));
+        assert_eq!(get(&active, "ExpiringSoon").map(|x| x.0), Some("False".into()));
+        let soon = decide(&pe, Some(&co), &c, ts("2026-11-29T06:00:00Z"));
+        assert_eq!(get(&soon, "ExpiringSoon").map(|x| x.0), Some("True".into()));
+        let expired = decide(&pe, Some(&co), &c, ts("2026-11-30T00:00:00Z"));
+        assert_eq!(get(&expired, "Ready"), Some(("False".into(), "Expired".into())));
+        assert_eq!(get(&expired, "Stalled"), Some(("True".into(), "Expired".into())));
+        assert_eq!(get(&expired, "Expired"), Some(("True".into(), "Expired".into())));
+    }
+
+    #[test]
+    fn expiring_soon_is_the_last_fifth_capped_at_seven_days() {
+        let w = |s: &str, e: &str| Window {
+            starts_at: ts(s),
+            expires_at: ts(e),
+        };
+        assert_eq!(
+            expiring_soon_from(w("2026-11-28T10:00:00Z", "2026-11-29T10:00:00Z")),
+            ts("2026-11-29T05:12:00Z")
+        );
+        assert_eq!(
+            expiring_soon_from(w("2026-01-01T00:00:00Z", "2026-03-02T00:00:00Z")),
+            ts("2026-02-23T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn expiry_is_sticky() {
+        let (mut pe, co, c) = (exception(), control(), ceiling());
+        let expired = decide(&pe, Some(&co), &c, ts("2026-11-30T00:00:00Z"));
+        pe.status = Some(expired.status);
+        // Someone extends the window after it ended: still Expired.
+        pe.spec.expires_at = "2026-11-30T06:00:00Z".into();
+        pe.spec.starts_at = Some("2026-11-29T12:00:00Z".into());
+        let again = decide(&pe, Some(&co), &c, ts("2026-11-30T00:00:01Z"));
+        assert_eq!(again.lifecycle.phase(), Phase::Expired);
+        assert!(again.grant.is_none());
+        assert_eq!(again.wake_at, None);
+    }
+
+    #[test]
+    fn unchanged_input_gives_identical_status_and_no_event() {
+        let (mut pe, co, c) = (exception(), control(), ceiling());
+        let first = decide(&pe, Some(&co), &c, ts("2026-11-28T12:00:00Z"));
+        assert_eq!(first.event.as_ref().map(|e| e.reason), Some("Granted"));
+        pe.status = Some(first.status.clone());
+        let second = decide(&pe, Some(&co), &c, ts("2026-11-28T13:00:00Z"));
+        assert_eq!(second.status, first.status);
+        assert_eq!(second.event, None);
+    }
+
+    #[test]
+    fn every_rejection_reason() {
+        type Edit = fn(&mut PolicyException, &mut ControlOwnership);
+        let cases: Vec<(&str, Reason, &str, Edit)> = vec![
+            ("empty ticket", Reason::MissingField, "spec.ticket", |e, _| {
+                e.spec.ticket = " ".into()
+            }),
+            (
+                "approver not allowed",
+                Reason::ApproverNotAllowed,
+                "spec.approver",
+                |e, _| e.spec.approver = "mallory@example.com".into(),
+            ),
+            ("owner may approve", Reason::MissingField, "-", |e, _| {
+                e.spec.approver = "payments-team".into();
+                e.spec.ticket = String::new();
+            }),
+            ("self approval", Reason::ApproverIsRequester, "spec.approver", |e, _| {
+                e.spec.requester = Some("Alice@Example.com".into())
+            }),
+            (
+                "ticket pattern",
+                Reason::TicketPatternMismatch,
+                "spec.ticket",
+                |e, _| e.spec.ticket = "SEC-12a".into(),
+            ),
+            ("window too long", Reason::WindowTooLong, "spec.expiresAt", |e, _| {
+                e.spec.expires_at = "2026-11-30T10:00:01Z".into()
+            }),
+            ("window backwards", Reason::InvalidWindow, "spec.expiresAt", |e, _| {
+                e.spec.expires_at = "2026-11-28T10:00:00Z".into()
+            }),
+            ("not utc", Reason::InvalidTimestamp, "spec.expiresAt", |e, _| {
+                e.spec.expires_at = "2026-11-29T10:00:00+02:00".into()
+            }),
+            (
+                "outside ceiling",
+                Reason::RuleOutsideCeiling,
+                "spec.grant.rules[0].verbs",
+                |e, _| e.spec.grant.as_mut().unwrap().rules = vec![rule(&[""], &["secrets"], &["get"])],
+            ),
+            (
+                "refused verb",
+                Reason::RuleRefused,
+                "spec.grant.rules[0].verbs",
+                |e, _| e.spec.grant.as_mut().unwrap().rules = vec![rule(&[""], &["pods"], &["escalate"])],
+            ),
+            (
+                "other namespace",
+                Reason::OutsideNamespace,
+                "spec.grant.serviceAccount",
+                |e, _| {
+                    e.spec.grant.as_mut().unwrap().service_account = "system:serviceaccount:kube-system:admin".into()
+                },
+            ),
+            ("control invalid", Reason::ControlInvalid, "spec.control", |_, c| {
+                c.spec.exception_policy.as_mut().unwrap().ticket_pattern = Some("(".into())
+            }),
+        ];
+        for (name, reason, field, edit) in cases {
+            let (mut pe, mut co) = (exception(), control());
+            edit(&mut pe, &mut co);
+            let d = decide(&pe, Some(&co), &ceiling(), ts("2026-11-28T12:00:00Z"));
+            let Lifecycle::Rejected(errors) = &d.lifecycle else {
+                panic!("{name}: not rejected: {:?}", d.lifecycle)
+            };
+            assert_eq!(errors[0].reason, reason, "{name}: {errors:?}");
+            if field != "-" {
+                assert_eq!(errors[0].field, field, "{name}");
+            }
+            assert!(d.grant.is_none(), "{name}: granted");
+            assert_eq!(d.wake_at, None, "{name}");
+            assert_eq!(d.event.as_ref().map(|e| e.reason), Some("Rejected"));
+            let stalled = d.status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+            assert_eq!(stalled.reason, reason.as_str());
+        }
+        let d = decide(&exception(), None, &ceiling(), ts("2026-11-28T12:00:00Z"));
+        assert!(matches!(&d.lifecycle, Lifecycle::Rejected(e) if e[0].reason == Reason::ControlNotFound));
+    }
+
+    #[test]
+    fn an_over_window_stays_expired_even_without_its_control() {
+        let pe = exception();
+        let d = decide(&pe, None, &ceiling(), ts("2026-12-01T00:00:00Z"));
+        assert_eq!(d.lifecycle.phase(), Phase::Expired);
+    }
+
+    #[test]
+    fn the_grant_is_exactly_one_role_and_one_binding() {
+        let d = decide(&exception(), Some(&control()), &ceiling(), ts("2026-11-28T12:00:00Z"));
+        let g = d.grant.unwrap();
+        assert_eq!(g.name(), "steward-x-debug");
+        assert_eq!(
+            g.role.rules.as_ref().unwrap(),
+            &vec![rule(&[""], &["pods/log"], &["get"])]
+        );
+        let subjects = g.binding.subjects.unwrap();
+        assert_eq!(subjects.len(), 1);
+        assert_eq!(subjects[0].name, "api");
+        assert_eq!(subjects[0].namespace.as_deref(), Some("shop"));
+        assert_eq!(g.binding.role_ref.kind, "Role");
+        let owner = &g.role.metadata.owner_references.unwrap()[0];
+        assert_eq!(owner.uid, "pe-uid");
+    }
+
+    #[test]
+    fn default_start_is_creation() {
+        let mut pe = exception();
+        pe.spec.starts_at = None;
+        let d = decide(&pe, Some(&control()), &ceiling(), ts("2026-11-28T09:30:00Z"));
+        assert_eq!(d.lifecycle.phase(), Phase::Active);
+        // created 09:00, expires next day 10:00: 25 h < 2 d.
+    }
 }

@@ -9,6 +9,8 @@ pub mod control;
 pub mod drift;
 pub mod duration;
 pub mod exception;
+#[cfg(test)]
+mod fixtures;
 pub mod invalid;
 pub mod rbac;
 pub mod time;

@@ -41,9 +41,15 @@ mod tests {
     fn accepts_utc_only() {
         assert!(parse("2026-11-29T10:00:00Z").is_ok());
         assert!(parse("2026-11-29T10:00:00.250Z").is_ok());
-        assert!(matches!(parse("2026-11-29T10:00:00+01:00"), Err(TimestampError::NotUtc(_))));
+        assert!(matches!(
+            parse("2026-11-29T10:00:00+01:00"),
+            Err(TimestampError::NotUtc(_))
+        ));
         assert!(matches!(parse("tomorrow"), Err(TimestampError::Malformed(_))));
-        assert!(matches!(parse("2026-13-29T10:00:00Z"), Err(TimestampError::Malformed(_))));
+        assert!(matches!(
+            parse("2026-13-29T10:00:00Z"),
+            Err(TimestampError::Malformed(_))
+        ));
         assert!(matches!(parse(""), Err(TimestampError::Malformed(_))));
     }
 

@@ -50,7 +50,11 @@ pub struct Window {
 
 fn required(value: &str, field: &str, errors: &mut Vec<Invalid>) {
     if value.trim().is_empty() {
-        errors.push(Invalid::new(Reason::MissingField, field, format!("{field} is required and must not be empty")));
+        errors.push(Invalid::new(
+            Reason::MissingField,
+            field,
+            format!("{field} is required and must not be empty"),
+        ));
     }
 }
 
@@ -58,12 +62,18 @@ fn required(value: &str, field: &str, errors: &mut Vec<Invalid>) {
 /// namespace: `other:sa` or `system:serviceaccount:ns:sa` forms are refused.
 pub fn check_service_account(name: &str, field: &str, errors: &mut Vec<Invalid>) {
     if name.trim().is_empty() {
-        errors.push(Invalid::new(Reason::MissingField, field, format!("{field} is required and must not be empty")));
+        errors.push(Invalid::new(
+            Reason::MissingField,
+            field,
+            format!("{field} is required and must not be empty"),
+        ));
     } else if name.contains(':') || name.contains('/') {
         errors.push(Invalid::new(
             Reason::OutsideNamespace,
             field,
-            format!("service account {name:?} must be a plain name in this namespace, not a reference to another namespace"),
+            format!(
+                "service account {name:?} must be a plain name in this namespace, not a reference to another namespace"
+            ),
         ));
     } else if !is_dns_subdomain(name) {
         errors.push(Invalid::new(
@@ -75,7 +85,9 @@ pub fn check_service_account(name: &str, field: &str, errors: &mut Vec<Invalid>)
 }
 
 fn is_dns_subdomain(s: &str) -> bool {
-    let ok_chars = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    let ok_chars = s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
     let ends_ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
     ok_chars && ends_ok && s.len() <= 253
@@ -126,7 +138,10 @@ pub fn exception_rules(spec: &ControlOwnershipSpec) -> Result<ExceptionRules, Ve
             errors.push(Invalid::new(
                 Reason::InvalidTicketPattern,
                 "spec.exceptionPolicy.ticketPattern",
-                format!("pattern is {} characters long; at most {MAX_PATTERN_LEN} are accepted", p.len()),
+                format!(
+                    "pattern is {} characters long; at most {MAX_PATTERN_LEN} are accepted",
+                    p.len()
+                ),
             ));
             None
         }
@@ -136,7 +151,10 @@ pub fn exception_rules(spec: &ControlOwnershipSpec) -> Result<ExceptionRules, Ve
                 errors.push(Invalid::new(
                     Reason::InvalidTicketPattern,
                     "spec.exceptionPolicy.ticketPattern",
-                    format!("{p:?} is not a valid regular expression: {}", first_line(&e.to_string())),
+                    format!(
+                        "{p:?} is not a valid regular expression: {}",
+                        first_line(&e.to_string())
+                    ),
                 ));
                 None
             }
@@ -157,7 +175,11 @@ pub fn exception_rules(spec: &ControlOwnershipSpec) -> Result<ExceptionRules, Ve
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(s).trim().to_string()
+    s.lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or(s)
+        .trim()
+        .to_string()
 }
 
 /// Errors in one workload identity's declaration (index `i`).
@@ -185,7 +207,10 @@ pub fn control(spec: &ControlOwnershipSpec, ceiling: &Ceiling) -> Result<ValidCo
         errors.push(Invalid::new(
             Reason::OwnerIsBackupOwner,
             "spec.backupOwner.name",
-            format!("backupOwner {:?} is the same team as owner; name a different team", spec.backup_owner.name),
+            format!(
+                "backupOwner {:?} is the same team as owner; name a different team",
+                spec.backup_owner.name
+            ),
         ));
     }
     let review_interval = parse_duration(&spec.review.interval, "spec.review.interval", &mut errors);
@@ -234,7 +259,10 @@ pub fn exception_alone(spec: &PolicyExceptionSpec, created: Timestamp) -> Result
         errors.push(Invalid::new(
             Reason::ApproverIsRequester,
             "spec.approver",
-            format!("approver {:?} is also the requester; someone else must approve", spec.approver),
+            format!(
+                "approver {:?} is also the requester; someone else must approve",
+                spec.approver
+            ),
         ));
     }
     let starts_at = match &spec.starts_at {
@@ -248,13 +276,21 @@ pub fn exception_alone(spec: &PolicyExceptionSpec, created: Timestamp) -> Result
         errors.push(Invalid::new(
             Reason::InvalidWindow,
             "spec.expiresAt",
-            format!("expiresAt {} is not after startsAt {}", spec.expires_at, time::format(s)),
+            format!(
+                "expiresAt {} is not after startsAt {}",
+                spec.expires_at,
+                time::format(s)
+            ),
         ));
     }
     if let Some(grant) = &spec.grant {
         check_service_account(&grant.service_account, "spec.grant.serviceAccount", &mut errors);
         if grant.rules.is_empty() {
-            errors.push(Invalid::new(Reason::MissingField, "spec.grant.rules", "a grant must list at least one rule"));
+            errors.push(Invalid::new(
+                Reason::MissingField,
+                "spec.grant.rules",
+                "a grant must list at least one rule",
+            ));
         }
         for (i, rule) in grant.rules.iter().enumerate() {
             errors.extend(super::ceiling::refused(rule, &format!("spec.grant.rules[{i}]")));
@@ -313,7 +349,11 @@ pub fn exception(
         errors.push(Invalid::new(
             Reason::TicketPatternMismatch,
             "spec.ticket",
-            format!("ticket {:?} does not match the control's ticketPattern {:?}", spec.ticket, pattern.as_str()),
+            format!(
+                "ticket {:?} does not match the control's ticketPattern {:?}",
+                spec.ticket,
+                pattern.as_str()
+            ),
         ));
     }
     let length = window.expires_at.duration_since(window.starts_at);

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::ResourceExt;
 
 use super::exception::{ensure_pair, remove_pair};
 use super::{Context, Error, requeue_at};
@@ -55,7 +55,13 @@ fn owned_names(co: &ControlOwnership, ctx: &Context) -> Vec<String> {
         .iter()
         .filter(|r| owned(&r.metadata))
         .map(|r| r.name_any())
-        .chain(ctx.role_bindings.state().iter().filter(|b| owned(&b.metadata)).map(|b| b.name_any()))
+        .chain(
+            ctx.role_bindings
+                .state()
+                .iter()
+                .filter(|b| owned(&b.metadata))
+                .map(|b| b.name_any()),
+        )
         .collect();
     names.sort();
     names.dedup();
@@ -78,7 +84,12 @@ async fn apply_control(co: &ControlOwnership, ctx: &Context, api: &Api<ControlOw
         .filter(|b| b.namespace().as_deref() == Some(ns.as_str()))
         .map(|b| (**b).clone())
         .collect();
-    let cluster_role_bindings: Vec<_> = ctx.cluster_role_bindings.state().iter().map(|b| (**b).clone()).collect();
+    let cluster_role_bindings: Vec<_> = ctx
+        .cluster_role_bindings
+        .state()
+        .iter()
+        .map(|b| (**b).clone())
+        .collect();
     let managed_names = owned_names(co, ctx);
     let observed = Observed {
         exceptions: &exceptions,
@@ -98,11 +109,17 @@ async fn apply_control(co: &ControlOwnership, ctx: &Context, api: &Api<ControlOw
     for r in &d.remove_drift {
         match r.kind {
             BindingKind::RoleBinding => {
-                let uid = ctx.role_bindings.get(&ObjectRef::new(&r.name).within(&ns)).and_then(|b| b.uid());
+                let uid = ctx
+                    .role_bindings
+                    .get(&ObjectRef::new(&r.name).within(&ns))
+                    .and_then(|b| b.uid());
                 apply::delete(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &r.name, uid).await?;
             }
             BindingKind::ClusterRoleBinding => {
-                let uid = ctx.cluster_role_bindings.get(&ObjectRef::new(&r.name)).and_then(|b| b.uid());
+                let uid = ctx
+                    .cluster_role_bindings
+                    .get(&ObjectRef::new(&r.name))
+                    .and_then(|b| b.uid());
                 apply::delete(&Api::<ClusterRoleBinding>::all(ctx.client.clone()), &r.name, uid).await?;
             }
         }
@@ -110,7 +127,12 @@ async fn apply_control(co: &ControlOwnership, ctx: &Context, api: &Api<ControlOw
             co,
             "DriftRemoved",
             true,
-            format!("deleted {} {} ({}): it granted a managed identity undeclared permissions", r.kind.as_str(), r.name, r.role_ref),
+            format!(
+                "deleted {} {} ({}): it granted a managed identity undeclared permissions",
+                r.kind.as_str(),
+                r.name,
+                r.role_ref
+            ),
         )
         .await;
     }

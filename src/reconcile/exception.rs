@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::ResourceExt;
 
 use super::{Context, Error, requeue_at};
 use crate::api::{FINALIZER, Phase, PolicyException};
@@ -55,7 +55,8 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context, api: &Api<PolicyEx
         None => remove_pair(ctx, &ns, &name).await?,
     };
     if revoked && d.lifecycle.phase() != Phase::Expired {
-        ctx.event(pe, "Revoked", true, exception::revoked_note(&pe.name_any())).await;
+        ctx.event(pe, "Revoked", true, exception::revoked_note(&pe.name_any()))
+            .await;
     }
     if pe.status.as_ref() != Some(&d.status) {
         apply::status(api, pe, &d.status).await?;
@@ -72,8 +73,13 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context, api: &Api<PolicyEx
 async fn cleanup(pe: &PolicyException, ctx: &Context) -> Result<Action, Error> {
     let ns = pe.namespace().unwrap_or_default();
     if remove_pair(ctx, &ns, &rbac::exception_name(&pe.name_any())).await? {
-        ctx.event(pe, "Revoked", false, format!("{} (exception deleted)", exception::revoked_note(&pe.name_any())))
-            .await;
+        ctx.event(
+            pe,
+            "Revoked",
+            false,
+            format!("{} (exception deleted)", exception::revoked_note(&pe.name_any())),
+        )
+        .await;
     }
     Ok(Action::await_change())
 }
@@ -82,17 +88,21 @@ async fn cleanup(pe: &PolicyException, ctx: &Context) -> Result<Action, Error> {
 /// exactly it. The Role goes first so the binding never points at nothing.
 pub(super) async fn ensure_pair(ctx: &Context, pair: &RbacPair) -> Result<(), Error> {
     let ns = pair.role.namespace().unwrap_or_default();
-    let role_ok = ctx.roles.get(&ObjectRef::new(pair.name()).within(&ns)).is_some_and(|r| {
-        r.rules == pair.role.rules && same_meta(&r.metadata, &pair.role.metadata)
-    });
+    let role_ok = ctx
+        .roles
+        .get(&ObjectRef::new(pair.name()).within(&ns))
+        .is_some_and(|r| r.rules == pair.role.rules && same_meta(&r.metadata, &pair.role.metadata));
     if !role_ok {
         apply::apply::<Role>(&ctx.client, &pair.role).await?;
     }
-    let binding_ok = ctx.role_bindings.get(&ObjectRef::new(pair.name()).within(&ns)).is_some_and(|b| {
-        b.role_ref == pair.binding.role_ref
-            && b.subjects == pair.binding.subjects
-            && same_meta(&b.metadata, &pair.binding.metadata)
-    });
+    let binding_ok = ctx
+        .role_bindings
+        .get(&ObjectRef::new(pair.name()).within(&ns))
+        .is_some_and(|b| {
+            b.role_ref == pair.binding.role_ref
+                && b.subjects == pair.binding.subjects
+                && same_meta(&b.metadata, &pair.binding.metadata)
+        });
     if !binding_ok {
         apply::apply::<RoleBinding>(&ctx.client, &pair.binding).await?;
     }
@@ -104,12 +114,16 @@ fn same_meta(
     have: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     want: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> bool {
-    let labels_ok = want.labels.iter().flatten().all(|(k, v)| {
-        have.labels.as_ref().and_then(|l| l.get(k)) == Some(v)
-    });
-    let owners_ok = want.owner_references.iter().flatten().all(|o| {
-        have.owner_references.iter().flatten().any(|h| h.uid == o.uid)
-    });
+    let labels_ok = want
+        .labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| have.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
+    let owners_ok = want
+        .owner_references
+        .iter()
+        .flatten()
+        .all(|o| have.owner_references.iter().flatten().any(|h| h.uid == o.uid));
     labels_ok && owners_ok
 }
 

@@ -152,7 +152,12 @@ pub fn requeue_at(wake_at: Option<Timestamp>, now: Timestamp) -> Action {
 }
 
 fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
-    format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any())
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
 }
 
 /// Error policy shared by both controllers: log, then retry with backoff.

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -72,7 +72,10 @@ where
 }
 
 /// COs in these namespaces (None: all).
-fn controls_in(store: &Store<ControlOwnership>, namespaces: Option<BTreeSet<String>>) -> Vec<ObjectRef<ControlOwnership>> {
+fn controls_in(
+    store: &Store<ControlOwnership>,
+    namespaces: Option<BTreeSet<String>>,
+) -> Vec<ObjectRef<ControlOwnership>> {
     store
         .state()
         .iter()
@@ -105,11 +108,15 @@ pub async fn run(client: Client, config: Config, ready: Arc<Mutex<bool>>) {
     let ns = &config.namespace;
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let (pe_store, mut pe_src, pe_pump) = shared(scoped::<PolicyException>(&client, ns), watcher::Config::default(), 2);
-    let (co_store, mut co_src, co_pump) = shared(scoped::<ControlOwnership>(&client, ns), watcher::Config::default(), 2);
+    let (co_store, mut co_src, co_pump) =
+        shared(scoped::<ControlOwnership>(&client, ns), watcher::Config::default(), 2);
     let (rb_store, mut rb_src, rb_pump) = shared(scoped::<RoleBinding>(&client, ns), watcher::Config::default(), 2);
     let (role_store, mut role_src, role_pump) = shared(scoped::<Role>(&client, ns), managed, 2);
-    let (crb_store, mut crb_src, crb_pump) =
-        shared(Api::<ClusterRoleBinding>::all(client.clone()), watcher::Config::default(), 1);
+    let (crb_store, mut crb_src, crb_pump) = shared(
+        Api::<ClusterRoleBinding>::all(client.clone()),
+        watcher::Config::default(),
+        1,
+    );
     let (ceiling_store, mut ceiling_src, ceiling_pump) = shared(
         Api::<ClusterRole>::all(client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={}", config.ceiling)),
@@ -132,7 +139,6 @@ pub async fn run(client: Client, config: Config, ready: Arc<Mutex<bool>>) {
         recorder: Recorder::new(client.clone(), reporter),
         failures: Mutex::default(),
     });
-
 
     let exceptions = {
         let pe_for_co = pe_store.clone();

@@ -1,0 +1,410 @@
+//! PolicyException end to end: exact expiry of a real grant, every
+//! rejection reason granting nothing, and the ceiling enforced twice (by
+//! Steward, and by the API server against the controller itself).
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::Api;
+use steward::api::{Phase, PolicyException};
+
+use crate::harness::{Env, condition, env, eventually, from_now, wait_for};
+
+fn control(name: &str, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: steward.dev/v1alpha1
+kind: ControlOwnership
+metadata: {{name: {name}}}
+spec:
+  layer: Identity
+  owner: {{name: payments-team}}
+  backupOwner: {{name: security-team}}
+  approvers: [alice@example.com]
+  review: {{interval: 30d, lastReviewed: "{reviewed}"}}
+  exceptionPolicy: {{maxDuration: 2d, ticketPattern: "^SEC-[0-9]+$"}}
+  workloadIdentities:
+    - serviceAccount: api
+      task: Serves the API
+      rules:
+        - {{apiGroups: [""], resources: [configmaps], verbs: [get]}}
+{extra}"#,
+        reviewed = from_now(-3600)
+    )
+}
+
+struct Exc<'a> {
+    name: &'a str,
+    control: &'a str,
+    ticket: &'a str,
+    approver: &'a str,
+    requester: &'a str,
+    starts: String,
+    expires: String,
+    verb: &'a str,
+    resource: &'a str,
+    group: &'a str,
+}
+
+impl Exc<'_> {
+    fn yaml(&self) -> String {
+        format!(
+            r#"
+apiVersion: steward.dev/v1alpha1
+kind: PolicyException
+metadata: {{name: {name}}}
+spec:
+  control: {control}
+  ticket: "{ticket}"
+  approver: {approver}
+  requester: {requester}
+  reason: Debug a stuck payout
+  startsAt: "{starts}"
+  expiresAt: "{expires}"
+  grant:
+    serviceAccount: api
+    rules:
+      - {{apiGroups: ["{group}"], resources: [{resource}], verbs: [{verb}]}}
+"#,
+            name = self.name,
+            control = self.control,
+            ticket = self.ticket,
+            approver = self.approver,
+            requester = self.requester,
+            starts = self.starts,
+            expires = self.expires,
+            verb = self.verb,
+            resource = self.resource,
+            group = self.group,
+        )
+    }
+}
+
+fn good<'a>(name: &'a str) -> Exc<'a> {
+    Exc {
+        name,
+        control: "payments",
+        ticket: "SEC-1",
+        approver: "alice@example.com",
+        requester: "carol@example.com",
+        starts: from_now(-5),
+        expires: from_now(3600),
+        verb: "get",
+        resource: "pods/log",
+        group: "",
+    }
+}
+
+async fn setup(prefix: &str) -> (&'static Env, String, Api<PolicyException>, Api<RoleBinding>) {
+    let env = env();
+    let ns = env.namespace(prefix).await;
+    env.apply_ok(&ns, &control("payments", ""));
+    let client = env.admin().await;
+    (
+        env,
+        ns.clone(),
+        Api::namespaced(client.clone(), &ns),
+        Api::namespaced(client, &ns),
+    )
+}
+
+fn phase_is(want: Phase) -> impl Fn(Option<&PolicyException>) -> bool {
+    move |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(want)
+}
+
+#[tokio::test]
+async fn a_grant_ends_within_a_second_of_expiry_and_stays_ended() {
+    let (env, ns, pes, rbs) = setup("expiry").await;
+    let mut exc = good("debug");
+    exc.expires = from_now(10);
+    let expires_at: jiff::Timestamp = exc.expires.parse().unwrap();
+    let yaml = exc.yaml();
+    env.apply_ok(&ns, &yaml);
+
+    wait_for(
+        &pes,
+        "debug",
+        Duration::from_secs(10),
+        "Active",
+        phase_is(Phase::Active),
+    )
+    .await;
+    eventually(Duration::from_secs(5), "allowed during the window", || {
+        env.can(&ns, "api", "get", "", "pods/log")
+    })
+    .await;
+    assert!(
+        !env.can(&ns, "api", "delete", "", "pods").await,
+        "a neighbouring verb must stay denied"
+    );
+    assert!(rbs.get_opt("steward-x-debug").await.unwrap().is_some());
+
+    // Within one second after expiresAt: binding gone, phase Expired, denied.
+    let pe = wait_for(
+        &pes,
+        "debug",
+        Duration::from_secs(15),
+        "Expired",
+        phase_is(Phase::Expired),
+    )
+    .await;
+    let by = expires_at + jiff::SignedDuration::from_secs(1);
+    assert!(
+        jiff::Timestamp::now() <= by,
+        "Expired later than one second after expiresAt"
+    );
+    assert!(
+        rbs.get_opt("steward-x-debug").await.unwrap().is_none(),
+        "grant still bound after expiry"
+    );
+    assert!(
+        !env.can(&ns, "api", "get", "", "pods/log").await,
+        "still allowed after expiry"
+    );
+    assert_eq!(condition(&pe, "Expired").unwrap()["status"], "True");
+    assert_eq!(condition(&pe, "Ready").unwrap()["status"], "False");
+    assert_eq!(condition(&pe, "Stalled").unwrap()["reason"], "Expired");
+    assert!(pe.status.as_ref().unwrap().granted_role.is_none());
+
+    // Re-applying the same YAML (as Argo CD does) grants nothing.
+    env.apply_ok(&ns, &yaml);
+    let out = env.apply_with(
+        &ns,
+        &yaml,
+        &["--server-side", "--field-manager=argocd", "--force-conflicts"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = Instant::now();
+    while again.elapsed() < Duration::from_secs(2) {
+        assert!(
+            rbs.get_opt("steward-x-debug").await.unwrap().is_none(),
+            "re-apply re-granted an expired exception"
+        );
+        assert!(!env.can(&ns, "api", "get", "", "pods/log").await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pe = pes.get("debug").await.unwrap();
+    assert_eq!(pe.status.unwrap().phase, Some(Phase::Expired));
+}
+
+#[tokio::test]
+async fn extending_an_expired_exception_does_not_revive_it() {
+    let (env, ns, pes, rbs) = setup("sticky").await;
+    let mut exc = good("late");
+    exc.starts = from_now(-7200);
+    exc.expires = from_now(-3600);
+    env.apply_ok(&ns, &exc.yaml());
+    wait_for(
+        &pes,
+        "late",
+        Duration::from_secs(10),
+        "Expired",
+        phase_is(Phase::Expired),
+    )
+    .await;
+    exc.expires = from_now(3600);
+    env.apply_ok(&ns, &exc.yaml());
+    wait_for(
+        &pes,
+        "late",
+        Duration::from_secs(10),
+        "observed",
+        |p: Option<&PolicyException>| {
+            p.is_some_and(|p| p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation)
+        },
+    )
+    .await;
+    let pe = pes.get("late").await.unwrap();
+    assert_eq!(pe.status.unwrap().phase, Some(Phase::Expired));
+    assert!(rbs.get_opt("steward-x-late").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn every_rejection_reason_grants_nothing() {
+    let (env, ns, pes, rbs) = setup("reject").await;
+    type Edit = fn(&mut Exc<'_>);
+    let cases: Vec<(&str, &str, &str, Edit)> = vec![
+        ("no-control", "ControlNotFound", "spec.control", |e| {
+            e.control = "missing"
+        }),
+        ("bad-approver", "ApproverNotAllowed", "spec.approver", |e| {
+            e.approver = "mallory@example.com"
+        }),
+        ("self-approved", "ApproverIsRequester", "spec.approver", |e| {
+            e.requester = "alice@example.com"
+        }),
+        ("bad-ticket", "TicketPatternMismatch", "spec.ticket", |e| {
+            e.ticket = "JIRA-7"
+        }),
+        ("too-long", "WindowTooLong", "spec.expiresAt", |e| {
+            e.expires = from_now(3 * 86_400)
+        }),
+        ("backwards", "InvalidWindow", "spec.expiresAt", |e| {
+            e.expires = from_now(-60)
+        }),
+        (
+            "beyond-ceiling",
+            "RuleOutsideCeiling",
+            "spec.grant.rules[0].verbs",
+            |e| {
+                e.verb = "delete";
+                e.resource = "secrets";
+            },
+        ),
+        ("refused", "RuleRefused", "spec.grant.rules[0].verbs", |e| {
+            e.verb = "impersonate";
+            e.resource = "serviceaccounts";
+        }),
+        ("rbac-write", "RuleRefused", "spec.grant.rules[0].apiGroups", |e| {
+            e.verb = "create";
+            e.resource = "rolebindings";
+            e.group = "rbac.authorization.k8s.io";
+        }),
+    ];
+    for (name, _, _, edit) in &cases {
+        let mut e = good(name);
+        edit(&mut e);
+        env.apply_ok(&ns, &e.yaml());
+    }
+    for (name, reason, field, _) in &cases {
+        let pe = wait_for(
+            &pes,
+            name,
+            Duration::from_secs(15),
+            "Rejected",
+            phase_is(Phase::Rejected),
+        )
+        .await;
+        let ready = condition(&pe, "Ready").unwrap();
+        assert_eq!(ready["status"], "False", "{name}");
+        assert_eq!(ready["reason"], *reason, "{name}: {ready}");
+        let stalled = condition(&pe, "Stalled").unwrap();
+        assert_eq!(stalled["status"], "True", "{name}");
+        assert!(
+            stalled["message"].as_str().unwrap().contains(field),
+            "{name}: {stalled}"
+        );
+        assert_eq!(condition(&pe, "Valid").unwrap()["status"], "False");
+        assert!(
+            rbs.get_opt(&format!("steward-x-{name}")).await.unwrap().is_none(),
+            "{name} granted something"
+        );
+    }
+    // Nothing any of them asked for is allowed.
+    assert!(!env.can(&ns, "api", "get", "", "pods/log").await);
+    assert!(!env.can(&ns, "api", "delete", "", "secrets").await);
+    assert!(!env.can(&ns, "api", "impersonate", "", "serviceaccounts").await);
+    assert!(
+        !env.can(&ns, "api", "create", "rbac.authorization.k8s.io", "rolebindings")
+            .await
+    );
+    let events = env.kubectl_ok(&[
+        "get",
+        "events.events.k8s.io",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(events.contains("Rejected"), "no Rejected event: {events}");
+}
+
+#[tokio::test]
+async fn the_api_server_refuses_the_controller_a_role_beyond_the_ceiling() {
+    let env = env();
+    let ns = env.namespace("ceiling").await;
+    let out = env.kubectl_as_controller(&[
+        "create",
+        "role",
+        "too-much",
+        "-n",
+        &ns,
+        "--verb=delete",
+        "--resource=secrets",
+    ]);
+    assert!(
+        !out.status.success(),
+        "the controller identity could create a Role beyond the ceiling"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("forbidden") || err.contains("Forbidden"), "{err}");
+    // Within the ceiling it may.
+    let out = env.kubectl_as_controller(&[
+        "create",
+        "role",
+        "fine",
+        "-n",
+        &ns,
+        "--verb=get",
+        "--resource=configmaps",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // And it can never bind cluster-wide.
+    let out = env.kubectl_as_controller(&[
+        "create",
+        "clusterrolebinding",
+        "escalate",
+        "--clusterrole=cluster-admin",
+        &format!("--serviceaccount={ns}:api"),
+    ]);
+    assert!(
+        !out.status.success(),
+        "the controller identity could create a ClusterRoleBinding"
+    );
+}
+
+#[tokio::test]
+async fn deleting_an_active_exception_revokes_its_grant() {
+    let (env, ns, pes, rbs) = setup("delete").await;
+    env.apply_ok(&ns, &good("temp").yaml());
+    wait_for(&pes, "temp", Duration::from_secs(10), "Active", phase_is(Phase::Active)).await;
+    eventually(Duration::from_secs(5), "granted", || {
+        env.can(&ns, "api", "get", "", "pods/log")
+    })
+    .await;
+    env.kubectl_ok(&[
+        "delete",
+        "-n",
+        &ns,
+        "policyexception/temp",
+        "--wait=true",
+        "--timeout=20s",
+    ]);
+    assert!(rbs.get_opt("steward-x-temp").await.unwrap().is_none());
+    assert!(!env.can(&ns, "api", "get", "", "pods/log").await);
+}
+
+#[tokio::test]
+async fn a_pending_exception_activates_at_its_start() {
+    let (env, ns, pes, _rbs) = setup("pending").await;
+    let mut e = good("later");
+    e.starts = from_now(4);
+    let starts: jiff::Timestamp = e.starts.parse().unwrap();
+    env.apply_ok(&ns, &e.yaml());
+    let pe = wait_for(
+        &pes,
+        "later",
+        Duration::from_secs(5),
+        "Pending",
+        phase_is(Phase::Pending),
+    )
+    .await;
+    assert_eq!(condition(&pe, "Active").unwrap()["reason"], "NotStarted");
+    assert!(
+        !env.can(&ns, "api", "get", "", "pods/log").await,
+        "granted before startsAt"
+    );
+    wait_for(
+        &pes,
+        "later",
+        Duration::from_secs(10),
+        "Active",
+        phase_is(Phase::Active),
+    )
+    .await;
+    assert!(jiff::Timestamp::now() >= starts);
+    eventually(Duration::from_secs(2), "granted after start", || {
+        env.can(&ns, "api", "get", "", "pods/log")
+    })
+    .await;
+}

@@ -1,0 +1,389 @@
+//! One local control plane per test binary (e2e/control-plane.sh), the
+//! CRDs and RBAC of `config/` applied as the admin, and the controller
+//! running as its own service-account identity. Each test gets a fresh
+//! namespace; kubectl runs as the admin.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{Condition, await_condition};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+/// The shared test environment.
+pub struct Env {
+    /// Control plane directory.
+    pub dir: PathBuf,
+    /// Admin kubeconfig (system:masters).
+    pub admin_kubeconfig: PathBuf,
+    /// Controller kubeconfig (its own identity, RBAC from config/).
+    pub controller_kubeconfig: PathBuf,
+    /// The controller's user name.
+    pub controller_user: String,
+    /// API server audit log (writes only).
+    pub audit_log: PathBuf,
+    /// Address of the controller's HTTP endpoints.
+    pub metrics_addr: String,
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Starts everything once per test binary.
+pub fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(start)
+}
+
+fn start() -> Env {
+    let dir = tempfile::Builder::new()
+        .prefix("steward-e2e-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    let script = repo().join("e2e/control-plane.sh");
+    run(Command::new("bash").arg(&script).arg("start").arg(&dir));
+    // Stop the control plane and controller when this test process ends,
+    // however it ends (statics are never dropped).
+    let watchdog = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+         [ -f '{d}/controller.pid' ] && kill -9 $(cat '{d}/controller.pid') 2>/dev/null; \
+         bash '{s}' stop '{d}'; rm -rf '{d}'",
+        pid = std::process::id(),
+        d = dir.display(),
+        s = script.display()
+    );
+    // Never waited for on purpose: it must outlive this process.
+    let watchdog = Command::new("setsid")
+        .args(["sh", "-c", &watchdog])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watchdog");
+    std::mem::forget(watchdog);
+
+    let env_file = std::fs::read_to_string(dir.join("env")).expect("control plane env file");
+    let get = |k: &str| {
+        env_file
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} missing from env file"))
+            .to_string()
+    };
+    let env = Env {
+        admin_kubeconfig: PathBuf::from(get("ADMIN_KUBECONFIG")),
+        controller_kubeconfig: PathBuf::from(get("CONTROLLER_KUBECONFIG")),
+        controller_user: get("CONTROLLER_USER"),
+        audit_log: PathBuf::from(get("AUDIT_LOG")),
+        metrics_addr: format!("127.0.0.1:{}", free_port()),
+        dir,
+    };
+    // CRDs, RBAC, ceiling, Deployment: exactly what users install.
+    env.kubectl_ok(&[
+        "apply",
+        "-k",
+        repo().join("config/default").to_str().unwrap_or_default(),
+    ]);
+    env.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/controlownerships.steward.dev",
+        "crd/policyexceptions.steward.dev",
+        "--timeout=30s",
+    ]);
+    env.start_controller();
+    env
+}
+
+impl Env {
+    /// Starts the controller as the controller identity and waits for
+    /// `/readyz`.
+    pub fn start_controller(&self) {
+        let log = std::fs::File::create(self.dir.join("controller.log")).expect("controller log");
+        let child = Command::new(env!("CARGO_BIN_EXE_steward"))
+            .args(["run", "--metrics-addr", &self.metrics_addr])
+            .env("KUBECONFIG", &self.controller_kubeconfig)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info,steward=debug,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("start controller");
+        std::fs::write(self.dir.join("controller.pid"), child.id().to_string()).expect("pid file");
+        std::mem::forget(child);
+        let url = format!("http://{}/readyz", self.metrics_addr);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if http_get(&url).is_some_and(|(code, _)| code == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("controller not ready; log:\n{}", self.controller_log());
+    }
+
+    /// The controller's log so far.
+    pub fn controller_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("controller.log")).unwrap_or_default()
+    }
+
+    /// Runs kubectl as the admin.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.admin_kubeconfig)
+            .output()
+            .expect("kubectl")
+    }
+
+    /// Runs kubectl as the admin and requires success; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl as the controller identity.
+    pub fn kubectl_as_controller(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.controller_kubeconfig)
+            .output()
+            .expect("kubectl")
+    }
+
+    /// `kubectl apply -n ns -f -` with `yaml` on stdin.
+    pub fn apply(&self, ns: &str, yaml: &str) -> Output {
+        self.apply_with(ns, yaml, &[])
+    }
+
+    /// `kubectl apply -n ns -f - EXTRA...` with `yaml` on stdin.
+    pub fn apply_with(&self, ns: &str, yaml: &str, extra: &[&str]) -> Output {
+        let mut child = Command::new("kubectl")
+            .args(["apply", "-n", ns, "-f", "-"])
+            .args(extra)
+            .env("KUBECONFIG", &self.admin_kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("write yaml");
+        child.wait_with_output().expect("kubectl apply")
+    }
+
+    /// Applies and requires success.
+    pub fn apply_ok(&self, ns: &str, yaml: &str) {
+        let out = self.apply(ns, yaml);
+        assert!(
+            out.status.success(),
+            "kubectl apply failed:\n{}\n{yaml}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// An admin client.
+    pub async fn admin(&self) -> Client {
+        client_from(&self.admin_kubeconfig).await
+    }
+
+    /// A fresh namespace.
+    pub async fn namespace(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{}", &uuid_like()[..8]);
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+        Api::<Namespace>::all(self.admin().await)
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        name
+    }
+
+    /// Writes (create/update/patch/delete) the controller made in `ns`
+    /// according to the API server's audit log.
+    pub fn controller_writes_in(&self, ns: &str) -> usize {
+        let log = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["stage"] == "ResponseComplete")
+            .filter(|e| e["user"]["username"] == self.controller_user.as_str())
+            .filter(|e| e["objectRef"]["namespace"] == ns)
+            .count()
+    }
+
+    /// Whether service account `sa` of `ns` may `verb` `resource` (in
+    /// `group`), as the API server's authorizer answers.
+    pub async fn can(&self, ns: &str, sa: &str, verb: &str, group: &str, resource: &str) -> bool {
+        let (resource, subresource) = match resource.split_once('/') {
+            Some((r, s)) => (r.to_string(), Some(s.to_string())),
+            None => (resource.to_string(), None),
+        };
+        let sar = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(format!("system:serviceaccount:{ns}:{sa}")),
+                groups: Some(vec![
+                    "system:serviceaccounts".into(),
+                    format!("system:serviceaccounts:{ns}"),
+                    "system:authenticated".into(),
+                ]),
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some(ns.to_string()),
+                    verb: Some(verb.to_string()),
+                    group: Some(group.to_string()),
+                    resource: Some(resource),
+                    subresource,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api: Api<SubjectAccessReview> = Api::all(self.admin().await);
+        let answer = api
+            .create(&PostParams::default(), &sar)
+            .await
+            .expect("SubjectAccessReview");
+        answer.status.is_some_and(|s| s.allowed)
+    }
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_from(path: &Path) -> Client {
+    let kc = Kubeconfig::read_from(path).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("client config");
+    Client::try_from(config).expect("client")
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:016x}", (t as u64) ^ (n.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+}
+
+/// Minimal HTTP GET on loopback: (status, body).
+pub fn http_get(url: &str) -> Option<(u16, String)> {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
+    let mut s = std::net::TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+/// Waits (watching, not sleeping) until `cond` holds for the named object;
+/// panics with `what` after `timeout`.
+pub async fn wait_for<K>(api: &Api<K>, name: &str, timeout: Duration, what: &str, cond: impl Condition<K>) -> K
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    match tokio::time::timeout(timeout, await_condition(api.clone(), name, cond)).await {
+        Ok(Ok(Some(obj))) => obj,
+        Ok(Ok(None)) => panic!("{name}: deleted while waiting for {what}"),
+        Ok(Err(e)) => panic!("{name}: watch failed while waiting for {what}: {e}"),
+        Err(_) => {
+            let now = api.get_opt(name).await.ok().flatten();
+            panic!("{name}: not {what} within {timeout:?}; object now: {now:#?}")
+        }
+    }
+}
+
+/// Polls `probe` every 20 ms until it returns true (for answers that cannot
+/// be watched, such as SubjectAccessReviews); returns the time it took.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut probe: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if probe().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < timeout, "not {what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Condition: the object's status condition `type_` has `status`.
+pub fn condition_is<K: serde::Serialize + Resource>(
+    type_: &'static str,
+    status: &'static str,
+) -> impl Fn(Option<&K>) -> bool {
+    move |obj: Option<&K>| {
+        obj.and_then(|o| serde_json::to_value(o).ok())
+            .and_then(|v| {
+                v["status"]["conditions"]
+                    .as_array()
+                    .map(|cs| cs.iter().any(|c| c["type"] == type_ && c["status"] == status))
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// A condition of an object by type, as JSON.
+pub fn condition<K: serde::Serialize>(obj: &K, type_: &str) -> Option<serde_json::Value> {
+    let v = serde_json::to_value(obj).ok()?;
+    v["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
+}
+
+/// RFC 3339 with Z, `secs` from now (negative: in the past).
+pub fn from_now(secs: i64) -> String {
+    let t = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs);
+    t.round(jiff::Unit::Second).unwrap_or(t).to_string()
+}

@@ -1,0 +1,84 @@
+//! Test fixtures: objects as users write them, with fixed timestamps.
+
+use jiff::Timestamp;
+use k8s_openapi::api::rbac::v1::PolicyRule;
+
+use super::ceiling::Ceiling;
+use crate::api::{ControlOwnership, PolicyException};
+
+pub fn ts(s: &str) -> Timestamp {
+    s.parse().expect("fixture timestamp")
+}
+
+pub fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+pub fn ceiling() -> Ceiling {
+    Ceiling::new(
+        "steward-grantable",
+        vec![
+            rule(&[""], &["configmaps", "pods", "pods/log"], &["get", "list", "watch"]),
+            rule(&["batch"], &["jobs"], &["get", "create"]),
+        ],
+    )
+}
+
+pub fn control_yaml() -> &'static str {
+    r#"
+apiVersion: steward.dev/v1alpha1
+kind: ControlOwnership
+metadata: {name: payments, namespace: shop, uid: co-uid, generation: 3, creationTimestamp: "2026-11-01T00:00:00Z"}
+spec:
+  layer: Identity
+  owner: {name: payments-team}
+  backupOwner: {name: security-team}
+  approvers: [alice@example.com]
+  review: {interval: 30d, lastReviewed: "2026-11-20T00:00:00Z"}
+  exceptionPolicy: {maxDuration: 2d, ticketPattern: "^SEC-[0-9]+$"}
+  workloadIdentities:
+    - serviceAccount: api
+      task: Serves the API
+      rules:
+        - {apiGroups: [""], resources: [configmaps], verbs: [get]}
+    - serviceAccount: worker
+      task: Runs jobs
+      rules:
+        - {apiGroups: [batch], resources: [jobs], verbs: [create]}
+"#
+}
+
+pub fn control() -> ControlOwnership {
+    serde_yaml_ng::from_str(control_yaml()).expect("fixture control")
+}
+
+pub fn exception_yaml() -> &'static str {
+    r#"
+apiVersion: steward.dev/v1alpha1
+kind: PolicyException
+metadata: {name: debug, namespace: shop, uid: pe-uid, generation: 1, creationTimestamp: "2026-11-28T09:00:00Z"}
+spec:
+  control: payments
+  ticket: SEC-1234
+  approver: alice@example.com
+  requester: carol@example.com
+  reason: Debug a stuck payout
+  startsAt: "2026-11-28T10:00:00Z"
+  expiresAt: "2026-11-29T10:00:00Z"
+  grant:
+    serviceAccount: api
+    rules:
+      - {apiGroups: [""], resources: [pods/log], verbs: [get]}
+  tolerate:
+    - {kind: ClusterRoleBinding, name: legacy-admin}
+"#
+}
+
+pub fn exception() -> PolicyException {
+    serde_yaml_ng::from_str(exception_yaml()).expect("fixture exception")
+}
