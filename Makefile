@@ -42,7 +42,7 @@ dev: deps build
 	bash e2e/dev.sh "$(STEWARD_DEV_DIR)" "$(DEV_NAMESPACE)"
 
 bench: deps
-	$(CARGO) run --locked --release --bin steward-bench
+	$(CARGO) bench --locked --bench steward
 
 clean-dev:
 	-bash e2e/control-plane.sh stop "$(STEWARD_DEV_DIR)"

@@ -118,6 +118,22 @@ fn start() -> Env {
         "crd/policyexceptions.steward.dev",
         "--timeout=30s",
     ]);
+    // A PolicyReport CRD, so the controller keeps reports (it checks once
+    // at start).
+    env.kubectl_ok(&[
+        "apply",
+        "-f",
+        repo()
+            .join("e2e/testdata/policyreport-crd.yaml")
+            .to_str()
+            .unwrap_or_default(),
+    ]);
+    env.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/policyreports.wgpolicyk8s.io",
+        "--timeout=30s",
+    ]);
     env.start_controller();
     env
 }
@@ -131,7 +147,10 @@ impl Env {
             .args(["run", "--metrics-addr", &self.metrics_addr])
             .env("KUBECONFIG", &self.controller_kubeconfig)
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info,steward=debug,kube=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("STEWARD_TEST_LOG").unwrap_or_else(|_| "info,steward=debug,kube=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
@@ -148,6 +167,24 @@ impl Env {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("controller not ready; log:\n{}", self.controller_log());
+    }
+
+    /// The controller's `/metrics`, parsed.
+    pub fn metrics(&self) -> prometheus_parse::Scrape {
+        let (code, body) = http_get(&format!("http://{}/metrics", self.metrics_addr)).expect("scrape /metrics");
+        assert_eq!(code, 200, "{body}");
+        let lines = body.lines().map(|l| Ok(l.to_string()));
+        prometheus_parse::Scrape::parse(lines).expect("Prometheus text format")
+    }
+
+    /// The controller's process id (the bench reads its peak RSS).
+    #[allow(dead_code)]
+    pub fn controller_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("controller.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// The controller's log so far.

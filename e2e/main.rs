@@ -4,4 +4,6 @@
 mod exceptions;
 mod foundation;
 mod harness;
+mod kstatus;
 mod ownership;
+mod status;

@@ -11,5 +11,6 @@ pub mod cli;
 pub mod crds;
 pub mod decide;
 pub mod http;
+pub mod metrics;
 pub mod reconcile;
 pub mod telemetry;

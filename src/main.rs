@@ -50,7 +50,8 @@ async fn run(args: RunArgs) -> ExitCode {
         ceiling: args.grant_ceiling,
         instance: args.instance,
     };
-    let http = steward::http::serve(args.metrics_addr, ready.clone());
+    let metrics = std::sync::Arc::new(steward::metrics::Metrics::new());
+    let http = steward::http::serve(args.metrics_addr, ready.clone(), metrics.clone());
     tokio::select! {
         _ = shutdown_signal() => {
             // Reconciles are idempotent, so stopping mid-way loses nothing:
@@ -58,7 +59,7 @@ async fn run(args: RunArgs) -> ExitCode {
             tracing::info!("signal received; stopping");
             ExitCode::SUCCESS
         }
-        _ = steward::reconcile::run(client, config, ready) => {
+        _ = steward::reconcile::run(client, config, ready, metrics) => {
             tracing::info!("controllers stopped");
             ExitCode::SUCCESS
         }

@@ -13,6 +13,7 @@ pub mod exception;
 mod fixtures;
 pub mod invalid;
 pub mod rbac;
+pub mod report;
 pub mod time;
 pub mod validate;
 

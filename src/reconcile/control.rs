@@ -22,6 +22,7 @@ use crate::decide::control::{self, Observed};
 pub async fn reconcile(co: Arc<ControlOwnership>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = co.namespace().unwrap_or_default();
     let api: Api<ControlOwnership> = Api::namespaced(ctx.client.clone(), &ns);
+    let started = std::time::Instant::now();
     let key = super::key(co.as_ref());
     let action = finalizer(&api, FINALIZER, co, |event| async {
         match event {
@@ -35,6 +36,9 @@ pub async fn reconcile(co: Arc<ControlOwnership>, ctx: Arc<Context>) -> Result<A
         other => Error::Finalizer(other.to_string()),
     })?;
     ctx.succeeded(&key);
+    ctx.report_dirty(&ns);
+    ctx.metrics
+        .reconciled("ControlOwnership", started.elapsed().as_secs_f64());
     Ok(action)
 }
 

@@ -12,7 +12,7 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error, requeue_at};
-use crate::api::{FINALIZER, Phase, PolicyException};
+use crate::api::{FINALIZER, PolicyException};
 use crate::apply;
 use crate::decide::exception::{self, Lifecycle};
 use crate::decide::rbac::{self, RbacPair};
@@ -20,9 +20,9 @@ use crate::decide::rbac::{self, RbacPair};
 /// Reconciles one PolicyException.
 #[tracing::instrument(skip_all, fields(ns = %pe.namespace().unwrap_or_default(), name = %pe.name_any()))]
 pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Action, Error> {
-    tracing::debug!("reconciling");
     let ns = pe.namespace().unwrap_or_default();
     let api: Api<PolicyException> = Api::namespaced(ctx.client.clone(), &ns);
+    let started = std::time::Instant::now();
     let key = super::key(pe.as_ref());
     let action = finalizer(&api, FINALIZER, pe, |event| async {
         match event {
@@ -36,6 +36,9 @@ pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Ac
         other => Error::Finalizer(other.to_string()),
     })?;
     ctx.succeeded(&key);
+    ctx.report_dirty(&ns);
+    ctx.metrics
+        .reconciled("PolicyException", started.elapsed().as_secs_f64());
     Ok(action)
 }
 
@@ -54,18 +57,23 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context, api: &Api<PolicyEx
         // Revocation comes before anything else, status included.
         None => remove_pair(ctx, &ns, &name).await?,
     };
-    if revoked && d.lifecycle.phase() != Phase::Expired {
-        ctx.event(pe, "Revoked", true, exception::revoked_note(&pe.name_any()))
-            .await;
+    match (&d.lifecycle, revoked) {
+        (Lifecycle::Expired(Some(w)), true) => {
+            ctx.metrics
+                .expiry_enforced(now.duration_since(w.expires_at).as_secs_f64());
+        }
+        (Lifecycle::Expired(None), true) => {}
+        (_, true) => {
+            ctx.event(pe, "Revoked", true, exception::revoked_note(&pe.name_any()))
+                .await
+        }
+        (_, false) => {}
     }
     if pe.status.as_ref() != Some(&d.status) {
         apply::status(api, pe, &d.status).await?;
     }
     if let Some(t) = &d.event {
         ctx.event(pe, t.reason, t.warning, t.note.clone()).await;
-    }
-    if let Lifecycle::Rejected(_) = d.lifecycle {
-        tracing::info!(reason = ?d.status.conditions.first().map(|c| &c.reason), "rejected");
     }
     Ok(requeue_at(d.wake_at, now))
 }

@@ -5,6 +5,7 @@
 
 mod control;
 mod exception;
+mod report;
 mod wiring;
 
 pub use wiring::{Config, run};
@@ -66,6 +67,10 @@ pub struct Context {
     pub ceiling: Store<ClusterRole>,
     /// Event recorder.
     pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Namespaces whose PolicyReport must be rebuilt.
+    pub reports: futures::channel::mpsc::UnboundedSender<String>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -102,6 +107,11 @@ impl Context {
         if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, object = %obj.name_any(), reason, "could not record event");
         }
+    }
+
+    /// Marks a namespace's PolicyReport for a rebuild.
+    pub fn report_dirty(&self, ns: &str) {
+        let _ = self.reports.unbounded_send(ns.to_string());
     }
 
     fn succeeded(&self, key: &str) {
@@ -163,6 +173,7 @@ fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
 /// Error policy shared by both controllers: log, then retry with backoff.
 pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
     let delay = ctx.backoff(&key(obj.as_ref()));
+    ctx.metrics.failed(K::kind(&()).as_ref(), err.metric_label());
     tracing::warn!(error = %err, object = %obj.name_any(), retry_in_ms = delay.as_millis() as u64, "reconcile failed");
     Action::requeue(delay)
 }

@@ -104,7 +104,7 @@ fn owners<K: Resource<DynamicType = ()>, O: Resource<DynamicType = ()>>(obj: &K)
 
 /// Runs both controllers until SIGTERM/SIGINT. `ready` is set once every
 /// cache has synced.
-pub async fn run(client: Client, config: Config, ready: Arc<Mutex<bool>>) {
+pub async fn run(client: Client, config: Config, ready: Arc<Mutex<bool>>, metrics: Arc<crate::metrics::Metrics>) {
     let ns = &config.namespace;
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let (pe_store, mut pe_src, pe_pump) = shared(scoped::<PolicyException>(&client, ns), watcher::Config::default(), 2);
@@ -123,10 +123,15 @@ pub async fn run(client: Client, config: Config, ready: Arc<Mutex<bool>>) {
         2,
     );
 
+    metrics.attach(crate::metrics::Caches {
+        exceptions: pe_store.clone(),
+        controls: co_store.clone(),
+    });
     let reporter = Reporter {
         controller: "steward".into(),
         instance: config.instance.clone(),
     };
+    let (reports_tx, reports_rx) = mpsc::unbounded();
     let ctx = Arc::new(Context {
         client: client.clone(),
         ceiling_name: config.ceiling.clone(),
@@ -137,6 +142,8 @@ pub async fn run(client: Client, config: Config, ready: Arc<Mutex<bool>>) {
         roles: role_store.clone(),
         ceiling: ceiling_store.clone(),
         recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        reports: reports_tx,
         failures: Mutex::default(),
     });
 
@@ -199,8 +206,9 @@ pub async fn run(client: Client, config: Config, ready: Arc<Mutex<bool>>) {
         }
     };
 
+    let reports = super::report::run(client.clone(), co_store.clone(), pe_store.clone(), reports_rx);
     let pumps = async {
-        futures::join!(pe_pump, co_pump, rb_pump, role_pump, crb_pump, ceiling_pump);
+        futures::join!(pe_pump, co_pump, rb_pump, role_pump, crb_pump, ceiling_pump, reports);
     };
     tokio::select! {
         // Controllers start only once every cache is full: a decision on a

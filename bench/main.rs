@@ -1,0 +1,383 @@
+//! `make bench`: measurements, not pass/fail tests. Runs the release
+//! controller as its own identity against the local control plane and
+//! prints, each beside its physical floor measured in the same run:
+//! single-expiry lag, mass-expiry lag, convergence of 500 controls × 4
+//! identities, the controller's peak RSS and API writes per object.
+
+#[allow(dead_code)]
+#[path = "../e2e/harness.rs"]
+mod harness;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use steward::api::{ControlOwnership, Phase, PolicyException};
+
+const CONCURRENCY: usize = 64;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn summary(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (percentile(&v, 50.0), percentile(&v, 99.0))
+}
+
+fn control_yaml(name: &str, identities: usize) -> String {
+    let mut ids = String::new();
+    for i in 0..identities {
+        ids.push_str(&format!(
+            "    - serviceAccount: sa-{i}\n      task: Task {i}\n      rules:\n        - {{apiGroups: [\"\"], resources: [configmaps], verbs: [get]}}\n"
+        ));
+    }
+    format!(
+        "apiVersion: steward.dev/v1alpha1\nkind: ControlOwnership\nmetadata: {{name: {name}}}\nspec:\n  layer: Identity\n  owner: {{name: a}}\n  backupOwner: {{name: b}}\n  approvers: [alice]\n  review: {{interval: 30d, lastReviewed: \"{}\"}}\n  exceptionPolicy: {{maxDuration: 1d}}\n  workloadIdentities:\n{ids}",
+        Timestamp::now()
+    )
+}
+
+fn exception(name: &str, expires: Timestamp) -> PolicyException {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "steward.dev/v1alpha1",
+        "kind": "PolicyException",
+        "metadata": {"name": name},
+        "spec": {
+            "control": "c", "ticket": "T-1", "approver": "alice", "reason": "bench",
+            "expiresAt": expires.to_string(),
+            "grant": {"serviceAccount": "sa-0", "rules": [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]}
+        }
+    }))
+    .expect("exception")
+}
+
+/// Records, per object name, when it was deleted / reached phase Expired.
+fn record_deletions(api: Api<RoleBinding>) -> Arc<Mutex<HashMap<String, Timestamp>>> {
+    let seen = Arc::new(Mutex::new(HashMap::new()));
+    let s = seen.clone();
+    tokio::spawn(async move {
+        let mut events = watcher(api, watcher::Config::default()).boxed();
+        while let Some(Ok(ev)) = events.next().await {
+            if let watcher::Event::Delete(rb) = ev {
+                let now = Timestamp::now();
+                s.lock().unwrap().insert(rb.metadata.name.unwrap_or_default(), now);
+            }
+        }
+    });
+    seen
+}
+
+fn record_expired(api: Api<PolicyException>) -> Arc<Mutex<HashMap<String, Timestamp>>> {
+    let seen = Arc::new(Mutex::new(HashMap::new()));
+    let s = seen.clone();
+    tokio::spawn(async move {
+        let mut events = watcher(api, watcher::Config::default()).applied_objects().boxed();
+        while let Some(Ok(pe)) = events.next().await {
+            if pe.status.as_ref().and_then(|s| s.phase) == Some(Phase::Expired) {
+                let now = Timestamp::now();
+                s.lock()
+                    .unwrap()
+                    .entry(pe.metadata.name.unwrap_or_default())
+                    .or_insert(now);
+            }
+        }
+    });
+    seen
+}
+
+fn ms(d: SignedDuration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn wait_until<F: Fn() -> bool>(timeout: Duration, what: &str, f: F) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Time for one DELETE of a RoleBinding by a plain client (median of n).
+async fn delete_round_trip(client: &kube::Client, ns: &str, n: usize) -> f64 {
+    let api: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
+    let mut v = Vec::new();
+    for i in 0..n {
+        let rb = plain_binding(&format!("floor-{i}"));
+        api.create(&PostParams::default(), &rb).await.expect("create");
+        let t = Instant::now();
+        api.delete(&format!("floor-{i}"), &DeleteParams::default())
+            .await
+            .expect("delete");
+        v.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    summary(v).0
+}
+
+fn plain_binding(name: &str) -> RoleBinding {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "sa-0", "namespace": "x"}]
+    }))
+    .expect("binding")
+}
+
+async fn single_expiry(env: &harness::Env, runs: usize) {
+    let ns = env.namespace("bench-single").await;
+    let client = env.admin().await;
+    env.apply_ok(&ns, &control_yaml("c", 1));
+    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
+    let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+    let deleted = record_deletions(rbs.clone());
+    let expired = record_expired(pes.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let floor = delete_round_trip(&client, &ns, 20).await;
+    let (mut to_delete, mut to_status) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let name = format!("single-{i}");
+        let expires = Timestamp::now() + SignedDuration::from_millis(1500);
+        pes.create(&PostParams::default(), &exception(&name, expires))
+            .await
+            .expect("create");
+        let grant = format!("steward-x-{name}");
+        wait_until(Duration::from_secs(10), "expiry", || {
+            deleted.lock().unwrap().contains_key(&grant) && expired.lock().unwrap().contains_key(&name)
+        })
+        .await;
+        to_delete.push(ms(deleted.lock().unwrap()[&grant].duration_since(expires)));
+        to_status.push(ms(expired.lock().unwrap()[&name].duration_since(expires)));
+    }
+    let (d50, d99) = summary(to_delete);
+    let (s50, s99) = summary(to_status);
+    println!("single expiry ({runs} runs, nothing else happening):");
+    println!("  expiresAt -> RoleBinding deleted: p50 {d50:.1} ms  p99 {d99:.1} ms   (target p99 <= 100 ms)");
+    println!("  expiresAt -> phase Expired:       p50 {s50:.1} ms  p99 {s99:.1} ms");
+    println!("  floor: one DELETE round trip by a plain client: p50 {floor:.1} ms (+ timer)");
+    println!("  for scale: kube-janitor polls every 30 s, Kyverno cleanup every 60 s");
+}
+
+async fn mass_expiry(env: &harness::Env, n: usize) {
+    let ns = env.namespace("bench-mass").await;
+    let client = env.admin().await;
+    env.apply_ok(&ns, &control_yaml("c", 1));
+    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
+    let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+    let deleted = record_deletions(rbs.clone());
+    let expired = record_expired(pes.clone());
+
+    // Floor: a plain client deleting n RoleBindings with CONCURRENCY in flight.
+    let floor_ns = env.namespace("bench-floor").await;
+    let floor_api: Api<RoleBinding> = Api::namespaced(client.clone(), &floor_ns);
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = floor_api.clone();
+            async move {
+                api.create(&PostParams::default(), &plain_binding(&format!("f-{i}")))
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("create floor bindings");
+    let t = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = floor_api.clone();
+            async move {
+                api.delete(&format!("f-{i}"), &DeleteParams::default())
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("delete floor bindings");
+    let floor = t.elapsed().as_secs_f64() * 1000.0;
+
+    // n exceptions expiring in the same second, with room to create them all.
+    let expires = (Timestamp::now() + SignedDuration::from_secs(60))
+        .round(jiff::Unit::Second)
+        .unwrap();
+    let t = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let pes = pes.clone();
+            async move {
+                pes.create(&PostParams::default(), &exception(&format!("m-{i}"), expires))
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("create exceptions");
+    let created_in = t.elapsed();
+    let granted = || async { rbs.list(&Default::default()).await.map(|l| l.items.len()).unwrap_or(0) };
+    let t = Instant::now();
+    while granted().await < n + 1 {
+        assert!(Timestamp::now() < expires, "grants not all in place before expiry");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "mass expiry setup: {n} exceptions created in {:.1} s, all granted {:.1} s later",
+        created_in.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    wait_until(Duration::from_secs(120), "mass expiry", || {
+        deleted.lock().unwrap().len() >= n && expired.lock().unwrap().len() >= n
+    })
+    .await;
+    let d: Vec<f64> = deleted
+        .lock()
+        .unwrap()
+        .values()
+        .map(|t| ms(t.duration_since(expires)))
+        .collect();
+    let s: Vec<f64> = expired
+        .lock()
+        .unwrap()
+        .values()
+        .map(|t| ms(t.duration_since(expires)))
+        .collect();
+    let (d50, d99) = summary(d);
+    let (s50, s99) = summary(s);
+    println!("mass expiry ({n} exceptions expiring at the same instant):");
+    println!("  expiresAt -> RoleBinding deleted: p50 {d50:.0} ms  p99 {d99:.0} ms");
+    println!("  expiresAt -> phase Expired:       p50 {s50:.0} ms  p99 {s99:.0} ms");
+    println!(
+        "  floor: plain client deleting {n} RoleBindings, {CONCURRENCY} in flight: {floor:.0} ms   (target p99 <= floor + 500 ms = {:.0} ms)",
+        floor + 500.0
+    );
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+async fn convergence(env: &harness::Env, controls: usize, identities: usize) {
+    let client = env.admin().await;
+    // Floor: the raw writes the controller needs (a Role and a RoleBinding
+    // per identity), by a plain client with the same concurrency.
+    let floor_ns = env.namespace("bench-raw").await;
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), &floor_ns);
+    let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &floor_ns);
+    let n = controls * identities;
+    let t = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let (roles, rbs) = (roles.clone(), rbs.clone());
+            async move {
+                let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("r-{i}")},
+                    "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+                }))
+                .expect("role");
+                let pp = PatchParams::apply("bench").force();
+                let mut v = serde_json::to_value(&role).expect("json");
+                v["apiVersion"] = "rbac.authorization.k8s.io/v1".into();
+                v["kind"] = "Role".into();
+                roles.patch(&format!("r-{i}"), &pp, &Patch::Apply(v)).await?;
+                let mut b = serde_json::to_value(plain_binding(&format!("r-{i}"))).expect("json");
+                b["apiVersion"] = "rbac.authorization.k8s.io/v1".into();
+                b["kind"] = "RoleBinding".into();
+                rbs.patch(&format!("r-{i}"), &pp, &Patch::Apply(b)).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("raw writes");
+    let raw = t.elapsed().as_secs_f64();
+
+    let ns = env.namespace("bench-converge").await;
+    let writes_before = env.controller_writes_in(&ns);
+    let mut docs = String::new();
+    for c in 0..controls {
+        docs.push_str(&control_yaml(&format!("c-{c}"), identities));
+        docs.push_str("---\n");
+    }
+    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+    let t = Instant::now();
+    env.apply_ok(&ns, &docs);
+    loop {
+        let list = cos.list(&Default::default()).await.expect("list");
+        let ready = list
+            .items
+            .iter()
+            .filter(|c| {
+                c.status
+                    .as_ref()
+                    .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        if ready == controls {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "not converged: {ready}/{controls}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let converge = t.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes = env.controller_writes_in(&ns) - writes_before;
+    println!("convergence ({controls} ControlOwnerships x {identities} identities, kubectl apply of all at once):");
+    println!(
+        "  all Ready in {converge:.2} s; raw API writes ({} SSA writes) by a plain client: {raw:.2} s; ratio {:.2} (target <= 2)",
+        2 * n,
+        converge / raw
+    );
+    println!(
+        "  controller writes: {writes} = {:.1} per ControlOwnership ({:.2} per managed object); includes finalizer, status and Events",
+        writes as f64 / controls as f64,
+        writes as f64 / (2 * n) as f64
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` asks for test names; there are none
+    }
+    // SAFETY of set_var: single-threaded at this point of start-up in
+    // practice; the harness reads it once when it starts the controller.
+    unsafe { std::env::set_var("STEWARD_TEST_LOG", "warn") };
+    let env = harness::env();
+    println!(
+        "steward bench — release controller as its own identity, local kube-apiserver v1.20.2, {} cores",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    single_expiry(env, 50).await;
+    mass_expiry(env, 1000).await;
+    convergence(env, 500, 4).await;
+    if let Some(pid) = env.controller_pid() {
+        println!(
+            "controller peak RSS over the whole run: {:.1} MiB (target <= 100 MiB)",
+            peak_rss_mib(pid)
+        );
+    }
+}

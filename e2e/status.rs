@@ -1,0 +1,377 @@
+//! What other tools read: kstatus for every state of SPEC §2, the
+//! PolicyReport of a namespace, `/metrics`, and Events.
+
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, GroupVersionKind};
+use steward::api::{ControlOwnership, Phase, PolicyException};
+
+use crate::harness::{Env, condition_is, env, eventually, from_now, wait_for};
+
+use crate::kstatus::{self, Status};
+
+fn control(name: &str, owner: &str, backup: &str, review: &str, enforcement: &str) -> String {
+    format!(
+        r#"
+apiVersion: steward.dev/v1alpha1
+kind: ControlOwnership
+metadata: {{name: {name}}}
+spec:
+  layer: Identity
+  owner: {{name: {owner}}}
+  backupOwner: {{name: {backup}}}
+  approvers: [alice@example.com]
+  review: {review}
+  enforcement: {enforcement}
+  workloadIdentities:
+    - serviceAccount: {name}-sa
+      task: Does one thing
+      rules:
+        - {{apiGroups: [""], resources: [configmaps], verbs: [get]}}
+"#
+    )
+}
+
+fn fresh() -> String {
+    format!(r#"{{interval: 30d, lastReviewed: "{}"}}"#, from_now(-60))
+}
+
+fn overdue() -> String {
+    format!(r#"{{interval: 1d, lastReviewed: "{}"}}"#, from_now(-3 * 86_400))
+}
+
+fn exception(name: &str, control: &str, approver: &str, starts: String, expires: String) -> String {
+    format!(
+        r#"
+apiVersion: steward.dev/v1alpha1
+kind: PolicyException
+metadata: {{name: {name}}}
+spec:
+  control: {control}
+  ticket: SEC-{name}
+  approver: {approver}
+  reason: Needed for a migration
+  startsAt: "{starts}"
+  expiresAt: "{expires}"
+  grant:
+    serviceAccount: {control}-sa
+    rules:
+      - {{apiGroups: [""], resources: [pods/log], verbs: [get]}}
+"#
+    )
+}
+
+fn settled<K: kube::Resource + serde::Serialize>(obj: Option<&K>) -> bool {
+    obj.and_then(|o| serde_json::to_value(o).ok()).is_some_and(|v| {
+        v["status"]["observedGeneration"] == v["metadata"]["generation"] && v["status"]["conditions"].is_array()
+    })
+}
+
+/// One namespace holding an object in every state of the SPEC §2 table.
+async fn every_state(env: &Env, prefix: &str) -> (String, Api<ControlOwnership>, Api<PolicyException>) {
+    let ns = env.namespace(prefix).await;
+    let mut docs = vec![
+        control("healthy", "team-a", "team-b", &fresh(), "Audit"),
+        control("overdue", "team-a", "team-b", &overdue(), "Audit"),
+        control("drifted", "team-a", "team-b", &fresh(), "Audit"),
+        control("invalid", "team-a", "team-a", &fresh(), "Audit"),
+    ];
+    docs.push(exception(
+        "active",
+        "healthy",
+        "alice@example.com",
+        from_now(-60),
+        from_now(3600),
+    ));
+    docs.push(exception(
+        "pending",
+        "healthy",
+        "alice@example.com",
+        from_now(3600),
+        from_now(7200),
+    ));
+    docs.push(exception(
+        "expired",
+        "healthy",
+        "alice@example.com",
+        from_now(-7200),
+        from_now(-3600),
+    ));
+    docs.push(exception(
+        "rejected",
+        "healthy",
+        "mallory@example.com",
+        from_now(-60),
+        from_now(3600),
+    ));
+    env.apply_ok(&ns, &docs.join("---\n"));
+    env.apply_ok(
+        &ns,
+        &format!(
+            r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: legacy}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}}
+subjects: [{{kind: ServiceAccount, name: drifted-sa, namespace: {ns}}}]
+"#
+        ),
+    );
+    let client = env.admin().await;
+    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+    let pes: Api<PolicyException> = Api::namespaced(client, &ns);
+    for name in ["healthy", "overdue", "drifted", "invalid"] {
+        wait_for(&cos, name, Duration::from_secs(15), "settled", settled).await;
+    }
+    wait_for(
+        &cos,
+        "drifted",
+        Duration::from_secs(5),
+        "drifted",
+        condition_is("Drifted", "True"),
+    )
+    .await;
+    for name in ["active", "pending", "expired", "rejected"] {
+        wait_for(&pes, name, Duration::from_secs(15), "settled", settled).await;
+    }
+    (ns, cos, pes)
+}
+
+#[tokio::test]
+async fn kstatus_of_every_state() {
+    let env = env();
+    let (ns, cos, pes) = every_state(env, "kstatus").await;
+    let ks = |v: serde_json::Value| kstatus::compute(&v);
+    let co = |name: &str| {
+        let cos = cos.clone();
+        let name = name.to_string();
+        async move { serde_json::to_value(cos.get(&name).await.unwrap()).unwrap() }
+    };
+    let pe = |name: &str| {
+        let pes = pes.clone();
+        let name = name.to_string();
+        async move { serde_json::to_value(pes.get(&name).await.unwrap()).unwrap() }
+    };
+    assert_eq!(ks(co("healthy").await), Status::Current);
+    assert_eq!(ks(co("overdue").await), Status::Current);
+    assert_eq!(ks(co("drifted").await), Status::Current);
+    assert_eq!(ks(co("invalid").await), Status::Failed);
+    assert_eq!(ks(pe("active").await), Status::Current);
+    assert_eq!(ks(pe("pending").await), Status::Current);
+    assert_eq!(ks(pe("expired").await), Status::Failed);
+    assert_eq!(ks(pe("rejected").await), Status::Failed);
+    // Being reconciled: the API server's answer to a spec change carries the
+    // new generation with the old status.
+    let out = env.kubectl_ok(&[
+        "patch",
+        "-n",
+        &ns,
+        "controlownership/healthy",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"description":"changed"}}"#,
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ks(v), Status::InProgress);
+    let settled_again = wait_for(&cos, "healthy", Duration::from_secs(10), "re-settled", settled).await;
+    assert_eq!(ks(serde_json::to_value(settled_again).unwrap()), Status::Current);
+}
+
+#[tokio::test]
+async fn the_policy_report_lists_every_state() {
+    let env = env();
+    let (ns, _cos, _pes) = every_state(env, "report").await;
+    let gvk = GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport");
+    let (ar, _) = kube::discovery::pinned_kind(&env.admin().await, &gvk).await.unwrap();
+    let reports: Api<DynamicObject> = Api::namespaced_with(env.admin().await, &ns, &ar);
+    let want_summary = serde_json::json!({"pass": 5, "fail": 3, "warn": 1, "error": 0, "skip": 1});
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let r = reports.get_opt("steward").await.unwrap();
+        if let Some(r) = r.filter(|r| r.data["summary"] == want_summary) {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "report summary never became {want_summary}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut got: Vec<(String, String, String)> = report.data["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["resources"][0]["name"].as_str().unwrap().to_string(),
+                r["rule"].as_str().unwrap().to_string(),
+                r["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    let want = vec![
+        s("active", "exception-active", "skip"),
+        s("drifted", "no-undeclared-bindings", "fail"),
+        s("drifted", "owner-and-backup-owner", "pass"),
+        s("drifted", "review-up-to-date", "pass"),
+        s("expired", "exception-expired", "warn"),
+        s("healthy", "owner-and-backup-owner", "pass"),
+        s("healthy", "review-up-to-date", "pass"),
+        s("invalid", "owner-and-backup-owner", "fail"),
+        s("overdue", "owner-and-backup-owner", "pass"),
+        s("overdue", "review-up-to-date", "fail"),
+    ];
+    assert_eq!(got, want, "{:#}", report.data);
+    let drift = report.data["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "no-undeclared-bindings")
+        .unwrap();
+    assert_eq!(drift["properties"]["binding"], "RoleBinding/legacy");
+}
+
+#[tokio::test]
+async fn metrics_count_what_happens() {
+    let env = env();
+    let ns = env.namespace("metrics").await;
+    let scrape = env.metrics();
+    let value = |scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                // A histogram's value here is its observation count (+Inf bucket).
+                prometheus_parse::Value::Histogram(ref buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let reconciles = value(&scrape, "steward_reconciles_total", Some(("kind", "PolicyException")));
+    let expiries = value(&scrape, "steward_expiries_enforced_total", None);
+
+    env.apply_ok(&ns, &control("owner", "team-a", "team-b", &fresh(), "Audit"));
+    env.apply_ok(
+        &ns,
+        &exception("short", "owner", "alice@example.com", from_now(-1), from_now(4)),
+    );
+    let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    wait_for(
+        &pes,
+        "short",
+        Duration::from_secs(5),
+        "Active",
+        |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Active),
+    )
+    .await;
+    let during = env.metrics();
+    assert!(value(&during, "steward_reconciles_total", Some(("kind", "PolicyException"))) > reconciles);
+    assert!(value(&during, "steward_exceptions", Some(("phase", "Active"))) >= 1.0);
+    let next = value(&during, "steward_next_expiry_seconds", None);
+    assert!(next <= 4.0, "next expiry in {next} s");
+    wait_for(
+        &pes,
+        "short",
+        Duration::from_secs(10),
+        "Expired",
+        |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Expired),
+    )
+    .await;
+    let after = env.metrics();
+    assert!(value(&after, "steward_expiries_enforced_total", None) >= expiries + 1.0);
+    assert!(value(&after, "steward_expiry_lag_seconds", None) >= 1.0);
+    for name in [
+        "steward_reconciles_total",
+        "steward_reconcile_duration_seconds",
+        "steward_exceptions",
+        "steward_reviews_overdue",
+        "steward_drift_bindings",
+        "steward_expiries_enforced_total",
+        "steward_expiry_lag_seconds",
+    ] {
+        assert!(
+            after.samples.iter().any(|s| s.metric == name),
+            "{name} missing from /metrics"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_transition_records_an_event() {
+    let env = env();
+    let ns = env.namespace("events").await;
+    env.apply_ok(&ns, &control("owner", "team-a", "team-b", &overdue(), "Audit"));
+    env.apply_ok(
+        &ns,
+        &exception("short", "owner", "alice@example.com", from_now(-1), from_now(3)),
+    );
+    env.apply_ok(
+        &ns,
+        &exception("revoke", "owner", "alice@example.com", from_now(-1), from_now(3600)),
+    );
+    let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    wait_for(
+        &pes,
+        "revoke",
+        Duration::from_secs(5),
+        "Active",
+        |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Active),
+    )
+    .await;
+    // Approver no longer allowed: the grant is revoked and the exception rejected.
+    env.apply_ok(
+        &ns,
+        &exception("revoke", "owner", "mallory@example.com", from_now(-1), from_now(3600)),
+    );
+    env.apply_ok(
+        &ns,
+        &format!(
+            r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: extra}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}}
+subjects: [{{kind: ServiceAccount, name: owner-sa, namespace: {ns}}}]
+"#
+        ),
+    );
+    let want = [
+        "Granted",
+        "Expired",
+        "Revoked",
+        "Rejected",
+        "ReviewOverdue",
+        "DriftDetected",
+    ];
+    let mut seen = String::new();
+    eventually(Duration::from_secs(15), "all events", || {
+        seen = env.kubectl_ok(&[
+            "get",
+            "events.events.k8s.io",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ]);
+        let ok = want.iter().all(|w| seen.split_whitespace().any(|s| s == *w));
+        async move { ok }
+    })
+    .await;
+    let who = env.kubectl_ok(&[
+        "get",
+        "events.events.k8s.io",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.items[*].reportingController}",
+    ]);
+    assert!(who.split_whitespace().all(|c| c == "steward"), "{who}");
+}

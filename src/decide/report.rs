@@ -1,0 +1,268 @@
+//! The per-namespace PolicyReport (`wgpolicyk8s.io/v1alpha2`, read by
+//! Policy Reporter and friends), built purely from the recorded status of
+//! the namespace's Steward objects. No timestamps inside the results, so an
+//! unchanged namespace yields an identical report (and no write).
+
+use std::collections::BTreeMap;
+
+use kube::{Resource, ResourceExt};
+use serde::{Deserialize, Serialize};
+
+use super::conditions::{find, is_true};
+use crate::api::{ControlOwnership, Phase, PolicyException};
+
+/// Name of the report in every namespace.
+pub const REPORT_NAME: &str = "steward";
+/// `source` of every result.
+pub const SOURCE: &str = "steward";
+
+/// One result, in the upstream field names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportResult {
+    /// The Steward object kind the check belongs to.
+    pub policy: String,
+    /// The check.
+    pub rule: String,
+    /// pass | fail | warn | error | skip.
+    pub result: String,
+    /// What was found.
+    pub message: String,
+    /// Always `steward`.
+    pub source: String,
+    /// Whether the result counts towards a score.
+    pub scored: bool,
+    /// The object checked.
+    pub resources: Vec<ResourceRef>,
+    /// Extra facts (binding names, exception names).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A reference to the object a result is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceRef {
+    /// apiVersion.
+    pub api_version: String,
+    /// kind.
+    pub kind: String,
+    /// name.
+    pub name: String,
+    /// namespace.
+    pub namespace: String,
+    /// uid.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+}
+
+/// Counts per result.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Passed checks.
+    pub pass: i64,
+    /// Failed checks.
+    pub fail: i64,
+    /// Warnings.
+    pub warn: i64,
+    /// Checks that could not be evaluated.
+    pub error: i64,
+    /// Skipped checks.
+    pub skip: i64,
+}
+
+/// The content Steward owns in a report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Results, in a stable order.
+    pub results: Vec<ReportResult>,
+    /// Their counts.
+    pub summary: Summary,
+}
+
+fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ResourceRef {
+    ResourceRef {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: obj.name_any(),
+        namespace: obj.namespace().unwrap_or_default(),
+        uid: obj.uid().unwrap_or_default(),
+    }
+}
+
+fn result<K: Resource<DynamicType = ()>>(obj: &K, rule: &str, outcome: &str, message: String) -> ReportResult {
+    ReportResult {
+        policy: K::kind(&()).into_owned(),
+        rule: rule.into(),
+        result: outcome.into(),
+        message,
+        source: SOURCE.into(),
+        scored: true,
+        resources: vec![reference(obj)],
+        properties: BTreeMap::new(),
+    }
+}
+
+/// The report for one namespace's objects; `None` when it has none.
+pub fn build(controls: &[&ControlOwnership], exceptions: &[&PolicyException]) -> Option<Report> {
+    if controls.is_empty() && exceptions.is_empty() {
+        return None;
+    }
+    let mut results = Vec::new();
+    let mut controls: Vec<_> = controls.to_vec();
+    controls.sort_by_key(|c| c.name_any());
+    for co in controls {
+        let Some(status) = &co.status else { continue };
+        let owners_ok = !co.spec.owner.name.trim().is_empty()
+            && !co.spec.backup_owner.name.trim().is_empty()
+            && co.spec.owner.name.trim() != co.spec.backup_owner.name.trim();
+        results.push(if owners_ok {
+            result(
+                co,
+                "owner-and-backup-owner",
+                "pass",
+                format!(
+                    "owned by {}, backed up by {}",
+                    co.spec.owner.name, co.spec.backup_owner.name
+                ),
+            )
+        } else {
+            result(
+                co,
+                "owner-and-backup-owner",
+                "fail",
+                "the control needs an owner and a different backup owner".into(),
+            )
+        });
+        if let Some(review) = find(&status.conditions, "ReviewOverdue") {
+            let outcome = if review.status == "True" { "fail" } else { "pass" };
+            results.push(result(co, "review-up-to-date", outcome, review.message.clone()));
+        }
+        for id in &status.identities {
+            for d in &id.drift {
+                let mut r = result(
+                    co,
+                    "no-undeclared-bindings",
+                    "fail",
+                    format!(
+                        "{} {} ({}) grants {} undeclared permissions",
+                        d.kind, d.name, d.role_ref, id.service_account
+                    ),
+                );
+                r.properties.insert("serviceAccount".into(), id.service_account.clone());
+                r.properties.insert("binding".into(), format!("{}/{}", d.kind, d.name));
+                results.push(r);
+            }
+        }
+        if is_true(&status.conditions, "Stalled") && owners_ok {
+            let message = find(&status.conditions, "Stalled")
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            results.push(result(co, "valid-spec", "fail", message));
+        }
+    }
+    let mut exceptions: Vec<_> = exceptions.to_vec();
+    exceptions.sort_by_key(|e| e.name_any());
+    for pe in exceptions {
+        let Some(phase) = pe.status.as_ref().and_then(|s| s.phase) else {
+            continue;
+        };
+        let until = pe
+            .status
+            .as_ref()
+            .and_then(|s| s.expires_at.clone())
+            .unwrap_or_default();
+        let mut r = match phase {
+            Phase::Active => result(
+                pe,
+                "exception-active",
+                "skip",
+                format!("exception to {} active until {until}", pe.spec.control),
+            ),
+            Phase::Expired => result(
+                pe,
+                "exception-expired",
+                "warn",
+                format!(
+                    "exception to {} expired at {until} and is still present; remove it from Git",
+                    pe.spec.control
+                ),
+            ),
+            Phase::Rejected | Phase::Pending => continue,
+        };
+        r.properties.insert("exception".into(), pe.name_any());
+        r.properties.insert("control".into(), pe.spec.control.clone());
+        r.properties.insert("ticket".into(), pe.spec.ticket.clone());
+        results.push(r);
+    }
+    let mut summary = Summary::default();
+    for r in &results {
+        match r.result.as_str() {
+            "pass" => summary.pass += 1,
+            "fail" => summary.fail += 1,
+            "warn" => summary.warn += 1,
+            "skip" => summary.skip += 1,
+            _ => summary.error += 1,
+        }
+    }
+    Some(Report { results, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::control::{self, Observed};
+    use crate::decide::exception;
+    use crate::decide::fixtures::{ceiling, control as co_fixture, exception as pe_fixture, ts};
+
+    #[test]
+    fn one_object_in_each_state() {
+        let now = ts("2026-11-28T12:00:00Z");
+        let mut co = co_fixture();
+        co.status = Some(
+            control::decide(
+                &co,
+                &Observed {
+                    exceptions: &[],
+                    role_bindings: &[],
+                    cluster_role_bindings: &[],
+                    managed_names: &[],
+                },
+                &ceiling(),
+                now,
+            )
+            .status,
+        );
+        let mut active = pe_fixture();
+        active.status = Some(exception::decide(&active, Some(&co), &ceiling(), now).status);
+        let mut expired = pe_fixture();
+        expired.metadata.name = Some("old".into());
+        expired.status = Some(exception::decide(&expired, Some(&co), &ceiling(), ts("2026-12-01T00:00:00Z")).status);
+        let report = build(&[&co], &[&active, &expired]).unwrap();
+        let got: Vec<_> = report
+            .results
+            .iter()
+            .map(|r| (r.rule.as_str(), r.result.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("owner-and-backup-owner", "pass"),
+                ("review-up-to-date", "pass"),
+                ("exception-active", "skip"),
+                ("exception-expired", "warn"),
+            ]
+        );
+        assert_eq!(
+            report.summary,
+            Summary {
+                pass: 2,
+                fail: 0,
+                warn: 1,
+                error: 0,
+                skip: 1
+            }
+        );
+        assert_eq!(report.results[2].properties["exception"], "debug");
+        assert!(build(&[], &[]).is_none());
+    }
+}

@@ -1,0 +1,224 @@
+//! Prometheus metrics. Counters and histograms are updated by the
+//! reconcilers; gauges describing the objects (exceptions by phase, seconds
+//! to the next expiry, overdue reviews, drift bindings) are computed from
+//! the caches at scrape time, so they cost nothing between scrapes.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use jiff::Timestamp;
+use kube::runtime::reflector::Store;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::api::{ControlOwnership, Phase, PolicyException};
+use crate::decide::conditions::is_true;
+
+/// `kind` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// ControlOwnership or PolicyException.
+    pub kind: String,
+}
+
+/// `kind` and `error` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// ControlOwnership or PolicyException.
+    pub kind: String,
+    /// Error category.
+    pub error: String,
+}
+
+/// `phase` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    /// Exception phase.
+    pub phase: String,
+}
+
+/// Caches read at scrape time.
+pub struct Caches {
+    /// Exceptions.
+    pub exceptions: Store<PolicyException>,
+    /// Controls.
+    pub controls: Store<ControlOwnership>,
+}
+
+/// All metrics of the process.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    reconciles: Family<KindLabel, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    duration: Family<KindLabel, Histogram>,
+    exceptions: Family<PhaseLabel, Gauge>,
+    next_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
+    overdue: Gauge,
+    drift: Gauge,
+    expiries: Counter,
+    expiry_lag: Histogram,
+    caches: OnceLock<Caches>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("steward");
+        let reconciles = Family::<KindLabel, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 14))
+        });
+        let exceptions = Family::<PhaseLabel, Gauge>::default();
+        let next_expiry = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let overdue = Gauge::default();
+        let drift = Gauge::default();
+        let expiries = Counter::default();
+        let expiry_lag = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register("reconciles", "Reconciliations by kind", reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciliations by kind and error",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconciliation duration by kind",
+            duration.clone(),
+        );
+        registry.register("exceptions", "PolicyExceptions by phase", exceptions.clone());
+        registry.register(
+            "next_expiry_seconds",
+            "Seconds until the next Active PolicyException expires (absent: none active)",
+            next_expiry.clone(),
+        );
+        registry.register(
+            "reviews_overdue",
+            "ControlOwnerships whose review is overdue",
+            overdue.clone(),
+        );
+        registry.register(
+            "drift_bindings",
+            "Bindings reported as drift across all controls",
+            drift.clone(),
+        );
+        registry.register(
+            "expiries_enforced",
+            "Grants revoked because their exception expired",
+            expiries.clone(),
+        );
+        registry.register(
+            "expiry_lag_seconds",
+            "Time from expiresAt to the grant being revoked",
+            expiry_lag.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            reconciles,
+            errors,
+            duration,
+            exceptions,
+            next_expiry,
+            overdue,
+            drift,
+            expiries,
+            expiry_lag,
+            caches: OnceLock::new(),
+        }
+    }
+
+    /// Gives the scrape handler the caches to describe.
+    pub fn attach(&self, caches: Caches) {
+        let _ = self.caches.set(caches);
+    }
+
+    /// Records one reconciliation.
+    pub fn reconciled(&self, kind: &str, seconds: f64) {
+        let l = KindLabel { kind: kind.into() };
+        self.reconciles.get_or_create(&l).inc();
+        self.duration.get_or_create(&l).observe(seconds);
+    }
+
+    /// Records a failed reconciliation.
+    pub fn failed(&self, kind: &str, error: &str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                kind: kind.into(),
+                error: error.into(),
+            })
+            .inc();
+    }
+
+    /// Records a grant revoked at expiry, `lag` after expiresAt.
+    pub fn expiry_enforced(&self, lag_seconds: f64) {
+        self.expiries.inc();
+        self.expiry_lag.observe(lag_seconds.max(0.0));
+    }
+
+    fn refresh(&self, now: Timestamp) {
+        let Some(c) = self.caches.get() else { return };
+        let mut by_phase = std::collections::HashMap::<&str, i64>::new();
+        let mut next: Option<f64> = None;
+        for pe in c.exceptions.state() {
+            let Some(status) = &pe.status else { continue };
+            let Some(phase) = status.phase else { continue };
+            *by_phase.entry(phase.as_str()).or_default() += 1;
+            if phase == Phase::Active
+                && let Some(t) = status.expires_at.as_deref().and_then(|s| s.parse::<Timestamp>().ok())
+            {
+                let secs = t.duration_since(now).as_secs_f64();
+                next = Some(next.map_or(secs, |n| n.min(secs)));
+            }
+        }
+        for p in [Phase::Pending, Phase::Active, Phase::Expired, Phase::Rejected] {
+            let n = by_phase.get(p.as_str()).copied().unwrap_or(0);
+            self.exceptions
+                .get_or_create(&PhaseLabel {
+                    phase: p.as_str().into(),
+                })
+                .set(n);
+        }
+        self.next_expiry.set(next.unwrap_or(f64::NAN));
+        let controls = c.controls.state();
+        let overdue = controls
+            .iter()
+            .filter(|co| {
+                co.status
+                    .as_ref()
+                    .is_some_and(|s| is_true(&s.conditions, "ReviewOverdue"))
+            })
+            .count();
+        let drift: usize = controls
+            .iter()
+            .filter_map(|co| co.status.as_ref())
+            .flat_map(|s| s.identities.iter())
+            .map(|i| i.drift.len())
+            .sum();
+        self.overdue.set(i64::try_from(overdue).unwrap_or(i64::MAX));
+        self.drift.set(i64::try_from(drift).unwrap_or(i64::MAX));
+    }
+
+    /// The text exposition at `now`.
+    pub fn render(&self, now: Timestamp) -> String {
+        self.refresh(now);
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            // Writing into a String cannot fail.
+            let _ = encode(&mut out, &registry);
+        }
+        out
+    }
+}
+
+/// Shared handle.
+pub type SharedMetrics = Arc<Metrics>;
