@@ -30,11 +30,8 @@ pub async fn reconcile(co: Arc<ControlOwnership>, ctx: Arc<Context>) -> Result<A
             FinalizerEvent::Cleanup(co) => cleanup(&co, &ctx).await,
         }
     })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })?;
+    .await;
+    let action = super::finalizer_outcome(action)?;
     ctx.succeeded(&key);
     ctx.report_dirty(&ns);
     ctx.metrics

@@ -30,11 +30,8 @@ pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Ac
             FinalizerEvent::Cleanup(pe) => cleanup(&pe, &ctx).await,
         }
     })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })?;
+    .await;
+    let action = super::finalizer_outcome(action)?;
     ctx.succeeded(&key);
     ctx.report_dirty(&ns);
     ctx.metrics

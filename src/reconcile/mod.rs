@@ -120,7 +120,7 @@ impl Context {
         }
     }
 
-    /// Exponential backoff per object: 500 ms doubling to 5 min.
+    /// Exponential backoff per object: 500 ms doubling to 1 min.
     fn backoff(&self, key: &str) -> Duration {
         let n = match self.failures.lock() {
             Ok(mut f) => {
@@ -131,7 +131,7 @@ impl Context {
             Err(_) => 1,
         };
         let ms = 500u64.saturating_mul(1u64 << n.min(10).saturating_sub(1));
-        Duration::from_millis(ms.min(300_000))
+        Duration::from_millis(ms.min(60_000))
     }
 }
 
@@ -168,6 +168,25 @@ fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
         obj.namespace().unwrap_or_default(),
         obj.name_any()
     )
+}
+
+/// Unwraps the finalizer helper's result. Adding or removing the finalizer
+/// is a JSON patch guarded by a test of the cached finalizer list; when the
+/// cache is a step behind the server the test fails (409/422). That is not a
+/// failure: the watch event that brings the cache up to date triggers the
+/// next reconcile, and a short requeue covers a lost event.
+pub fn finalizer_outcome(result: Result<Action, kube::runtime::finalizer::Error<Error>>) -> Result<Action, Error> {
+    use kube::runtime::finalizer::Error as F;
+    match result {
+        Ok(action) => Ok(action),
+        Err(F::ApplyFailed(e) | F::CleanupFailed(e)) => Err(e),
+        Err(F::AddFinalizer(kube::Error::Api(s)) | F::RemoveFinalizer(kube::Error::Api(s)))
+            if s.code == 409 || s.code == 422 =>
+        {
+            Ok(Action::requeue(Duration::from_millis(500)))
+        }
+        Err(other) => Err(Error::Finalizer(other.to_string())),
+    }
 }
 
 /// Error policy shared by both controllers: log, then retry with backoff.

@@ -207,18 +207,39 @@ pub async fn run(client: Client, config: Config, ready: Arc<Mutex<bool>>, metric
     };
 
     let reports = super::report::run(client.clone(), co_store.clone(), pe_store.clone(), reports_rx);
-    let pumps = async {
-        futures::join!(pe_pump, co_pump, rb_pump, role_pump, crb_pump, ceiling_pump, reports);
-    };
-    tokio::select! {
-        // Controllers start only once every cache is full: a decision on a
-        // partial view could report (or, in Enforce, remove) drift wrongly.
-        // Triggers queue in the channels meanwhile.
-        _ = async {
-            readiness.await;
-            futures::join!(exceptions, controls)
-        } => {}
-        _ = pumps => {}
+
+    // Every watch pump and each controller is its own task, so they use all
+    // cores and a busy reconciler never delays the caches.
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(pe_pump);
+    tasks.spawn(co_pump);
+    tasks.spawn(rb_pump);
+    tasks.spawn(role_pump);
+    tasks.spawn(crb_pump);
+    tasks.spawn(ceiling_pump);
+    tasks.spawn(reports);
+    // Controllers start only once every cache is full: a decision on a
+    // partial view could report (or, in Enforce, remove) drift wrongly.
+    // Triggers queue in the channels meanwhile.
+    let (started_tx, started_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        readiness.await;
+        let _ = started_tx.send(true);
+    });
+    let mut rx = started_rx.clone();
+    tasks.spawn(async move {
+        let _ = rx.wait_for(|s| *s).await;
+        exceptions.await
+    });
+    let mut rx = started_rx;
+    tasks.spawn(async move {
+        let _ = rx.wait_for(|s| *s).await;
+        controls.await
+    });
+    // None of them ends on its own; if one does, stop so the process restarts.
+    match tasks.join_next().await {
+        Some(Err(e)) => tracing::error!(error = %e, "a controller task failed"),
+        _ => tracing::error!("a controller task ended"),
     }
 }
 
