@@ -58,7 +58,17 @@ fn run(cmd: &mut Command) -> Output {
 /// Starts everything once per test binary.
 pub fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
-    ENV.get_or_init(start)
+    ENV.get_or_init(|| {
+        let env = start();
+        env.start_controller();
+        env
+    })
+}
+
+/// A control plane of its own, with config/ applied and no controller
+/// running, for tests that start and kill controllers themselves.
+pub fn isolated() -> Env {
+    start()
 }
 
 fn start() -> Env {
@@ -74,6 +84,7 @@ fn start() -> Env {
     let watchdog = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
          [ -f '{d}/controller.pid' ] && kill -9 $(cat '{d}/controller.pid') 2>/dev/null; \
+         [ -f '{d}/controllers.pids' ] && kill -9 $(cat '{d}/controllers.pids') 2>/dev/null; \
          bash '{s}' stop '{d}'; rm -rf '{d}'",
         pid = std::process::id(),
         d = dir.display(),
@@ -134,7 +145,6 @@ fn start() -> Env {
         "crd/policyreports.wgpolicyk8s.io",
         "--timeout=30s",
     ]);
-    env.start_controller();
     env
 }
 
@@ -185,6 +195,32 @@ impl Env {
             .trim()
             .parse()
             .ok()
+    }
+
+    /// Starts another controller process with `extra` flags, logging to
+    /// `<dir>/<name>.log`; returns it with its metrics address.
+    pub fn spawn_controller(&self, name: &str, extra: &[&str]) -> (std::process::Child, String) {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("controller log");
+        let child = Command::new(env!("CARGO_BIN_EXE_steward"))
+            .args(["run", "--metrics-addr", &addr])
+            .args(extra)
+            .env("KUBECONFIG", &self.controller_kubeconfig)
+            .env("POD_NAME", name)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("start controller");
+        let mut pids = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("controllers.pids"))
+            .expect("pid list");
+        let _ = writeln!(pids, "{}", child.id());
+        (child, addr)
     }
 
     /// The controller's log so far.

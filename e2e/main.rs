@@ -4,6 +4,7 @@
 mod exceptions;
 mod foundation;
 mod harness;
+mod install;
 mod kstatus;
 mod ownership;
 mod status;

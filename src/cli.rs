@@ -51,7 +51,20 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "STEWARD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// Reporting instance for Events (the pod name in a Deployment).
+    /// Reporting instance for Events and leader identity (the pod name in a
+    /// Deployment).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
+    /// Run the controllers only while holding the leader Lease.
+    #[arg(long, env = "STEWARD_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "steward-system")]
+    pub leader_election_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "steward-controller")]
+    pub leader_election_lease: String,
+    /// Lease duration in seconds: how long a dead leader can block a new one.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration: u64,
 }

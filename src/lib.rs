@@ -11,6 +11,7 @@ pub mod cli;
 pub mod crds;
 pub mod decide;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod telemetry;

@@ -45,13 +45,47 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     };
     let ready = Arc::new(Mutex::new(false));
+    let identity = args.instance.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim(),
+            std::process::id()
+        )
+    });
     let config = steward::reconcile::Config {
         namespace: args.namespace,
         ceiling: args.grant_ceiling,
-        instance: args.instance,
+        instance: Some(identity.clone()),
     };
     let metrics = std::sync::Arc::new(steward::metrics::Metrics::new());
     let http = steward::http::serve(args.metrics_addr, ready.clone(), metrics.clone());
+    let work = steward::reconcile::run(client.clone(), config, ready.clone(), metrics.clone());
+    let controllers = async {
+        if !args.leader_elect {
+            metrics.set_leader(true);
+            work.await;
+            return Ok(());
+        }
+        // A standby is healthy and ready; it holds no caches.
+        if let Ok(mut r) = ready.lock() {
+            *r = true;
+        }
+        let election = steward::leader::Election {
+            namespace: args.leader_election_namespace,
+            name: args.leader_election_lease,
+            identity,
+            duration_seconds: args.lease_duration,
+        };
+        let elected = || {
+            metrics.set_leader(true);
+            if let Ok(mut r) = ready.lock() {
+                *r = false;
+            }
+        };
+        steward::leader::lead(client, election, elected, work).await
+    };
     tokio::select! {
         _ = shutdown_signal() => {
             // Reconciles are idempotent, so stopping mid-way loses nothing:
@@ -59,10 +93,16 @@ async fn run(args: RunArgs) -> ExitCode {
             tracing::info!("signal received; stopping");
             ExitCode::SUCCESS
         }
-        _ = steward::reconcile::run(client, config, ready, metrics) => {
-            tracing::info!("controllers stopped");
-            ExitCode::SUCCESS
-        }
+        res = controllers => match res {
+            Ok(()) => {
+                tracing::error!("controllers stopped");
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "stopping");
+                ExitCode::from(1)
+            }
+        },
         res = http => {
             tracing::error!(error = ?res.err(), "HTTP endpoint failed");
             ExitCode::from(1)

@@ -61,6 +61,7 @@ pub struct Metrics {
     drift: Gauge,
     expiries: Counter,
     expiry_lag: Histogram,
+    leader: Gauge,
     caches: OnceLock<Caches>,
 }
 
@@ -85,6 +86,8 @@ impl Metrics {
         let drift = Gauge::default();
         let expiries = Counter::default();
         let expiry_lag = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this process runs the controllers", leader.clone());
         registry.register("reconciles", "Reconciliations by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -133,6 +136,7 @@ impl Metrics {
             drift,
             expiries,
             expiry_lag,
+            leader,
             caches: OnceLock::new(),
         }
     }
@@ -157,6 +161,11 @@ impl Metrics {
                 error: error.into(),
             })
             .inc();
+    }
+
+    /// Marks this process as the leader (or not).
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Records a grant revoked at expiry, `lag` after expiresAt.

@@ -15,6 +15,10 @@ use crate::api::{ControlOwnership, Phase, PolicyException};
 pub const REPORT_NAME: &str = "steward";
 /// `source` of every result.
 pub const SOURCE: &str = "steward";
+/// Most results one report lists. A namespace with thousands of objects
+/// would otherwise exceed the API server's request size limit; the summary
+/// still counts every result, and failures are listed first.
+pub const MAX_RESULTS: usize = 500;
 
 /// One result, in the upstream field names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +208,18 @@ pub fn build(controls: &[&ControlOwnership], exceptions: &[&PolicyException]) ->
             _ => summary.error += 1,
         }
     }
+    if results.len() > MAX_RESULTS {
+        let rank = |r: &ReportResult| match r.result.as_str() {
+            "fail" => 0,
+            "error" => 1,
+            "warn" => 2,
+            "pass" => 3,
+            _ => 4,
+        };
+        // Stable: keeps the name order within each outcome.
+        results.sort_by_key(rank);
+        results.truncate(MAX_RESULTS);
+    }
     Some(Report { results, summary })
 }
 
@@ -264,5 +280,44 @@ mod tests {
         );
         assert_eq!(report.results[2].properties["exception"], "debug");
         assert!(build(&[], &[]).is_none());
+    }
+
+    #[test]
+    fn large_namespaces_list_failures_first_and_count_everything() {
+        let now = ts("2026-12-01T00:00:00Z");
+        let co = co_fixture();
+        let many: Vec<PolicyException> = (0..1200)
+            .map(|i| {
+                let mut pe = pe_fixture();
+                pe.metadata.name = Some(format!("pe-{i:04}"));
+                pe.status = Some(exception::decide(&pe, Some(&co), &ceiling(), now).status);
+                pe
+            })
+            .collect();
+        let mut drifted = co_fixture();
+        let mut status = control::decide(
+            &drifted,
+            &Observed {
+                exceptions: &[],
+                role_bindings: &[],
+                cluster_role_bindings: &[],
+                managed_names: &[],
+            },
+            &ceiling(),
+            now,
+        )
+        .status;
+        status.identities[0].drift.push(crate::api::DriftBinding {
+            kind: "ClusterRoleBinding".into(),
+            name: "x".into(),
+            role_ref: "ClusterRole/admin".into(),
+        });
+        drifted.status = Some(status);
+        let refs: Vec<&PolicyException> = many.iter().collect();
+        let report = build(&[&drifted], &refs).unwrap();
+        assert_eq!(report.results.len(), MAX_RESULTS);
+        assert_eq!(report.results[0].result, "fail");
+        assert_eq!(report.summary.warn, 1200);
+        assert_eq!(report.summary.fail, 1);
     }
 }

@@ -47,6 +47,8 @@ pub async fn run(
         .for_each(|_| futures::future::ready(()));
     let work = async {
         let _ = cache.wait_until_ready().await;
+        // A report the API server refused is not sent again until it changes.
+        let mut refused: std::collections::HashMap<String, Report> = std::collections::HashMap::new();
         while let Some(first) = dirty.next().await {
             let mut batch = BTreeSet::from([first]);
             tokio::time::sleep(BATCH).await;
@@ -54,8 +56,11 @@ pub async fn run(
                 batch.insert(ns);
             }
             for ns in batch {
-                if let Err(e) = sync(&client, &ar, &cache, &controls, &exceptions, &ns).await {
+                if let Err((e, report)) = sync(&client, &ar, &cache, &controls, &exceptions, &ns, &refused).await {
                     tracing::warn!(namespace = %ns, error = %e, "could not write the PolicyReport");
+                    if let Some(r) = report {
+                        refused.insert(ns, r);
+                    }
                 }
             }
         }
@@ -73,7 +78,8 @@ async fn sync(
     controls: &Store<ControlOwnership>,
     exceptions: &Store<PolicyException>,
     ns: &str,
-) -> Result<(), kube::Error> {
+    refused: &std::collections::HashMap<String, Report>,
+) -> Result<(), (kube::Error, Option<Report>)> {
     let cos = controls.state();
     let pes = exceptions.state();
     let cos: Vec<&ControlOwnership> = cos
@@ -90,11 +96,13 @@ async fn sync(
     let existing = cache.get(&ObjectRef::new_with(REPORT_NAME, ar.clone()).within(ns));
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
     match (desired, existing) {
-        (None, Some(_)) => crate::apply::delete(&api, REPORT_NAME, None).await,
+        (None, Some(_)) => crate::apply::delete(&api, REPORT_NAME, None)
+            .await
+            .map_err(|e| (e, None)),
         (None, None) => Ok(()),
         (Some(want), have) => {
             let have: Option<Report> = have.and_then(|h| serde_json::from_value(h.data.clone()).ok());
-            if have.as_ref() == Some(&want) {
+            if have.as_ref() == Some(&want) || refused.get(ns) == Some(&want) {
                 return Ok(());
             }
             let body = serde_json::json!({
@@ -115,6 +123,7 @@ async fn sync(
             )
             .await
             .map(|_| ())
+            .map_err(|e| (e, Some(want)))
         }
     }
 }

@@ -1,0 +1,174 @@
+//! Installing like users do: every object of `config/default` exists on the
+//! API server, and two controllers with leader election hand over cleanly.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::Api;
+use steward::api::{Phase, PolicyException};
+
+use crate::harness::{self, eventually, from_now, http_get, wait_for};
+
+#[tokio::test]
+async fn config_default_creates_every_object() {
+    let env = harness::env();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default");
+    let built = std::process::Command::new("kubectl")
+        .args(["kustomize", dir])
+        .output()
+        .unwrap();
+    assert!(built.status.success());
+    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_slice(&built.stdout)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert!(docs.len() >= 15, "only {} objects in config/default", docs.len());
+    let out = env.kubectl_ok(&["get", "-k", dir, "-o", "name"]);
+    assert_eq!(out.lines().count(), docs.len(), "{out}");
+    for kind in [
+        "deployment.apps/steward",
+        "poddisruptionbudget.policy/steward",
+        "networkpolicy.networking.k8s.io/steward",
+    ] {
+        assert!(out.contains(kind), "{kind} missing:\n{out}");
+    }
+}
+
+fn leading(addr: &str) -> Option<bool> {
+    let (code, body) = http_get(&format!("http://{addr}/metrics"))?;
+    if code != 200 {
+        return None;
+    }
+    Some(
+        body.lines()
+            .any(|l| l.starts_with("steward_leader ") && l.ends_with(" 1")),
+    )
+}
+
+fn reconciles(addr: &str) -> f64 {
+    http_get(&format!("http://{addr}/metrics"))
+        .map(|(_, body)| {
+            body.lines()
+                .filter(|l| l.starts_with("steward_reconciles_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn one_leader_writes_and_a_standby_takes_over_within_the_lease() {
+    const LEASE: u64 = 4;
+    let env = harness::isolated();
+    let lease_flag = LEASE.to_string();
+    let args = ["--leader-elect", "--lease-duration", lease_flag.as_str()];
+    let (mut a, a_addr) = env.spawn_controller("ctl-a", &args);
+    let (mut b, b_addr) = env.spawn_controller("ctl-b", &args);
+    eventually(Duration::from_secs(20), "one leader", || async {
+        matches!(
+            (leading(&a_addr), leading(&b_addr)),
+            (Some(true), Some(false)) | (Some(false), Some(true))
+        )
+    })
+    .await;
+    let a_leads = leading(&a_addr) == Some(true);
+    let (leader, leader_addr, follower_addr, follower_name) = if a_leads {
+        (&mut a, &a_addr, &b_addr, "ctl-b")
+    } else {
+        (&mut b, &b_addr, &a_addr, "ctl-a")
+    };
+
+    let ns = env.namespace("leader").await;
+    env.apply_ok(
+        &ns,
+        &format!(
+            r#"
+apiVersion: steward.dev/v1alpha1
+kind: ControlOwnership
+metadata: {{name: c}}
+spec:
+  layer: Identity
+  owner: {{name: a}}
+  backupOwner: {{name: b}}
+  approvers: [alice]
+  review: {{interval: 30d, lastReviewed: "{}"}}
+  workloadIdentities:
+    - {{serviceAccount: api, task: Serves, rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get]}}]}}
+"#,
+            from_now(-60)
+        ),
+    );
+    let expires = from_now(4);
+    env.apply_ok(
+        &ns,
+        &format!(
+            r#"
+apiVersion: steward.dev/v1alpha1
+kind: PolicyException
+metadata: {{name: handover}}
+spec:
+  control: c
+  ticket: T-1
+  approver: alice
+  reason: Expires while the leader changes
+  expiresAt: "{expires}"
+  grant:
+    serviceAccount: api
+    rules: [{{apiGroups: [""], resources: [pods/log], verbs: [get]}}]
+"#
+        ),
+    );
+    let client = env.admin().await;
+    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        &pes,
+        "handover",
+        Duration::from_secs(10),
+        "Active",
+        |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Active),
+    )
+    .await;
+    eventually(Duration::from_secs(5), "granted", || {
+        env.can(&ns, "api", "get", "", "pods/log")
+    })
+    .await;
+    assert!(reconciles(leader_addr) > 0.0, "the leader reconciled nothing");
+    assert_eq!(reconciles(follower_addr), 0.0, "the standby reconciled");
+
+    // Kill the leader before the exception expires.
+    leader.kill().expect("SIGKILL the leader");
+    let killed = Instant::now();
+    let _ = leader.wait();
+    let expires_at: jiff::Timestamp = expires.parse().unwrap();
+    let expiry_after_kill = expires_at.duration_since(jiff::Timestamp::now());
+    assert!(
+        expiry_after_kill > jiff::SignedDuration::ZERO
+            && expiry_after_kill < jiff::SignedDuration::from_secs(LEASE as i64),
+        "the exception must expire during the handover ({expiry_after_kill:?} after the kill)"
+    );
+
+    let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+    eventually(
+        Duration::from_secs(LEASE + 8),
+        "grant revoked by the new leader",
+        || async { rbs.get_opt("steward-x-handover").await.unwrap().is_none() },
+    )
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(LEASE + 2),
+        "revoked {took:?} after the leader died (lease {LEASE} s)"
+    );
+    assert!(!env.can(&ns, "api", "get", "", "pods/log").await);
+    assert_eq!(leading(follower_addr), Some(true));
+    let lease: Lease = Api::namespaced(client, "steward-system")
+        .get("steward-controller")
+        .await
+        .unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some(follower_name));
+    let pe = pes.get("handover").await.unwrap();
+    assert_eq!(pe.status.unwrap().phase, Some(Phase::Expired));
+    let mut other = if a_leads { b } else { a };
+    let _ = other.kill();
+    let _ = other.wait();
+}

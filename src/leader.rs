@@ -1,0 +1,69 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, through
+//! kube-lease-manager (maintained, built on kube 5, renews with server-side
+//! apply). Only the leader runs the controllers. Losing the lease ends the
+//! work at once: the caller exits, so a deposed leader never writes again,
+//! and the Deployment restarts it as a candidate.
+
+use std::future::Future;
+
+use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+use thiserror::Error;
+
+/// Where and how long the lease is held.
+#[derive(Clone, Debug)]
+pub struct Election {
+    /// Namespace of the Lease.
+    pub namespace: String,
+    /// Name of the Lease.
+    pub name: String,
+    /// This process's identity (the pod name in a Deployment).
+    pub identity: String,
+    /// Lease duration in seconds; a dead leader is replaced after at most this.
+    pub duration_seconds: u64,
+}
+
+/// Why leading stopped.
+#[derive(Debug, Error)]
+pub enum LeaderError {
+    /// The lease could not be set up.
+    #[error("leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+    /// Another process holds the lease now.
+    #[error("lost the lease {0}; stopping so that only the new leader writes")]
+    Lost(String),
+    /// The lease task ended.
+    #[error("the lease task ended")]
+    Ended,
+}
+
+/// Waits for the lease, calls `on_elected`, then runs `work` while the lease
+/// is held. Returns `Err(Lost)` the moment the lease is lost.
+pub async fn lead<W, F>(client: Client, election: Election, on_elected: F, work: W) -> Result<(), LeaderError>
+where
+    W: Future<Output = ()>,
+    F: FnOnce(),
+{
+    // Renew a third of the duration before expiry, so one slow renewal does
+    // not lose the lease.
+    let grace = (election.duration_seconds / 3).max(1);
+    let manager = LeaseManagerBuilder::new(client, &election.name)
+        .with_namespace(&election.namespace)
+        .with_identity(&election.identity)
+        .with_duration(election.duration_seconds)
+        .with_grace(grace)
+        .with_field_manager(crate::apply::FIELD_MANAGER)
+        .build()
+        .await?;
+    let (mut leading, _task) = manager.watch().await;
+    tracing::info!(lease = %election.name, identity = %election.identity, "waiting for the lease");
+    if leading.wait_for(|l| *l).await.is_err() {
+        return Err(LeaderError::Ended);
+    }
+    tracing::info!(lease = %election.name, identity = %election.identity, "leading");
+    on_elected();
+    tokio::select! {
+        _ = work => Ok(()),
+        _ = leading.wait_for(|l| !*l) => Err(LeaderError::Lost(election.name.clone())),
+    }
+}
