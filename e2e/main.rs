@@ -1,6 +1,7 @@
 //! End-to-end tests against a real kube-apiserver with RBAC on, the
 //! controller running as its own identity with the RBAC from `config/`.
 
+mod admission;
 mod exceptions;
 mod foundation;
 mod harness;

@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crds {
         /// Write one file per CRD into this directory instead of printing.
@@ -67,4 +67,20 @@ pub struct RunArgs {
     /// Lease duration in seconds: how long a dead leader can block a new one.
     #[arg(long, default_value_t = 15)]
     pub lease_duration: u64,
+    /// Serve the validating admission webhook (HTTPS) on this address.
+    #[arg(long, env = "STEWARD_WEBHOOK_ADDR", requires_all = ["webhook_cert", "webhook_key"])]
+    pub webhook_addr: Option<std::net::SocketAddr>,
+    /// PEM certificate (chain) of the webhook.
+    #[arg(long, env = "STEWARD_WEBHOOK_CERT")]
+    pub webhook_cert: Option<std::path::PathBuf>,
+    /// PEM private key of the webhook.
+    #[arg(long, env = "STEWARD_WEBHOOK_KEY")]
+    pub webhook_key: Option<std::path::PathBuf>,
+    /// The controller's own user name, whose writes the webhook always admits.
+    #[arg(
+        long,
+        env = "STEWARD_SELF_USER",
+        default_value = "system:serviceaccount:steward-system:steward"
+    )]
+    pub self_user: String,
 }

@@ -15,3 +15,4 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod telemetry;
+pub mod webhook;

@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
             println!("steward {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
@@ -61,6 +61,23 @@ async fn run(args: RunArgs) -> ExitCode {
     };
     let metrics = std::sync::Arc::new(steward::metrics::Metrics::new());
     let http = steward::http::serve(args.metrics_addr, ready.clone(), metrics.clone());
+    let webhook_client = client.clone();
+    let webhook_ceiling = config.ceiling.clone();
+    let webhook = async move {
+        match (args.webhook_addr, args.webhook_cert.clone(), args.webhook_key.clone()) {
+            (Some(addr), Some(cert), Some(key)) => {
+                let config = steward::webhook::Config {
+                    addr,
+                    cert,
+                    key,
+                    ceiling: webhook_ceiling,
+                    controller_user: Some(args.self_user.clone()),
+                };
+                steward::webhook::serve(webhook_client, config).await
+            }
+            _ => std::future::pending().await,
+        }
+    };
     let work = steward::reconcile::run(client.clone(), config, ready.clone(), metrics.clone());
     let controllers = async {
         if !args.leader_elect {
@@ -103,6 +120,10 @@ async fn run(args: RunArgs) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        res = webhook => {
+            tracing::error!(error = ?res.err(), "admission webhook failed");
+            ExitCode::from(1)
+        }
         res = http => {
             tracing::error!(error = ?res.err(), "HTTP endpoint failed");
             ExitCode::from(1)

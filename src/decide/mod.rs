@@ -3,6 +3,7 @@
 //! here talks to the API server or reads the clock; the reconcilers and
 //! `steward validate` call into it.
 
+pub mod admission;
 pub mod ceiling;
 pub mod conditions;
 pub mod control;

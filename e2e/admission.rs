@@ -1,0 +1,301 @@
+//! Admission end to end: the webhook registered with `clientConfig.url` on
+//! loopback and a CA made by the test, on a control plane of its own (so
+//! the other tests can still apply invalid objects and watch them be
+//! rejected in status).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kube::api::Api;
+use steward::api::{Phase, PolicyException};
+
+use crate::harness::{self, Env, eventually, from_now, http_get, wait_for};
+
+fn pki(dir: &std::path::Path) -> String {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=webhook-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "webhook.key",
+        "-out",
+        "webhook.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "webhook.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "webhook.crt",
+    ]);
+    base64_encode(&std::fs::read(dir.join("ca.crt")).unwrap())
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn webhook_config(url: &str, ca: &str) -> String {
+    format!(
+        r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: steward}}
+webhooks:
+  - name: objects.steward.dev
+    clientConfig: {{url: "{url}", caBundle: "{ca}"}}
+    rules:
+      - {{apiGroups: [steward.dev], apiVersions: ["*"], operations: [CREATE, UPDATE], resources: [controlownerships, policyexceptions], scope: Namespaced}}
+    failurePolicy: Fail
+    matchPolicy: Equivalent
+    sideEffects: None
+    timeoutSeconds: 5
+    admissionReviewVersions: [v1]
+  - name: bindings.steward.dev
+    clientConfig: {{url: "{url}", caBundle: "{ca}"}}
+    rules:
+      - {{apiGroups: [rbac.authorization.k8s.io], apiVersions: ["*"], operations: [CREATE, UPDATE], resources: [rolebindings, clusterrolebindings], scope: "*"}}
+    failurePolicy: Ignore
+    matchPolicy: Equivalent
+    sideEffects: None
+    timeoutSeconds: 5
+    admissionReviewVersions: [v1]
+"#
+    )
+}
+
+fn control(ns: &str) -> String {
+    let _ = ns;
+    format!(
+        r##"
+apiVersion: steward.dev/v1alpha1
+kind: ControlOwnership
+metadata: {{name: payments}}
+spec:
+  layer: Identity
+  owner: {{name: payments-team, contact: "#payments-oncall"}}
+  backupOwner: {{name: security-team}}
+  approvers: [alice@example.com]
+  review: {{interval: 30d, lastReviewed: "{}"}}
+  enforcement: Enforce
+  workloadIdentities:
+    - {{serviceAccount: api, task: Serves, rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get]}}]}}
+"##,
+        from_now(-60)
+    )
+}
+
+fn exception(name: &str, approver: &str, starts: String, expires: String, tolerate: &str) -> String {
+    format!(
+        r#"
+apiVersion: steward.dev/v1alpha1
+kind: PolicyException
+metadata: {{name: {name}}}
+spec:
+  control: payments
+  ticket: SEC-1
+  approver: {approver}
+  reason: Migration
+  startsAt: "{starts}"
+  expiresAt: "{expires}"
+  tolerate: [{tolerate}]
+"#
+    )
+}
+
+fn crb(name: &str, ns: &str) -> String {
+    format!(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {name}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}
+subjects: [{{kind: ServiceAccount, name: api, namespace: {ns}}}]
+"#
+    )
+}
+
+fn start(env: &Env, addr: &str) -> std::process::Child {
+    let cert = env.dir.join("webhook.crt");
+    let key = env.dir.join("webhook.key");
+    let (child, metrics) = env.spawn_controller(
+        "ctl-webhook",
+        &[
+            "--webhook-addr",
+            addr,
+            "--webhook-cert",
+            cert.to_str().unwrap(),
+            "--webhook-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(&format!("http://{metrics}/readyz")).is_none_or(|(c, _)| c != 200) {
+        assert!(Instant::now() < deadline, "controller not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+#[tokio::test]
+async fn admission_refuses_what_status_would_reject() {
+    let env = harness::isolated();
+    let ca = pki(&env.dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut ctl = start(&env, &addr);
+    env.apply_ok("default", &webhook_config(&format!("https://{addr}/validate"), &ca));
+    let ns = env.namespace("admit").await;
+    // The webhook's caches see the control before exceptions are judged.
+    env.apply_ok(&ns, &control(&ns));
+    let client = env.admin().await;
+    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
+    let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
+
+    // An approver the control does not allow: refused, naming the field.
+    let bad = exception("bad", "mallory@example.com", from_now(-60), from_now(3600), "");
+    let mut refused = String::new();
+    eventually(Duration::from_secs(5), "refused", || {
+        let out = env.apply(&ns, &bad);
+        refused = String::from_utf8_lossy(&out.stderr).into_owned();
+        let ok = !out.status.success();
+        async move { ok }
+    })
+    .await;
+    assert!(
+        refused.contains("spec.approver") && refused.contains("ApproverNotAllowed"),
+        "{refused}"
+    );
+    assert!(!env.apply_with(&ns, &bad, &["--dry-run=server"]).status.success());
+    let good = exception("good", "alice@example.com", from_now(-60), from_now(3600), "");
+    assert!(env.apply_with(&ns, &good, &["--dry-run=server"]).status.success());
+    assert!(
+        pes.get_opt("good").await.unwrap().is_none(),
+        "dry run created the object"
+    );
+
+    // Already expired: admitted, then Expired.
+    env.apply_ok(
+        &ns,
+        &exception("old", "alice@example.com", from_now(-7200), from_now(-3600), ""),
+    );
+    wait_for(
+        &pes,
+        "old",
+        Duration::from_secs(10),
+        "Expired",
+        |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Expired),
+    )
+    .await;
+
+    // A binding of cluster-admin to an enforced identity: refused.
+    let name = format!("{ns}-admin");
+    let out = env.apply(&ns, &crb(&name, &ns));
+    assert!(!out.status.success(), "binding admitted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("payments") && err.contains("payments-team") && err.contains("PolicyException"),
+        "{err}"
+    );
+    // Tolerated by an Active exception: admitted.
+    let tolerate = format!("{{kind: ClusterRoleBinding, name: {name}}}");
+    env.apply_ok(
+        &ns,
+        &exception("allow", "alice@example.com", from_now(-60), from_now(3600), &tolerate),
+    );
+    wait_for(
+        &pes,
+        "allow",
+        Duration::from_secs(10),
+        "Active",
+        |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Active),
+    )
+    .await;
+    eventually(Duration::from_secs(5), "tolerated binding admitted", || {
+        let ok = env.apply(&ns, &crb(&name, &ns)).status.success();
+        async move { ok }
+    })
+    .await;
+    crbs.delete(&name, &Default::default()).await.unwrap();
+    env.kubectl_ok(&["delete", "-n", &ns, "policyexception/allow"]);
+
+    // Controller down: bindings fail open, and the drift is removed once it
+    // is back.
+    ctl.kill().unwrap();
+    let _ = ctl.wait();
+    let sneaky = format!("{ns}-sneaky");
+    env.apply_ok(&ns, &crb(&sneaky, &ns));
+    assert!(crbs.get_opt(&sneaky).await.unwrap().is_some());
+    let mut ctl = start(&env, &addr);
+    let ready = Instant::now();
+    eventually(Duration::from_secs(2), "drift removed after restart", || async {
+        crbs.get_opt(&sneaky).await.unwrap().is_none()
+    })
+    .await;
+    assert!(ready.elapsed() <= Duration::from_secs(2));
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+}

@@ -1,0 +1,263 @@
+//! Admission verdicts, pure: the same validation as the controller and
+//! `steward validate`, applied before an object lands. An exception is never
+//! refused only for having expired (GitOps re-applies old objects; it is
+//! admitted and becomes Expired).
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use k8s_openapi::api::rbac::v1::Subject;
+use kube::ResourceExt;
+
+use super::ceiling::Ceiling;
+use super::drift::names_service_account;
+use super::exception::{Lifecycle, lifecycle};
+use super::invalid::Invalid;
+use super::rbac;
+use super::validate;
+use crate::api::{BindingKind, ControlOwnership, Enforcement, Phase, PolicyException};
+
+/// Allowed, or refused with a message for the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Admit.
+    Allow,
+    /// Refuse, saying why.
+    Deny(String),
+}
+
+fn deny(kind: &str, name: &str, errors: &[Invalid]) -> Verdict {
+    let reason = errors.first().map(|e| e.reason.as_str()).unwrap_or("Invalid");
+    let details = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+    Verdict::Deny(format!("{kind} {name} is invalid ({reason}): {details}"))
+}
+
+/// A ControlOwnership is admitted when it validates.
+pub fn control(co: &ControlOwnership, ceiling: &Ceiling) -> Verdict {
+    match validate::control(&co.spec, ceiling) {
+        Ok(_) => Verdict::Allow,
+        Err(errors) => deny("ControlOwnership", &co.name_any(), &errors),
+    }
+}
+
+/// A PolicyException is admitted unless it would be Rejected. An expired
+/// one is admitted (it becomes Expired and grants nothing).
+pub fn exception(
+    pe: &PolicyException,
+    control: Option<&ControlOwnership>,
+    ceiling: &Ceiling,
+    now: Timestamp,
+) -> Verdict {
+    // Admission judges the spec as submitted, never a recorded phase.
+    let mut fresh = pe.clone();
+    fresh.status = None;
+    match lifecycle(&fresh, control, ceiling, now) {
+        Lifecycle::Rejected(errors) => deny("PolicyException", &pe.name_any(), &errors),
+        _ => Verdict::Allow,
+    }
+}
+
+/// A binding to be admitted.
+pub struct Binding<'a> {
+    /// RoleBinding or ClusterRoleBinding.
+    pub kind: BindingKind,
+    /// Its name.
+    pub name: &'a str,
+    /// Its namespace (RoleBindings).
+    pub namespace: Option<&'a str>,
+    /// Its subjects.
+    pub subjects: &'a [Subject],
+}
+
+/// Refuses a binding that names a service account managed by a control in
+/// Enforce mode, unless it is Steward's own or tolerated by an Active
+/// exception to that control. The message names the control, its owner and
+/// how to ask for an exception.
+pub fn binding(
+    b: &Binding<'_>,
+    controls: &[&ControlOwnership],
+    exceptions: &[&PolicyException],
+    ceiling: &Ceiling,
+    now: Timestamp,
+) -> Verdict {
+    for co in controls {
+        if co.spec.enforcement != Some(Enforcement::Enforce) {
+            continue;
+        }
+        let Some(ns) = co.namespace() else { continue };
+        if b.kind == BindingKind::RoleBinding && b.namespace != Some(ns.as_str()) {
+            continue;
+        }
+        let name = co.name_any();
+        let named: Vec<&str> = co
+            .spec
+            .workload_identities
+            .iter()
+            .map(|i| i.service_account.as_str())
+            .filter(|sa| {
+                b.subjects
+                    .iter()
+                    .any(|s| names_service_account(s, b.namespace, &ns, sa))
+            })
+            .collect();
+        if named.is_empty() {
+            continue;
+        }
+        let mut ours: BTreeSet<String> = named.iter().map(|sa| rbac::identity_name(&name, sa)).collect();
+        let mut tolerated = false;
+        for pe in exceptions
+            .iter()
+            .filter(|e| e.namespace().as_deref() == Some(ns.as_str()))
+        {
+            let active = if pe.spec.control == name {
+                matches!(lifecycle(pe, Some(co), ceiling, now), Lifecycle::Active(_))
+            } else {
+                pe.status.as_ref().and_then(|s| s.phase) == Some(Phase::Active)
+            };
+            if !active {
+                continue;
+            }
+            ours.insert(rbac::exception_name(&pe.name_any()));
+            if pe.spec.control == name && pe.spec.tolerate.iter().any(|t| t.kind == b.kind && t.name == b.name) {
+                tolerated = true;
+            }
+        }
+        if b.kind == BindingKind::RoleBinding && ours.contains(b.name) || tolerated {
+            continue;
+        }
+        let approvers = {
+            let mut a = co.spec.approvers.clone();
+            a.push(co.spec.owner.name.clone());
+            a.push(co.spec.backup_owner.name.clone());
+            a.join(", ")
+        };
+        let contact = co
+            .spec
+            .owner
+            .contact
+            .as_deref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        return Verdict::Deny(format!(
+            "{} {} would grant service account(s) {} undeclared permissions: they are managed by ControlOwnership {ns}/{name} \
+             in Enforce mode, owned by {}{contact}. Declare the permissions in the control, or file a PolicyException \
+             to control {name} with tolerate: [{{kind: {}, name: {}}}], approved by one of: {approvers}",
+            b.kind.as_str(),
+            b.name,
+            named.join(", "),
+            co.spec.owner.name,
+            b.kind.as_str(),
+            b.name,
+        ));
+    }
+    Verdict::Allow
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::fixtures::{ceiling, control as co_fixture, exception as pe_fixture, ts};
+
+    fn sa(name: &str, ns: &str) -> Subject {
+        Subject {
+            kind: "ServiceAccount".into(),
+            name: name.into(),
+            namespace: Some(ns.into()),
+            api_group: None,
+        }
+    }
+
+    #[test]
+    fn exceptions_are_refused_only_when_they_would_be_rejected() {
+        let (co, c) = (co_fixture(), ceiling());
+        let now = ts("2026-11-28T12:00:00Z");
+        assert_eq!(exception(&pe_fixture(), Some(&co), &c, now), Verdict::Allow);
+        let mut bad = pe_fixture();
+        bad.spec.approver = "mallory@example.com".into();
+        let Verdict::Deny(msg) = exception(&bad, Some(&co), &c, now) else {
+            panic!("admitted")
+        };
+        assert!(
+            msg.contains("ApproverNotAllowed") && msg.contains("spec.approver"),
+            "{msg}"
+        );
+        // Long expired: admitted all the same.
+        assert_eq!(
+            exception(&pe_fixture(), Some(&co), &c, ts("2027-06-01T00:00:00Z")),
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn bindings_to_enforced_identities_need_a_toleration() {
+        let mut co = co_fixture();
+        co.spec.enforcement = Some(Enforcement::Enforce);
+        co.spec.owner.contact = Some("#payments".into());
+        let subjects = [sa("api", "shop")];
+        let b = Binding {
+            kind: BindingKind::ClusterRoleBinding,
+            name: "legacy-admin",
+            namespace: None,
+            subjects: &subjects,
+        };
+        let now = ts("2026-11-28T12:00:00Z");
+        let Verdict::Deny(msg) = binding(&b, &[&co], &[], &ceiling(), now) else {
+            panic!("admitted")
+        };
+        assert!(
+            msg.contains("shop/payments") && msg.contains("payments-team") && msg.contains("#payments"),
+            "{msg}"
+        );
+        assert!(msg.contains("PolicyException"), "{msg}");
+        // Tolerated by the Active fixture exception.
+        let pe = pe_fixture();
+        assert_eq!(binding(&b, &[&co], &[&pe], &ceiling(), now), Verdict::Allow);
+        // Not once it expired.
+        assert!(matches!(
+            binding(&b, &[&co], &[&pe], &ceiling(), ts("2026-11-29T10:00:00Z")),
+            Verdict::Deny(_)
+        ));
+        // Audit mode never refuses.
+        co.spec.enforcement = Some(Enforcement::Audit);
+        assert_eq!(binding(&b, &[&co], &[], &ceiling(), now), Verdict::Allow);
+    }
+
+    #[test]
+    fn steward_own_bindings_and_unrelated_ones_pass() {
+        let mut co = co_fixture();
+        co.spec.enforcement = Some(Enforcement::Enforce);
+        let subjects = [sa("api", "shop")];
+        let ours = Binding {
+            kind: BindingKind::RoleBinding,
+            name: "steward-payments-api",
+            namespace: Some("shop"),
+            subjects: &subjects,
+        };
+        let now = ts("2026-11-28T12:00:00Z");
+        assert_eq!(binding(&ours, &[&co], &[], &ceiling(), now), Verdict::Allow);
+        let other_subjects = [sa("frontend", "shop")];
+        let other = Binding {
+            kind: BindingKind::RoleBinding,
+            name: "x",
+            namespace: Some("shop"),
+            subjects: &other_subjects,
+        };
+        assert_eq!(binding(&other, &[&co], &[], &ceiling(), now), Verdict::Allow);
+        let group = [Subject {
+            kind: "Group".into(),
+            name: "system:serviceaccounts:shop".into(),
+            namespace: None,
+            api_group: Some("rbac.authorization.k8s.io".into()),
+        }];
+        let via_group = Binding {
+            kind: BindingKind::RoleBinding,
+            name: "all",
+            namespace: Some("shop"),
+            subjects: &group,
+        };
+        assert!(matches!(
+            binding(&via_group, &[&co], &[], &ceiling(), now),
+            Verdict::Deny(_)
+        ));
+    }
+}

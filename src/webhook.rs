@@ -1,0 +1,196 @@
+//! The validating admission webhook (`--webhook-addr`): refuses invalid
+//! Steward objects and undeclared bindings to identities of controls in
+//! Enforce mode, with the same messages the status would show. Handlers are
+//! pure functions of the request and the caches (safe under dry-run). Every
+//! replica serves it, leader or not, from caches of its own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use futures::StreamExt;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use kube::api::{Api, DynamicObject};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use thiserror::Error;
+
+use crate::api::{BindingKind, ControlOwnership, PolicyException};
+use crate::decide::Ceiling;
+use crate::decide::admission::{self, Binding, Verdict};
+
+/// How the webhook is served.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Grant ceiling ClusterRole name.
+    pub ceiling: String,
+    /// The controller's own user name: its writes are always admitted.
+    pub controller_user: Option<String>,
+}
+
+/// Why the webhook could not be served.
+#[derive(Debug, Error)]
+pub enum WebhookError {
+    /// Certificate or key unreadable.
+    #[error("webhook TLS: {0}")]
+    Tls(std::io::Error),
+    /// Serving failed.
+    #[error("webhook server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// What the handlers read.
+pub struct Caches {
+    /// ControlOwnerships.
+    pub controls: Store<ControlOwnership>,
+    /// PolicyExceptions.
+    pub exceptions: Store<PolicyException>,
+    /// The ceiling ClusterRole.
+    pub ceiling: Store<ClusterRole>,
+    /// Its name.
+    pub ceiling_name: String,
+    /// The controller's own user.
+    pub controller_user: Option<String>,
+}
+
+impl Caches {
+    fn ceiling(&self) -> Ceiling {
+        self.ceiling
+            .get(&ObjectRef::new(&self.ceiling_name))
+            .map(|cr| Ceiling::new(self.ceiling_name.clone(), cr.rules.clone().unwrap_or_default()))
+            .unwrap_or_else(|| Ceiling::missing(self.ceiling_name.clone()))
+    }
+}
+
+fn cache<K>(api: Api<K>, wc: watcher::Config) -> (Store<K>, impl std::future::Future<Output = ()> + Send + 'static)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let pump = reflector::reflector(writer, watcher(api, wc).default_backoff())
+        .applied_objects()
+        .for_each(|_| futures::future::ready(()));
+    (reader, pump)
+}
+
+/// Serves the webhook until the process ends.
+pub async fn serve(client: Client, config: Config) -> Result<(), WebhookError> {
+    let (controls, p1) = cache(Api::<ControlOwnership>::all(client.clone()), watcher::Config::default());
+    let (exceptions, p2) = cache(Api::<PolicyException>::all(client.clone()), watcher::Config::default());
+    let (ceiling, p3) = cache(
+        Api::<ClusterRole>::all(client.clone()),
+        watcher::Config::default().fields(&format!("metadata.name={}", config.ceiling)),
+    );
+    tokio::spawn(p1);
+    tokio::spawn(p2);
+    tokio::spawn(p3);
+    let caches = Arc::new(Caches {
+        controls,
+        exceptions,
+        ceiling,
+        ceiling_name: config.ceiling.clone(),
+        controller_user: config.controller_user.clone(),
+    });
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&config.cert, &config.key)
+        .await
+        .map_err(WebhookError::Tls)?;
+    let app = Router::new().route("/validate", post(validate)).with_state(caches);
+    tracing::info!(addr = %config.addr, "serving the admission webhook");
+    axum_server::bind_rustls(config.addr, tls)
+        .serve(app.into_make_service())
+        .await
+        .map_err(WebhookError::Serve)
+}
+
+async fn validate(
+    State(caches): State<Arc<Caches>>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(e) => return Json(AdmissionResponse::invalid(e.to_string()).into_review()),
+    };
+    let response = AdmissionResponse::from(&request);
+    let response = match decide(&request, &caches, jiff::Timestamp::now()) {
+        Verdict::Allow => response,
+        Verdict::Deny(message) => response.deny(message),
+    };
+    Json(response.into_review())
+}
+
+fn typed<K: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<K, String> {
+    serde_json::to_value(obj)
+        .and_then(serde_json::from_value)
+        .map_err(|e| format!("cannot read the object: {e}"))
+}
+
+/// The verdict for one request (pure apart from reading the caches).
+pub fn decide(request: &AdmissionRequest<DynamicObject>, caches: &Caches, now: jiff::Timestamp) -> Verdict {
+    if matches!(request.operation, Operation::Delete | Operation::Connect) {
+        return Verdict::Allow;
+    }
+    if caches
+        .controller_user
+        .as_deref()
+        .is_some_and(|u| request.user_info.username.as_deref() == Some(u))
+    {
+        return Verdict::Allow;
+    }
+    let Some(obj) = &request.object else {
+        return Verdict::Allow;
+    };
+    let ceiling = caches.ceiling();
+    match request.kind.kind.as_str() {
+        "ControlOwnership" => match typed::<ControlOwnership>(obj) {
+            Ok(co) => admission::control(&co, &ceiling),
+            Err(e) => Verdict::Deny(e),
+        },
+        "PolicyException" => match typed::<PolicyException>(obj) {
+            Ok(pe) => {
+                let ns = pe.namespace().or_else(|| request.namespace.clone()).unwrap_or_default();
+                let control = caches.controls.get(&ObjectRef::new(&pe.spec.control).within(&ns));
+                admission::exception(&pe, control.as_deref(), &ceiling, now)
+            }
+            Err(e) => Verdict::Deny(e),
+        },
+        kind @ ("RoleBinding" | "ClusterRoleBinding") => {
+            let (subjects, binding_kind) = if kind == "RoleBinding" {
+                match typed::<RoleBinding>(obj) {
+                    Ok(rb) => (rb.subjects.unwrap_or_default(), BindingKind::RoleBinding),
+                    // Bindings fail open, like their failurePolicy.
+                    Err(_) => return Verdict::Allow,
+                }
+            } else {
+                match typed::<ClusterRoleBinding>(obj) {
+                    Ok(crb) => (crb.subjects.unwrap_or_default(), BindingKind::ClusterRoleBinding),
+                    Err(_) => return Verdict::Allow,
+                }
+            };
+            let namespace = request.namespace.clone();
+            let b = Binding {
+                kind: binding_kind,
+                name: &request.name,
+                namespace: namespace.as_deref(),
+                subjects: &subjects,
+            };
+            let controls = caches.controls.state();
+            let exceptions = caches.exceptions.state();
+            let controls: Vec<&ControlOwnership> = controls.iter().map(|c| c.as_ref()).collect();
+            let exceptions: Vec<&PolicyException> = exceptions.iter().map(|e| e.as_ref()).collect();
+            admission::binding(&b, &controls, &exceptions, &ceiling, now)
+        }
+        _ => Verdict::Allow,
+    }
+}
