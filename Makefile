@@ -5,7 +5,7 @@ CARGO ?= cargo
 STEWARD_DEV_DIR ?= $(or $(TMPDIR),/tmp)/steward-dev
 DEV_NAMESPACE ?= steward-demo
 
-.PHONY: all build crds deps test lint unit e2e dev bench fmt clean-dev
+.PHONY: all build crds deps test lint unit argocd-test e2e dev bench fmt clean-dev
 
 all: build
 
@@ -30,11 +30,15 @@ lint:
 unit:
 	$(CARGO) test --locked --lib --bins
 
+## argocd-test: Argo CD Lua health checks under a real Lua interpreter.
+argocd-test:
+	bash config/argocd/run_tests.sh
+
 e2e: deps
 	$(CARGO) test --locked --test e2e
 
 ## test: every test: static checks, unit tests (CRD drift included), e2e.
-test: deps lint unit e2e
+test: deps lint unit argocd-test e2e
 
 ## dev: local control plane, config/ and samples applied, controller in the
 ## foreground as its own identity. Ctrl-C stops everything.

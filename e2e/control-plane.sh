@@ -24,7 +24,7 @@ SUDO=""
 log() { printf 'control-plane: %s\n' "$*" >&2; }
 
 install_packages() {
-  local pkgs=(etcd-server golang-go rsync jq dpkg-dev openssl curl
+  local pkgs=(etcd-server golang-go rsync jq dpkg-dev openssl curl lua5.4 python3-yaml
     golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev)
   local missing=()
   for p in "${pkgs[@]}"; do
