@@ -28,7 +28,7 @@ lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --locked --lib --bins
+	$(CARGO) test --locked --lib --bins --test validate
 
 ## argocd-test: Argo CD Lua health checks under a real Lua interpreter.
 argocd-test:

@@ -38,7 +38,7 @@ fn control_yaml(name: &str, identities: usize) -> String {
     let mut ids = String::new();
     for i in 0..identities {
         ids.push_str(&format!(
-            "    - serviceAccount: sa-{i}\n      task: Task {i}\n      rules:\n        - {{apiGroups: [\"\"], resources: [configmaps], verbs: [get]}}\n"
+            "    - serviceAccount: {name}-sa-{i}\n      task: Task {i}\n      rules:\n        - {{apiGroups: [\"\"], resources: [configmaps], verbs: [get]}}\n"
         ));
     }
     format!(
@@ -55,7 +55,7 @@ fn exception(name: &str, expires: Timestamp) -> PolicyException {
         "spec": {
             "control": "c", "ticket": "T-1", "approver": "alice", "reason": "bench",
             "expiresAt": expires.to_string(),
-            "grant": {"serviceAccount": "sa-0", "rules": [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]}
+            "grant": {"serviceAccount": "c-sa-0", "rules": [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]}
         }
     }))
     .expect("exception")
@@ -360,6 +360,37 @@ async fn convergence(env: &harness::Env, controls: usize, identities: usize) {
     );
 }
 
+/// `steward validate` on n documents: the same code path as the CLI,
+/// reading from a file so parsing is included. Median of 5 runs.
+fn validate_bench(n: usize) {
+    use steward::validate_cmd::{Options, check, documents, read_paths};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("docs.yaml");
+    std::fs::write(&path, steward::validate_cmd::bench_documents(n)).expect("write docs");
+    let opts = Options {
+        now: "2026-11-28T12:00:00Z".parse().unwrap(),
+        allow_expired: false,
+        warn_within: SignedDuration::from_hours(24),
+        ceiling: None,
+        namespace: "default".into(),
+    };
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let sources = read_paths(std::slice::from_ref(&path)).expect("read");
+        let docs = documents(&sources[0]).expect("parse");
+        let findings = check(&docs, &opts);
+        times.push(t.elapsed().as_secs_f64());
+        assert_eq!(docs.len(), n);
+        assert!(findings.is_empty(), "{findings:?}");
+    }
+    let (p50, _) = summary(times);
+    println!(
+        "steward validate: {n} documents in {:.3} s (median of 5; target < 2 s)",
+        p50
+    );
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -368,6 +399,7 @@ async fn main() {
     // SAFETY of set_var: single-threaded at this point of start-up in
     // practice; the harness reads it once when it starts the controller.
     unsafe { std::env::set_var("STEWARD_TEST_LOG", "warn") };
+    validate_bench(10_000);
     let env = harness::env();
     println!(
         "steward bench — release controller as its own identity, local kube-apiserver v1.20.2, {} cores",

@@ -23,6 +23,8 @@ pub enum Command {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Check manifests offline with the controller's own validation.
+    Validate(ValidateArgs),
     /// Print the version.
     Version,
 }
@@ -83,4 +85,30 @@ pub struct RunArgs {
         default_value = "system:serviceaccount:steward-system:steward"
     )]
     pub self_user: String,
+}
+
+/// Flags of `steward validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// YAML files or directories (searched recursively for *.yaml, *.yml).
+    #[arg(required = true)]
+    pub paths: Vec<std::path::PathBuf>,
+    /// The clock, RFC 3339 (default: now), for reproducible runs.
+    #[arg(long)]
+    pub now: Option<String>,
+    /// Report expired exceptions as warnings instead of errors.
+    #[arg(long)]
+    pub allow_expired: bool,
+    /// Warn about exceptions expiring within this duration.
+    #[arg(long, default_value = "7d")]
+    pub warn_within: String,
+    /// A ClusterRole YAML whose rules are the grant ceiling.
+    #[arg(long)]
+    pub ceiling: Option<std::path::PathBuf>,
+    /// Namespace of documents that name none.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "human")]
+    pub output: crate::validate_cmd::Format,
 }

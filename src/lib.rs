@@ -15,4 +15,5 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod telemetry;
+pub mod validate_cmd;
 pub mod webhook;

@@ -27,6 +27,7 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Validate(args) => validate(args),
         Command::Version => {
             println!("steward {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -144,5 +145,59 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+fn validate(args: steward::cli::ValidateArgs) -> ExitCode {
+    use steward::validate_cmd as v;
+    let usage = |msg: String| {
+        eprintln!("error: {msg}");
+        ExitCode::from(2)
+    };
+    let now = match &args.now {
+        Some(s) => match steward::decide::time::parse(s) {
+            Ok(t) => t,
+            Err(e) => return usage(format!("--now: {e}")),
+        },
+        None => jiff::Timestamp::now(),
+    };
+    let warn_within = match steward::decide::duration::parse(&args.warn_within) {
+        Ok(d) => d,
+        Err(e) => return usage(format!("--warn-within: {e}")),
+    };
+    let ceiling = match &args.ceiling {
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| v::ceiling_from_yaml(&t))
+        {
+            Ok(c) => Some(c),
+            Err(e) => return usage(format!("--ceiling {}: {e}", path.display())),
+        },
+        None => None,
+    };
+    let sources = match v::read_paths(&args.paths) {
+        Ok(s) => s,
+        Err(e) => return usage(e.to_string()),
+    };
+    let mut docs = Vec::new();
+    for src in &sources {
+        match v::documents(src) {
+            Ok(d) => docs.extend(d),
+            Err(e) => return usage(e.to_string()),
+        }
+    }
+    let opts = v::Options {
+        now,
+        allow_expired: args.allow_expired,
+        warn_within,
+        ceiling,
+        namespace: args.namespace,
+    };
+    let findings = v::check(&docs, &opts);
+    print!("{}", v::render(&findings, docs.len(), args.output));
+    if findings.iter().any(|f| f.severity == v::Severity::Error) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }

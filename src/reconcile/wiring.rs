@@ -2,7 +2,6 @@
 //! reconcilers) and fanned out as triggers to the controllers that care.
 //! No second watch of the same kind, no polling.
 
-use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -71,17 +70,32 @@ where
     }
 }
 
-/// COs in these namespaces (None: all).
-fn controls_in(
+/// COs that manage a service account these subjects name (in a binding of
+/// namespace `binding_ns`, None for a ClusterRoleBinding): only they can see
+/// drift change. Group subjects reach every control of their namespaces.
+fn controls_naming(
     store: &Store<ControlOwnership>,
-    namespaces: Option<BTreeSet<String>>,
+    subjects: &[k8s_openapi::api::rbac::v1::Subject],
+    binding_ns: Option<&str>,
 ) -> Vec<ObjectRef<ControlOwnership>> {
+    let Some(namespaces) = affected_namespaces(subjects, binding_ns) else {
+        return store.state().iter().map(|c| ObjectRef::from_obj(c.as_ref())).collect();
+    };
+    if namespaces.is_empty() {
+        return Vec::new();
+    }
     store
         .state()
         .iter()
-        .filter(|c| match &namespaces {
-            None => true,
-            Some(set) => c.namespace().is_some_and(|n| set.contains(&n)),
+        .filter(|c| {
+            let Some(ns) = c.namespace().filter(|n| namespaces.contains(n)) else {
+                return false;
+            };
+            c.spec.workload_identities.iter().any(|id| {
+                subjects
+                    .iter()
+                    .any(|s| crate::decide::drift::names_service_account(s, binding_ns, &ns, &id.service_account))
+            })
         })
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
@@ -182,12 +196,12 @@ pub async fn run(client: Client, config: Config, ready: Arc<Mutex<bool>>, metric
                 let mut refs: Vec<ObjectRef<ControlOwnership>> = owners(&rb);
                 let ns = rb.namespace();
                 let subjects = rb.subjects.clone().unwrap_or_default();
-                refs.extend(controls_in(&co_for_rb, affected_namespaces(&subjects, ns.as_deref())));
+                refs.extend(controls_naming(&co_for_rb, &subjects, ns.as_deref()));
                 refs
             })
             .watches_stream(pop(&mut crb_src), move |crb: ClusterRoleBinding| {
                 let subjects = crb.subjects.clone().unwrap_or_default();
-                controls_in(&co_for_crb, affected_namespaces(&subjects, None))
+                controls_naming(&co_for_crb, &subjects, None)
             })
             .watches_stream(pop(&mut role_src), |role: Role| owners::<Role, ControlOwnership>(&role))
             .reconcile_all_on(unit(pop(&mut ceiling_src)))

@@ -1,0 +1,290 @@
+//! Reading manifests: files and directories, multi-document YAML, each
+//! document with the line it starts on, and field paths resolved to lines.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use thiserror::Error;
+
+use super::{Finding, Severity};
+
+/// Why input could not be read (exit code 2).
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// A file or directory could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A document is not valid YAML.
+    #[error("{path}:{line}:{column}: invalid YAML: {message}")]
+    Yaml {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+/// A file's text.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// Path as given.
+    pub path: String,
+    /// Content.
+    pub text: String,
+}
+
+/// One YAML document of a Steward kind.
+#[derive(Clone, Debug)]
+pub struct Document {
+    /// File path.
+    pub path: String,
+    /// Kind.
+    pub kind: String,
+    /// metadata.name.
+    pub name: String,
+    /// metadata.namespace.
+    pub namespace: Option<String>,
+    /// The document as JSON.
+    pub value: Value,
+    /// Its lines, for positions.
+    lines: Vec<String>,
+    /// 0-based line of its first line in the file.
+    first_line: usize,
+}
+
+impl Document {
+    /// A finding about `field` of this document.
+    pub fn finding(&self, namespace: &str, severity: Severity, field: &str, reason: &str, message: &str) -> Finding {
+        let (line, column) = self.position(field);
+        Finding {
+            file: self.path.clone(),
+            line,
+            column,
+            severity,
+            kind: self.kind.clone(),
+            namespace: namespace.to_string(),
+            name: self.name.clone(),
+            field: field.to_string(),
+            reason: reason.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// 1-based line and column of `field` (a path such as
+    /// `spec.grant.rules[0].verbs`), or of the deepest part found.
+    pub fn position(&self, field: &str) -> (usize, usize) {
+        let mut line = 0usize;
+        let mut found = (self.first_line + 1, 1);
+        // (line to search from, indent children must exceed, dash column of
+        // the list item we are inside).
+        let mut parent: Option<usize> = None;
+        let mut item: Option<usize> = None;
+        for seg in field.split('.') {
+            let (key, index) = match seg.split_once('[') {
+                Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+                None => (seg, None),
+            };
+            let Some((l, col)) = find_key(&self.lines, line, parent, item, key) else {
+                return found;
+            };
+            line = l;
+            parent = Some(col);
+            item = None;
+            found = (self.first_line + l + 1, col + 1);
+            if let Some(i) = index {
+                let Some((l, col)) = find_item(&self.lines, line, col, i) else {
+                    return found;
+                };
+                found = (self.first_line + l + 1, col + 1);
+                // Keys of the item start on the dash line, at `col`.
+                line = l;
+                parent = Some(col.saturating_sub(1));
+                item = Some(col.saturating_sub(2));
+            }
+        }
+        found
+    }
+}
+
+fn indent_of(l: &str) -> usize {
+    l.len() - l.trim_start().len()
+}
+
+/// The line and column of `key:` from line `from` on, inside the block of
+/// a parent whose children are indented more than `parent` (None: top
+/// level). `item` is the dash column when the block is a list item, whose
+/// first key sits on the dash line. Flow mappings on one line
+/// (`{key: ...}`) are searched too.
+fn find_key(
+    lines: &[String],
+    from: usize,
+    parent: Option<usize>,
+    item: Option<usize>,
+    key: &str,
+) -> Option<(usize, usize)> {
+    let pattern = format!("{key}:");
+    for (i, l) in lines.iter().enumerate().skip(from) {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let ind = indent_of(l);
+        let body = t.strip_prefix("- ").unwrap_or(t);
+        let col = ind + (t.len() - body.len());
+        let own_line = i == from;
+        if !own_line {
+            if let Some(p) = parent
+                && col <= p
+            {
+                return None;
+            }
+            if let Some(d) = item
+                && ind == d
+                && t.starts_with("- ")
+            {
+                return None;
+            }
+        }
+        let on_own_line_allowed = item.is_some() || parent.is_none();
+        if body.starts_with(&pattern) && (!own_line || on_own_line_allowed) {
+            return Some((i, col));
+        }
+        if let Some(pos) = l.find(&pattern)
+            && l[..pos].contains('{')
+            && l[..pos].ends_with(['{', ' ', ','])
+        {
+            return Some((i, pos));
+        }
+    }
+    None
+}
+
+/// The line of the `index`-th `- ` item of the list under the key at
+/// (`from`, `key_col`).
+fn find_item(lines: &[String], from: usize, key_col: usize, index: usize) -> Option<(usize, usize)> {
+    let mut n = 0;
+    let mut item_indent: Option<usize> = None;
+    for (i, l) in lines.iter().enumerate().skip(from + 1) {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let ind = indent_of(l);
+        if ind < key_col || (ind == key_col && !t.starts_with("- ")) {
+            return None;
+        }
+        if t.starts_with("- ") && item_indent.is_none_or(|c| c == ind) {
+            item_indent = Some(ind);
+            if n == index {
+                return Some((i, ind + 2));
+            }
+            n += 1;
+        }
+    }
+    None
+}
+
+/// Files under the given paths: directories recursively (*.yaml, *.yml),
+/// in a stable order.
+pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Source>, LoadError> {
+    let mut files = Vec::new();
+    for p in paths {
+        collect(p, &mut files)?;
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            let path = f.display().to_string();
+            std::fs::read_to_string(&f)
+                .map(|text| Source {
+                    path: path.clone(),
+                    text,
+                })
+                .map_err(|source| LoadError::Io { path, source })
+        })
+        .collect()
+}
+
+fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+    let io = |source| LoadError::Io {
+        path: p.display().to_string(),
+        source,
+    };
+    let meta = std::fs::metadata(p).map_err(io)?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for e in entries {
+            let is_yaml = e.extension().is_some_and(|x| x == "yaml" || x == "yml");
+            if e.is_dir() || is_yaml {
+                collect(&e, out)?;
+            }
+        }
+    } else {
+        out.push(p.to_path_buf());
+    }
+    Ok(())
+}
+
+/// The Steward documents of one file (other kinds are skipped).
+pub fn documents(src: &Source) -> Result<Vec<Document>, LoadError> {
+    let mut docs = Vec::new();
+    let mut chunk: Vec<String> = Vec::new();
+    let mut first = 0;
+    let lines: Vec<&str> = src.text.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        let separator = l.starts_with("---") && (l.len() == 3 || l[3..].starts_with([' ', '\t']));
+        if separator || *l == "..." {
+            push(src, &chunk, first, &mut docs)?;
+            chunk.clear();
+            first = i + 1;
+        } else {
+            chunk.push((*l).to_string());
+        }
+    }
+    push(src, &chunk, first, &mut docs)?;
+    Ok(docs)
+}
+
+fn push(src: &Source, chunk: &[String], first: usize, out: &mut Vec<Document>) -> Result<(), LoadError> {
+    let text = chunk.join("\n");
+    if text.trim().is_empty() {
+        return Ok(());
+    }
+    let value: Value = serde_yaml_ng::from_str(&text).map_err(|e| {
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        LoadError::Yaml {
+            path: src.path.clone(),
+            line: first + line,
+            column,
+            message: e.to_string().lines().next().unwrap_or_default().to_string(),
+        }
+    })?;
+    let api = value["apiVersion"].as_str().unwrap_or_default();
+    let kind = value["kind"].as_str().unwrap_or_default();
+    if !api.starts_with("steward.dev/") || !matches!(kind, "ControlOwnership" | "PolicyException") {
+        return Ok(());
+    }
+    out.push(Document {
+        path: src.path.clone(),
+        kind: kind.to_string(),
+        name: value["metadata"]["name"].as_str().unwrap_or("(unnamed)").to_string(),
+        namespace: value["metadata"]["namespace"].as_str().map(str::to_string),
+        lines: chunk.to_vec(),
+        first_line: first,
+        value,
+    });
+    Ok(())
+}
