@@ -314,11 +314,9 @@ async fn convergence(env: &harness::Env, controls: usize, identities: usize) {
 
     let ns = env.namespace("bench-converge").await;
     let writes_before = env.controller_writes_in(&ns);
-    let mut docs = String::new();
-    for c in 0..controls {
-        docs.push_str(&control_yaml(&format!("c-{c}"), identities));
-        docs.push_str("---\n");
-    }
+    let docs: Vec<ControlOwnership> = (0..controls)
+        .map(|c| serde_yaml_ng::from_str(&control_yaml(&format!("c-{c}"), identities)).expect("control"))
+        .collect();
     let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
     // Count Ready controls from a watch, not by listing 500 objects in a loop
     // (which would load the API server the controller is measured against).
@@ -337,8 +335,19 @@ async fn convergence(env: &harness::Env, controls: usize, identities: usize) {
         }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // Created by a plain client with the same concurrency as the floor, so
+    // the ratio measures the controller, not kubectl.
     let t = Instant::now();
-    env.apply_ok(&ns, &docs);
+    let create_api: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+    futures::stream::iter(docs)
+        .map(|co| {
+            let api = create_api.clone();
+            async move { api.create(&PostParams::default(), &co).await.map(|_| ()) }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("create controls");
     wait_until(Duration::from_secs(600), "convergence", || {
         ready.lock().unwrap().len() >= controls
     })
@@ -347,7 +356,9 @@ async fn convergence(env: &harness::Env, controls: usize, identities: usize) {
     let converge = t.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let writes = env.controller_writes_in(&ns) - writes_before;
-    println!("convergence ({controls} ControlOwnerships x {identities} identities, kubectl apply of all at once):");
+    println!(
+        "convergence ({controls} ControlOwnerships x {identities} identities, created at once, {CONCURRENCY} in flight):"
+    );
     println!(
         "  all Ready in {converge:.2} s; raw API writes ({} SSA writes) by a plain client: {raw:.2} s; ratio {:.2} (target <= 2)",
         2 * n,
@@ -391,6 +402,99 @@ fn validate_bench(n: usize) {
     );
 }
 
+/// Webhook latency: n AdmissionReviews of a valid PolicyException, one at a
+/// time over HTTPS, against a second process that serves only the webhook
+/// (its controllers watch an empty namespace, so they write nothing).
+async fn webhook_latency(env: &harness::Env, n: usize) {
+    let ns = env.namespace("bench-webhook").await;
+    env.apply_ok(&ns, &control_yaml("c", 1));
+    let dir = env.dir.join("webhook-pki");
+    std::fs::create_dir_all(&dir).expect("pki dir");
+    let sh = |cmd: &str| {
+        let ok = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .current_dir(&dir)
+            .output()
+            .map(|o| o.status.success());
+        assert_eq!(ok.ok(), Some(true), "{cmd}");
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=ca -keyout ca.key -out ca.crt 2>/dev/null");
+    sh("openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout tls.key -out tls.csr 2>/dev/null");
+    sh(
+        "printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext && openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile ext -out tls.crt 2>/dev/null",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let addr = format!("127.0.0.1:{port}");
+    let (mut child, _) = env.spawn_controller(
+        "webhook-only",
+        &[
+            "--namespace",
+            "bench-webhook-idle",
+            "--webhook-addr",
+            &addr,
+            "--webhook-cert",
+            dir.join("tls.crt").to_str().unwrap_or_default(),
+            "--webhook-key",
+            dir.join("tls.key").to_str().unwrap_or_default(),
+        ],
+    );
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.crt")).expect("ca")).expect("ca pem");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .expect("https client");
+    let url = format!("https://{addr}/validate");
+    let review = |i: usize| {
+        serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": format!("u-{i}"),
+                "kind": {"group": "steward.dev", "version": "v1alpha1", "kind": "PolicyException"},
+                "resource": {"group": "steward.dev", "version": "v1alpha1", "resource": "policyexceptions"},
+                "name": "e", "namespace": ns, "operation": "CREATE",
+                "userInfo": {"username": "alice"},
+                "object": serde_json::to_value(exception("e", Timestamp::now() + SignedDuration::from_secs(3600))).unwrap(),
+                "dryRun": false
+            }
+        })
+    };
+    // Wait until it serves and its caches know the control.
+    let start = Instant::now();
+    loop {
+        let ok = match http.post(&url).json(&review(0)).send().await {
+            Ok(r) => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .is_some_and(|v| v["response"]["allowed"] == true),
+            Err(_) => false,
+        };
+        if ok {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "webhook not serving");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut lat = Vec::new();
+    for i in 0..n {
+        let body = review(i);
+        let t = Instant::now();
+        let r = http.post(&url).json(&body).send().await.expect("review");
+        let v: serde_json::Value = r.json().await.expect("response");
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(v["response"]["allowed"], true, "{v}");
+    }
+    let (p50, p99) = summary(lat);
+    println!(
+        "admission webhook ({n} AdmissionReviews over HTTPS, one at a time): p50 {p50:.2} ms  p99 {p99:.2} ms (target p99 <= 10 ms)"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -408,6 +512,7 @@ async fn main() {
     single_expiry(env, 50).await;
     mass_expiry(env, 1000).await;
     convergence(env, 500, 4).await;
+    webhook_latency(env, 1000).await;
     if let Some(pid) = env.controller_pid() {
         println!(
             "controller peak RSS over the whole run: {:.1} MiB (target <= 100 MiB)",

@@ -16,6 +16,7 @@ use super::{Context, Error, requeue_at};
 use crate::api::{BindingKind, ControlOwnership, EXCEPTION_LABEL, FINALIZER};
 use crate::apply;
 use crate::decide::control::{self, Observed};
+use crate::decide::drift::names_service_account;
 
 /// Reconciles one ControlOwnership.
 #[tracing::instrument(skip_all, fields(ns = %co.namespace().unwrap_or_default(), name = %co.name_any()))]
@@ -71,24 +72,49 @@ fn owned_names(co: &ControlOwnership, ctx: &Context) -> Vec<String> {
 
 async fn apply_control(co: &ControlOwnership, ctx: &Context, api: &Api<ControlOwnership>) -> Result<Action, Error> {
     let ns = co.namespace().unwrap_or_default();
+    // Only what can matter to this control is copied out of the caches:
+    // bindings naming one of its service accounts and exceptions that are
+    // its own or grant to one of them. The decision is the same as over
+    // everything, and a namespace with thousands of bindings stays cheap.
+    let sas: Vec<&str> = co
+        .spec
+        .workload_identities
+        .iter()
+        .map(|i| i.service_account.as_str())
+        .collect();
+    let names_ours = |subjects: Option<&Vec<k8s_openapi::api::rbac::v1::Subject>>, binding_ns: Option<&str>| {
+        subjects
+            .into_iter()
+            .flatten()
+            .any(|s| sas.iter().any(|sa| names_service_account(s, binding_ns, &ns, sa)))
+    };
+    let name = co.name_any();
     let exceptions: Vec<_> = ctx
         .exceptions
         .state()
         .iter()
         .filter(|e| e.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|e| {
+            e.spec.control == name
+                || e.spec
+                    .grant
+                    .as_ref()
+                    .is_some_and(|g| sas.contains(&g.service_account.as_str()))
+        })
         .map(|e| (**e).clone())
         .collect();
     let role_bindings: Vec<_> = ctx
         .role_bindings
         .state()
         .iter()
-        .filter(|b| b.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|b| b.namespace().as_deref() == Some(ns.as_str()) && names_ours(b.subjects.as_ref(), Some(&ns)))
         .map(|b| (**b).clone())
         .collect();
     let cluster_role_bindings: Vec<_> = ctx
         .cluster_role_bindings
         .state()
         .iter()
+        .filter(|b| names_ours(b.subjects.as_ref(), None))
         .map(|b| (**b).clone())
         .collect();
     let managed_names = owned_names(co, ctx);
@@ -101,9 +127,8 @@ async fn apply_control(co: &ControlOwnership, ctx: &Context, api: &Api<ControlOw
     let now = Timestamp::now();
     let d = control::decide(co, &observed, &ctx.ceiling(), now);
 
-    for pair in &d.apply {
-        ensure_pair(ctx, pair).await?;
-    }
+    // Identities are independent: apply their pairs concurrently.
+    futures::future::try_join_all(d.apply.iter().map(|pair| ensure_pair(ctx, pair))).await?;
     for name in &d.delete {
         remove_pair(ctx, &ns, name).await?;
     }

@@ -205,6 +205,10 @@ pub async fn run(client: Client, config: Config, ready: Arc<Mutex<bool>>, metric
             })
             .watches_stream(pop(&mut role_src), |role: Role| owners::<Role, ControlOwnership>(&role))
             .reconcile_all_on(unit(pop(&mut ceiling_src)))
+            // Creating a control's RBAC fires a watch event per object; one
+            // reconcile after the burst is enough. (Not for exceptions: their
+            // expiry must not wait.)
+            .with_config(kube::runtime::controller::Config::default().debounce(std::time::Duration::from_millis(100)))
             .run(control::reconcile, error_policy, ctx.clone())
             .for_each(log_result)
     };
