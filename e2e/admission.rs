@@ -10,7 +10,7 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::Api;
 use steward::api::{Phase, PolicyException};
 
-use crate::harness::{self, Env, eventually, from_now, http_get, wait_for};
+use crate::harness::{self, Env, eventually, from_now, http_get, phase_is, wait_for};
 
 fn pki(dir: &std::path::Path) -> String {
     let run = |args: &[&str]| {
@@ -247,7 +247,7 @@ async fn admission_refuses_what_status_would_reject() {
         "old",
         Duration::from_secs(10),
         "Expired",
-        |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Expired),
+        phase_is(Phase::Expired),
     )
     .await;
 
@@ -271,7 +271,7 @@ async fn admission_refuses_what_status_would_reject() {
         "allow",
         Duration::from_secs(10),
         "Active",
-        |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Active),
+        phase_is(Phase::Active),
     )
     .await;
     eventually(Duration::from_secs(5), "tolerated binding admitted", || {

@@ -8,7 +8,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
 use steward::api::{Phase, PolicyException};
 
-use crate::harness::{Env, condition, env, eventually, from_now, wait_for};
+use crate::harness::{Env, condition, env, eventually, from_now, phase_is, wait_for};
 
 fn control(name: &str, extra: &str) -> String {
     format!(
@@ -106,10 +106,6 @@ async fn setup(prefix: &str) -> (&'static Env, String, Api<PolicyException>, Api
         Api::namespaced(client.clone(), &ns),
         Api::namespaced(client, &ns),
     )
-}
-
-fn phase_is(want: Phase) -> impl Fn(Option<&PolicyException>) -> bool {
-    move |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(want)
 }
 
 #[tokio::test]

@@ -445,6 +445,11 @@ pub fn condition_is<K: serde::Serialize + Resource>(
     }
 }
 
+/// Condition: a PolicyException has reached `phase`.
+pub fn phase_is(phase: steward::api::Phase) -> impl Fn(Option<&steward::api::PolicyException>) -> bool {
+    move |p| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(phase)
+}
+
 /// A condition of an object by type, as JSON.
 pub fn condition<K: serde::Serialize>(obj: &K, type_: &str) -> Option<serde_json::Value> {
     let v = serde_json::to_value(obj).ok()?;

@@ -8,7 +8,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
 use steward::api::{Phase, PolicyException};
 
-use crate::harness::{self, eventually, from_now, http_get, wait_for};
+use crate::harness::{self, eventually, from_now, http_get, phase_is, wait_for};
 
 #[tokio::test]
 async fn config_default_creates_every_object() {
@@ -98,7 +98,9 @@ spec:
             from_now(-60)
         ),
     );
-    let expires = from_now(4);
+    // Rounded to the second: 2.5 to 3.5 s away, so it expires after the
+    // kill below and before the lease (4 s) lets the standby take over.
+    let expires = from_now(3);
     env.apply_ok(
         &ns,
         &format!(
@@ -125,7 +127,7 @@ spec:
         "handover",
         Duration::from_secs(10),
         "Active",
-        |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Active),
+        phase_is(Phase::Active),
     )
     .await;
     eventually(Duration::from_secs(5), "granted", || {

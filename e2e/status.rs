@@ -6,7 +6,7 @@ use std::time::Duration;
 use kube::api::{Api, DynamicObject, GroupVersionKind};
 use steward::api::{ControlOwnership, Phase, PolicyException};
 
-use crate::harness::{Env, condition_is, env, eventually, from_now, wait_for};
+use crate::harness::{Env, condition_is, env, eventually, from_now, phase_is, wait_for};
 
 use crate::kstatus::{self, Status};
 
@@ -264,14 +264,7 @@ async fn metrics_count_what_happens() {
         &exception("short", "owner", "alice@example.com", from_now(-1), from_now(4)),
     );
     let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
-    wait_for(
-        &pes,
-        "short",
-        Duration::from_secs(5),
-        "Active",
-        |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Active),
-    )
-    .await;
+    wait_for(&pes, "short", Duration::from_secs(5), "Active", phase_is(Phase::Active)).await;
     let during = env.metrics();
     assert!(value(&during, "steward_reconciles_total", Some(("kind", "PolicyException"))) > reconciles);
     assert!(value(&during, "steward_exceptions", Some(("phase", "Active"))) >= 1.0);
@@ -283,7 +276,7 @@ async fn metrics_count_what_happens() {
         "short",
         Duration::from_secs(10),
         "Expired",
-        |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Expired),
+        phase_is(Phase::Expired),
     )
     .await;
     let after = env.metrics();
@@ -324,7 +317,7 @@ async fn every_transition_records_an_event() {
         "revoke",
         Duration::from_secs(5),
         "Active",
-        |p: Option<&PolicyException>| p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Active),
+        phase_is(Phase::Active),
     )
     .await;
     // Approver no longer allowed: the grant is revoked and the exception rejected.
