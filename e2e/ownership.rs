@@ -8,7 +8,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use steward::api::ControlOwnership;
 
-use crate::harness::{condition, condition_is, env, eventually, from_now, wait_for};
+use crate::harness::{Env, condition, condition_is, env, eventually, from_now, wait_for};
 
 fn control(name: &str, enforcement: &str, review: &str) -> String {
     format!(
@@ -60,12 +60,14 @@ subjects: {subjects}
     )
 }
 
-#[tokio::test]
-async fn identities_get_exactly_the_declared_permissions() {
-    let env = env();
-    let ns = env.namespace("exact").await;
-    env.apply_ok(&ns, &control("payments", "Audit", &reviewed_recently()));
-    let cos: Api<ControlOwnership> = Api::namespaced(env.admin().await, &ns);
+/// A fresh namespace holding the `payments` control with `enforcement`,
+/// reconciled (Ready, no drift); returns the namespace, an admin client and
+/// the controls API.
+async fn ready_control(env: &Env, prefix: &str, enforcement: &str) -> (String, kube::Client, Api<ControlOwnership>) {
+    let ns = env.namespace(prefix).await;
+    env.apply_ok(&ns, &control("payments", enforcement, &reviewed_recently()));
+    let client = env.admin().await;
+    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
     wait_for(
         &cos,
         "payments",
@@ -74,6 +76,21 @@ async fn identities_get_exactly_the_declared_permissions() {
         condition_is("Ready", "True"),
     )
     .await;
+    wait_for(
+        &cos,
+        "payments",
+        Duration::from_secs(5),
+        "Drifted=False",
+        condition_is("Drifted", "False"),
+    )
+    .await;
+    (ns, client, cos)
+}
+
+#[tokio::test]
+async fn identities_get_exactly_the_declared_permissions() {
+    let env = env();
+    let (ns, _client, cos) = ready_control(env, "exact", "Audit").await;
     eventually(Duration::from_secs(5), "api granted", || {
         env.can(&ns, "api", "get", "", "configmaps")
     })
@@ -110,18 +127,7 @@ async fn identities_get_exactly_the_declared_permissions() {
 #[tokio::test]
 async fn drift_is_reported_in_audit_and_a_toleration_hides_it_until_expiry() {
     let env = env();
-    let ns = env.namespace("audit").await;
-    env.apply_ok(&ns, &control("payments", "Audit", &reviewed_recently()));
-    let client = env.admin().await;
-    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
-    wait_for(
-        &cos,
-        "payments",
-        Duration::from_secs(15),
-        "Drifted=False",
-        condition_is("Drifted", "False"),
-    )
-    .await;
+    let (ns, client, cos) = ready_control(env, "audit", "Audit").await;
 
     let name = format!("{ns}-legacy-admin");
     env.apply_ok(
@@ -200,19 +206,8 @@ spec:
 #[tokio::test]
 async fn enforce_removes_drift_but_only_reports_shared_bindings() {
     let env = env();
-    let ns = env.namespace("enforce").await;
-    env.apply_ok(&ns, &control("payments", "Enforce", &reviewed_recently()));
-    let client = env.admin().await;
-    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+    let (ns, client, cos) = ready_control(env, "enforce", "Enforce").await;
     let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
-    wait_for(
-        &cos,
-        "payments",
-        Duration::from_secs(15),
-        "Ready",
-        condition_is("Ready", "True"),
-    )
-    .await;
 
     let sole = format!("{ns}-sole");
     env.apply_ok(
@@ -294,20 +289,9 @@ subjects: [{{kind: Group, name: "system:serviceaccounts:{ns}", apiGroup: rbac.au
 #[tokio::test]
 async fn hand_edits_are_reverted_and_delete_cleans_up() {
     let env = env();
-    let ns = env.namespace("revert").await;
-    env.apply_ok(&ns, &control("payments", "Audit", &reviewed_recently()));
-    let client = env.admin().await;
-    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+    let (ns, client, _cos) = ready_control(env, "revert", "Audit").await;
     let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
     let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
-    wait_for(
-        &cos,
-        "payments",
-        Duration::from_secs(15),
-        "Ready",
-        condition_is("Ready", "True"),
-    )
-    .await;
     eventually(Duration::from_secs(5), "granted", || {
         env.can(&ns, "api", "get", "", "configmaps")
     })
@@ -361,19 +345,8 @@ async fn hand_edits_are_reverted_and_delete_cleans_up() {
 #[tokio::test]
 async fn removing_an_identity_removes_its_rbac() {
     let env = env();
-    let ns = env.namespace("remove").await;
-    env.apply_ok(&ns, &control("payments", "Audit", &reviewed_recently()));
-    let client = env.admin().await;
-    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+    let (ns, client, _cos) = ready_control(env, "remove", "Audit").await;
     let roles: Api<Role> = Api::namespaced(client, &ns);
-    wait_for(
-        &cos,
-        "payments",
-        Duration::from_secs(15),
-        "Ready",
-        condition_is("Ready", "True"),
-    )
-    .await;
     eventually(Duration::from_secs(5), "worker granted", || {
         env.can(&ns, "worker", "create", "batch", "jobs")
     })
