@@ -312,12 +312,17 @@ impl Env {
     /// Writes (create/update/patch/delete) the controller made in `ns`
     /// according to the API server's audit log.
     pub fn controller_writes_in(&self, ns: &str) -> usize {
+        self.controller_writes_where(|n| n == ns)
+    }
+
+    /// Writes the controller made in the namespaces `pick` accepts.
+    pub fn controller_writes_where(&self, pick: impl Fn(&str) -> bool) -> usize {
         let log = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
         log.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|e| e["stage"] == "ResponseComplete")
             .filter(|e| e["user"]["username"] == self.controller_user.as_str())
-            .filter(|e| e["objectRef"]["namespace"] == ns)
+            .filter(|e| e["objectRef"]["namespace"].as_str().is_some_and(&pick))
             .count()
     }
 

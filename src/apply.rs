@@ -50,8 +50,9 @@ where
     }
 }
 
-/// Server-side applies the status of a custom resource.
-pub async fn status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<(), kube::Error>
+/// Server-side applies the status of a custom resource; returns the
+/// object's new resourceVersion.
+pub async fn status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<Option<String>, kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     S: Serialize,
@@ -63,5 +64,5 @@ where
     });
     api.patch_status(&obj.name_any(), &apply_params(), &Patch::Apply(patch))
         .await
-        .map(|_| ())
+        .map(|o| o.resource_version())
 }

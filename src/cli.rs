@@ -57,6 +57,11 @@ pub struct RunArgs {
     /// Deployment).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
+    /// Most API requests in flight at once. Every request holds a connection
+    /// (and its TLS buffers) while in flight; a burst of reconciles queues
+    /// here, in order, instead of opening a connection each.
+    #[arg(long, env = "STEWARD_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_in_flight: u16,
     /// Run the controllers only while holding the leader Lease.
     #[arg(long, env = "STEWARD_LEADER_ELECT")]
     pub leader_elect: bool,

@@ -8,12 +8,14 @@
 pub mod api;
 pub mod apply;
 pub mod cli;
+pub mod client;
 pub mod crds;
 pub mod decide;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod slim;
 pub mod telemetry;
 pub mod validate_cmd;
 pub mod webhook;

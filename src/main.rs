@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: RunArgs) -> ExitCode {
     steward::telemetry::init(args.log_format);
-    let client = match kube::Client::try_default().await {
+    let client = match steward::client::build(args.max_in_flight).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build a Kubernetes client");

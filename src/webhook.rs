@@ -79,7 +79,7 @@ where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let pump = reflector::reflector(writer, watcher(api, wc).default_backoff())
+    let pump = reflector::reflector(writer, watcher(api, wc).default_backoff().modify(crate::slim::slim))
         .applied_objects()
         .for_each(|_| futures::future::ready(()));
     (reader, pump)

@@ -12,6 +12,7 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 
 use super::exception::{ensure_pair, remove_pair};
+use super::written::fingerprint;
 use super::{Context, Error, requeue_at};
 use crate::api::{BindingKind, ControlOwnership, EXCEPTION_LABEL, FINALIZER};
 use crate::apply;
@@ -72,6 +73,19 @@ fn owned_names(co: &ControlOwnership, ctx: &Context) -> Vec<String> {
 
 async fn apply_control(co: &ControlOwnership, ctx: &Context, api: &Api<ControlOwnership>) -> Result<Action, Error> {
     let ns = co.namespace().unwrap_or_default();
+    // The cache still shows this control as it was before our last status
+    // write (our own RBAC writes trigger reconciles that quickly). A decision
+    // from that view would write the same status again with a new
+    // transition time; the watch event of our write brings the next
+    // reconcile. The requeue only covers a lost event.
+    if ctx.written.behind(
+        "ControlOwnership",
+        &ns,
+        &co.name_any(),
+        co.resource_version().as_deref(),
+    ) {
+        return Ok(Action::requeue(super::written::TTL));
+    }
     // Only what can matter to this control is copied out of the caches:
     // bindings naming one of its service accounts and exceptions that are
     // its own or grant to one of them. The decision is the same as over
@@ -167,7 +181,9 @@ async fn apply_control(co: &ControlOwnership, ctx: &Context, api: &Api<ControlOw
         .await;
     }
     if co.status.as_ref() != Some(&d.status) {
-        apply::status(api, co, &d.status).await?;
+        let rv = apply::status(api, co, &d.status).await?;
+        ctx.written
+            .record("ControlOwnership", &ns, &name, rv.as_deref(), fingerprint(&d.status));
     }
     for n in &d.notes {
         ctx.event(co, n.reason, n.warning, n.note.clone()).await;

@@ -11,6 +11,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 
+use super::written::fingerprint;
 use super::{Context, Error, requeue_at};
 use crate::api::{FINALIZER, PolicyException};
 use crate::apply;
@@ -89,27 +90,51 @@ async fn cleanup(pe: &PolicyException, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-/// Applies a managed Role/RoleBinding pair unless the cache already holds
-/// exactly it. The Role goes first so the binding never points at nothing.
+/// Applies a managed Role/RoleBinding pair unless the server is known to
+/// hold exactly it: the cache shows it, or the cache is behind our own last
+/// write of it. The Role goes first so the binding never points at nothing.
 pub(super) async fn ensure_pair(ctx: &Context, pair: &RbacPair) -> Result<(), Error> {
     let ns = pair.role.namespace().unwrap_or_default();
-    let role_ok = ctx
-        .roles
-        .get(&ObjectRef::new(pair.name()).within(&ns))
-        .is_some_and(|r| r.rules == pair.role.rules && same_meta(&r.metadata, &pair.role.metadata));
+    let name = pair.name();
+    let role = ctx.roles.get(&ObjectRef::new(name).within(&ns));
+    let role_fp = fingerprint(&pair.role);
+    let role_ok = role
+        .as_ref()
+        .is_some_and(|r| r.rules == pair.role.rules && same_meta(&r.metadata, &pair.role.metadata))
+        || ctx.written.holds(
+            "Role",
+            &ns,
+            name,
+            role.and_then(|r| r.resource_version()).as_deref(),
+            role_fp,
+        );
     if !role_ok {
-        apply::apply::<Role>(&ctx.client, &pair.role).await?;
+        let applied = apply::apply::<Role>(&ctx.client, &pair.role).await?;
+        ctx.written
+            .record("Role", &ns, name, applied.resource_version().as_deref(), role_fp);
     }
-    let binding_ok = ctx
-        .role_bindings
-        .get(&ObjectRef::new(pair.name()).within(&ns))
-        .is_some_and(|b| {
-            b.role_ref == pair.binding.role_ref
-                && b.subjects == pair.binding.subjects
-                && same_meta(&b.metadata, &pair.binding.metadata)
-        });
+    let binding = ctx.role_bindings.get(&ObjectRef::new(name).within(&ns));
+    let binding_fp = fingerprint(&pair.binding);
+    let binding_ok = binding.as_ref().is_some_and(|b| {
+        b.role_ref == pair.binding.role_ref
+            && b.subjects == pair.binding.subjects
+            && same_meta(&b.metadata, &pair.binding.metadata)
+    }) || ctx.written.holds(
+        "RoleBinding",
+        &ns,
+        name,
+        binding.and_then(|b| b.resource_version()).as_deref(),
+        binding_fp,
+    );
     if !binding_ok {
-        apply::apply::<RoleBinding>(&ctx.client, &pair.binding).await?;
+        let applied = apply::apply::<RoleBinding>(&ctx.client, &pair.binding).await?;
+        ctx.written.record(
+            "RoleBinding",
+            &ns,
+            name,
+            applied.resource_version().as_deref(),
+            binding_fp,
+        );
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ mod control;
 mod exception;
 mod report;
 mod wiring;
+mod written;
 
 pub use wiring::{Config, run};
 
@@ -71,6 +72,8 @@ pub struct Context {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Namespaces whose PolicyReport must be rebuilt.
     pub reports: futures::channel::mpsc::UnboundedSender<String>,
+    /// Our recent writes the caches may not show yet.
+    pub written: Arc<written::Written>,
     failures: Mutex<HashMap<String, u32>>,
 }
 

@@ -42,7 +42,7 @@ pub async fn run(
     let writer = reflector::store::Writer::new(ar.clone());
     let cache = writer.as_reader();
     let wc = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let pump = reflector::reflector(writer, watcher(all, wc).default_backoff())
+    let pump = reflector::reflector(writer, watcher(all, wc).default_backoff().modify(crate::slim::slim))
         .applied_objects()
         .for_each(|_| futures::future::ready(()));
     let work = async {

@@ -17,6 +17,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::written::Written;
 use super::{Context, control, error_policy, exception};
 use crate::api::{ControlOwnership, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PolicyException};
 use crate::decide::drift::affected_namespaces;
@@ -37,18 +38,29 @@ type Source<K> = mpsc::UnboundedReceiver<Result<K, watcher::Error>>;
 
 /// A cache of `K` kept by one watch, plus `n` trigger streams of every
 /// object it sees change (deletions included).
-fn shared<K>(api: Api<K>, wc: watcher::Config, n: usize) -> (Store<K>, Vec<Source<K>>, impl Future<Output = ()>)
+fn shared<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+    n: usize,
+    written: Arc<Written>,
+) -> (Store<K>, Vec<Source<K>>, impl Future<Output = ()>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
     let (sinks, sources): (Vec<Sink<K>>, Vec<Source<K>>) = (0..n).map(|_| mpsc::unbounded()).unzip();
     let kind = K::kind(&()).to_string();
-    let pump = reflector::reflector(writer, watcher(api, wc).default_backoff())
+    let pump = reflector::reflector(writer, watcher(api, wc).default_backoff().modify(crate::slim::slim))
         .touched_objects()
         .for_each(move |ev| {
             match ev {
                 Ok(obj) => {
+                    written.seen(
+                        &kind,
+                        obj.meta().namespace.as_deref().unwrap_or_default(),
+                        obj.meta().name.as_deref().unwrap_or_default(),
+                        obj.meta().resource_version.as_deref(),
+                    );
                     for s in &sinks {
                         let _ = s.unbounded_send(Ok(obj.clone()));
                     }
@@ -120,21 +132,38 @@ fn owners<K: Resource<DynamicType = ()>, O: Resource<DynamicType = ()>>(obj: &K)
 /// cache has synced.
 pub async fn run(client: Client, config: Config, ready: Arc<Mutex<bool>>, metrics: Arc<crate::metrics::Metrics>) {
     let ns = &config.namespace;
+    let written = Arc::new(Written::default());
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let (pe_store, mut pe_src, pe_pump) = shared(scoped::<PolicyException>(&client, ns), watcher::Config::default(), 2);
-    let (co_store, mut co_src, co_pump) =
-        shared(scoped::<ControlOwnership>(&client, ns), watcher::Config::default(), 2);
-    let (rb_store, mut rb_src, rb_pump) = shared(scoped::<RoleBinding>(&client, ns), watcher::Config::default(), 2);
-    let (role_store, mut role_src, role_pump) = shared(scoped::<Role>(&client, ns), managed, 2);
+    let (pe_store, mut pe_src, pe_pump) = shared(
+        scoped::<PolicyException>(&client, ns),
+        watcher::Config::default(),
+        2,
+        written.clone(),
+    );
+    let (co_store, mut co_src, co_pump) = shared(
+        scoped::<ControlOwnership>(&client, ns),
+        watcher::Config::default(),
+        2,
+        written.clone(),
+    );
+    let (rb_store, mut rb_src, rb_pump) = shared(
+        scoped::<RoleBinding>(&client, ns),
+        watcher::Config::default(),
+        2,
+        written.clone(),
+    );
+    let (role_store, mut role_src, role_pump) = shared(scoped::<Role>(&client, ns), managed, 2, written.clone());
     let (crb_store, mut crb_src, crb_pump) = shared(
         Api::<ClusterRoleBinding>::all(client.clone()),
         watcher::Config::default(),
         1,
+        written.clone(),
     );
     let (ceiling_store, mut ceiling_src, ceiling_pump) = shared(
         Api::<ClusterRole>::all(client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={}", config.ceiling)),
         2,
+        written.clone(),
     );
 
     metrics.attach(crate::metrics::Caches {
@@ -158,6 +187,7 @@ pub async fn run(client: Client, config: Config, ready: Arc<Mutex<bool>>, metric
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
         reports: reports_tx,
+        written,
         failures: Mutex::default(),
     });
 
