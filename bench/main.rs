@@ -341,6 +341,20 @@ fn apiserver_pid(env: &harness::Env) -> Option<u32> {
         .and_then(|s| s.trim().parse().ok())
 }
 
+/// The controller's API requests so far, by verb.
+fn api_requests(env: &harness::Env) -> HashMap<String, f64> {
+    let mut by_verb = HashMap::new();
+    for s in env.metrics().samples {
+        if s.metric == "steward_api_requests_total"
+            && let (Some(verb), prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v)) =
+                (s.labels.get("verb"), s.value)
+        {
+            by_verb.insert(verb.to_string(), v);
+        }
+    }
+    by_verb
+}
+
 /// `controls` × `identities` created at once, spread evenly over
 /// `spread` namespaces; time until every control is Ready, beside two
 /// floors measured just before with the same layout.
@@ -404,6 +418,7 @@ async fn convergence(env: &harness::Env, controls: usize, identities: usize, spr
     // Created by a plain client with the same concurrency as the floors, so
     // the ratio measures the controller, not kubectl.
     let (ctl_cpu, api_cpu) = (cpu_seconds(env.controller_pid()), cpu_seconds(apiserver_pid(env)));
+    let requests_before = api_requests(env);
     let t = Instant::now();
     futures::stream::iter(docs)
         .map(|(ns, co)| {
@@ -424,6 +439,16 @@ async fn convergence(env: &harness::Env, controls: usize, identities: usize, spr
     let api_cpu = cpu_seconds(apiserver_pid(env)) - api_cpu;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let writes = env.controller_writes_where(|ns| ns.starts_with(&mine)) - writes_before;
+    let mut requests: Vec<(String, f64)> = api_requests(env)
+        .into_iter()
+        .map(|(verb, n)| {
+            let before = requests_before.get(&verb).copied().unwrap_or(0.0);
+            (verb, n - before)
+        })
+        .filter(|(_, n)| *n > 0.0)
+        .collect();
+    requests.sort_by(|a, b| a.0.cmp(&b.0));
+    let total: f64 = requests.iter().map(|(_, n)| n).sum();
     // For a closer look at where the writes went: STEWARD_BENCH_AUDIT=path.
     if let Ok(keep) = std::env::var("STEWARD_BENCH_AUDIT") {
         let _ = std::fs::copy(&env.audit_log, keep);
@@ -447,6 +472,15 @@ async fn convergence(env: &harness::Env, controls: usize, identities: usize, spr
         "  controller writes: {writes} = {:.1} per ControlOwnership ({:.2} per managed object): finalizer, RBAC, status",
         writes as f64 / controls as f64,
         writes as f64 / (2 * n) as f64
+    );
+    println!(
+        "  controller API requests, all verbs: {total:.0} = {:.1} per ControlOwnership ({})",
+        total / controls as f64,
+        requests
+            .iter()
+            .map(|(v, n)| format!("{v} {n:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }
 

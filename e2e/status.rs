@@ -282,6 +282,16 @@ async fn metrics_count_what_happens() {
     let after = env.metrics();
     assert!(value(&after, "steward_expiries_enforced_total", None) >= expiries + 1.0);
     assert!(value(&after, "steward_expiry_lag_seconds", None) >= 1.0);
+    // The revocation was a DELETE, the status a PATCH; the caches watch
+    // (since start-up: watches are long-running).
+    for verb in ["delete", "patch"] {
+        assert!(
+            value(&after, "steward_api_requests_total", Some(("verb", verb)))
+                > value(&scrape, "steward_api_requests_total", Some(("verb", verb))),
+            "no {verb} request counted"
+        );
+    }
+    assert!(value(&after, "steward_api_requests_total", Some(("verb", "watch"))) >= 6.0);
     for name in [
         "steward_reconciles_total",
         "steward_reconcile_duration_seconds",

@@ -5,14 +5,68 @@
 //! buffers. The bound covers a request until its response headers arrive,
 //! so long-running watches do not hold a slot. Waiting requests are served
 //! in order, so the first writes of a burst (revocations) go first.
+//! Every request is counted by verb (`steward_api_requests_total`).
 
-use kube::client::ClientBuilder;
+use std::sync::Arc;
+
+use kube::client::{Body, ClientBuilder};
 use tower::limit::ConcurrencyLimitLayer;
+use tower::util::MapRequestLayer;
+
+use crate::metrics::Metrics;
 
 /// Builds the client from the inferred configuration.
-pub async fn build(max_in_flight: u16) -> Result<kube::Client, kube::Error> {
+pub async fn build(max_in_flight: u16, metrics: Arc<Metrics>) -> Result<kube::Client, kube::Error> {
     let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+    let count = MapRequestLayer::new(move |req: http::Request<Body>| {
+        metrics.api_request(verb(&req));
+        req
+    });
     Ok(ClientBuilder::try_from(config)?
         .with_layer(&ConcurrencyLimitLayer::new(usize::from(max_in_flight)))
+        .with_layer(&count)
         .build())
+}
+
+/// The metric label of a request: its method, or `watch`.
+fn verb<B>(req: &http::Request<B>) -> &'static str {
+    let watch = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    match *req.method() {
+        http::Method::GET if watch => "watch",
+        http::Method::GET => "get",
+        http::Method::POST => "post",
+        http::Method::PUT => "put",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE => "delete",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_labelled_by_verb() {
+        let req = |m: http::Method, uri: &str| http::Request::builder().method(m).uri(uri).body(()).unwrap();
+        let rbs = "/apis/rbac.authorization.k8s.io/v1/rolebindings";
+        assert_eq!(verb(&req(http::Method::GET, rbs)), "get");
+        assert_eq!(
+            verb(&req(http::Method::GET, &format!("{rbs}?watch=true&resourceVersion=5"))),
+            "watch"
+        );
+        assert_eq!(
+            verb(&req(http::Method::GET, &format!("{rbs}?resourceVersion=5&watch=1"))),
+            "watch"
+        );
+        assert_eq!(
+            verb(&req(http::Method::GET, &format!("{rbs}?labelSelector=watch%3Dtrue"))),
+            "get"
+        );
+        assert_eq!(verb(&req(http::Method::PATCH, rbs)), "patch");
+        assert_eq!(verb(&req(http::Method::DELETE, rbs)), "delete");
+    }
 }

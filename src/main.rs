@@ -38,7 +38,8 @@ async fn main() -> ExitCode {
 
 async fn run(args: RunArgs) -> ExitCode {
     steward::telemetry::init(args.log_format);
-    let client = match steward::client::build(args.max_in_flight).await {
+    let metrics = std::sync::Arc::new(steward::metrics::Metrics::new());
+    let client = match steward::client::build(args.max_in_flight, metrics.clone()).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build a Kubernetes client");
@@ -60,7 +61,6 @@ async fn run(args: RunArgs) -> ExitCode {
         ceiling: args.grant_ceiling,
         instance: Some(identity.clone()),
     };
-    let metrics = std::sync::Arc::new(steward::metrics::Metrics::new());
     let http = steward::http::serve(args.metrics_addr, ready.clone(), metrics.clone());
     let webhook_client = client.clone();
     let webhook_ceiling = config.ceiling.clone();

@@ -41,6 +41,13 @@ pub struct PhaseLabel {
     pub phase: String,
 }
 
+/// `verb` label of API requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabel {
+    /// get, watch, post, put, patch or delete.
+    pub verb: String,
+}
+
 /// Caches read at scrape time.
 pub struct Caches {
     /// Exceptions.
@@ -62,6 +69,7 @@ pub struct Metrics {
     expiries: Counter,
     expiry_lag: Histogram,
     leader: Gauge,
+    requests: Family<VerbLabel, Counter>,
     caches: OnceLock<Caches>,
 }
 
@@ -87,6 +95,12 @@ impl Metrics {
         let expiries = Counter::default();
         let expiry_lag = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let leader = Gauge::default();
+        let requests = Family::<VerbLabel, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests this process sent to the Kubernetes API, by verb (watch: a GET with watch=true)",
+            requests.clone(),
+        );
         registry.register("leader", "1 while this process runs the controllers", leader.clone());
         registry.register("reconciles", "Reconciliations by kind", reconciles.clone());
         registry.register(
@@ -137,6 +151,7 @@ impl Metrics {
             expiries,
             expiry_lag,
             leader,
+            requests,
             caches: OnceLock::new(),
         }
     }
@@ -161,6 +176,11 @@ impl Metrics {
                 error: error.into(),
             })
             .inc();
+    }
+
+    /// Counts one request to the Kubernetes API.
+    pub fn api_request(&self, verb: &str) {
+        self.requests.get_or_create(&VerbLabel { verb: verb.into() }).inc();
     }
 
     /// Marks this process as the leader (or not).
