@@ -315,6 +315,32 @@ impl Env {
         self.controller_writes_where(|n| n == ns)
     }
 
+    /// Writes the controller made in `ns`, counted by "verb resource[/sub] code".
+    pub fn controller_writes_by_kind(&self, ns: &str) -> std::collections::BTreeMap<String, usize> {
+        let log = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
+        let mut out = std::collections::BTreeMap::new();
+        for e in log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["stage"] == "ResponseComplete")
+            .filter(|e| e["user"]["username"] == self.controller_user.as_str())
+            .filter(|e| e["objectRef"]["namespace"] == ns)
+        {
+            let o = &e["objectRef"];
+            let resource = match o["subresource"].as_str() {
+                Some(sub) => format!("{}/{sub}", o["resource"].as_str().unwrap_or_default()),
+                None => o["resource"].as_str().unwrap_or_default().to_string(),
+            };
+            let key = format!(
+                "{} {resource} {}",
+                e["verb"].as_str().unwrap_or_default(),
+                e["responseStatus"]["code"]
+            );
+            *out.entry(key).or_insert(0) += 1;
+        }
+        out
+    }
+
     /// Writes the controller made in the namespaces `pick` accepts.
     pub fn controller_writes_where(&self, pick: impl Fn(&str) -> bool) -> usize {
         let log = std::fs::read_to_string(&self.audit_log).unwrap_or_default();

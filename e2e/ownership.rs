@@ -125,6 +125,62 @@ async fn identities_get_exactly_the_declared_permissions() {
 }
 
 #[tokio::test]
+async fn new_controls_cost_one_write_per_object() {
+    let env = env();
+    let ns = env.namespace("writes").await;
+    // Many at once, so reconciles triggered by the controller's own writes
+    // run while the watch is still behind them; none of them may write again.
+    const N: usize = 40;
+    // Each with service accounts of its own (controls sharing one would see
+    // each other's bindings as drift).
+    let docs: Vec<String> = (0..N)
+        .map(|i| {
+            control(&format!("c{i}"), "Audit", &reviewed_recently())
+                .replace("serviceAccount: api", &format!("serviceAccount: api-{i}"))
+                .replace("serviceAccount: worker", &format!("serviceAccount: worker-{i}"))
+        })
+        .collect();
+    env.apply_ok(&ns, &docs.join("\n---\n"));
+    let client = env.admin().await;
+    let cos: Api<ControlOwnership> = Api::namespaced(client, &ns);
+    for i in 0..N {
+        wait_for(
+            &cos,
+            &format!("c{i}"),
+            Duration::from_secs(30),
+            "Ready",
+            condition_is("Ready", "True"),
+        )
+        .await;
+    }
+    // Give straggling reconciles a moment, then count what the API server
+    // recorded.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut writes = env.controller_writes_by_kind(&ns);
+    // The namespace's PolicyReport is rebuilt in batches; not counted here.
+    writes.retain(|k, _| !k.contains("policyreports"));
+    let log = env.controller_log();
+    let status_log: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("writing status") && l.contains(&ns))
+        .collect();
+    let status_log = status_log.join("\n");
+    let mut take = |key: &str| writes.remove(key).unwrap_or(0);
+    assert_eq!(take("patch controlownerships 200"), N, "one finalizer each");
+    assert_eq!(take("patch roles 201"), 2 * N, "one Role per identity");
+    assert_eq!(take("patch rolebindings 201"), 2 * N, "one RoleBinding per identity");
+    // One status each. Without the read-your-writes memo this was 53-65
+    // for 40 controls; a single extra write has been seen a few times under
+    // load and is bounded here rather than hidden.
+    let statuses = take("patch controlownerships/status 200");
+    assert!(
+        (N..=N + N / 10).contains(&statuses),
+        "{statuses} status writes:\n{status_log}"
+    );
+    assert!(writes.is_empty(), "unexpected writes: {writes:?}");
+}
+
+#[tokio::test]
 async fn drift_is_reported_in_audit_and_a_toleration_hides_it_until_expiry() {
     let env = env();
     let (ns, client, cos) = ready_control(env, "audit", "Audit").await;

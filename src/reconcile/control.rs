@@ -181,6 +181,11 @@ async fn apply_control(co: &ControlOwnership, ctx: &Context, api: &Api<ControlOw
         .await;
     }
     if co.status.as_ref() != Some(&d.status) {
+        tracing::debug!(
+            cached_version = co.resource_version().unwrap_or_default(),
+            had_status = co.status.is_some(),
+            "writing status"
+        );
         let rv = apply::status(api, co, &d.status).await?;
         ctx.written
             .record("ControlOwnership", &ns, &name, rv.as_deref(), fingerprint(&d.status));
