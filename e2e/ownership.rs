@@ -162,7 +162,7 @@ async fn new_controls_cost_one_write_per_object() {
     let log = env.controller_log();
     let status_log: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("writing status") && l.contains(&ns))
+        .filter(|l| l.contains("status written") && l.contains(&ns))
         .collect();
     let status_log = status_log.join("\n");
     let mut take = |key: &str| writes.remove(key).unwrap_or(0);
@@ -170,8 +170,8 @@ async fn new_controls_cost_one_write_per_object() {
     assert_eq!(take("patch roles 201"), 2 * N, "one Role per identity");
     assert_eq!(take("patch rolebindings 201"), 2 * N, "one RoleBinding per identity");
     // One status each. Without the read-your-writes memo this was 53-65
-    // for 40 controls; a single extra write has been seen a few times under
-    // load and is bounded here rather than hidden.
+    // for 40 controls. The bound leaves room for one or two late writes on
+    // a loaded machine; the log lines say which control wrote twice.
     let statuses = take("patch controlownerships/status 200");
     assert!(
         (N..=N + N / 10).contains(&statuses),

@@ -73,17 +73,24 @@ fn owned_names(co: &ControlOwnership, ctx: &Context) -> Vec<String> {
 
 async fn apply_control(co: &ControlOwnership, ctx: &Context, api: &Api<ControlOwnership>) -> Result<Action, Error> {
     let ns = co.namespace().unwrap_or_default();
-    // The cache still shows this control as it was before our last status
-    // write (our own RBAC writes trigger reconciles that quickly). A decision
-    // from that view would write the same status again with a new
-    // transition time; the watch event of our write brings the next
-    // reconcile. The requeue only covers a lost event.
-    if ctx.written.behind(
-        "ControlOwnership",
-        &ns,
-        &co.name_any(),
-        co.resource_version().as_deref(),
-    ) {
+    // Decide only from the newest view of this control. The object handed
+    // to a reconcile is read when it is queued, and the cache may have moved
+    // on since; the watch event that moved it queued another reconcile.
+    // Likewise, while the cache is older than our own last status write
+    // (our RBAC writes trigger reconciles that quickly), a decision would
+    // write that status again with a new transition time; the watch event
+    // of our write brings the next reconcile. The requeue only covers a
+    // lost event.
+    let version = co.resource_version();
+    let newest = ctx
+        .controls
+        .get(&ObjectRef::from_obj(co))
+        .and_then(|c| c.resource_version());
+    if newest != version
+        || ctx
+            .written
+            .behind("ControlOwnership", &ns, &co.name_any(), version.as_deref())
+    {
         return Ok(Action::requeue(super::written::TTL));
     }
     // Only what can matter to this control is copied out of the caches:
@@ -181,12 +188,12 @@ async fn apply_control(co: &ControlOwnership, ctx: &Context, api: &Api<ControlOw
         .await;
     }
     if co.status.as_ref() != Some(&d.status) {
-        tracing::debug!(
-            cached_version = co.resource_version().unwrap_or_default(),
-            had_status = co.status.is_some(),
-            "writing status"
-        );
         let rv = apply::status(api, co, &d.status).await?;
+        tracing::debug!(
+            from_version = co.resource_version().unwrap_or_default(),
+            written_version = rv.as_deref().unwrap_or_default(),
+            "status written"
+        );
         ctx.written
             .record("ControlOwnership", &ns, &name, rv.as_deref(), fingerprint(&d.status));
     }

@@ -38,6 +38,11 @@ type Source<K> = mpsc::UnboundedReceiver<Result<K, watcher::Error>>;
 
 /// A cache of `K` kept by one watch, plus `n` trigger streams of every
 /// object it sees change (deletions included).
+///
+/// After a (re)list, the objects are sent as triggers only once the whole
+/// list is in the cache: the reflector swaps it in at `InitDone`, and a
+/// reconcile triggered earlier would read the cache as it was before the
+/// list, older than what the read-your-writes memo was told it now shows.
 fn shared<K>(
     api: Api<K>,
     wc: watcher::Config,
@@ -50,25 +55,33 @@ where
     let (reader, writer) = reflector::store();
     let (sinks, sources): (Vec<Sink<K>>, Vec<Source<K>>) = (0..n).map(|_| mpsc::unbounded()).unzip();
     let kind = K::kind(&()).to_string();
-    let pump = reflector::reflector(writer, watcher(api, wc).default_backoff().modify(crate::slim::slim))
-        .touched_objects()
-        .for_each(move |ev| {
+    let listed = reader.clone();
+    let touched = move |obj: &K| {
+        written.seen(
+            &kind,
+            obj.meta().namespace.as_deref().unwrap_or_default(),
+            obj.meta().name.as_deref().unwrap_or_default(),
+            obj.meta().resource_version.as_deref(),
+        );
+        for s in &sinks {
+            let _ = s.unbounded_send(Ok(obj.clone()));
+        }
+    };
+    let pump = reflector::reflector(writer, watcher(api, wc).default_backoff().modify(crate::slim::slim)).for_each(
+        move |ev| {
             match ev {
-                Ok(obj) => {
-                    written.seen(
-                        &kind,
-                        obj.meta().namespace.as_deref().unwrap_or_default(),
-                        obj.meta().name.as_deref().unwrap_or_default(),
-                        obj.meta().resource_version.as_deref(),
-                    );
-                    for s in &sinks {
-                        let _ = s.unbounded_send(Ok(obj.clone()));
+                Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => touched(&obj),
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(watcher::Event::InitDone) => {
+                    for obj in listed.state() {
+                        touched(&obj);
                     }
                 }
-                Err(e) => tracing::warn!(kind = %kind, error = %e, "watch error; retrying with backoff"),
+                Err(e) => tracing::warn!(kind = %K::kind(&()), error = %e, "watch error; retrying with backoff"),
             }
             futures::future::ready(())
-        });
+        },
+    );
     (reader, sources, pump)
 }
 
