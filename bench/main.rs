@@ -624,7 +624,8 @@ async fn main() {
     }
     let env = harness::env();
     println!(
-        "steward bench — release controller as its own identity, local kube-apiserver v1.20.2, {} cores",
+        "steward bench — release controller as its own identity, local kube-apiserver {}, {} cores",
+        env.server_version,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
     if run("single") {

@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# The local control plane of SPEC §5: etcd (Debian's etcd-server) plus
-# kube-apiserver v1.20.2 built once from Debian's `kubernetes` source package.
+# The local control plane of SPEC §5: etcd plus kube-apiserver, and the
+# kubectl of the same release, built from their Go modules with the
+# machine's Go toolchain and cached outside the repo, keyed by version.
 #
-#   control-plane.sh install      install packages, build and cache kube-apiserver
+#   control-plane.sh install      install packages, build and cache the binaries
 #   control-plane.sh start DIR    start etcd + kube-apiserver on free loopback ports;
 #                                 DIR gets admin.kubeconfig, controller.kubeconfig, env
 #   control-plane.sh stop DIR     SIGTERM, then SIGKILL after a timeout
+#   control-plane.sh version      the full Kubernetes version selected
+#   control-plane.sh bindir       where kube-apiserver and kubectl of that version live
 #
-# Several instances can run at once: each has its own DIR and ports.
+# KUBERNETES selects the minor release (default 1.37, the newest supported;
+# 1.33 is the oldest). Each release is a Go module of its own under
+# e2e/platform/kubernetes-<minor>, pinning k8s.io/kubernetes and its staging
+# modules; etcd is e2e/platform/etcd. Several instances can run at once:
+# each has its own DIR and ports.
 set -euo pipefail
 
+HERE="$(cd "$(dirname "$0")" && pwd)"
+KUBERNETES="${KUBERNETES:-1.37}"
+PLATFORM="$HERE/platform"
+K8S_MODULE="$PLATFORM/kubernetes-$KUBERNETES"
+ETCD_MODULE="$PLATFORM/etcd"
 CACHE="${STEWARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/steward}"
 # Bump BUILD_REV whenever the build recipe changes, so caches are rebuilt.
-BUILD_REV=2
-APISERVER="${STEWARD_KUBE_APISERVER:-$CACHE/kube-apiserver-v1.20.2-r$BUILD_REV/kube-apiserver}"
+BUILD_REV=1
 # The controller's identity: a service-account user name, so RBAC bindings to
 # the ServiceAccount steward-system/steward apply to it, but NOT system:masters.
 CONTROLLER_USER="system:serviceaccount:steward-system:steward"
@@ -23,9 +34,27 @@ SUDO=""
 
 log() { printf 'control-plane: %s\n' "$*" >&2; }
 
+[ -f "$K8S_MODULE/go.mod" ] || {
+  log "KUBERNETES=$KUBERNETES is not supported (have: $(cd "$PLATFORM" && ls -d kubernetes-* | sed 's/kubernetes-//' | tr '\n' ' '))"
+  exit 2
+}
+
+# The version a module pins, read from its go.mod (require line).
+module_version() { # go.mod module-path
+  awk -v m="$2" '$1 == m && $2 ~ /^v/ {print $2; exit} $1 == "require" && $2 == m {print $3; exit}' "$1"
+}
+K8S_VERSION="$(module_version "$K8S_MODULE/go.mod" k8s.io/kubernetes)"
+ETCD_VERSION="$(module_version "$ETCD_MODULE/go.mod" go.etcd.io/etcd/server/v3)"
+BIN="$CACHE/kubernetes-$K8S_VERSION-r$BUILD_REV"
+ETCD_BIN="$CACHE/etcd-$ETCD_VERSION-r$BUILD_REV"
+APISERVER="$BIN/kube-apiserver"
+KUBECTL="$BIN/kubectl"
+ETCD="$ETCD_BIN/etcd"
+
 install_packages() {
-  local pkgs=(etcd-server golang-go rsync jq dpkg-dev openssl curl lua5.4 python3-yaml
-    golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev)
+  # openssl: the test PKI; curl: readiness probe; lua5.4 + python3-yaml: the
+  # Argo CD health-check tests.
+  local pkgs=(openssl curl lua5.4 python3-yaml)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,53 +64,56 @@ install_packages() {
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  command -v go >/dev/null || { log "go is not installed (need Go >= 1.26)"; exit 1; }
 }
 
-build_apiserver() {
-  if [ -x "$APISERVER" ]; then return 0; fi
-  log "building kube-apiserver v1.20.2 into $CACHE (about 8 minutes, once)"
-  mkdir -p "$CACHE"
-  local work; work="$(mktemp -d "$CACHE/build.XXXXXX")"
-  # A private deb-src list, so the machine's apt configuration is untouched.
-  mkdir -p "$work/apt/lists/partial"
-  echo "deb-src http://deb.debian.org/debian bookworm main" > "$work/apt/sources.list"
-  local aptopts=(-o "Dir::Etc::SourceList=$work/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-    -o "Dir::State::Lists=$work/apt/lists")
-  apt-get "${aptopts[@]}" update -qq
-  (cd "$work" && apt-get "${aptopts[@]}" source --download-only -qq kubernetes >/dev/null \
-     && dpkg-source --no-check -x ./kubernetes_*.dsc src >/dev/null)
-  local src="$work/src"
-  # Go >= 1.18 crashes the vendored reflect2 v1.0.1 on the first custom
-  # resource write; Debian's reflect2 1.0.2 and json-iterator 1.1.12 fix it.
-  rm -rf "$src/vendor/github.com/modern-go/reflect2" "$src/vendor/github.com/json-iterator/go"
-  cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$src/vendor/github.com/modern-go/reflect2"
-  cp -r /usr/share/gocode/src/github.com/json-iterator/go "$src/vendor/github.com/json-iterator/go"
-  # With Go >= 1.18, reflect.DeepEqual(reflect.Zero(T), reflect.ValueOf(v))
-  # is true for "", 0 and false, so the OpenAPI validator takes every empty
-  # string in a custom resource for null and refuses it (apiGroups: [""]).
-  # Only a real nil is null.
-  local zero_check='data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data))'
-  for f in "$src/vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go" \
-           "$src/vendor/github.com/go-openapi/validate/type.go"; do
-    grep -qF "$zero_check" "$f" || { log "expected zero-value check not found in $f"; exit 1; }
-    sed -i "s/$zero_check/data == nil/" "$f"
+# The -X flags Kubernetes' own build (hack/lib/version.sh) stamps, so
+# `kube-apiserver --version` and `kubectl version` print the real version.
+version_ldflags() { # vX.Y.Z
+  local v="$1" minor; minor="$(echo "$v" | cut -d. -f2)"
+  local out="" pkg
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    out+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+    out+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  (cd "$src" && GOFLAGS=-mod=vendor GOTOOLCHAIN=local make WHAT=cmd/kube-apiserver >"$work/build.log" 2>&1) || {
-    tail -40 "$work/build.log" >&2; exit 1; }
-  mkdir -p "$(dirname "$APISERVER")"
-  cp "$(find "$src/_output" -type f -name kube-apiserver | head -1)" "$APISERVER.tmp"
-  mv "$APISERVER.tmp" "$APISERVER"
-  rm -rf "$work"
-  log "kube-apiserver cached at $APISERVER"
+  echo "$out"
+}
+
+# Builds into a temporary directory and renames it into place, so an
+# interrupted build never leaves a half-filled cache entry.
+build_into() { # dest-dir module-dir ldflags packages...
+  local dest="$1" module="$2" ldflags="$3"; shift 3
+  [ -d "$dest" ] && return 0
+  mkdir -p "$CACHE"
+  local tmp; tmp="$(mktemp -d "$CACHE/build.XXXXXX")"
+  (cd "$module" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" "$@") || {
+    rm -rf "$tmp"; log "build failed in $module"; exit 1; }
+  # go names etcd's main package (go.etcd.io/etcd/server/v3) "server".
+  if [ -f "$tmp/server" ]; then mv "$tmp/server" "$tmp/etcd"; fi
+  mv "$tmp" "$dest"
+}
+
+build() {
+  if [ ! -d "$BIN" ]; then
+    log "building kube-apiserver and kubectl $K8S_VERSION into $BIN (about 12 minutes, once)"
+    build_into "$BIN" "$K8S_MODULE" "$(version_ldflags "$K8S_VERSION")" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+  fi
+  if [ ! -d "$ETCD_BIN" ]; then
+    log "building etcd $ETCD_VERSION into $ETCD_BIN (about 2 minutes, once)"
+    build_into "$ETCD_BIN" "$ETCD_MODULE" "" go.etcd.io/etcd/server/v3
+  fi
+  log "$("$APISERVER" --version), kubectl $K8S_VERSION, etcd $ETCD_VERSION in $CACHE"
 }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-wait_ready() { # url token timeout_s
+wait_ready() { # url token timeout_s pid
   local deadline=$((SECONDS + $3))
   while [ $SECONDS -lt $deadline ]; do
+    kill -0 "$4" 2>/dev/null || return 1
     if curl -skf -H "Authorization: Bearer $2" "$1/readyz" >/dev/null 2>&1; then return 0; fi
     sleep 0.2
   done
@@ -107,7 +139,7 @@ KC
 
 start() {
   DIR="$(mkdir -p "$1" && cd "$1" && pwd)"
-  [ -x "$APISERVER" ] || { log "kube-apiserver not built: run '$0 install'"; exit 1; }
+  [ -x "$APISERVER" ] && [ -x "$ETCD" ] || { log "Kubernetes $K8S_VERSION not built: run 'KUBERNETES=$KUBERNETES $0 install'"; exit 1; }
   mkdir -p "$DIR/pki" "$DIR/etcd"
   local etcd_port peer_port api_port
   etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
@@ -128,10 +160,11 @@ start() {
 $admin_token,steward-admin,steward-admin,"system:masters"
 $controller_token,$CONTROLLER_USER,steward-controller,"system:serviceaccounts,system:serviceaccounts:steward-system"
 TOK
-  etcd --data-dir "$DIR/etcd" --name local \
+  "$ETCD" --data-dir "$DIR/etcd" --name local \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
     --initial-cluster "local=http://127.0.0.1:$peer_port" \
+    --listen-metrics-urls "" \
     --unsafe-no-fsync >"$DIR/etcd.log" 2>&1 &
   echo $! > "$DIR/etcd.pid"
   "$APISERVER" \
@@ -144,14 +177,15 @@ TOK
     --service-account-signing-key-file "$DIR/pki/sa.key" \
     --service-account-issuer "https://127.0.0.1:$api_port" \
     --service-cluster-ip-range 10.96.0.0/16 \
-    --audit-log-path "$DIR/audit.log" --audit-policy-file "$(dirname "$0")/audit-policy.yaml" \
+    --endpoint-reconciler-type none \
+    --audit-log-path "$DIR/audit.log" --audit-policy-file "$HERE/audit-policy.yaml" \
     --audit-log-mode blocking \
     --enable-priority-and-fairness=false \
     --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
     --profiling=false >"$DIR/apiserver.log" 2>&1 &
   echo $! > "$DIR/apiserver.pid"
   local server="https://127.0.0.1:$api_port"
-  if ! wait_ready "$server" "$admin_token" 90; then
+  if ! wait_ready "$server" "$admin_token" 90 "$(cat "$DIR/apiserver.pid")"; then
     log "kube-apiserver did not become ready; last log lines:"; tail -20 "$DIR/apiserver.log" >&2
     stop "$DIR"; exit 1
   fi
@@ -159,12 +193,14 @@ TOK
   kubeconfig "$DIR/controller.kubeconfig" "$server" "$controller_token" steward-controller
   cat > "$DIR/env" <<ENV
 SERVER=$server
+KUBERNETES_VERSION=$K8S_VERSION
+KUBECTL=$KUBECTL
 ADMIN_KUBECONFIG=$DIR/admin.kubeconfig
 CONTROLLER_KUBECONFIG=$DIR/controller.kubeconfig
 CONTROLLER_USER=$CONTROLLER_USER
 AUDIT_LOG=$DIR/audit.log
 ENV
-  log "ready at $server (admin: $DIR/admin.kubeconfig)"
+  log "kube-apiserver $K8S_VERSION ready at $server (admin: $DIR/admin.kubeconfig)"
 }
 
 stop_pid() { # pidfile
@@ -185,8 +221,10 @@ stop() {
 }
 
 case "${1:-}" in
-  install) install_packages; build_apiserver ;;
+  install) install_packages; build ;;
   start) [ $# -eq 2 ] || { echo "usage: $0 start DIR" >&2; exit 2; }; start "$2" ;;
   stop) [ $# -eq 2 ] || { echo "usage: $0 stop DIR" >&2; exit 2; }; stop "$2" ;;
-  *) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
+  version) echo "$K8S_VERSION" ;;
+  bindir) echo "$BIN" ;;
+  *) echo "usage: $0 install | start DIR | stop DIR | version | bindir" >&2; exit 2 ;;
 esac

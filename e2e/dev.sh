@@ -11,18 +11,21 @@ else
   bash "$here/control-plane.sh" start "$dir"
 fi
 trap 'bash "$here/control-plane.sh" stop "$dir"' EXIT
+# shellcheck disable=SC1091
+. "$dir/env"
 export KUBECONFIG="$dir/admin.kubeconfig"
-kubectl apply -k "$repo/config/default" >/dev/null
-kubectl wait --for=condition=Established crd/controlownerships.steward.dev crd/policyexceptions.steward.dev --timeout=30s >/dev/null
-kubectl get namespace "$ns" >/dev/null 2>&1 || kubectl create namespace "$ns" >/dev/null
-kubectl apply -n "$ns" -f "$repo/config/samples/"
+"$KUBECTL" apply -k "$repo/config/default" >/dev/null
+"$KUBECTL" wait --for=condition=Established crd/controlownerships.steward.dev crd/policyexceptions.steward.dev --timeout=30s >/dev/null
+"$KUBECTL" get namespace "$ns" >/dev/null 2>&1 || "$KUBECTL" create namespace "$ns" >/dev/null
+"$KUBECTL" apply -n "$ns" -f "$repo/config/samples/"
+server_version="$("$KUBECTL" version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')"
 cat <<MSG
 
-  Control plane ready. In another shell:
-    export KUBECONFIG=$dir/admin.kubeconfig
+  Control plane ready: kube-apiserver $server_version at $SERVER. In another shell:
+    export KUBECONFIG=$dir/admin.kubeconfig PATH=$(dirname "$KUBECTL"):\$PATH
     kubectl get steward -A
 
-  Controller (as system:serviceaccount:steward-system:steward) runs below; Ctrl-C stops all.
+  Controller (as $CONTROLLER_USER) runs below; Ctrl-C stops all.
 
 MSG
 KUBECONFIG="$dir/controller.kubeconfig" "$repo/target/debug/steward" run --metrics-addr 127.0.0.1:8080

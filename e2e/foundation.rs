@@ -63,13 +63,13 @@ async fn samples_reach_their_status_and_then_nothing_is_written() {
     .await;
     let ready = condition(&invalid, "Ready").expect("Ready condition");
     assert_eq!(ready["status"], "False");
-    assert_eq!(ready["reason"], "OwnerIsBackupOwner");
+    assert_eq!(ready["reason"], "InvalidDuration");
     assert!(
-        ready["message"].as_str().unwrap().contains("spec.backupOwner.name"),
+        ready["message"].as_str().unwrap().contains("spec.review.interval"),
         "{ready}"
     );
     let stalled = condition(&invalid, "Stalled").unwrap();
-    assert_eq!(stalled["reason"], "OwnerIsBackupOwner");
+    assert_eq!(stalled["reason"], "InvalidDuration");
 
     // The exception's phase, read through kubectl as users do.
     let want = sample_phase_now();

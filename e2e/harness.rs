@@ -21,6 +21,10 @@ use serde::de::DeserializeOwned;
 pub struct Env {
     /// Control plane directory.
     pub dir: PathBuf,
+    /// The kubectl built with the API server (same release).
+    pub kubectl: PathBuf,
+    /// The API server's version, such as `v1.37.2`.
+    pub server_version: String,
     /// Admin kubeconfig (system:masters).
     pub admin_kubeconfig: PathBuf,
     /// Controller kubeconfig (its own identity, RBAC from config/).
@@ -109,6 +113,8 @@ fn start() -> Env {
             .to_string()
     };
     let env = Env {
+        kubectl: PathBuf::from(get("KUBECTL")),
+        server_version: get("KUBERNETES_VERSION"),
         admin_kubeconfig: PathBuf::from(get("ADMIN_KUBECONFIG")),
         controller_kubeconfig: PathBuf::from(get("CONTROLLER_KUBECONFIG")),
         controller_user: get("CONTROLLER_USER"),
@@ -230,7 +236,7 @@ impl Env {
 
     /// Runs kubectl as the admin.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
+        Command::new(&self.kubectl)
             .args(args)
             .env("KUBECONFIG", &self.admin_kubeconfig)
             .output()
@@ -251,7 +257,7 @@ impl Env {
 
     /// Runs kubectl as the controller identity.
     pub fn kubectl_as_controller(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
+        Command::new(&self.kubectl)
             .args(args)
             .env("KUBECONFIG", &self.controller_kubeconfig)
             .output()
@@ -265,7 +271,7 @@ impl Env {
 
     /// `kubectl apply -n ns -f - EXTRA...` with `yaml` on stdin.
     pub fn apply_with(&self, ns: &str, yaml: &str, extra: &[&str]) -> Output {
-        let mut child = Command::new("kubectl")
+        let mut child = Command::new(&self.kubectl)
             .args(["apply", "-n", ns, "-f", "-"])
             .args(extra)
             .env("KUBECONFIG", &self.admin_kubeconfig)

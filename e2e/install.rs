@@ -10,28 +10,82 @@ use steward::api::{Phase, PolicyException};
 
 use crate::harness::{self, eventually, from_now, http_get, phase_is, wait_for};
 
+/// The install command the README gives users, read from the README itself
+/// so the two cannot drift apart.
+fn readme_install_path() -> String {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("## Install on a real cluster")
+        .nth(1)
+        .expect("README has an install section");
+    let line = section
+        .lines()
+        .find(|l| l.starts_with("kubectl apply -k "))
+        .expect("README's install section has a kubectl apply -k command");
+    line.trim_start_matches("kubectl apply -k ").trim().to_string()
+}
+
 #[tokio::test]
-async fn config_default_creates_every_object() {
+async fn the_readme_install_creates_every_object() {
     let env = harness::env();
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default");
-    let built = std::process::Command::new("kubectl")
-        .args(["kustomize", dir])
+    // The harness installed exactly this (harness::start).
+    let path = readme_install_path();
+    assert_eq!(path, "config/default", "the harness installs config/default");
+    let dir = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+    let built = std::process::Command::new(&env.kubectl)
+        .args(["kustomize", &dir])
         .output()
         .unwrap();
     assert!(built.status.success());
     let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_slice(&built.stdout)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
-    assert!(docs.len() >= 15, "only {} objects in config/default", docs.len());
-    let out = env.kubectl_ok(&["get", "-k", dir, "-o", "name"]);
+    assert!(docs.len() >= 15, "only {} objects in {path}", docs.len());
+    // Every object is on the API server, at the version the install names.
+    let out = env.kubectl_ok(&["get", "-k", &dir, "-o", "name"]);
     assert_eq!(out.lines().count(), docs.len(), "{out}");
     for kind in [
         "deployment.apps/steward",
         "poddisruptionbudget.policy/steward",
         "networkpolicy.networking.k8s.io/steward",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/steward-expired-exceptions-are-records",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io/steward-expired-exceptions-are-records",
     ] {
         assert!(out.contains(kind), "{kind} missing:\n{out}");
     }
+    let pdb = docs.iter().find(|d| d["kind"] == "PodDisruptionBudget").unwrap();
+    assert_eq!(pdb["apiVersion"], "policy/v1");
+    // Applying it again changes nothing and raises no warning (no deprecated
+    // API versions).
+    let again = env.kubectl(&["apply", "-k", &dir]);
+    assert!(again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!stderr.to_lowercase().contains("deprecated"), "{stderr}");
+    // The CRDs carry the CEL rules generated from the Rust types.
+    let rules = env.kubectl_ok(&[
+        "get",
+        "crd/policyexceptions.steward.dev",
+        "-o",
+        "jsonpath={.spec.versions[0].schema.openAPIV3Schema.properties.spec.x-kubernetes-validations[*].message}",
+    ]);
+    assert!(rules.contains("(InvalidWindow)"), "{rules}");
+}
+
+#[tokio::test]
+async fn the_server_is_the_selected_release() {
+    let env = harness::env();
+    let out = env.kubectl_ok(&["version", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let server = v["serverVersion"]["gitVersion"].as_str().unwrap_or_default();
+    assert_eq!(server, env.server_version);
+    let minor = std::env::var("KUBERNETES").unwrap_or_else(|_| "1.37".into());
+    assert!(
+        server.starts_with(&format!("v{minor}.")),
+        "server {server}, selected {minor}"
+    );
+    // kubectl is the same release as the server.
+    assert_eq!(v["clientVersion"]["gitVersion"], server);
+    eprintln!("e2e: kube-apiserver {server}");
 }
 
 fn leading(addr: &str) -> Option<bool> {

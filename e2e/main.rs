@@ -2,6 +2,7 @@
 //! controller running as its own identity with the RBAC from `config/`.
 
 mod admission;
+mod api_rules;
 mod exceptions;
 mod foundation;
 mod harness;

@@ -60,6 +60,14 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+// Rules the API server checks on its own (CEL), so an invalid control is
+// refused at `kubectl apply` even with the controller and webhook stopped.
+// Each mirrors a check of `decide::validate` and names its reason.
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.owner.name.trim() == '' || self.owner.name.trim() != self.backupOwner.name.trim()",
+    "fieldPath": ".backupOwner.name",
+    "message": "backupOwner must name a different team than owner (OwnerIsBackupOwner)"
+}]))]
 pub struct ControlOwnershipSpec {
     /// Shared-responsibility layer this control belongs to.
     pub layer: Layer,
@@ -86,6 +94,7 @@ pub struct ControlOwnershipSpec {
     /// Service accounts of this namespace, each with one task and exactly the
     /// permissions that task needs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
     pub workload_identities: Vec<WorkloadIdentity>,
 }
 
@@ -109,8 +118,14 @@ pub enum Layer {
 
 /// A team and how to reach it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.name.trim() != ''",
+    "fieldPath": ".name",
+    "message": "name is required and must not be empty (MissingField)"
+}]))]
 pub struct Owner {
     /// Team name, for example `payments-team`.
+    #[schemars(length(max = 256))]
     pub name: String,
     /// How to reach the team: a chat channel, an e-mail address or a pager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,10 +173,16 @@ pub enum Enforcement {
 /// One service account, one task, exactly the permissions the task needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.task.trim() != ''",
+    "fieldPath": ".task",
+    "message": "task is required: one identity, one task (MissingField)"
+}]))]
 pub struct WorkloadIdentity {
     /// Name of a service account in this namespace.
     pub service_account: String,
     /// The one task this identity performs, in a sentence.
+    #[schemars(length(max = 1024))]
     pub task: String,
     /// Namespace-scoped RBAC rules the identity holds; they must fit the
     /// grant ceiling.

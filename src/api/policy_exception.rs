@@ -53,23 +53,51 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+// Rules the API server checks on its own (CEL), so an invalid exception is
+// refused at `kubectl apply` even with the controller and webhook stopped.
+// Each mirrors a check of `decide::validate` and names its reason; the
+// window rule compares only timestamps the controller would parse and leaves
+// malformed ones to it (InvalidTimestamp).
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.control.trim() != '' && self.ticket.trim() != '' && self.approver.trim() != '' && self.reason.trim() != ''",
+        "message": "control, ticket, approver and reason are required and must not be empty (MissingField)"
+    },
+    {
+        "rule": "!has(self.startsAt) || !self.startsAt.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?Z$') || !self.expiresAt.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?Z$') || timestamp(self.expiresAt) > timestamp(self.startsAt)",
+        "fieldPath": ".expiresAt",
+        "message": "expiresAt must be after startsAt (InvalidWindow)"
+    },
+    {
+        "rule": "!has(self.requester) || self.requester.trim() == '' || self.requester.trim().lowerAscii() != self.approver.trim().lowerAscii()",
+        "fieldPath": ".approver",
+        "message": "the approver must not be the requester; someone else must approve (ApproverIsRequester)"
+    }
+]))]
 pub struct PolicyExceptionSpec {
     /// Name of the ControlOwnership, in this namespace, this is an exception to.
+    #[schemars(length(max = 253))]
     pub control: String,
     /// Tracking ticket; must match the control's ticketPattern when it has one.
+    #[schemars(length(max = 128))]
     pub ticket: String,
     /// Who approved the exception: one of the control's approvers, or its
     /// owner or backup owner name.
+    #[schemars(length(max = 256))]
     pub approver: String,
     /// Who asked for the exception; must differ from the approver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub requester: Option<String>,
     /// Why the exception is needed.
+    #[schemars(length(max = 1024))]
     pub reason: String,
     /// When the exception starts (RFC 3339, UTC `Z`). Default: creation time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub starts_at: Option<String>,
     /// When the exception ends (RFC 3339, UTC `Z`): absolute, never relative.
+    #[schemars(length(max = 64))]
     pub expires_at: String,
     /// Temporary RBAC for one service account of this namespace, held only
     /// while the exception is Active.

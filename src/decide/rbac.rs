@@ -103,7 +103,7 @@ pub fn pair(
         binding: RoleBinding {
             metadata,
             role_ref: RoleRef {
-                api_group: Some("rbac.authorization.k8s.io".to_string()),
+                api_group: "rbac.authorization.k8s.io".to_string(),
                 kind: "Role".to_string(),
                 name: name.to_string(),
             },

@@ -1,0 +1,214 @@
+//! The rules the API server enforces by itself: the CEL rules of the CRDs
+//! (generated from the Rust types) and the ValidatingAdmissionPolicy of
+//! `config/policy`. Each runs with the controller and the webhook stopped,
+//! so the refusal can only come from the API server, and each checks the
+//! message a user sees from `kubectl apply`.
+
+use crate::harness::{self, Env, from_now};
+
+fn control(owner: &str, backup: &str, task: &str) -> String {
+    format!(
+        r#"
+apiVersion: steward.dev/v1alpha1
+kind: ControlOwnership
+metadata: {{name: payments}}
+spec:
+  layer: Identity
+  owner: {{name: "{owner}"}}
+  backupOwner: {{name: "{backup}"}}
+  review: {{interval: 30d}}
+  workloadIdentities:
+    - serviceAccount: api
+      task: "{task}"
+      rules:
+        - {{apiGroups: [""], resources: [configmaps], verbs: [get]}}
+"#
+    )
+}
+
+fn exception(name: &str, approver: &str, requester: &str, starts: &str, expires: &str) -> String {
+    format!(
+        r#"
+apiVersion: steward.dev/v1alpha1
+kind: PolicyException
+metadata: {{name: {name}}}
+spec:
+  control: payments
+  ticket: SEC-1
+  approver: "{approver}"
+  requester: "{requester}"
+  reason: Debug a stuck payout
+  startsAt: "{starts}"
+  expiresAt: "{expires}"
+  grant:
+    serviceAccount: api
+    rules:
+      - {{apiGroups: [""], resources: [pods/log], verbs: [get]}}
+"#
+    )
+}
+
+/// Applies `yaml` and requires the API server to refuse it with a message
+/// naming `field` and containing `message`; nothing is stored.
+fn refused(env: &Env, ns: &str, case: &str, yaml: &str, field: &str, message: &str) {
+    let out = env.apply(ns, yaml);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{case}: the API server accepted it:\n{yaml}");
+    assert!(
+        stderr.contains(field) && stderr.contains(message),
+        "{case}: expected {field:?} and {message:?} in the refusal, got:\n{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_api_server_refuses_what_one_object_shows_is_invalid() {
+    let env = harness::isolated();
+    let ns = env.namespace("cel").await;
+    let (start, end) = (from_now(-5), from_now(3600));
+
+    // Valid objects are accepted: the rules refuse only what they name.
+    env.apply_ok(&ns, &control("payments-team", "security-team", "Serves the API"));
+    env.apply_ok(
+        &ns,
+        &exception("ok", "alice@example.com", "carol@example.com", &start, &end),
+    );
+
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "owner is backup owner",
+            control("payments-team", " payments-team ", "Serves the API"),
+            "spec.backupOwner.name",
+            "backupOwner must name a different team than owner (OwnerIsBackupOwner)",
+        ),
+        (
+            "empty owner",
+            control(" ", "security-team", "Serves the API"),
+            "spec.owner.name",
+            "name is required and must not be empty (MissingField)",
+        ),
+        (
+            "empty task",
+            control("payments-team", "security-team", "  "),
+            "spec.workloadIdentities[0].task",
+            "task is required: one identity, one task (MissingField)",
+        ),
+        (
+            "window backwards",
+            exception("backwards", "alice@example.com", "carol@example.com", &end, &start),
+            "spec.expiresAt",
+            "expiresAt must be after startsAt (InvalidWindow)",
+        ),
+        (
+            "empty window",
+            exception("empty", "alice@example.com", "carol@example.com", &start, &start),
+            "spec.expiresAt",
+            "expiresAt must be after startsAt (InvalidWindow)",
+        ),
+        (
+            "self-approved, other case and spaces",
+            exception("self", "Alice@Example.com", " alice@example.com", &start, &end),
+            "spec.approver",
+            "the approver must not be the requester; someone else must approve (ApproverIsRequester)",
+        ),
+        (
+            "empty ticket",
+            exception("noticket", "alice@example.com", "carol@example.com", &start, &end)
+                .replace("ticket: SEC-1", "ticket: \" \""),
+            "spec",
+            "control, ticket, approver and reason are required and must not be empty (MissingField)",
+        ),
+        (
+            "oversized approver",
+            exception("huge", &"a".repeat(300), "carol@example.com", &start, &end),
+            "spec.approver",
+            "may not be more than 256 bytes",
+        ),
+    ];
+    for (case, yaml, field, message) in &cases {
+        refused(&env, &ns, case, yaml, field, message);
+    }
+    // The refused exceptions were not stored; the valid one was.
+    let names = env.kubectl_ok(&["get", "policyexceptions", "-n", &ns, "-o", "name"]);
+    assert_eq!(names.trim(), "policyexception.steward.dev/ok", "{names}");
+}
+
+#[tokio::test]
+async fn an_expired_exception_is_a_record_the_api_server_keeps() {
+    let env = harness::isolated();
+    let ns = env.namespace("vap").await;
+    let (start, end) = (from_now(-7200), from_now(-3600));
+    let yaml = exception("old", "alice@example.com", "carol@example.com", &start, &end);
+    env.apply_ok(&ns, &control("payments-team", "security-team", "Serves the API"));
+    env.apply_ok(&ns, &yaml);
+
+    // Not yet Expired in status (no controller runs): the window may still
+    // be corrected, as before the controller has seen it.
+    let corrected = yaml.replace(&end, &from_now(-3000));
+    env.apply_ok(&ns, &corrected);
+
+    // The status the controller writes at expiry, written here as the
+    // admin through the status subresource.
+    env.kubectl_ok(&[
+        "patch",
+        "policyexception/old",
+        "-n",
+        &ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Expired"}}"#,
+    ]);
+
+    let revived = corrected.replace(&expires_at_of(&corrected), &from_now(3600));
+    refused(
+        &env,
+        &ns,
+        "extend an expired window",
+        &revived,
+        "spec.expiresAt",
+        "this PolicyException has expired; its window is a record and cannot change",
+    );
+    let regranted = corrected.replace("verbs: [get]", "verbs: [get, list]");
+    refused(
+        &env,
+        &ns,
+        "change an expired grant",
+        &regranted,
+        "spec.grant",
+        "its grant is a record and cannot change",
+    );
+    let tolerating = format!("{corrected}  tolerate:\n    - {{kind: ClusterRoleBinding, name: legacy-admin}}\n");
+    refused(
+        &env,
+        &ns,
+        "add tolerations to an expired exception",
+        &tolerating,
+        "spec.tolerate",
+        "its tolerations are a record and cannot change",
+    );
+
+    // Re-applying the record unchanged (Argo CD's resync) and editing what
+    // is not part of the grant still work.
+    env.apply_ok(&ns, &corrected);
+    env.apply_ok(
+        &ns,
+        &corrected.replace("reason: Debug a stuck payout", "reason: Debugged a stuck payout"),
+    );
+    let stored = env.kubectl_ok(&[
+        "get",
+        "policyexception/old",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.expiresAt} {.spec.reason}",
+    ]);
+    assert_eq!(stored, format!("{} Debugged a stuck payout", expires_at_of(&corrected)));
+}
+
+/// The `expiresAt` value written in an exception's YAML.
+fn expires_at_of(yaml: &str) -> String {
+    yaml.lines()
+        .find_map(|l| l.trim().strip_prefix("expiresAt: "))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("expiresAt in the YAML")
+}
