@@ -62,7 +62,7 @@ fn refused(env: &Env, ns: &str, case: &str, yaml: &str, field: &str, message: &s
 
 #[tokio::test]
 async fn the_api_server_refuses_what_one_object_shows_is_invalid() {
-    let env = harness::isolated();
+    let env = harness::without_controller();
     let ns = env.namespace("cel").await;
     let (start, end) = (from_now(-5), from_now(3600));
 
@@ -125,7 +125,7 @@ async fn the_api_server_refuses_what_one_object_shows_is_invalid() {
         ),
     ];
     for (case, yaml, field, message) in &cases {
-        refused(&env, &ns, case, yaml, field, message);
+        refused(env, &ns, case, yaml, field, message);
     }
     // The refused exceptions were not stored; the valid one was.
     let names = env.kubectl_ok(&["get", "policyexceptions", "-n", &ns, "-o", "name"]);
@@ -134,7 +134,7 @@ async fn the_api_server_refuses_what_one_object_shows_is_invalid() {
 
 #[tokio::test]
 async fn an_expired_exception_is_a_record_the_api_server_keeps() {
-    let env = harness::isolated();
+    let env = harness::without_controller();
     let ns = env.namespace("vap").await;
     let (start, end) = (from_now(-7200), from_now(-3600));
     let yaml = exception("old", "alice@example.com", "carol@example.com", &start, &end);
@@ -161,7 +161,7 @@ async fn an_expired_exception_is_a_record_the_api_server_keeps() {
 
     let revived = corrected.replace(&expires_at_of(&corrected), &from_now(3600));
     refused(
-        &env,
+        env,
         &ns,
         "extend an expired window",
         &revived,
@@ -170,7 +170,7 @@ async fn an_expired_exception_is_a_record_the_api_server_keeps() {
     );
     let regranted = corrected.replace("verbs: [get]", "verbs: [get, list]");
     refused(
-        &env,
+        env,
         &ns,
         "change an expired grant",
         &regranted,
@@ -179,7 +179,7 @@ async fn an_expired_exception_is_a_record_the_api_server_keeps() {
     );
     let tolerating = format!("{corrected}  tolerate:\n    - {{kind: ClusterRoleBinding, name: legacy-admin}}\n");
     refused(
-        &env,
+        env,
         &ns,
         "add tolerations to an expired exception",
         &tolerating,

@@ -90,17 +90,18 @@ build_into() { # dest-dir module-dir ldflags packages...
     rm -rf "$tmp"; log "build failed in $module"; exit 1; }
   # go names etcd's main package (go.etcd.io/etcd/server/v3) "server".
   if [ -f "$tmp/server" ]; then mv "$tmp/server" "$tmp/etcd"; fi
+  chmod 755 "$tmp"
   mv "$tmp" "$dest"
 }
 
 build() {
   if [ ! -d "$BIN" ]; then
-    log "building kube-apiserver and kubectl $K8S_VERSION into $BIN (about 12 minutes, once)"
+    log "building kube-apiserver and kubectl $K8S_VERSION into $BIN (about 5 minutes on 2 cores, once)"
     build_into "$BIN" "$K8S_MODULE" "$(version_ldflags "$K8S_VERSION")" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
   fi
   if [ ! -d "$ETCD_BIN" ]; then
-    log "building etcd $ETCD_VERSION into $ETCD_BIN (about 2 minutes, once)"
+    log "building etcd $ETCD_VERSION into $ETCD_BIN (under a minute, once)"
     build_into "$ETCD_BIN" "$ETCD_MODULE" "" go.etcd.io/etcd/server/v3
   fi
   log "$("$APISERVER" --version), kubectl $K8S_VERSION, etcd $ETCD_VERSION in $CACHE"

@@ -69,6 +69,13 @@ pub fn env() -> &'static Env {
     })
 }
 
+/// A second shared control plane with config/ applied where no controller
+/// (and no webhook) ever runs: what it refuses, the API server refused.
+pub fn without_controller() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(start)
+}
+
 /// A control plane of its own, with config/ applied and no controller
 /// running, for tests that start and kill controllers themselves.
 pub fn isolated() -> Env {

@@ -414,7 +414,11 @@ async fn removing_an_identity_removes_its_rbac() {
         !env.can(&ns, "worker", "create", "batch", "jobs").await
     })
     .await;
-    assert!(roles.get_opt("steward-payments-worker").await.unwrap().is_none());
+    // The binding goes first (that is what the SAR saw); the Role follows.
+    eventually(Duration::from_secs(5), "worker's Role deleted", || async {
+        roles.get_opt("steward-payments-worker").await.unwrap().is_none()
+    })
+    .await;
     assert!(env.can(&ns, "api", "get", "", "configmaps").await);
 }
 

@@ -269,9 +269,14 @@ async fn metrics_count_what_happens() {
     );
     let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
     wait_for(&pes, "short", Duration::from_secs(5), "Active", phase_is(Phase::Active)).await;
+    // The gauges come from the controller's cache, which sees the status
+    // write through its own watch: wait for it rather than race it.
+    eventually(Duration::from_secs(5), "Active exception counted", || async {
+        value(&env.metrics(), "steward_exceptions", Some(("phase", "Active"))) >= 1.0
+    })
+    .await;
     let during = env.metrics();
     assert!(value(&during, "steward_reconciles_total", Some(("kind", "PolicyException"))) > reconciles);
-    assert!(value(&during, "steward_exceptions", Some(("phase", "Active"))) >= 1.0);
     let next = value(&during, "steward_next_expiry_seconds", None);
     // expiresAt is rounded to the second, so at most 4.5 s away.
     assert!(next <= 5.0, "next expiry in {next} s");
