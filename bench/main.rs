@@ -365,8 +365,9 @@ async fn convergence(env: &harness::Env, controls: usize, identities: usize, spr
     // per identity), by a plain client with the same concurrency: once as
     // the admin, and once as the controller's own identity. For the latter
     // the API server also runs its RBAC escalation check on every write
-    // (the controller holds no escalate or bind, SPEC §3), which lists the
-    // namespace's RoleBindings from etcd each time.
+    // (the controller holds no escalate or bind, SPEC §3), which gathers the
+    // writer's rules from every ClusterRoleBinding and the namespace's
+    // RoleBindings each time (served from the API server's watch cache).
     let raw_ns = namespaces(env, "bench-raw", spread).await;
     let admin_api_cpu = cpu_seconds(apiserver_pid(env));
     let raw = raw_writes(&client, &raw_ns, n).await;

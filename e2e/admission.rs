@@ -202,11 +202,13 @@ async fn admission_refuses_what_status_would_reject() {
 
     // An approver the control does not allow: refused, naming the field.
     let bad = exception("bad", "mallory@example.com", from_now(-60), from_now(3600), "");
+    // Until the webhook's cache holds the control it answers ControlNotFound;
+    // wait for the verdict that needs the control.
     let mut refused = String::new();
-    eventually(Duration::from_secs(5), "refused", || {
+    eventually(Duration::from_secs(5), "refused for the approver", || {
         let out = env.apply(&ns, &bad);
         refused = String::from_utf8_lossy(&out.stderr).into_owned();
-        let ok = !out.status.success();
+        let ok = !out.status.success() && refused.contains("ApproverNotAllowed");
         async move { ok }
     })
     .await;

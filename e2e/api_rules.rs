@@ -4,7 +4,9 @@
 //! so the refusal can only come from the API server, and each checks the
 //! message a user sees from `kubectl apply`.
 
-use crate::harness::{self, Env, from_now};
+use std::time::Duration;
+
+use crate::harness::{self, Env, eventually, from_now};
 
 fn control(owner: &str, backup: &str, task: &str) -> String {
     format!(
@@ -114,7 +116,7 @@ async fn the_api_server_refuses_what_one_object_shows_is_invalid() {
             "empty ticket",
             exception("noticket", "alice@example.com", "carol@example.com", &start, &end)
                 .replace("ticket: SEC-1", "ticket: \" \""),
-            "spec",
+            "spec: Invalid value",
             "control, ticket, approver and reason are required and must not be empty (MissingField)",
         ),
         (
@@ -159,50 +161,55 @@ async fn an_expired_exception_is_a_record_the_api_server_keeps() {
         r#"{"status":{"phase":"Expired"}}"#,
     ]);
 
+    // The API server loads policies asynchronously: wait until it refuses
+    // a server-side dry run before asserting on real writes.
     let revived = corrected.replace(&expires_at_of(&corrected), &from_now(3600));
-    refused(
-        env,
-        &ns,
-        "extend an expired window",
-        &revived,
-        "spec.expiresAt",
-        "this PolicyException has expired; its window is a record and cannot change",
-    );
-    let regranted = corrected.replace("verbs: [get]", "verbs: [get, list]");
-    refused(
-        env,
-        &ns,
-        "change an expired grant",
-        &regranted,
-        "spec.grant",
-        "its grant is a record and cannot change",
-    );
-    let tolerating = format!("{corrected}  tolerate:\n    - {{kind: ClusterRoleBinding, name: legacy-admin}}\n");
-    refused(
-        env,
-        &ns,
-        "add tolerations to an expired exception",
-        &tolerating,
-        "spec.tolerate",
-        "its tolerations are a record and cannot change",
-    );
+    eventually(Duration::from_secs(30), "the policy in force", || {
+        let out = env.apply_with(&ns, &revived, &["--dry-run=server"]);
+        async move { !out.status.success() }
+    })
+    .await;
+    let message = "spec: this PolicyException has expired and is a record";
+    let edits = [
+        ("extend an expired window", revived),
+        (
+            "change an expired grant",
+            corrected.replace("verbs: [get]", "verbs: [get, list]"),
+        ),
+        (
+            "add tolerations to an expired exception",
+            format!("{corrected}  tolerate:\n    - {{kind: ClusterRoleBinding, name: legacy-admin}}\n"),
+        ),
+        (
+            "rewrite who approved it",
+            corrected.replace("approver: \"alice@example.com\"", "approver: \"bob@example.com\""),
+        ),
+        (
+            "rewrite its reason",
+            corrected.replace("reason: Debug a stuck payout", "reason: Nothing to see"),
+        ),
+    ];
+    for (case, yaml) in &edits {
+        assert_ne!(yaml, &corrected, "{case}: the edit changed nothing");
+        refused(env, &ns, case, yaml, message, "(ExpiredIsRecord)");
+    }
 
-    // Re-applying the record unchanged (Argo CD's resync) and editing what
-    // is not part of the grant still work.
+    // Re-applying the record unchanged (Argo CD's resync) and labelling it
+    // still work.
     env.apply_ok(&ns, &corrected);
-    env.apply_ok(
-        &ns,
-        &corrected.replace("reason: Debug a stuck payout", "reason: Debugged a stuck payout"),
-    );
+    env.kubectl_ok(&["label", "-n", &ns, "policyexception/old", "audit=2026-q4"]);
     let stored = env.kubectl_ok(&[
         "get",
         "policyexception/old",
         "-n",
         &ns,
         "-o",
-        "jsonpath={.spec.expiresAt} {.spec.reason}",
+        "jsonpath={.spec.expiresAt} {.spec.approver} {.metadata.labels.audit}",
     ]);
-    assert_eq!(stored, format!("{} Debugged a stuck payout", expires_at_of(&corrected)));
+    assert_eq!(
+        stored,
+        format!("{} alice@example.com 2026-q4", expires_at_of(&corrected))
+    );
 }
 
 /// The `expiresAt` value written in an exception's YAML.

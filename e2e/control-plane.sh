@@ -45,6 +45,8 @@ module_version() { # go.mod module-path
 }
 K8S_VERSION="$(module_version "$K8S_MODULE/go.mod" k8s.io/kubernetes)"
 ETCD_VERSION="$(module_version "$ETCD_MODULE/go.mod" go.etcd.io/etcd/server/v3)"
+[ -n "$K8S_VERSION" ] && [ -n "$ETCD_VERSION" ] || {
+  log "cannot read the pinned versions from $K8S_MODULE/go.mod and $ETCD_MODULE/go.mod"; exit 1; }
 BIN="$CACHE/kubernetes-$K8S_VERSION-r$BUILD_REV"
 ETCD_BIN="$CACHE/etcd-$ETCD_VERSION-r$BUILD_REV"
 APISERVER="$BIN/kube-apiserver"
@@ -80,18 +82,22 @@ version_ldflags() { # vX.Y.Z
 }
 
 # Builds into a temporary directory and renames it into place, so an
-# interrupted build never leaves a half-filled cache entry.
+# interrupted build never leaves a half-filled cache entry; if another build
+# of the same version finished first, ours is discarded.
 build_into() { # dest-dir module-dir ldflags packages...
   local dest="$1" module="$2" ldflags="$3"; shift 3
   [ -d "$dest" ] && return 0
   mkdir -p "$CACHE"
   local tmp; tmp="$(mktemp -d "$CACHE/build.XXXXXX")"
+  trap "rm -rf '$tmp'" EXIT
   (cd "$module" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" "$@") || {
-    rm -rf "$tmp"; log "build failed in $module"; exit 1; }
+    log "build failed in $module"; exit 1; }
   # go names etcd's main package (go.etcd.io/etcd/server/v3) "server".
   if [ -f "$tmp/server" ]; then mv "$tmp/server" "$tmp/etcd"; fi
   chmod 755 "$tmp"
-  mv "$tmp" "$dest"
+  mv -T "$tmp" "$dest" 2>/dev/null || [ -d "$dest" ]
+  trap - EXIT
+  rm -rf "$tmp"
 }
 
 build() {

@@ -64,7 +64,7 @@ use serde::{Deserialize, Serialize};
         "message": "control, ticket, approver and reason are required and must not be empty (MissingField)"
     },
     {
-        "rule": "!has(self.startsAt) || !self.startsAt.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?Z$') || !self.expiresAt.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?Z$') || timestamp(self.expiresAt) > timestamp(self.startsAt)",
+        "rule": "!has(self.startsAt) || !self.startsAt.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9](\\\\.[0-9]+)?Z$') || !self.expiresAt.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9](\\\\.[0-9]+)?Z$') || timestamp(self.expiresAt) > timestamp(self.startsAt)",
         "fieldPath": ".expiresAt",
         "message": "expiresAt must be after startsAt (InvalidWindow)"
     },
