@@ -6,48 +6,29 @@
 
 use std::time::Duration;
 
+use crate::exceptions;
 use crate::harness::{self, Env, eventually, from_now};
 
+/// The exceptions suite's control, with other owners or task.
 fn control(owner: &str, backup: &str, task: &str) -> String {
-    format!(
-        r#"
-apiVersion: steward.dev/v1alpha1
-kind: ControlOwnership
-metadata: {{name: payments}}
-spec:
-  layer: Identity
-  owner: {{name: "{owner}"}}
-  backupOwner: {{name: "{backup}"}}
-  review: {{interval: 30d}}
-  workloadIdentities:
-    - serviceAccount: api
-      task: "{task}"
-      rules:
-        - {{apiGroups: [""], resources: [configmaps], verbs: [get]}}
-"#
-    )
+    exceptions::control("payments", "")
+        .replace("owner: {name: payments-team}", &format!("owner: {{name: \"{owner}\"}}"))
+        .replace(
+            "backupOwner: {name: security-team}",
+            &format!("backupOwner: {{name: \"{backup}\"}}"),
+        )
+        .replace("task: Serves the API", &format!("task: \"{task}\""))
 }
 
 fn exception(name: &str, approver: &str, requester: &str, starts: &str, expires: &str) -> String {
-    format!(
-        r#"
-apiVersion: steward.dev/v1alpha1
-kind: PolicyException
-metadata: {{name: {name}}}
-spec:
-  control: payments
-  ticket: SEC-1
-  approver: "{approver}"
-  requester: "{requester}"
-  reason: Debug a stuck payout
-  startsAt: "{starts}"
-  expiresAt: "{expires}"
-  grant:
-    serviceAccount: api
-    rules:
-      - {{apiGroups: [""], resources: [pods/log], verbs: [get]}}
-"#
-    )
+    exceptions::Exc {
+        approver,
+        requester,
+        starts: starts.to_string(),
+        expires: expires.to_string(),
+        ..exceptions::good(name)
+    }
+    .yaml()
 }
 
 /// Applies `yaml` and requires the API server to refuse it with a message
@@ -115,7 +96,7 @@ async fn the_api_server_refuses_what_one_object_shows_is_invalid() {
         (
             "empty ticket",
             exception("noticket", "alice@example.com", "carol@example.com", &start, &end)
-                .replace("ticket: SEC-1", "ticket: \" \""),
+                .replace("ticket: \"SEC-1\"", "ticket: \" \""),
             "spec: Invalid value",
             "control, ticket, approver and reason are required and must not be empty (MissingField)",
         ),

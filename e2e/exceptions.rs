@@ -10,7 +10,8 @@ use steward::api::{Phase, PolicyException};
 
 use crate::harness::{Env, condition, env, eventually, from_now, phase_is, wait_for};
 
-fn control(name: &str, extra: &str) -> String {
+/// A control named `name` with one identity, `api`, and `extra` appended.
+pub(crate) fn control(name: &str, extra: &str) -> String {
     format!(
         r#"
 apiVersion: steward.dev/v1alpha1
@@ -33,21 +34,22 @@ spec:
     )
 }
 
-struct Exc<'a> {
-    name: &'a str,
-    control: &'a str,
-    ticket: &'a str,
-    approver: &'a str,
-    requester: &'a str,
-    starts: String,
-    expires: String,
-    verb: &'a str,
-    resource: &'a str,
-    group: &'a str,
+/// A PolicyException to control `payments`, granting `api` one rule.
+pub(crate) struct Exc<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) control: &'a str,
+    pub(crate) ticket: &'a str,
+    pub(crate) approver: &'a str,
+    pub(crate) requester: &'a str,
+    pub(crate) starts: String,
+    pub(crate) expires: String,
+    pub(crate) verb: &'a str,
+    pub(crate) resource: &'a str,
+    pub(crate) group: &'a str,
 }
 
 impl Exc<'_> {
-    fn yaml(&self) -> String {
+    pub(crate) fn yaml(&self) -> String {
         format!(
             r#"
 apiVersion: steward.dev/v1alpha1
@@ -56,8 +58,8 @@ metadata: {{name: {name}}}
 spec:
   control: {control}
   ticket: "{ticket}"
-  approver: {approver}
-  requester: {requester}
+  approver: "{approver}"
+  requester: "{requester}"
   reason: Debug a stuck payout
   startsAt: "{starts}"
   expiresAt: "{expires}"
@@ -80,7 +82,8 @@ spec:
     }
 }
 
-fn good<'a>(name: &'a str) -> Exc<'a> {
+/// An exception every check accepts, Active from 5 s ago for an hour.
+pub(crate) fn good<'a>(name: &'a str) -> Exc<'a> {
     Exc {
         name,
         control: "payments",
