@@ -292,3 +292,59 @@ async fn admission_refuses_what_status_would_reject() {
     let _ = ctl.kill();
     let _ = ctl.wait();
 }
+
+#[tokio::test]
+async fn a_webhook_just_started_never_answers_from_an_empty_cache() {
+    let env = harness::isolated();
+    let ca = pki(&env.dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    // The control exists before the webhook starts, so any ControlNotFound
+    // would be a verdict from a cache that had not listed yet.
+    let ns = env.namespace("cold").await;
+    env.apply_ok(&ns, &control(&ns));
+    env.apply_ok("default", &webhook_config(&format!("https://{addr}/validate"), &ca));
+    let cert = env.dir.join("webhook.crt");
+    let key = env.dir.join("webhook.key");
+    let (mut ctl, metrics) = env.spawn_controller(
+        "ctl-cold",
+        &[
+            "--webhook-addr",
+            &addr,
+            "--webhook-cert",
+            cert.to_str().unwrap(),
+            "--webhook-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    // Hammer it from the first instant: until it listens the API server
+    // cannot reach it (failurePolicy Fail); after that every answer must be
+    // the real verdict.
+    let good = exception("good", "alice@example.com", from_now(-60), from_now(3600), "");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = env.apply_with(&ns, &good, &["--dry-run=server"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !stderr.contains("ControlNotFound"),
+            "answered from an empty cache: {stderr}"
+        );
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never admitted: {stderr}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And it becomes ready (webhook and controller caches listed).
+    eventually(Duration::from_secs(30), "ready", || {
+        let ok = http_get(&format!("http://{metrics}/readyz")).is_some_and(|(c, _)| c == 200);
+        async move { ok }
+    })
+    .await;
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+}

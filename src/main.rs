@@ -61,7 +61,15 @@ async fn run(args: RunArgs) -> ExitCode {
         ceiling: args.grant_ceiling,
         instance: Some(identity.clone()),
     };
-    let http = steward::http::serve(args.metrics_addr, ready.clone(), metrics.clone());
+    // Without a webhook there is nothing of its to wait for.
+    let serves_webhook = args.webhook_addr.is_some() && args.webhook_cert.is_some() && args.webhook_key.is_some();
+    let webhook_synced = Arc::new(std::sync::atomic::AtomicBool::new(!serves_webhook));
+    let http = steward::http::serve(
+        args.metrics_addr,
+        ready.clone(),
+        webhook_synced.clone(),
+        metrics.clone(),
+    );
     let webhook_client = client.clone();
     let webhook_ceiling = config.ceiling.clone();
     let webhook = async move {
@@ -74,7 +82,7 @@ async fn run(args: RunArgs) -> ExitCode {
                     ceiling: webhook_ceiling,
                     controller_user: Some(args.self_user.clone()),
                 };
-                steward::webhook::serve(webhook_client, config).await
+                steward::webhook::serve(webhook_client, config, webhook_synced).await
             }
             _ => std::future::pending().await,
         }
@@ -86,7 +94,8 @@ async fn run(args: RunArgs) -> ExitCode {
             work.await;
             return Ok(());
         }
-        // A standby is healthy and ready; it holds no caches.
+        // A standby holds no controller caches: ready once its webhook's
+        // caches (if it serves one) have listed.
         if let Ok(mut r) = ready.lock() {
             *r = true;
         }

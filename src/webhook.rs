@@ -2,15 +2,21 @@
 //! Steward objects and undeclared bindings to identities of controls in
 //! Enforce mode, with the same messages the status would show. Handlers are
 //! pure functions of the request and the caches (safe under dry-run). Every
-//! replica serves it, leader or not, from caches of its own.
+//! replica serves it, leader or not, from caches of its own, and never from
+//! a cache that has not listed yet: until then a request waits briefly, then
+//! gets 503, so the API server applies the webhook's failurePolicy (Fail for
+//! Steward objects, Ignore for bindings) instead of a verdict from nothing.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::post;
 use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
@@ -63,9 +69,29 @@ pub struct Caches {
     pub ceiling_name: String,
     /// The controller's own user.
     pub controller_user: Option<String>,
+    /// Set once every store above has listed; `/readyz` reads it too.
+    pub synced: Arc<AtomicBool>,
 }
 
+/// How long a request that arrives before the caches have listed waits for
+/// them: below the webhook's 5 s timeout, so the API server gets our 503
+/// rather than its own timeout.
+const SYNC_WAIT: Duration = Duration::from_secs(3);
+
 impl Caches {
+    /// Resolves once every store has listed; false if a store's writer is
+    /// gone (its watch task ended).
+    async fn listed(&self) -> bool {
+        self.controls.wait_until_ready().await.is_ok()
+            && self.exceptions.wait_until_ready().await.is_ok()
+            && self.ceiling.wait_until_ready().await.is_ok()
+    }
+
+    /// Whether the stores have listed, waiting at most `SYNC_WAIT`.
+    async fn wait_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire) || tokio::time::timeout(SYNC_WAIT, self.listed()).await.unwrap_or(false)
+    }
+
     fn ceiling(&self) -> Ceiling {
         self.ceiling
             .get(&ObjectRef::new(&self.ceiling_name))
@@ -85,8 +111,9 @@ where
     (reader, pump)
 }
 
-/// Serves the webhook until the process ends.
-pub async fn serve(client: Client, config: Config) -> Result<(), WebhookError> {
+/// Serves the webhook until the process ends; sets `synced` once its
+/// caches have listed.
+pub async fn serve(client: Client, config: Config, synced: Arc<AtomicBool>) -> Result<(), WebhookError> {
     let (controls, p1) = cache(Api::<ControlOwnership>::all(client.clone()), watcher::Config::default());
     let (exceptions, p2) = cache(Api::<PolicyException>::all(client.clone()), watcher::Config::default());
     let (ceiling, p3) = cache(
@@ -102,6 +129,14 @@ pub async fn serve(client: Client, config: Config) -> Result<(), WebhookError> {
         ceiling,
         ceiling_name: config.ceiling.clone(),
         controller_user: config.controller_user.clone(),
+        synced,
+    });
+    let watcher_caches = caches.clone();
+    tokio::spawn(async move {
+        if watcher_caches.listed().await {
+            watcher_caches.synced.store(true, Ordering::Release);
+            tracing::info!("admission webhook caches synced");
+        }
     });
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&config.cert, &config.key)
         .await
@@ -117,17 +152,20 @@ pub async fn serve(client: Client, config: Config) -> Result<(), WebhookError> {
 async fn validate(
     State(caches): State<Arc<Caches>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
-) -> Json<AdmissionReview<DynamicObject>> {
+) -> Result<Json<AdmissionReview<DynamicObject>>, (StatusCode, &'static str)> {
+    if !caches.wait_synced().await {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "admission caches not synced yet"));
+    }
     let request: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(r) => r,
-        Err(e) => return Json(AdmissionResponse::invalid(e.to_string()).into_review()),
+        Err(e) => return Ok(Json(AdmissionResponse::invalid(e.to_string()).into_review())),
     };
     let response = AdmissionResponse::from(&request);
     let response = match decide(&request, &caches, jiff::Timestamp::now()) {
         Verdict::Allow => response,
         Verdict::Deny(message) => response.deny(message),
     };
-    Json(response.into_review())
+    Ok(Json(response.into_review()))
 }
 
 fn typed<K: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<K, String> {
@@ -192,5 +230,94 @@ pub fn decide(request: &AdmissionRequest<DynamicObject>, caches: &Caches, now: j
             admission::binding(&b, &controls, &exceptions, &ceiling, now)
         }
         _ => Verdict::Allow,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Event;
+
+    fn exception_review() -> Json<AdmissionReview<DynamicObject>> {
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "1",
+                "kind": {"group": "steward.dev", "version": "v1alpha1", "kind": "PolicyException"},
+                "resource": {"group": "steward.dev", "version": "v1alpha1", "resource": "policyexceptions"},
+                "name": "debug",
+                "namespace": "shop",
+                "operation": "CREATE",
+                "userInfo": {"username": "alice"},
+                "object": {
+                    "apiVersion": "steward.dev/v1alpha1",
+                    "kind": "PolicyException",
+                    "metadata": {"name": "debug", "namespace": "shop"},
+                    "spec": {
+                        "control": "payments", "ticket": "SEC-1", "approver": "alice@example.com",
+                        "reason": "debug", "expiresAt": "2999-01-01T00:00:00Z"
+                    }
+                },
+                "dryRun": false
+            }
+        });
+        Json(serde_json::from_value(review).expect("AdmissionReview"))
+    }
+
+    /// Stores that have not listed, with their writers to list them later.
+    fn unlisted() -> (
+        Arc<Caches>,
+        reflector::store::Writer<ControlOwnership>,
+        reflector::store::Writer<PolicyException>,
+        reflector::store::Writer<ClusterRole>,
+    ) {
+        let (controls, wc) = reflector::store();
+        let (exceptions, we) = reflector::store();
+        let (ceiling, wr) = reflector::store();
+        let caches = Arc::new(Caches {
+            controls,
+            exceptions,
+            ceiling,
+            ceiling_name: "steward-grantable".into(),
+            controller_user: None,
+            synced: Arc::new(AtomicBool::new(false)),
+        });
+        (caches, wc, we, wr)
+    }
+
+    fn list<K: kube::Resource<DynamicType = ()> + Clone>(w: &mut reflector::store::Writer<K>) {
+        w.apply_watcher_event(&Event::Init);
+        w.apply_watcher_event(&Event::InitDone);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn before_the_caches_list_the_answer_is_503_not_a_verdict() {
+        let (caches, _wc, _we, _wr) = unlisted();
+        let started = tokio::time::Instant::now();
+        let answer = validate(State(caches), exception_review()).await;
+        assert!(matches!(answer, Err((StatusCode::SERVICE_UNAVAILABLE, _))));
+        assert_eq!(started.elapsed(), SYNC_WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_waiting_for_the_list_gets_the_real_verdict() {
+        let (caches, mut wc, mut we, mut wr) = unlisted();
+        let waiting = tokio::spawn(validate(State(caches), exception_review()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        list(&mut wc);
+        list(&mut we);
+        list(&mut wr);
+        let Ok(Json(review)) = waiting.await.expect("handler") else {
+            panic!("answered 503 although the caches listed within the wait");
+        };
+        // Listed and empty: the control really does not exist.
+        let response = review.response.expect("response");
+        assert!(!response.allowed);
+        assert!(
+            response.result.message.contains("ControlNotFound"),
+            "{:?}",
+            response.result
+        );
     }
 }
