@@ -404,3 +404,68 @@ async fn a_pending_exception_activates_at_its_start() {
     })
     .await;
 }
+
+/// The controller is down when the window ends, and someone moves
+/// `expiresAt` forward before it is back (the API server cannot tell: status
+/// still says Active). The restarted controller must not revive the grant.
+#[tokio::test]
+async fn a_window_extended_while_the_controller_was_down_stays_expired() {
+    let env = crate::harness::isolated();
+    let (mut ctl, _) = env.spawn_controller("ctl-down", &[]);
+    let ns = env.namespace("down").await;
+    env.apply_ok(&ns, &control("payments", ""));
+    let mut exc = good("debug");
+    exc.expires = from_now(4);
+    let expires_at: jiff::Timestamp = exc.expires.parse().unwrap();
+    env.apply_ok(&ns, &exc.yaml());
+    let client = env.admin().await;
+    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
+    let rbs: Api<RoleBinding> = Api::namespaced(client, &ns);
+    wait_for(
+        &pes,
+        "debug",
+        Duration::from_secs(20),
+        "Active",
+        phase_is(Phase::Active),
+    )
+    .await;
+    eventually(Duration::from_secs(10), "granted", || {
+        env.can(&ns, "api", "get", "", "pods/log")
+    })
+    .await;
+    ctl.kill().expect("stop the controller");
+    let _ = ctl.wait();
+
+    // Past the recorded expiry with nobody to enforce it: the grant is
+    // still there, and the window is moved a day forward.
+    let past = expires_at + jiff::SignedDuration::from_millis(500);
+    let wait = past.duration_since(jiff::Timestamp::now());
+    if wait > jiff::SignedDuration::ZERO {
+        tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
+    }
+    assert!(rbs.get_opt("steward-x-debug").await.unwrap().is_some());
+    exc.expires = from_now(86_400);
+    env.apply_ok(&ns, &exc.yaml());
+
+    let (mut ctl, _) = env.spawn_controller("ctl-back", &[]);
+    eventually(Duration::from_secs(20), "grant revoked after the restart", || async {
+        rbs.get_opt("steward-x-debug").await.unwrap().is_none()
+    })
+    .await;
+    let pe = wait_for(
+        &pes,
+        "debug",
+        Duration::from_secs(10),
+        "Expired",
+        phase_is(Phase::Expired),
+    )
+    .await;
+    assert_eq!(
+        pe.status.and_then(|s| s.observed_generation),
+        pe.metadata.generation,
+        "decided on the extended spec"
+    );
+    assert!(!env.can(&ns, "api", "get", "", "pods/log").await);
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+}

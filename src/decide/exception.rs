@@ -6,7 +6,8 @@
 //!   invalid spec ───────────────────────────────► Rejected
 //!   now < startsAt ─────────────────────────────► Pending   (wake at startsAt)
 //!   startsAt ≤ now < expiresAt ─────────────────► Active    (wake at ExpiringSoon, expiresAt)
-//!   now ≥ expiresAt, or previously Expired ─────► Expired   (sticky, never again Active)
+//!   now ≥ expiresAt, or previously Expired,
+//!   or now ≥ the expiresAt recorded in status ──► Expired   (sticky, never again Active)
 //! ```
 
 use jiff::{SignedDuration, Timestamp};
@@ -71,7 +72,18 @@ pub fn lifecycle(
     ceiling: &Ceiling,
     now: Timestamp,
 ) -> Lifecycle {
-    let was_expired = pe.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Expired));
+    // Expiry is sticky from the moment the window the controller last
+    // recorded in status is over, even if it never got to write Expired
+    // (down, stalled, handing over the lease): an expiresAt moved forward
+    // after that instant must not revive the grant. An extension counts
+    // only once the controller has recorded it before the old expiry.
+    let was_expired = pe.status.as_ref().is_some_and(|s| {
+        s.phase == Some(Phase::Expired)
+            || s.expires_at
+                .as_deref()
+                .and_then(|t| time::parse(t).ok())
+                .is_some_and(|recorded| now >= recorded)
+    });
     let checked = validate::exception(&pe.spec, created_at(pe, now), control.map(|c| &c.spec), ceiling);
     match checked {
         // Expiry is sticky: a changed or re-applied spec never revives it.
@@ -396,6 +408,36 @@ mod tests {
         assert_eq!(again.lifecycle.phase(), Phase::Expired);
         assert!(again.grant.is_none());
         assert_eq!(again.wake_at, None);
+    }
+
+    /// The controller recorded the window while Active, then missed the
+    /// expiry instant; meanwhile the spec was extended by a day.
+    #[test]
+    fn a_window_extended_after_the_recorded_expiry_stays_expired() {
+        let (mut pe, co, c) = (exception(), control(), ceiling());
+        pe.status = Some(decide(&pe, Some(&co), &c, ts("2026-11-28T12:00:00Z")).status);
+        assert_eq!(
+            pe.status.as_ref().unwrap().expires_at.as_deref(),
+            Some("2026-11-29T10:00:00Z")
+        );
+        pe.spec.expires_at = "2026-11-30T10:00:00Z".into();
+        let cases = [
+            // Seen before the recorded expiry: a legitimate extension.
+            ("2026-11-29T09:59:59Z", Phase::Active),
+            ("2026-11-29T10:00:00Z", Phase::Expired),
+            ("2026-11-29T10:00:01Z", Phase::Expired),
+            ("2026-11-30T09:00:00Z", Phase::Expired),
+        ];
+        for (now, phase) in cases {
+            let d = decide(&pe, Some(&co), &c, ts(now));
+            assert_eq!(d.lifecycle.phase(), phase, "at {now}");
+            assert_eq!(d.grant.is_some(), phase == Phase::Active, "grant at {now}");
+        }
+        // Once the extension is recorded (before the old expiry), the new
+        // window holds.
+        pe.status = Some(decide(&pe, Some(&co), &c, ts("2026-11-29T09:59:59Z")).status);
+        let later = decide(&pe, Some(&co), &c, ts("2026-11-29T12:00:00Z"));
+        assert_eq!(later.lifecycle.phase(), Phase::Active);
     }
 
     #[test]
