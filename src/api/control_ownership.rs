@@ -94,7 +94,7 @@ pub struct ControlOwnershipSpec {
     /// Service accounts of this namespace, each with one task and exactly the
     /// permissions that task needs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = super::limits::IDENTITIES))]
     pub workload_identities: Vec<WorkloadIdentity>,
 }
 
@@ -125,7 +125,7 @@ pub enum Layer {
 }]))]
 pub struct Owner {
     /// Team name, for example `payments-team`.
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = super::limits::NAME))]
     pub name: String,
     /// How to reach the team: a chat channel, an e-mail address or a pager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,7 +182,7 @@ pub struct WorkloadIdentity {
     /// Name of a service account in this namespace.
     pub service_account: String,
     /// The one task this identity performs, in a sentence.
-    #[schemars(length(max = 1024))]
+    #[schemars(length(max = super::limits::SENTENCE))]
     pub task: String,
     /// Namespace-scoped RBAC rules the identity holds; they must fit the
     /// grant ceiling.

@@ -7,6 +7,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 mod control_ownership;
+pub mod limits;
 mod policy_exception;
 
 pub use control_ownership::*;

@@ -76,28 +76,28 @@ use serde::{Deserialize, Serialize};
 ]))]
 pub struct PolicyExceptionSpec {
     /// Name of the ControlOwnership, in this namespace, this is an exception to.
-    #[schemars(length(max = 253))]
+    #[schemars(length(max = super::limits::OBJECT_NAME))]
     pub control: String,
     /// Tracking ticket; must match the control's ticketPattern when it has one.
-    #[schemars(length(max = 128))]
+    #[schemars(length(max = super::limits::TICKET))]
     pub ticket: String,
     /// Who approved the exception: one of the control's approvers, or its
     /// owner or backup owner name.
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = super::limits::NAME))]
     pub approver: String,
     /// Who asked for the exception; must differ from the approver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = super::limits::NAME))]
     pub requester: Option<String>,
     /// Why the exception is needed.
-    #[schemars(length(max = 1024))]
+    #[schemars(length(max = super::limits::SENTENCE))]
     pub reason: String,
     /// When the exception starts (RFC 3339, UTC `Z`). Default: creation time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = super::limits::TIMESTAMP))]
     pub starts_at: Option<String>,
     /// When the exception ends (RFC 3339, UTC `Z`): absolute, never relative.
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = super::limits::TIMESTAMP))]
     pub expires_at: String,
     /// Temporary RBAC for one service account of this namespace, held only
     /// while the exception is Active.

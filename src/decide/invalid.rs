@@ -40,6 +40,8 @@ pub enum Reason {
     DuplicateIdentity,
     /// A generated object name is too long or collides with another.
     InvalidName,
+    /// A field is longer, or a list has more entries, than the CRD allows.
+    TooLong,
 }
 
 impl Reason {
@@ -63,6 +65,7 @@ impl Reason {
             Reason::OutsideNamespace => "OutsideNamespace",
             Reason::DuplicateIdentity => "DuplicateIdentity",
             Reason::InvalidName => "InvalidName",
+            Reason::TooLong => "TooLong",
         }
     }
 }

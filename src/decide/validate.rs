@@ -8,7 +8,7 @@ use regex::Regex;
 use super::ceiling::Ceiling;
 use super::invalid::{Invalid, Reason};
 use super::{duration, time};
-use crate::api::{ControlOwnershipSpec, PolicyExceptionSpec};
+use crate::api::{ControlOwnershipSpec, PolicyExceptionSpec, limits};
 
 /// Default longest exception window.
 pub const DEFAULT_MAX_DURATION: SignedDuration = SignedDuration::from_hours(30 * 24);
@@ -54,6 +54,20 @@ fn required(value: &str, field: &str, errors: &mut Vec<Invalid>) {
             Reason::MissingField,
             field,
             format!("{field} is required and must not be empty"),
+        ));
+    }
+}
+
+/// The CRDs bound these fields (`maxLength`), so the API server refuses a
+/// longer value; checking here too keeps `steward validate` in step offline.
+/// Counted in characters, as the API server counts them.
+fn at_most(value: &str, max: usize, field: &str, errors: &mut Vec<Invalid>) {
+    let n = value.chars().count();
+    if n > max {
+        errors.push(Invalid::new(
+            Reason::TooLong,
+            field,
+            format!("{field} is {n} characters long; at most {max} are allowed"),
         ));
     }
 }
@@ -194,6 +208,7 @@ pub fn identity_errors(
     let mut errors = Vec::new();
     check_service_account(service_account, &format!("{at}.serviceAccount"), &mut errors);
     required(task, &format!("{at}.task"), &mut errors);
+    at_most(task, limits::SENTENCE, &format!("{at}.task"), &mut errors);
     errors.extend(ceiling.check(rules, &format!("{at}.rules")));
     errors
 }
@@ -203,6 +218,24 @@ pub fn control(spec: &ControlOwnershipSpec, ceiling: &Ceiling) -> Result<ValidCo
     let mut errors = Vec::new();
     required(&spec.owner.name, "spec.owner.name", &mut errors);
     required(&spec.backup_owner.name, "spec.backupOwner.name", &mut errors);
+    at_most(&spec.owner.name, limits::NAME, "spec.owner.name", &mut errors);
+    at_most(
+        &spec.backup_owner.name,
+        limits::NAME,
+        "spec.backupOwner.name",
+        &mut errors,
+    );
+    if spec.workload_identities.len() > limits::IDENTITIES {
+        errors.push(Invalid::new(
+            Reason::TooLong,
+            "spec.workloadIdentities",
+            format!(
+                "spec.workloadIdentities has {} entries; at most {} are allowed",
+                spec.workload_identities.len(),
+                limits::IDENTITIES
+            ),
+        ));
+    }
     if !spec.owner.name.trim().is_empty() && spec.owner.name.trim() == spec.backup_owner.name.trim() {
         errors.push(Invalid::new(
             Reason::OwnerIsBackupOwner,
@@ -252,6 +285,25 @@ pub fn exception_alone(spec: &PolicyExceptionSpec, created: Timestamp) -> Result
     required(&spec.ticket, "spec.ticket", &mut errors);
     required(&spec.approver, "spec.approver", &mut errors);
     required(&spec.reason, "spec.reason", &mut errors);
+    for (value, max, field) in [
+        (spec.control.as_str(), limits::OBJECT_NAME, "spec.control"),
+        (&spec.ticket, limits::TICKET, "spec.ticket"),
+        (&spec.approver, limits::NAME, "spec.approver"),
+        (
+            spec.requester.as_deref().unwrap_or_default(),
+            limits::NAME,
+            "spec.requester",
+        ),
+        (&spec.reason, limits::SENTENCE, "spec.reason"),
+        (
+            spec.starts_at.as_deref().unwrap_or_default(),
+            limits::TIMESTAMP,
+            "spec.startsAt",
+        ),
+        (&spec.expires_at, limits::TIMESTAMP, "spec.expiresAt"),
+    ] {
+        at_most(value, max, field, &mut errors);
+    }
     if let Some(requester) = &spec.requester
         && !requester.trim().is_empty()
         && requester.trim().eq_ignore_ascii_case(spec.approver.trim())
@@ -374,4 +426,62 @@ pub fn exception(
         errors.extend(ceiling.check(&grant.rules, "spec.grant.rules"));
     }
     if errors.is_empty() { Ok(window) } else { Err(errors) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::WorkloadIdentity;
+    use crate::decide::fixtures::{ceiling, control, exception, ts};
+
+    fn reasons_at(errors: &[Invalid], field: &str) -> Vec<Reason> {
+        errors.iter().filter(|e| e.field == field).map(|e| e.reason).collect()
+    }
+
+    /// Each bounded field at its limit passes, one character more fails
+    /// with TooLong at that field, as the API server would refuse it.
+    #[test]
+    fn lengths_stop_where_the_crd_stops() {
+        type Edit = fn(&mut PolicyExceptionSpec, String);
+        let cases: [(&str, usize, Edit); 6] = [
+            ("spec.ticket", limits::TICKET, |s, v| s.ticket = v),
+            ("spec.approver", limits::NAME, |s, v| s.approver = v),
+            ("spec.requester", limits::NAME, |s, v| s.requester = Some(v)),
+            ("spec.reason", limits::SENTENCE, |s, v| s.reason = v),
+            ("spec.control", limits::OBJECT_NAME, |s, v| s.control = v),
+            ("spec.expiresAt", limits::TIMESTAMP, |s, v| s.expires_at = v),
+        ];
+        let created = ts("2026-11-28T00:00:00Z");
+        for (field, max, edit) in cases {
+            for (len, too_long) in [(max, false), (max + 1, true)] {
+                let mut spec = exception().spec;
+                // Multi-byte characters: the limit counts characters.
+                edit(&mut spec, "é".repeat(len));
+                let errors = exception_alone(&spec, created).err().unwrap_or_default();
+                assert_eq!(
+                    reasons_at(&errors, field).contains(&Reason::TooLong),
+                    too_long,
+                    "{field} at {len}: {errors:?}"
+                );
+            }
+        }
+        let mut co = control().spec;
+        co.owner.name = "x".repeat(limits::NAME + 1);
+        co.workload_identities[0].task = "x".repeat(limits::SENTENCE + 1);
+        let first = co.workload_identities[0].clone();
+        co.workload_identities = (0..=limits::IDENTITIES)
+            .map(|i| WorkloadIdentity {
+                service_account: format!("sa-{i}"),
+                ..first.clone()
+            })
+            .collect();
+        let errors = super::control(&co, &ceiling()).err().unwrap_or_default();
+        for field in [
+            "spec.owner.name",
+            "spec.workloadIdentities",
+            "spec.workloadIdentities[0].task",
+        ] {
+            assert_eq!(reasons_at(&errors, field), [Reason::TooLong], "{field}: {errors:?}");
+        }
+    }
 }
