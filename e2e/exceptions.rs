@@ -224,6 +224,11 @@ async fn every_rejection_reason_grants_nothing() {
     // ApproverIsRequester, InvalidWindow and empty fields never reach the
     // controller: the API server refuses them (api_rules.rs).
     let (env, ns, pes, rbs) = setup("reject").await;
+    // A laxer control in the same namespace, whose identity is `batch`.
+    env.apply_ok(
+        &ns,
+        &control("lax", "").replace("serviceAccount: api", "serviceAccount: batch"),
+    );
     type Edit = fn(&mut Exc<'_>);
     let cases: Vec<(&str, &str, &str, Edit)> = vec![
         ("no-control", "ControlNotFound", "spec.control", |e| {
@@ -232,6 +237,12 @@ async fn every_rejection_reason_grants_nothing() {
         ("bad-approver", "ApproverNotAllowed", "spec.approver", |e| {
             e.approver = "mallory@example.com"
         }),
+        (
+            "other-control",
+            "GrantOutsideControl",
+            "spec.grant.serviceAccount",
+            |e| e.control = "lax",
+        ),
         ("bad-ticket", "TicketPatternMismatch", "spec.ticket", |e| {
             e.ticket = "JIRA-7"
         }),

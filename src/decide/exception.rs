@@ -483,6 +483,18 @@ mod tests {
             ("window backwards", Reason::InvalidWindow, "spec.expiresAt", |e, _| {
                 e.spec.expires_at = "2026-11-28T10:00:00Z".into()
             }),
+            (
+                "grant to another control's identity",
+                Reason::GrantOutsideControl,
+                "spec.grant.serviceAccount",
+                |_, c| c.spec.workload_identities.retain(|id| id.service_account != "api"),
+            ),
+            (
+                "grant to an undeclared service account",
+                Reason::GrantOutsideControl,
+                "spec.grant.serviceAccount",
+                |e, _| e.spec.grant.as_mut().unwrap().service_account = "default".into(),
+            ),
             ("not utc", Reason::InvalidTimestamp, "spec.expiresAt", |e, _| {
                 e.spec.expires_at = "2026-11-29T10:00:00+02:00".into()
             }),

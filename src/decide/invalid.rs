@@ -42,6 +42,8 @@ pub enum Reason {
     InvalidName,
     /// A field is longer, or a list has more entries, than the CRD allows.
     TooLong,
+    /// An exception grants to a service account its control does not declare.
+    GrantOutsideControl,
 }
 
 impl Reason {
@@ -66,6 +68,7 @@ impl Reason {
             Reason::DuplicateIdentity => "DuplicateIdentity",
             Reason::InvalidName => "InvalidName",
             Reason::TooLong => "TooLong",
+            Reason::GrantOutsideControl => "GrantOutsideControl",
         }
     }
 }

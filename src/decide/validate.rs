@@ -395,6 +395,26 @@ pub fn exception(
             ),
         ));
     }
+    // A grant serves an identity this control declares: an exception to a
+    // lax control must not reach the identity of a stricter one, nor a
+    // service account no control governs. (A name outside the namespace is
+    // already refused as OutsideNamespace.)
+    if let Some(grant) = &spec.grant
+        && !grant.service_account.contains(':')
+        && !control
+            .workload_identities
+            .iter()
+            .any(|id| id.service_account == grant.service_account)
+    {
+        errors.push(Invalid::new(
+            Reason::GrantOutsideControl,
+            "spec.grant.serviceAccount",
+            format!(
+                "service account {:?} is not a workload identity of ControlOwnership {:?}; an exception grants only to its own control's identities",
+                grant.service_account, spec.control
+            ),
+        ));
+    }
     if let Some(pattern) = &rules.ticket_pattern
         && !pattern.is_match(&spec.ticket)
     {
