@@ -130,6 +130,9 @@ async fn one_leader_writes_and_a_standby_takes_over_within_the_lease() {
         match state {
             (Some(true), Some(false)) => break true,
             (Some(false), Some(true)) => break false,
+            // Both candidates started together on a free lease: only one
+            // may ever win it.
+            (Some(true), Some(true)) => panic!("two leaders at once"),
             _ => {}
         }
         let log = |n: &str| std::fs::read_to_string(env.dir.join(format!("{n}.log"))).unwrap_or_default();

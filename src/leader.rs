@@ -52,7 +52,11 @@ where
         .with_identity(&election.identity)
         .with_duration(election.duration_seconds)
         .with_grace(grace)
-        .with_field_manager(crate::apply::FIELD_MANAGER)
+        // One field manager per candidate: taking a free lease is a
+        // server-side apply of holderIdentity, and only a different
+        // manager makes a concurrent candidate's apply conflict. A shared
+        // manager let two replicas that started together both lead.
+        .with_field_manager(format!("{}-lease-{}", crate::apply::FIELD_MANAGER, election.identity))
         .build()
         .await?;
     let (mut leading, _task) = manager.watch().await;
