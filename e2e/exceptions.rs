@@ -422,11 +422,17 @@ async fn a_pending_exception_activates_at_its_start() {
 #[tokio::test]
 async fn a_window_extended_while_the_controller_was_down_stays_expired() {
     let env = crate::harness::isolated();
-    let (mut ctl, _) = env.spawn_controller("ctl-down", &[]);
+    let (mut ctl, metrics) = env.spawn_controller("ctl-down", &[]);
+    eventually(Duration::from_secs(60), "controller ready", || {
+        let ok = crate::harness::http_get(&format!("http://{metrics}/readyz")).is_some_and(|(c, _)| c == 200);
+        async move { ok }
+    })
+    .await;
     let ns = env.namespace("down").await;
     env.apply_ok(&ns, &control("payments", ""));
     let mut exc = good("debug");
-    exc.expires = from_now(4);
+    // Long enough for a loaded machine to grant it before the kill below.
+    exc.expires = from_now(12);
     let expires_at: jiff::Timestamp = exc.expires.parse().unwrap();
     env.apply_ok(&ns, &exc.yaml());
     let client = env.admin().await;
@@ -446,6 +452,11 @@ async fn a_window_extended_while_the_controller_was_down_stays_expired() {
     .await;
     ctl.kill().expect("stop the controller");
     let _ = ctl.wait();
+    assert!(
+        jiff::Timestamp::now() < expires_at,
+        "setup too slow: the window ended before the controller was stopped"
+    );
+    assert!(rbs.get_opt("steward-x-debug").await.unwrap().is_some());
 
     // Past the recorded expiry with nobody to enforce it: the grant is
     // still there, and the window is moved a day forward.
@@ -454,6 +465,7 @@ async fn a_window_extended_while_the_controller_was_down_stays_expired() {
     if wait > jiff::SignedDuration::ZERO {
         tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
     }
+    // Nobody revoked it: the controller is down.
     assert!(rbs.get_opt("steward-x-debug").await.unwrap().is_some());
     exc.expires = from_now(86_400);
     env.apply_ok(&ns, &exc.yaml());
@@ -472,10 +484,19 @@ async fn a_window_extended_while_the_controller_was_down_stays_expired() {
     )
     .await;
     assert_eq!(
-        pe.status.and_then(|s| s.observed_generation),
+        pe.status.as_ref().and_then(|s| s.observed_generation),
         pe.metadata.generation,
         "decided on the extended spec"
     );
+    // The record keeps the window that really ended.
+    let recorded: jiff::Timestamp = pe
+        .status
+        .as_ref()
+        .and_then(|s| s.expires_at.as_deref())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(recorded, expires_at);
     assert!(!env.can(&ns, "api", "get", "", "pods/log").await);
     let _ = ctl.kill();
     let _ = ctl.wait();

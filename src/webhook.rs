@@ -153,13 +153,15 @@ async fn validate(
     State(caches): State<Arc<Caches>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Result<Json<AdmissionReview<DynamicObject>>, (StatusCode, &'static str)> {
-    if !caches.wait_synced().await {
-        return Err((StatusCode::SERVICE_UNAVAILABLE, "admission caches not synced yet"));
-    }
     let request: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(r) => r,
         Err(e) => return Ok(Json(AdmissionResponse::invalid(e.to_string()).into_review())),
     };
+    // Deletes and the controller's own writes (finalizer patches) need no
+    // cache: they are answered at once even before the first list.
+    if needs_caches(&request, &caches) && !caches.wait_synced().await {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "admission caches not synced yet"));
+    }
     let response = AdmissionResponse::from(&request);
     let response = match decide(&request, &caches, jiff::Timestamp::now()) {
         Verdict::Allow => response,
@@ -174,16 +176,19 @@ fn typed<K: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<K, Strin
         .map_err(|e| format!("cannot read the object: {e}"))
 }
 
-/// The verdict for one request (pure apart from reading the caches).
-pub fn decide(request: &AdmissionRequest<DynamicObject>, caches: &Caches, now: jiff::Timestamp) -> Verdict {
-    if matches!(request.operation, Operation::Delete | Operation::Connect) {
-        return Verdict::Allow;
-    }
-    if caches
+/// Whether the verdict reads the caches: not for deletes, connects or the
+/// controller's own writes, which are always admitted.
+fn needs_caches(request: &AdmissionRequest<DynamicObject>, caches: &Caches) -> bool {
+    let own = caches
         .controller_user
         .as_deref()
-        .is_some_and(|u| request.user_info.username.as_deref() == Some(u))
-    {
+        .is_some_and(|u| request.user_info.username.as_deref() == Some(u));
+    !own && !matches!(request.operation, Operation::Delete | Operation::Connect)
+}
+
+/// The verdict for one request (pure apart from reading the caches).
+pub fn decide(request: &AdmissionRequest<DynamicObject>, caches: &Caches, now: jiff::Timestamp) -> Verdict {
+    if !needs_caches(request, caches) {
         return Verdict::Allow;
     }
     let Some(obj) = &request.object else {
@@ -266,7 +271,9 @@ mod tests {
     }
 
     /// Stores that have not listed, with their writers to list them later.
-    fn unlisted() -> (
+    fn unlisted(
+        controller_user: Option<&str>,
+    ) -> (
         Arc<Caches>,
         reflector::store::Writer<ControlOwnership>,
         reflector::store::Writer<PolicyException>,
@@ -280,7 +287,7 @@ mod tests {
             exceptions,
             ceiling,
             ceiling_name: "steward-grantable".into(),
-            controller_user: None,
+            controller_user: controller_user.map(String::from),
             synced: Arc::new(AtomicBool::new(false)),
         });
         (caches, wc, we, wr)
@@ -293,16 +300,27 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn before_the_caches_list_the_answer_is_503_not_a_verdict() {
-        let (caches, _wc, _we, _wr) = unlisted();
+        let (caches, _wc, _we, _wr) = unlisted(None);
         let started = tokio::time::Instant::now();
         let answer = validate(State(caches), exception_review()).await;
         assert!(matches!(answer, Err((StatusCode::SERVICE_UNAVAILABLE, _))));
-        assert_eq!(started.elapsed(), SYNC_WAIT);
+        assert!(started.elapsed() >= SYNC_WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_controllers_own_writes_need_no_cache() {
+        let (caches, _wc, _we, _wr) = unlisted(Some("alice"));
+        let started = tokio::time::Instant::now();
+        let Ok(Json(review)) = validate(State(caches), exception_review()).await else {
+            panic!("the controller's own write waited for the caches");
+        };
+        assert!(review.response.expect("response").allowed);
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_request_waiting_for_the_list_gets_the_real_verdict() {
-        let (caches, mut wc, mut we, mut wr) = unlisted();
+        let (caches, mut wc, mut we, mut wr) = unlisted(None);
         let waiting = tokio::spawn(validate(State(caches), exception_review()));
         tokio::time::sleep(Duration::from_secs(1)).await;
         list(&mut wc);

@@ -77,17 +77,23 @@ pub fn lifecycle(
     // (down, stalled, handing over the lease): an expiresAt moved forward
     // after that instant must not revive the grant. An extension counts
     // only once the controller has recorded it before the old expiry.
-    let was_expired = pe.status.as_ref().is_some_and(|s| {
-        s.phase == Some(Phase::Expired)
-            || s.expires_at
-                .as_deref()
-                .and_then(|t| time::parse(t).ok())
-                .is_some_and(|recorded| now >= recorded)
-    });
+    let status = pe.status.as_ref();
+    let recorded = status
+        .and_then(|s| s.expires_at.as_deref())
+        .and_then(|t| time::parse(t).ok());
+    let was_expired = status.is_some_and(|s| s.phase == Some(Phase::Expired)) || recorded.is_some_and(|r| now >= r);
     let checked = validate::exception(&pe.spec, created_at(pe, now), control.map(|c| &c.spec), ceiling);
     match checked {
-        // Expiry is sticky: a changed or re-applied spec never revives it.
-        _ if was_expired => Lifecycle::Expired(checked.ok()),
+        // Expiry is sticky: a changed or re-applied spec never revives it,
+        // and the record keeps the window that really ended, not a later
+        // expiresAt written since.
+        _ if was_expired => Lifecycle::Expired(checked.ok().map(|w| {
+            let expires_at = recorded.map_or(w.expires_at, |r| r.min(w.expires_at));
+            Window {
+                starts_at: w.starts_at.min(expires_at),
+                expires_at,
+            }
+        })),
         Err(errors) => match validate::exception_alone(&pe.spec, created_at(pe, now)) {
             // A window that is over stays over, even if the control vanished.
             Ok(w) if now >= w.expires_at => Lifecycle::Expired(Some(w)),
@@ -150,7 +156,9 @@ pub fn decide(pe: &PolicyException, control: Option<&ControlOwnership>, ceiling:
     let expires_at = match &lifecycle {
         Lifecycle::Pending(w) | Lifecycle::Active(w) | Lifecycle::Expired(Some(w)) => Some(time::format(w.expires_at)),
         Lifecycle::Expired(None) => previous.expires_at.clone(),
-        Lifecycle::Rejected(_) => None,
+        // Keeps the expiry of the last window it was valid for, so a detour
+        // through Rejected does not wipe the record that makes expiry sticky.
+        Lifecycle::Rejected(_) => previous.expires_at.clone(),
     };
     let status = PolicyExceptionStatus {
         observed_generation: generation,
@@ -433,6 +441,21 @@ mod tests {
             assert_eq!(d.lifecycle.phase(), phase, "at {now}");
             assert_eq!(d.grant.is_some(), phase == Phase::Active, "grant at {now}");
         }
+        // The record keeps the window that really ended.
+        let after = decide(&pe, Some(&co), &c, ts("2026-11-29T10:00:01Z"));
+        assert_eq!(after.status.expires_at.as_deref(), Some("2026-11-29T10:00:00Z"));
+        // A detour through Rejected keeps the recorded expiry, so fixing the
+        // spec after it does not revive the grant either.
+        let mut detour = pe.clone();
+        detour.spec.ticket = "JIRA-1".into();
+        let rejected = decide(&detour, Some(&co), &c, ts("2026-11-29T09:00:00Z"));
+        assert_eq!(rejected.lifecycle.phase(), Phase::Rejected);
+        assert_eq!(rejected.status.expires_at.as_deref(), Some("2026-11-29T10:00:00Z"));
+        detour.status = Some(rejected.status);
+        detour.spec.ticket = pe.spec.ticket.clone();
+        let fixed = decide(&detour, Some(&co), &c, ts("2026-11-29T11:00:00Z"));
+        assert_eq!(fixed.lifecycle.phase(), Phase::Expired);
+        assert!(fixed.grant.is_none());
         // Once the extension is recorded (before the old expiry), the new
         // window holds.
         pe.status = Some(decide(&pe, Some(&co), &c, ts("2026-11-29T09:59:59Z")).status);

@@ -463,13 +463,14 @@ mod tests {
     #[test]
     fn lengths_stop_where_the_crd_stops() {
         type Edit = fn(&mut PolicyExceptionSpec, String);
-        let cases: [(&str, usize, Edit); 6] = [
+        let cases: [(&str, usize, Edit); 7] = [
             ("spec.ticket", limits::TICKET, |s, v| s.ticket = v),
             ("spec.approver", limits::NAME, |s, v| s.approver = v),
             ("spec.requester", limits::NAME, |s, v| s.requester = Some(v)),
             ("spec.reason", limits::SENTENCE, |s, v| s.reason = v),
             ("spec.control", limits::OBJECT_NAME, |s, v| s.control = v),
             ("spec.expiresAt", limits::TIMESTAMP, |s, v| s.expires_at = v),
+            ("spec.startsAt", limits::TIMESTAMP, |s, v| s.starts_at = Some(v)),
         ];
         let created = ts("2026-11-28T00:00:00Z");
         for (field, max, edit) in cases {
@@ -487,6 +488,7 @@ mod tests {
         }
         let mut co = control().spec;
         co.owner.name = "x".repeat(limits::NAME + 1);
+        co.backup_owner.name = "y".repeat(limits::NAME + 1);
         co.workload_identities[0].task = "x".repeat(limits::SENTENCE + 1);
         let first = co.workload_identities[0].clone();
         co.workload_identities = (0..=limits::IDENTITIES)
@@ -498,6 +500,7 @@ mod tests {
         let errors = super::control(&co, &ceiling()).err().unwrap_or_default();
         for field in [
             "spec.owner.name",
+            "spec.backupOwner.name",
             "spec.workloadIdentities",
             "spec.workloadIdentities[0].task",
         ] {
