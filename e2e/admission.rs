@@ -159,11 +159,26 @@ subjects: [{{kind: ServiceAccount, name: api, namespace: {ns}}}]
     )
 }
 
-fn start(env: &Env, addr: &str) -> std::process::Child {
+/// A control plane of its own with a CA and serving certificate for the
+/// webhook, and a free loopback address for it: (env, CA bundle, address).
+fn webhook_env() -> (Env, String, String) {
+    let env = harness::isolated();
+    let ca = pki(&env.dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (env, ca, format!("127.0.0.1:{port}"))
+}
+
+/// Starts a controller serving the webhook on `addr`; returns it with its
+/// metrics address, without waiting for it.
+fn spawn_webhook(env: &Env, name: &str, addr: &str) -> (std::process::Child, String) {
     let cert = env.dir.join("webhook.crt");
     let key = env.dir.join("webhook.key");
-    let (child, metrics) = env.spawn_controller(
-        "ctl-webhook",
+    env.spawn_controller(
+        name,
         &[
             "--webhook-addr",
             addr,
@@ -172,7 +187,12 @@ fn start(env: &Env, addr: &str) -> std::process::Child {
             "--webhook-key",
             key.to_str().unwrap(),
         ],
-    );
+    )
+}
+
+/// Starts a controller serving the webhook and waits until it is ready.
+fn start(env: &Env, addr: &str) -> std::process::Child {
+    let (child, metrics) = spawn_webhook(env, "ctl-webhook", addr);
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_get(&format!("http://{metrics}/readyz")).is_none_or(|(c, _)| c != 200) {
         assert!(Instant::now() < deadline, "controller not ready");
@@ -183,14 +203,7 @@ fn start(env: &Env, addr: &str) -> std::process::Child {
 
 #[tokio::test]
 async fn admission_refuses_what_status_would_reject() {
-    let env = harness::isolated();
-    let ca = pki(&env.dir);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let (env, ca, addr) = webhook_env();
     let mut ctl = start(&env, &addr);
     env.apply_ok("default", &webhook_config(&format!("https://{addr}/validate"), &ca));
     let ns = env.namespace("admit").await;
@@ -295,32 +308,13 @@ async fn admission_refuses_what_status_would_reject() {
 
 #[tokio::test]
 async fn a_webhook_just_started_never_answers_from_an_empty_cache() {
-    let env = harness::isolated();
-    let ca = pki(&env.dir);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let (env, ca, addr) = webhook_env();
     // The control exists before the webhook starts, so any ControlNotFound
     // would be a verdict from a cache that had not listed yet.
     let ns = env.namespace("cold").await;
     env.apply_ok(&ns, &control(&ns));
     env.apply_ok("default", &webhook_config(&format!("https://{addr}/validate"), &ca));
-    let cert = env.dir.join("webhook.crt");
-    let key = env.dir.join("webhook.key");
-    let (mut ctl, metrics) = env.spawn_controller(
-        "ctl-cold",
-        &[
-            "--webhook-addr",
-            &addr,
-            "--webhook-cert",
-            cert.to_str().unwrap(),
-            "--webhook-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let (mut ctl, metrics) = spawn_webhook(&env, "ctl-cold", &addr);
     // Hammer it from the first instant: until it listens the API server
     // cannot reach it (failurePolicy Fail); after that every answer must be
     // the real verdict.
