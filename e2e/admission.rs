@@ -314,7 +314,7 @@ async fn a_webhook_just_started_never_answers_from_an_empty_cache() {
     let ns = env.namespace("cold").await;
     env.apply_ok(&ns, &control(&ns));
     env.apply_ok("default", &webhook_config(&format!("https://{addr}/validate"), &ca));
-    let (mut ctl, metrics) = spawn_webhook(&env, "ctl-cold", &addr);
+    let (mut ctl, _) = spawn_webhook(&env, "ctl-cold", &addr);
     // Hammer it from the first instant: until it listens the API server
     // cannot reach it (failurePolicy Fail); after that every answer must be
     // the real verdict.
@@ -333,12 +333,6 @@ async fn a_webhook_just_started_never_answers_from_an_empty_cache() {
         assert!(Instant::now() < deadline, "never admitted: {stderr}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // And it becomes ready (webhook and controller caches listed).
-    eventually(Duration::from_secs(30), "ready", || {
-        let ok = http_get(&format!("http://{metrics}/readyz")).is_some_and(|(c, _)| c == 200);
-        async move { ok }
-    })
-    .await;
     let _ = ctl.kill();
     let _ = ctl.wait();
 }
