@@ -4,6 +4,7 @@
 //! single-expiry lag, mass-expiry lag, convergence of 500 controls × 4
 //! identities, the controller's peak RSS and API writes per object.
 
+mod fixtures;
 #[allow(dead_code)]
 #[path = "../e2e/harness.rs"]
 mod harness;
@@ -491,7 +492,7 @@ fn validate_bench(n: usize) {
     use steward::validate_cmd::{Options, check, documents, read_paths};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("docs.yaml");
-    std::fs::write(&path, steward::validate_cmd::bench_documents(n)).expect("write docs");
+    std::fs::write(&path, fixtures::documents(n)).expect("write docs");
     let opts = Options {
         now: "2026-11-28T12:00:00Z".parse().unwrap(),
         allow_expired: false,

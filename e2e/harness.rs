@@ -335,7 +335,7 @@ impl Env {
         for e in log
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["stage"] == "ResponseComplete")
+            .filter(|e| e["stage"] == "ResponseComplete" && is_write(e))
             .filter(|e| e["user"]["username"] == self.controller_user.as_str())
             .filter(|e| e["objectRef"]["namespace"] == ns)
         {
@@ -359,7 +359,7 @@ impl Env {
         let log = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
         log.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["stage"] == "ResponseComplete")
+            .filter(|e| e["stage"] == "ResponseComplete" && is_write(e))
             .filter(|e| e["user"]["username"] == self.controller_user.as_str())
             .filter(|e| e["objectRef"]["namespace"].as_str().is_some_and(&pick))
             .count()
@@ -508,4 +508,13 @@ pub fn condition<K: serde::Serialize>(obj: &K, type_: &str) -> Option<serde_json
 pub fn from_now(secs: i64) -> String {
     let t = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs);
     t.round(jiff::Unit::Second).unwrap_or(t).to_string()
+}
+
+/// Whether an audit event records a write (the log also holds lists and
+/// watches).
+fn is_write(event: &serde_json::Value) -> bool {
+    matches!(
+        event["verb"].as_str(),
+        Some("create" | "update" | "patch" | "delete" | "deletecollection")
+    )
 }

@@ -1,35 +1,164 @@
-//! The only place Steward writes RBAC and status: server-side apply with one
-//! field manager, deletes with a uid precondition, and status applies. Every
-//! caller compares before writing; these helpers just write.
+//! Every write Steward makes, in one place: server-side apply with one field
+//! manager, deletes with a uid precondition, status applies, the
+//! PolicyReport and Events. Writes to a cached kind record themselves in
+//! that kind's view, so the next decision knows what the server holds before
+//! the watch shows it. Callers compare before writing; these just write.
+//! (Finalizer patches are kube's `finalizer` helper's own.)
+
+use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::fmt::Debug;
+
+use crate::cache::{View, fingerprint};
 
 /// The field manager of every write Steward makes.
 pub const FIELD_MANAGER: &str = "steward";
+
+/// Events longer than this are cut (the API server refuses over 1 KiB).
+const EVENT_NOTE_MAX: usize = 1000;
 
 fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// Server-side applies a namespaced object (with apiVersion/kind set).
-pub async fn apply<K>(client: &Client, obj: &K) -> Result<K, kube::Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
-    let mut value = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
-    value["apiVersion"] = K::api_version(&()).into();
-    value["kind"] = K::kind(&()).into();
-    api.patch(&obj.name_any(), &apply_params(), &Patch::Apply(value)).await
+/// Writes as the controller's identity.
+pub struct Writer {
+    client: Client,
+    recorder: Recorder,
+}
+
+impl Writer {
+    /// A writer whose Events name `reporter`.
+    pub fn new(client: Client, reporter: Reporter) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+        }
+    }
+
+    /// The client, for reads and kube's finalizer helper.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Server-side applies a namespaced object and records it in `view`.
+    pub async fn apply<K>(&self, view: &View<K>, obj: &K) -> Result<(), kube::Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Serialize
+            + Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
+        let mut value = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
+        value["apiVersion"] = K::api_version(&()).into();
+        value["kind"] = K::kind(&()).into();
+        let applied = api
+            .patch(&obj.name_any(), &apply_params(), &Patch::Apply(value))
+            .await?;
+        view.record(
+            &ObjectRef::from_obj(obj),
+            applied.resource_version().as_deref(),
+            fingerprint(obj),
+        );
+        Ok(())
+    }
+
+    /// Server-side applies the status of a custom resource and records it
+    /// in `view` (fingerprint of the status).
+    pub async fn status<K, S>(&self, view: &View<K>, obj: &K, status: &S) -> Result<(), kube::Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Send
+            + Sync
+            + 'static,
+        S: Serialize,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        let written = api
+            .patch_status(&obj.name_any(), &apply_params(), &Patch::Apply(patch))
+            .await?;
+        let rv = written.resource_version();
+        tracing::debug!(
+            from_version = obj.resource_version().unwrap_or_default(),
+            written_version = rv.as_deref().unwrap_or_default(),
+            "status written"
+        );
+        view.record(&ObjectRef::from_obj(obj), rv.as_deref(), fingerprint(status));
+        Ok(())
+    }
+
+    /// Deletes `name` in `namespace` if it still has `uid`.
+    pub async fn delete_namespaced<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: Option<String>,
+    ) -> Result<(), kube::Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    {
+        delete(&Api::<K>::namespaced(self.client.clone(), namespace), name, uid).await
+    }
+
+    /// Deletes the cluster-scoped `name` if it still has `uid`.
+    pub async fn delete_cluster<K>(&self, name: &str, uid: Option<String>) -> Result<(), kube::Error>
+    where
+        K: Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    {
+        delete(&Api::<K>::all(self.client.clone()), name, uid).await
+    }
+
+    /// Server-side applies a PolicyReport (a dynamic kind, not cached here).
+    pub async fn policy_report(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        body: serde_json::Value,
+    ) -> Result<(), kube::Error> {
+        api.patch(name, &apply_params(), &Patch::Apply(body)).await.map(|_| ())
+    }
+
+    /// Deletes a PolicyReport.
+    pub async fn delete_policy_report(&self, api: &Api<DynamicObject>, name: &str) -> Result<(), kube::Error> {
+        delete(api, name, None).await
+    }
+
+    /// Records an Event about `obj`; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, warning: bool, note: &str) {
+        let ev = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_string(),
+            note: Some(truncate(note, EVENT_NOTE_MAX).to_string()),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, object = %obj.name_any(), reason, "could not record event");
+        }
+    }
 }
 
 /// Deletes an object if it still has `uid`; a 404 counts as done.
-pub async fn delete<K>(api: &Api<K>, name: &str, uid: Option<String>) -> Result<(), kube::Error>
+async fn delete<K>(api: &Api<K>, name: &str, uid: Option<String>) -> Result<(), kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
@@ -50,19 +179,24 @@ where
     }
 }
 
-/// Server-side applies the status of a custom resource; returns the
-/// object's new resourceVersion.
-pub async fn status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<Option<String>, kube::Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
-    S: Serialize,
-{
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(&obj.name_any(), &apply_params(), &Patch::Apply(patch))
-        .await
-        .map(|o| o.resource_version())
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut cut = max.min(s.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn notes_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate("abc", 10), "abc");
+        assert_eq!(truncate("abc", 2), "ab");
+        assert_eq!(truncate("aé", 2), "a", "é is two bytes");
+        assert_eq!(truncate("", 0), "");
+    }
 }

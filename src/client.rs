@@ -5,7 +5,9 @@
 //! buffers. The bound covers a request until its response headers arrive,
 //! so long-running watches do not hold a slot. Waiting requests are served
 //! in order, so the first writes of a burst (revocations) go first.
-//! Every request is counted by verb (`steward_api_requests_total`).
+//! Every request is counted by verb (`steward_api_requests_total`) and
+//! carries a User-Agent naming this process (`steward/<version> (<identity>)`),
+//! so the API server's audit log tells replicas apart.
 
 use std::sync::Arc;
 
@@ -15,17 +17,33 @@ use tower::util::MapRequestLayer;
 
 use crate::metrics::Metrics;
 
-/// Builds the client from the inferred configuration.
-pub async fn build(max_in_flight: u16, metrics: Arc<Metrics>) -> Result<kube::Client, kube::Error> {
+/// Builds the client from the inferred configuration; `identity` names
+/// this process in the User-Agent.
+pub async fn build(max_in_flight: u16, identity: &str, metrics: Arc<Metrics>) -> Result<kube::Client, kube::Error> {
     let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
-    let count = MapRequestLayer::new(move |req: http::Request<Body>| {
+    let agent = user_agent(identity);
+    let count = MapRequestLayer::new(move |mut req: http::Request<Body>| {
         metrics.api_request(verb(&req));
+        req.headers_mut().insert(http::header::USER_AGENT, agent.clone());
         req
     });
     Ok(ClientBuilder::try_from(config)?
         .with_layer(&ConcurrencyLimitLayer::new(usize::from(max_in_flight)))
         .with_layer(&count)
         .build())
+}
+
+/// `steward/<version> (<identity>)`, without the characters a header
+/// cannot carry.
+fn user_agent(identity: &str) -> http::HeaderValue {
+    let identity: String = identity
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(128)
+        .collect();
+    let agent = format!("steward/{} ({identity})", env!("CARGO_PKG_VERSION"));
+    // Only visible ASCII and spaces remain, which a header value accepts.
+    http::HeaderValue::from_str(&agent).unwrap_or(http::HeaderValue::from_static("steward"))
 }
 
 /// The metric label of a request: its method, or `watch`.
@@ -68,5 +86,12 @@ mod tests {
         );
         assert_eq!(verb(&req(http::Method::PATCH, rbs)), "patch");
         assert_eq!(verb(&req(http::Method::DELETE, rbs)), "delete");
+    }
+
+    #[test]
+    fn the_user_agent_names_the_process() {
+        let v = env!("CARGO_PKG_VERSION");
+        assert_eq!(user_agent("pod-7"), format!("steward/{v} (pod-7)").as_str());
+        assert_eq!(user_agent("a\nb\u{e9}"), format!("steward/{v} (ab)").as_str());
     }
 }

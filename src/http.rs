@@ -1,31 +1,26 @@
-//! `/healthz`, `/readyz` (ready once every cache this process serves from
-//! has synced: the controllers' on the leader, the webhook's on every
-//! replica that serves it) and `/metrics` (Prometheus text format).
+//! `/healthz`, `/readyz` (ready once every cache of the process has listed,
+//! on the leader and on a standby alike: both serve from them) and
+//! `/metrics` (Prometheus text format).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::cache::Caches;
 use crate::metrics::Metrics;
 
 /// Serves the endpoints until the process ends.
-pub async fn serve(
-    addr: SocketAddr,
-    ready: Arc<Mutex<bool>>,
-    webhook_synced: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
-) -> std::io::Result<()> {
+pub async fn serve(addr: SocketAddr, caches: Arc<Caches>, metrics: Arc<Metrics>) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
             get(move || {
-                let ready = ready.lock().map(|r| *r).unwrap_or(false) && webhook_synced.load(Ordering::Acquire);
+                let ready = caches.synced();
                 async move {
                     if ready {
                         (StatusCode::OK, "ready")

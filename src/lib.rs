@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod crds;
@@ -15,7 +16,6 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
-pub mod slim;
 pub mod telemetry;
 pub mod validate_cmd;
 pub mod webhook;

@@ -1,7 +1,7 @@
 //! The `steward` binary: parse the command line, then dispatch.
 
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use clap::Parser;
 use steward::cli::{Cli, Command, RunArgs};
@@ -38,15 +38,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: RunArgs) -> ExitCode {
     steward::telemetry::init(args.log_format);
-    let metrics = std::sync::Arc::new(steward::metrics::Metrics::new());
-    let client = match steward::client::build(args.max_in_flight, metrics.clone()).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build a Kubernetes client");
-            return ExitCode::from(1);
-        }
-    };
-    let ready = Arc::new(Mutex::new(false));
+    let metrics = Arc::new(steward::metrics::Metrics::new());
     let identity = args.instance.clone().unwrap_or_else(|| {
         format!(
             "{}-{}",
@@ -56,48 +48,57 @@ async fn run(args: RunArgs) -> ExitCode {
             std::process::id()
         )
     });
-    let config = steward::reconcile::Config {
-        namespace: args.namespace,
-        ceiling: args.grant_ceiling,
-        instance: Some(identity.clone()),
-    };
-    // Without a webhook there is nothing of its to wait for.
-    let serves_webhook = args.webhook_addr.is_some() && args.webhook_cert.is_some() && args.webhook_key.is_some();
-    let webhook_synced = Arc::new(std::sync::atomic::AtomicBool::new(!serves_webhook));
-    let http = steward::http::serve(
-        args.metrics_addr,
-        ready.clone(),
-        webhook_synced.clone(),
-        metrics.clone(),
-    );
-    let webhook_client = client.clone();
-    let webhook_ceiling = config.ceiling.clone();
-    let webhook = async move {
-        match (args.webhook_addr, args.webhook_cert.clone(), args.webhook_key.clone()) {
-            (Some(addr), Some(cert), Some(key)) => {
-                let config = steward::webhook::Config {
-                    addr,
-                    cert,
-                    key,
-                    ceiling: webhook_ceiling,
-                    controller_user: Some(args.self_user.clone()),
-                };
-                steward::webhook::serve(webhook_client, config, webhook_synced).await
-            }
-            _ => std::future::pending().await,
+    let client = match steward::client::build(args.max_in_flight, &identity, metrics.clone()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build a Kubernetes client");
+            return ExitCode::from(1);
         }
     };
-    let work = steward::reconcile::run(client.clone(), config, ready.clone(), metrics.clone());
+    // One watch per kind for the whole process, leader or standby.
+    let scope = steward::cache::Scope {
+        namespace: args.namespace.clone(),
+        ceiling: args.grant_ceiling.clone(),
+    };
+    let (caches, watches) = steward::cache::Caches::start(&client, scope);
+    let http = steward::http::serve(args.metrics_addr, caches.clone(), metrics.clone());
+    let webhook = {
+        let caches = caches.clone();
+        async move {
+            match (args.webhook_addr, args.webhook_cert.clone(), args.webhook_key.clone()) {
+                (Some(addr), Some(cert), Some(key)) => {
+                    let config = steward::webhook::Config {
+                        addr,
+                        cert,
+                        key,
+                        controller_user: Some(args.self_user.clone()),
+                    };
+                    steward::webhook::serve(caches, config).await
+                }
+                _ => std::future::pending().await,
+            }
+        }
+    };
+    let config = steward::reconcile::Config {
+        instance: Some(identity.clone()),
+    };
+    let work = {
+        let (client, caches, metrics) = (client.clone(), caches.clone(), metrics.clone());
+        async move {
+            // A decision on a partial view could report (or, in Enforce,
+            // remove) drift wrongly: the controllers start once every cache
+            // has listed.
+            if caches.wait_synced().await {
+                tracing::info!("caches synced; reconciling");
+                steward::reconcile::run(client, caches, config, metrics).await;
+            }
+        }
+    };
     let controllers = async {
         if !args.leader_elect {
             metrics.set_leader(true);
             work.await;
             return Ok(());
-        }
-        // A standby holds no controller caches: ready once its webhook's
-        // caches (if it serves one) have listed.
-        if let Ok(mut r) = ready.lock() {
-            *r = true;
         }
         let election = steward::leader::Election {
             namespace: args.leader_election_namespace,
@@ -105,13 +106,7 @@ async fn run(args: RunArgs) -> ExitCode {
             identity,
             duration_seconds: args.lease_duration,
         };
-        let elected = || {
-            metrics.set_leader(true);
-            if let Ok(mut r) = ready.lock() {
-                *r = false;
-            }
-        };
-        steward::leader::lead(client, election, elected, work).await
+        steward::leader::lead(client, election, || metrics.set_leader(true), work).await
     };
     tokio::select! {
         _ = shutdown_signal() => {
@@ -119,6 +114,10 @@ async fn run(args: RunArgs) -> ExitCode {
             // the next leader or start re-derives everything from the API.
             tracing::info!("signal received; stopping");
             ExitCode::SUCCESS
+        }
+        _ = watches => {
+            tracing::error!("a watch ended");
+            ExitCode::from(1)
         }
         res = controllers => match res {
             Ok(()) => {
@@ -175,10 +174,7 @@ fn validate(args: steward::cli::ValidateArgs) -> ExitCode {
         Err(e) => return usage(format!("--warn-within: {e}")),
     };
     let ceiling = match &args.ceiling {
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| v::ceiling_from_yaml(&t))
-        {
+        Some(path) => match v::read_ceiling(path) {
             Ok(c) => Some(c),
             Err(e) => return usage(format!("--ceiling {}: {e}", path.display())),
         },

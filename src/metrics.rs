@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use jiff::Timestamp;
-use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -15,7 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::api::{ControlOwnership, Phase, PolicyException};
+use crate::api::Phase;
+use crate::cache::Caches;
 use crate::decide::conditions::is_true;
 
 /// `kind` label.
@@ -48,14 +48,6 @@ pub struct VerbLabel {
     pub verb: String,
 }
 
-/// Caches read at scrape time.
-pub struct Caches {
-    /// Exceptions.
-    pub exceptions: Store<PolicyException>,
-    /// Controls.
-    pub controls: Store<ControlOwnership>,
-}
-
 /// All metrics of the process.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -70,7 +62,9 @@ pub struct Metrics {
     expiry_lag: Histogram,
     leader: Gauge,
     requests: Family<VerbLabel, Counter>,
-    caches: OnceLock<Caches>,
+    /// The caches the gauges describe; set by the leader only, so that the
+    /// replicas of one Deployment do not all report the same objects.
+    caches: OnceLock<Arc<Caches>>,
 }
 
 impl Default for Metrics {
@@ -157,7 +151,7 @@ impl Metrics {
     }
 
     /// Gives the scrape handler the caches to describe.
-    pub fn attach(&self, caches: Caches) {
+    pub fn attach(&self, caches: Arc<Caches>) {
         let _ = self.caches.set(caches);
     }
 

@@ -2,15 +2,16 @@
 //! Steward objects and undeclared bindings to identities of controls in
 //! Enforce mode, with the same messages the status would show. Handlers are
 //! pure functions of the request and the caches (safe under dry-run). Every
-//! replica serves it, leader or not, from caches of its own, and never from
-//! a cache that has not listed yet: until then a request waits briefly, then
-//! gets 503, so the API server applies the webhook's failurePolicy (Fail for
-//! Steward objects, Ignore for bindings) instead of a verdict from nothing.
+//! replica serves it, leader or not, from the process's shared caches, and
+//! never from a cache that has not listed yet: until then a request waits
+//! briefly, then gets 503, so the API server applies the webhook's
+//! failurePolicy (Fail for Steward objects, Ignore for bindings) instead of
+//! a verdict from nothing. Objects in namespaces outside `--namespace` are
+//! not Steward's to judge and are admitted.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Json;
@@ -18,17 +19,15 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use futures::StreamExt;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
-use kube::api::{Api, DynamicObject};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::ResourceExt;
+use kube::api::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::runtime::reflector::ObjectRef;
 use thiserror::Error;
 
 use crate::api::{BindingKind, ControlOwnership, PolicyException};
-use crate::decide::Ceiling;
+use crate::cache::Caches;
 use crate::decide::admission::{self, Binding, Verdict};
 
 /// How the webhook is served.
@@ -40,8 +39,6 @@ pub struct Config {
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
-    /// Grant ceiling ClusterRole name.
-    pub ceiling: String,
     /// The controller's own user name: its writes are always admitted.
     pub controller_user: Option<String>,
 }
@@ -50,27 +47,19 @@ pub struct Config {
 #[derive(Debug, Error)]
 pub enum WebhookError {
     /// Certificate or key unreadable.
-    #[error("webhook TLS: {0}")]
-    Tls(std::io::Error),
+    #[error("webhook TLS")]
+    Tls(#[source] std::io::Error),
     /// Serving failed.
-    #[error("webhook server: {0}")]
-    Serve(std::io::Error),
+    #[error("webhook server")]
+    Serve(#[source] std::io::Error),
 }
 
 /// What the handlers read.
-pub struct Caches {
-    /// ControlOwnerships.
-    pub controls: Store<ControlOwnership>,
-    /// PolicyExceptions.
-    pub exceptions: Store<PolicyException>,
-    /// The ceiling ClusterRole.
-    pub ceiling: Store<ClusterRole>,
-    /// Its name.
-    pub ceiling_name: String,
+pub struct Judge {
+    /// The process's caches.
+    pub caches: Arc<Caches>,
     /// The controller's own user.
     pub controller_user: Option<String>,
-    /// Set once every store above has listed; `/readyz` reads it too.
-    pub synced: Arc<AtomicBool>,
 }
 
 /// How long a request that arrives before the caches have listed waits for
@@ -78,70 +67,26 @@ pub struct Caches {
 /// rather than its own timeout.
 const SYNC_WAIT: Duration = Duration::from_secs(3);
 
-impl Caches {
-    /// Resolves once every store has listed; false if a store's writer is
-    /// gone (its watch task ended).
-    async fn listed(&self) -> bool {
-        self.controls.wait_until_ready().await.is_ok()
-            && self.exceptions.wait_until_ready().await.is_ok()
-            && self.ceiling.wait_until_ready().await.is_ok()
-    }
-
-    /// Whether the stores have listed, waiting at most `SYNC_WAIT`.
+impl Judge {
+    /// Whether the caches have listed, waiting at most `SYNC_WAIT`.
     async fn wait_synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire) || tokio::time::timeout(SYNC_WAIT, self.listed()).await.unwrap_or(false)
-    }
-
-    fn ceiling(&self) -> Ceiling {
-        self.ceiling
-            .get(&ObjectRef::new(&self.ceiling_name))
-            .map(|cr| Ceiling::new(self.ceiling_name.clone(), cr.rules.clone().unwrap_or_default()))
-            .unwrap_or_else(|| Ceiling::missing(self.ceiling_name.clone()))
+        self.caches.synced()
+            || tokio::time::timeout(SYNC_WAIT, self.caches.wait_synced())
+                .await
+                .unwrap_or(false)
     }
 }
 
-fn cache<K>(api: Api<K>, wc: watcher::Config) -> (Store<K>, impl std::future::Future<Output = ()> + Send + 'static)
-where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let pump = reflector::reflector(writer, watcher(api, wc).default_backoff().modify(crate::slim::slim))
-        .applied_objects()
-        .for_each(|_| futures::future::ready(()));
-    (reader, pump)
-}
-
-/// Serves the webhook until the process ends; sets `synced` once its
-/// caches have listed.
-pub async fn serve(client: Client, config: Config, synced: Arc<AtomicBool>) -> Result<(), WebhookError> {
-    let (controls, p1) = cache(Api::<ControlOwnership>::all(client.clone()), watcher::Config::default());
-    let (exceptions, p2) = cache(Api::<PolicyException>::all(client.clone()), watcher::Config::default());
-    let (ceiling, p3) = cache(
-        Api::<ClusterRole>::all(client.clone()),
-        watcher::Config::default().fields(&format!("metadata.name={}", config.ceiling)),
-    );
-    tokio::spawn(p1);
-    tokio::spawn(p2);
-    tokio::spawn(p3);
-    let caches = Arc::new(Caches {
-        controls,
-        exceptions,
-        ceiling,
-        ceiling_name: config.ceiling.clone(),
+/// Serves the webhook until the process ends.
+pub async fn serve(caches: Arc<Caches>, config: Config) -> Result<(), WebhookError> {
+    let judge = Arc::new(Judge {
+        caches,
         controller_user: config.controller_user.clone(),
-        synced,
-    });
-    let watcher_caches = caches.clone();
-    tokio::spawn(async move {
-        if watcher_caches.listed().await {
-            watcher_caches.synced.store(true, Ordering::Release);
-            tracing::info!("admission webhook caches synced");
-        }
     });
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&config.cert, &config.key)
         .await
         .map_err(WebhookError::Tls)?;
-    let app = Router::new().route("/validate", post(validate)).with_state(caches);
+    let app = Router::new().route("/validate", post(validate)).with_state(judge);
     tracing::info!(addr = %config.addr, "serving the admission webhook");
     axum_server::bind_rustls(config.addr, tls)
         .serve(app.into_make_service())
@@ -150,7 +95,7 @@ pub async fn serve(client: Client, config: Config, synced: Arc<AtomicBool>) -> R
 }
 
 async fn validate(
-    State(caches): State<Arc<Caches>>,
+    State(judge): State<Arc<Judge>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Result<Json<AdmissionReview<DynamicObject>>, (StatusCode, &'static str)> {
     let request: AdmissionRequest<DynamicObject> = match review.try_into() {
@@ -159,27 +104,29 @@ async fn validate(
     };
     // Deletes and the controller's own writes (finalizer patches) need no
     // cache: they are answered at once even before the first list.
-    if needs_caches(&request, &caches) && !caches.wait_synced().await {
+    if needs_caches(&request, &judge) && !judge.wait_synced().await {
         return Err((StatusCode::SERVICE_UNAVAILABLE, "admission caches not synced yet"));
     }
     let response = AdmissionResponse::from(&request);
-    let response = match decide(&request, &caches, jiff::Timestamp::now()) {
+    let response = match decide(&request, &judge, jiff::Timestamp::now()) {
         Verdict::Allow => response,
         Verdict::Deny(message) => response.deny(message),
     };
     Ok(Json(response.into_review()))
 }
 
-fn typed<K: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<K, String> {
-    serde_json::to_value(obj)
-        .and_then(serde_json::from_value)
-        .map_err(|e| format!("cannot read the object: {e}"))
+fn typed<K: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<K, serde_json::Error> {
+    serde_json::to_value(obj).and_then(serde_json::from_value)
+}
+
+fn unreadable(e: serde_json::Error) -> Verdict {
+    Verdict::Deny(format!("cannot read the object: {e}"))
 }
 
 /// Whether the verdict reads the caches: not for deletes, connects or the
 /// controller's own writes, which are always admitted.
-fn needs_caches(request: &AdmissionRequest<DynamicObject>, caches: &Caches) -> bool {
-    let own = caches
+fn needs_caches(request: &AdmissionRequest<DynamicObject>, judge: &Judge) -> bool {
+    let own = judge
         .controller_user
         .as_deref()
         .is_some_and(|u| request.user_info.username.as_deref() == Some(u));
@@ -187,18 +134,22 @@ fn needs_caches(request: &AdmissionRequest<DynamicObject>, caches: &Caches) -> b
 }
 
 /// The verdict for one request (pure apart from reading the caches).
-pub fn decide(request: &AdmissionRequest<DynamicObject>, caches: &Caches, now: jiff::Timestamp) -> Verdict {
-    if !needs_caches(request, caches) {
+pub fn decide(request: &AdmissionRequest<DynamicObject>, judge: &Judge, now: jiff::Timestamp) -> Verdict {
+    if !needs_caches(request, judge) {
         return Verdict::Allow;
     }
     let Some(obj) = &request.object else {
         return Verdict::Allow;
     };
+    let caches = &judge.caches;
+    if request.namespace.as_deref().is_some_and(|ns| !caches.covers(ns)) {
+        return Verdict::Allow;
+    }
     let ceiling = caches.ceiling();
     match request.kind.kind.as_str() {
         "ControlOwnership" => match typed::<ControlOwnership>(obj) {
             Ok(co) => admission::control(&co, &ceiling),
-            Err(e) => Verdict::Deny(e),
+            Err(e) => unreadable(e),
         },
         "PolicyException" => match typed::<PolicyException>(obj) {
             Ok(pe) => {
@@ -206,7 +157,7 @@ pub fn decide(request: &AdmissionRequest<DynamicObject>, caches: &Caches, now: j
                 let control = caches.controls.get(&ObjectRef::new(&pe.spec.control).within(&ns));
                 admission::exception(&pe, control.as_deref(), &ceiling, now)
             }
-            Err(e) => Verdict::Deny(e),
+            Err(e) => unreadable(e),
         },
         kind @ ("RoleBinding" | "ClusterRoleBinding") => {
             let (subjects, binding_kind) = if kind == "RoleBinding" {
@@ -241,7 +192,6 @@ pub fn decide(request: &AdmissionRequest<DynamicObject>, caches: &Caches, now: j
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::runtime::watcher::Event;
 
     fn exception_review() -> Json<AdmissionReview<DynamicObject>> {
         let review = serde_json::json!({
@@ -270,48 +220,27 @@ mod tests {
         Json(serde_json::from_value(review).expect("AdmissionReview"))
     }
 
-    /// Stores that have not listed, with their writers to list them later.
-    fn unlisted(
-        controller_user: Option<&str>,
-    ) -> (
-        Arc<Caches>,
-        reflector::store::Writer<ControlOwnership>,
-        reflector::store::Writer<PolicyException>,
-        reflector::store::Writer<ClusterRole>,
-    ) {
-        let (controls, wc) = reflector::store();
-        let (exceptions, we) = reflector::store();
-        let (ceiling, wr) = reflector::store();
-        let caches = Arc::new(Caches {
-            controls,
-            exceptions,
-            ceiling,
-            ceiling_name: "steward-grantable".into(),
+    fn judge(caches: Caches, controller_user: Option<&str>) -> State<Arc<Judge>> {
+        State(Arc::new(Judge {
+            caches: Arc::new(caches),
             controller_user: controller_user.map(String::from),
-            synced: Arc::new(AtomicBool::new(false)),
-        });
-        (caches, wc, we, wr)
-    }
-
-    fn list<K: kube::Resource<DynamicType = ()> + Clone>(w: &mut reflector::store::Writer<K>) {
-        w.apply_watcher_event(&Event::Init);
-        w.apply_watcher_event(&Event::InitDone);
+        }))
     }
 
     #[tokio::test(start_paused = true)]
     async fn before_the_caches_list_the_answer_is_503_not_a_verdict() {
-        let (caches, _wc, _we, _wr) = unlisted(None);
+        let (caches, _writers) = Caches::unlisted();
         let started = tokio::time::Instant::now();
-        let answer = validate(State(caches), exception_review()).await;
+        let answer = validate(judge(caches, None), exception_review()).await;
         assert!(matches!(answer, Err((StatusCode::SERVICE_UNAVAILABLE, _))));
         assert!(started.elapsed() >= SYNC_WAIT);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_controllers_own_writes_need_no_cache() {
-        let (caches, _wc, _we, _wr) = unlisted(Some("alice"));
+        let (caches, _writers) = Caches::unlisted();
         let started = tokio::time::Instant::now();
-        let Ok(Json(review)) = validate(State(caches), exception_review()).await else {
+        let Ok(Json(review)) = validate(judge(caches, Some("alice")), exception_review()).await else {
             panic!("the controller's own write waited for the caches");
         };
         assert!(review.response.expect("response").allowed);
@@ -320,12 +249,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_request_waiting_for_the_list_gets_the_real_verdict() {
-        let (caches, mut wc, mut we, mut wr) = unlisted(None);
-        let waiting = tokio::spawn(validate(State(caches), exception_review()));
+        let (caches, mut writers) = Caches::unlisted();
+        let waiting = tokio::spawn(validate(judge(caches, None), exception_review()));
         tokio::time::sleep(Duration::from_secs(1)).await;
-        list(&mut wc);
-        list(&mut we);
-        list(&mut wr);
+        writers.list(true);
         let Ok(Json(review)) = waiting.await.expect("handler") else {
             panic!("answered 503 although the caches listed within the wait");
         };
@@ -337,5 +264,13 @@ mod tests {
             "{:?}",
             response.result
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_cache_must_have_listed_not_only_the_ones_the_verdict_reads() {
+        let (caches, mut writers) = Caches::unlisted();
+        writers.list(false);
+        let answer = validate(judge(caches, None), exception_review()).await;
+        assert!(matches!(answer, Err((StatusCode::SERVICE_UNAVAILABLE, _))));
     }
 }

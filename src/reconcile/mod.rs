@@ -5,27 +5,25 @@
 
 mod control;
 mod exception;
-mod report;
-mod wiring;
-mod written;
+mod managed_rbac;
+mod policy_report;
+mod triggers;
 
-pub use wiring::{Config, run};
+pub use triggers::{Config, run};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::Client;
+use kube::Resource;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
 use thiserror::Error;
 
-use crate::api::{ControlOwnership, PolicyException};
-use crate::decide::Ceiling;
+use crate::apply::Writer;
+use crate::cache::Caches;
+use crate::metrics::Metrics;
 
 /// Errors of the I/O layer. Invalid specs are not errors: they are status.
 #[derive(Debug, Error)]
@@ -34,8 +32,11 @@ pub enum Error {
     #[error("API call failed: {0}")]
     Api(#[from] kube::Error),
     /// Adding or removing the finalizer failed.
-    #[error("finalizer: {0}")]
-    Finalizer(String),
+    #[error("could not add or remove the finalizer")]
+    Finalizer(#[source] kube::Error),
+    /// kube's finalizer helper refused the object.
+    #[error("finalizer helper: {0}")]
+    FinalizerUse(&'static str),
 }
 
 impl Error {
@@ -43,75 +44,30 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Api(_) => "api",
-            Error::Finalizer(_) => "finalizer",
+            Error::Finalizer(_) | Error::FinalizerUse(_) => "finalizer",
         }
     }
 }
 
-/// Shared state of both controllers: the client, the caches, the recorder.
+/// How soon a reconcile that found its object's cache behind our own write
+/// looks again. The watch event of that write normally triggers it first;
+/// this only covers a lost event.
+const LOST_EVENT_RETRY: Duration = Duration::from_secs(10);
+
+/// Shared state of both controllers: the caches, the writer, the metrics.
 pub struct Context {
-    /// API client (the controller's own identity).
-    pub client: Client,
-    /// Name of the grant-ceiling ClusterRole.
-    pub ceiling_name: String,
-    /// PolicyExceptions.
-    pub exceptions: Store<PolicyException>,
-    /// ControlOwnerships.
-    pub controls: Store<ControlOwnership>,
-    /// All RoleBindings in scope.
-    pub role_bindings: Store<RoleBinding>,
-    /// All ClusterRoleBindings.
-    pub cluster_role_bindings: Store<ClusterRoleBinding>,
-    /// Roles Steward manages.
-    pub roles: Store<Role>,
-    /// The ceiling ClusterRole.
-    pub ceiling: Store<ClusterRole>,
-    /// Event recorder.
-    pub recorder: Recorder,
+    /// The process's caches.
+    pub caches: Arc<Caches>,
+    /// Every write goes through it.
+    pub writer: Writer,
     /// Metrics.
-    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<Metrics>,
     /// Namespaces whose PolicyReport must be rebuilt.
-    pub reports: futures::channel::mpsc::UnboundedSender<String>,
-    /// Our recent writes the caches may not show yet.
-    pub written: Arc<written::Written>,
+    reports: futures::channel::mpsc::UnboundedSender<String>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    /// The current grant ceiling.
-    pub fn ceiling(&self) -> Ceiling {
-        self.ceiling
-            .get(&ObjectRef::new(&self.ceiling_name))
-            .map(|cr| Ceiling::new(self.ceiling_name.clone(), cr.rules.clone().unwrap_or_default()))
-            .unwrap_or_else(|| Ceiling::missing(self.ceiling_name.clone()))
-    }
-
-    /// Waits until every cache holds a full list.
-    pub async fn caches_ready(&self) {
-        let _ = futures::join!(
-            self.exceptions.wait_until_ready(),
-            self.controls.wait_until_ready(),
-            self.role_bindings.wait_until_ready(),
-            self.cluster_role_bindings.wait_until_ready(),
-            self.roles.wait_until_ready(),
-            self.ceiling.wait_until_ready(),
-        );
-    }
-
-    /// Records an Event about `obj`; failures are logged, never fatal.
-    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, warning: bool, note: String) {
-        let ev = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.to_string(),
-            note: Some(truncate(note, 1000)),
-            action: reason.to_string(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::warn!(error = %e, object = %obj.name_any(), reason, "could not record event");
-        }
-    }
-
     /// Marks a namespace's PolicyReport for a rebuild.
     pub fn report_dirty(&self, ns: &str) {
         let _ = self.reports.unbounded_send(ns.to_string());
@@ -136,17 +92,6 @@ impl Context {
         let ms = 500u64.saturating_mul(1u64 << n.min(10).saturating_sub(1));
         Duration::from_millis(ms.min(60_000))
     }
-}
-
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
 }
 
 /// Requeue at `wake_at` exactly (never a polling interval), or wait for a
@@ -188,7 +133,9 @@ pub fn finalizer_outcome(result: Result<Action, kube::runtime::finalizer::Error<
         {
             Ok(Action::requeue(Duration::from_millis(500)))
         }
-        Err(other) => Err(Error::Finalizer(other.to_string())),
+        Err(F::AddFinalizer(e) | F::RemoveFinalizer(e)) => Err(Error::Finalizer(e)),
+        Err(F::UnnamedObject) => Err(Error::FinalizerUse("the object has no name")),
+        Err(F::InvalidFinalizer) => Err(Error::FinalizerUse("invalid finalizer name")),
     }
 }
 

@@ -4,10 +4,10 @@
 //! I/O or parse errors.
 
 mod load;
-mod report;
+mod render;
 
 pub use load::{Document, LoadError, Source, documents, read_paths};
-pub use report::{Format, render};
+pub use render::{Format, render};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
@@ -81,10 +81,27 @@ pub fn open_ceiling() -> Ceiling {
     )
 }
 
+/// Why `--ceiling` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CeilingError {
+    /// The file could not be read.
+    #[error("cannot read it: {0}")]
+    Read(#[source] std::io::Error),
+    /// It is not a ClusterRole.
+    #[error("not a ClusterRole: {0}")]
+    NotAClusterRole(#[source] serde_yaml_ng::Error),
+}
+
 /// Reads a ClusterRole YAML as the ceiling.
-pub fn ceiling_from_yaml(text: &str) -> Result<Ceiling, String> {
-    let cr: ClusterRole = serde_yaml_ng::from_str(text).map_err(|e| format!("not a ClusterRole: {e}"))?;
+pub fn ceiling_from_yaml(text: &str) -> Result<Ceiling, CeilingError> {
+    let cr: ClusterRole = serde_yaml_ng::from_str(text).map_err(CeilingError::NotAClusterRole)?;
     Ok(Ceiling::new(cr.name_any(), cr.rules.unwrap_or_default()))
+}
+
+/// Reads the ClusterRole file at `path` as the ceiling.
+pub fn read_ceiling(path: &std::path::Path) -> Result<Ceiling, CeilingError> {
+    let text = std::fs::read_to_string(path).map_err(CeilingError::Read)?;
+    ceiling_from_yaml(&text)
 }
 
 /// Checks every Steward document; exceptions are resolved against the
@@ -149,47 +166,4 @@ pub fn check(docs: &[Document], opts: &Options) -> Vec<Finding> {
     }
     findings.sort_by(|a, b| (&a.file, a.line, a.column, &a.field).cmp(&(&b.file, b.line, b.column, &b.field)));
     findings
-}
-
-/// Generates `n` valid documents (controls and exceptions) as one YAML
-/// stream, for the benchmark.
-pub fn bench_documents(n: usize) -> String {
-    let mut out = String::new();
-    for i in 0..n {
-        if i % 2 == 0 {
-            out.push_str(&format!(
-                "apiVersion: steward.dev/v1alpha1\nkind: ControlOwnership\nmetadata: {{name: c{i}, namespace: ns}}\nspec:\n  layer: Identity\n  owner: {{name: a}}\n  backupOwner: {{name: b}}\n  approvers: [alice]\n  review: {{interval: 30d, lastReviewed: \"2026-11-01T00:00:00Z\"}}\n  workloadIdentities:\n    - serviceAccount: sa\n      task: Task\n      rules:\n        - {{apiGroups: [\"\"], resources: [configmaps], verbs: [get]}}\n---\n"
-            ));
-        } else {
-            out.push_str(&format!(
-                "apiVersion: steward.dev/v1alpha1\nkind: PolicyException\nmetadata: {{name: e{i}, namespace: ns}}\nspec:\n  control: c{}\n  ticket: T-{i}\n  approver: alice\n  reason: Bench\n  startsAt: \"2026-11-28T00:00:00Z\"\n  expiresAt: \"2026-12-20T00:00:00Z\"\n---\n",
-                i - 1
-            ));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bench_documents_validate_cleanly() {
-        let text = bench_documents(100);
-        let docs = documents(&Source {
-            path: "bench.yaml".into(),
-            text,
-        })
-        .unwrap();
-        assert_eq!(docs.len(), 100);
-        let opts = Options {
-            now: "2026-11-28T12:00:00Z".parse().unwrap(),
-            allow_expired: false,
-            warn_within: SignedDuration::from_hours(24),
-            ceiling: None,
-            namespace: "default".into(),
-        };
-        assert_eq!(check(&docs, &opts), vec![]);
-    }
 }

@@ -9,7 +9,7 @@ use kube::Resource;
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Drops the bookkeeping fields no decision reads.
-pub fn slim<K: Resource>(obj: &mut K) {
+pub fn trim<K: Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
     if let Some(a) = meta.annotations.as_mut() {
@@ -39,7 +39,7 @@ mod tests {
         }))
         .unwrap();
         let before = role.clone();
-        slim(&mut role);
+        trim(&mut role);
         assert_eq!(role.metadata.managed_fields, None);
         assert_eq!(
             role.metadata.annotations,

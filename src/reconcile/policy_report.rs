@@ -4,18 +4,19 @@
 //! what differs from the cached report. Without the PolicyReport CRD it logs
 //! once and writes nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::channel::mpsc::UnboundedReceiver;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
 
+use super::Context;
 use crate::api::{ControlOwnership, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PolicyException};
-use crate::apply::FIELD_MANAGER;
 use crate::decide::report::{self, REPORT_NAME, Report};
 
 /// Batch window: many objects of one namespace changing together produce
@@ -23,12 +24,8 @@ use crate::decide::report::{self, REPORT_NAME, Report};
 const BATCH: Duration = Duration::from_millis(100);
 
 /// Runs until the channel closes.
-pub async fn run(
-    client: Client,
-    controls: Store<ControlOwnership>,
-    exceptions: Store<PolicyException>,
-    mut dirty: UnboundedReceiver<String>,
-) {
+pub async fn run(ctx: Arc<Context>, mut dirty: UnboundedReceiver<String>) {
+    let client = ctx.writer.client().clone();
     let gvk = GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport");
     let ar = match kube::discovery::pinned_kind(&client, &gvk).await {
         Ok((ar, _)) => ar,
@@ -38,17 +35,22 @@ pub async fn run(
             return;
         }
     };
-    let all: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    // The reports are the one kind only this task reads, so its watch is
+    // here rather than in `cache`.
+    let all: Api<DynamicObject> = Api::all_with(client, &ar);
     let writer = reflector::store::Writer::new(ar.clone());
     let cache = writer.as_reader();
     let wc = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let pump = reflector::reflector(writer, watcher(all, wc).default_backoff().modify(crate::slim::slim))
-        .applied_objects()
-        .for_each(|_| futures::future::ready(()));
+    let pump = reflector::reflector(
+        writer,
+        watcher(all, wc).default_backoff().modify(crate::cache::trim::trim),
+    )
+    .applied_objects()
+    .for_each(|_| futures::future::ready(()));
     let work = async {
         let _ = cache.wait_until_ready().await;
         // A report the API server refused is not sent again until it changes.
-        let mut refused: std::collections::HashMap<String, Report> = std::collections::HashMap::new();
+        let mut refused: HashMap<String, Report> = HashMap::new();
         while let Some(first) = dirty.next().await {
             let mut batch = BTreeSet::from([first]);
             tokio::time::sleep(BATCH).await;
@@ -56,7 +58,7 @@ pub async fn run(
                 batch.insert(ns);
             }
             for ns in batch {
-                if let Err((e, report)) = sync(&client, &ar, &cache, &controls, &exceptions, &ns, &refused).await {
+                if let Err((e, report)) = sync(&ctx, &ar, &cache, &ns, &refused).await {
                     tracing::warn!(namespace = %ns, error = %e, "could not write the PolicyReport");
                     if let Some(r) = report {
                         refused.insert(ns, r);
@@ -71,32 +73,37 @@ pub async fn run(
     }
 }
 
-async fn sync(
-    client: &Client,
-    ar: &ApiResource,
-    cache: &Store<DynamicObject>,
-    controls: &Store<ControlOwnership>,
-    exceptions: &Store<PolicyException>,
-    ns: &str,
-    refused: &std::collections::HashMap<String, Report>,
-) -> Result<(), (kube::Error, Option<Report>)> {
-    let cos = controls.state();
-    let pes = exceptions.state();
+/// The report `ns` should have, from the cached Steward objects there.
+fn desired(ctx: &Context, ns: &str) -> Option<Report> {
+    let cos = ctx.caches.controls.state();
+    let pes = ctx.caches.exceptions.state();
+    let in_ns = |n: Option<String>| n.as_deref() == Some(ns);
     let cos: Vec<&ControlOwnership> = cos
         .iter()
-        .filter(|c| c.namespace().as_deref() == Some(ns))
+        .filter(|c| in_ns(c.namespace()))
         .map(|c| c.as_ref())
         .collect();
     let pes: Vec<&PolicyException> = pes
         .iter()
-        .filter(|e| e.namespace().as_deref() == Some(ns))
+        .filter(|e| in_ns(e.namespace()))
         .map(|e| e.as_ref())
         .collect();
-    let desired = report::build(&cos, &pes);
+    report::build(&cos, &pes)
+}
+
+async fn sync(
+    ctx: &Context,
+    ar: &ApiResource,
+    cache: &Store<DynamicObject>,
+    ns: &str,
+    refused: &HashMap<String, Report>,
+) -> Result<(), (kube::Error, Option<Report>)> {
     let existing = cache.get(&ObjectRef::new_with(REPORT_NAME, ar.clone()).within(ns));
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
-    match (desired, existing) {
-        (None, Some(_)) => crate::apply::delete(&api, REPORT_NAME, None)
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.writer.client().clone(), ns, ar);
+    match (desired(ctx, ns), existing) {
+        (None, Some(_)) => ctx
+            .writer
+            .delete_policy_report(&api, REPORT_NAME)
             .await
             .map_err(|e| (e, None)),
         (None, None) => Ok(()),
@@ -116,14 +123,10 @@ async fn sync(
                 "results": want.results,
                 "summary": want.summary,
             });
-            api.patch(
-                REPORT_NAME,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(body),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| (e, Some(want)))
+            ctx.writer
+                .policy_report(&api, REPORT_NAME, body)
+                .await
+                .map_err(|e| (e, Some(want)))
         }
     }
 }

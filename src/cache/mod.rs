@@ -1,0 +1,215 @@
+//! The process's caches: one watch per kind, started once by `main` and
+//! shared by the controllers, the admission webhook, the PolicyReport writer
+//! and the metrics. Every replica keeps them, leader or standby, so a newly
+//! elected leader decides at once from a full view, and `/readyz` means the
+//! same on every replica: every cache has listed.
+
+mod own_writes;
+pub mod trim;
+mod view;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+
+pub use own_writes::fingerprint;
+pub use view::View;
+
+use crate::api::{ControlOwnership, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PolicyException};
+use crate::decide::Ceiling;
+
+/// What the caches hold.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    /// Only this namespace (None: all).
+    pub namespace: Option<String>,
+    /// Name of the grant-ceiling ClusterRole.
+    pub ceiling: String,
+}
+
+/// One view per kind Steward reads.
+pub struct Caches {
+    /// PolicyExceptions.
+    pub exceptions: Arc<View<PolicyException>>,
+    /// ControlOwnerships.
+    pub controls: Arc<View<ControlOwnership>>,
+    /// All RoleBindings in scope (drift can hide in any of them).
+    pub role_bindings: Arc<View<RoleBinding>>,
+    /// All ClusterRoleBindings.
+    pub cluster_role_bindings: Arc<View<ClusterRoleBinding>>,
+    /// Roles labelled as Steward's.
+    pub roles: Arc<View<Role>>,
+    /// The grant-ceiling ClusterRole (a watch of that one name).
+    pub ceiling_role: Arc<View<ClusterRole>>,
+    scope: Scope,
+}
+
+impl Caches {
+    /// The caches and the future that runs their watches (spawn it once).
+    pub fn start(client: &Client, scope: Scope) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
+        let ns = &scope.namespace;
+        let all = watcher::Config::default;
+        let managed = all().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+        let ceiling = all().fields(&format!("metadata.name={}", scope.ceiling));
+        let (exceptions, p1) = View::watch(scoped(client, ns), all());
+        let (controls, p2) = View::watch(scoped(client, ns), all());
+        let (role_bindings, p3) = View::watch(scoped(client, ns), all());
+        let (roles, p4) = View::watch(scoped(client, ns), managed);
+        let (cluster_role_bindings, p5) = View::watch(Api::all(client.clone()), all());
+        let (ceiling_role, p6) = View::watch(Api::all(client.clone()), ceiling);
+        let caches = Arc::new(Self {
+            exceptions,
+            controls,
+            role_bindings,
+            cluster_role_bindings,
+            roles,
+            ceiling_role,
+            scope,
+        });
+        // Each watch is its own task, so they use every core and a busy
+        // reader never delays them.
+        let watches = async move {
+            let tasks = [
+                tokio::spawn(p1),
+                tokio::spawn(p2),
+                tokio::spawn(p3),
+                tokio::spawn(p4),
+                tokio::spawn(p5),
+                tokio::spawn(p6),
+            ];
+            // Watches retry forever; if one ends, so does the process.
+            let _ = futures::future::select_all(tasks).await;
+        };
+        (caches, watches)
+    }
+
+    /// The current grant ceiling (empty, and saying so, when its
+    /// ClusterRole is missing).
+    pub fn ceiling(&self) -> Ceiling {
+        let name = &self.scope.ceiling;
+        self.ceiling_role
+            .get(&ObjectRef::new(name))
+            .map(|cr| Ceiling::new(name.clone(), cr.rules.clone().unwrap_or_default()))
+            .unwrap_or_else(|| Ceiling::missing(name.clone()))
+    }
+
+    /// Whether Steward's caches cover `namespace` (all do without
+    /// `--namespace`).
+    pub fn covers(&self, namespace: &str) -> bool {
+        self.scope.namespace.as_deref().is_none_or(|ns| ns == namespace)
+    }
+
+    /// Whether every cache has listed once.
+    pub fn synced(&self) -> bool {
+        self.exceptions.is_listed()
+            && self.controls.is_listed()
+            && self.role_bindings.is_listed()
+            && self.cluster_role_bindings.is_listed()
+            && self.roles.is_listed()
+            && self.ceiling_role.is_listed()
+    }
+
+    /// Resolves once every cache has listed; false if a watch is gone.
+    pub async fn wait_synced(&self) -> bool {
+        let (a, b, c, d, e, f) = futures::join!(
+            self.exceptions.listed(),
+            self.controls.listed(),
+            self.role_bindings.listed(),
+            self.cluster_role_bindings.listed(),
+            self.roles.listed(),
+            self.ceiling_role.listed(),
+        );
+        a && b && c && d && e && f
+    }
+}
+
+fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+#[cfg(test)]
+impl Caches {
+    /// Caches fed by hand, every one listed, for tests.
+    pub fn fed(controls: Vec<ControlOwnership>, exceptions: Vec<PolicyException>) -> Self {
+        Self {
+            exceptions: View::fed(exceptions).0,
+            controls: View::fed(controls).0,
+            role_bindings: View::fed(vec![]).0,
+            cluster_role_bindings: View::fed(vec![]).0,
+            roles: View::fed(vec![]).0,
+            ceiling_role: View::fed(vec![]).0,
+            scope: test_scope(),
+        }
+    }
+
+    /// Caches whose first list has not arrived, and the means to list them.
+    pub fn unlisted() -> (Self, Unlisted) {
+        let (exceptions, a) = View::unlisted();
+        let (controls, b) = View::unlisted();
+        let (role_bindings, c) = View::unlisted();
+        let (cluster_role_bindings, d) = View::unlisted();
+        let (roles, e) = View::unlisted();
+        let (ceiling_role, f) = View::unlisted();
+        let caches = Self {
+            exceptions,
+            controls,
+            role_bindings,
+            cluster_role_bindings,
+            roles,
+            ceiling_role,
+            scope: test_scope(),
+        };
+        (caches, Unlisted(a, b, c, d, e, f))
+    }
+}
+
+#[cfg(test)]
+fn test_scope() -> Scope {
+    Scope {
+        namespace: None,
+        ceiling: "steward-grantable".into(),
+    }
+}
+
+/// The writers of unlisted test caches.
+#[cfg(test)]
+pub struct Unlisted(
+    kube::runtime::reflector::store::Writer<PolicyException>,
+    kube::runtime::reflector::store::Writer<ControlOwnership>,
+    kube::runtime::reflector::store::Writer<RoleBinding>,
+    kube::runtime::reflector::store::Writer<ClusterRoleBinding>,
+    kube::runtime::reflector::store::Writer<Role>,
+    kube::runtime::reflector::store::Writer<ClusterRole>,
+);
+
+#[cfg(test)]
+impl Unlisted {
+    /// Completes an empty first list of every cache but `skip_rbac`'s kinds.
+    pub fn list(&mut self, rbac_too: bool) {
+        use kube::runtime::watcher::Event;
+        fn empty<K: Resource<DynamicType = ()> + Clone>(w: &mut kube::runtime::reflector::store::Writer<K>) {
+            w.apply_watcher_event(&Event::Init);
+            w.apply_watcher_event(&Event::InitDone);
+        }
+        empty(&mut self.0);
+        empty(&mut self.1);
+        empty(&mut self.5);
+        if rbac_too {
+            empty(&mut self.2);
+            empty(&mut self.3);
+            empty(&mut self.4);
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! One kind's cache: the store one watch keeps, the questions about
+//! freshness the reconcilers ask of it, and the fan-out of every change to
+//! whoever subscribed.
+//!
+//! Freshness: a reconcile often runs before the watch has delivered our own
+//! last write of an object. The view answers "does the server already hold
+//! exactly this?" and "is this the newest copy?" from the store and a memo
+//! of our own writes (`own_writes`), which no one else sees. Every write
+//! Steward makes records itself here (see `apply.rs`).
+//!
+//! Subscriptions: the controllers are triggered by every change, deletions
+//! included, which kube's shared-stream dispatcher does not send; hence this
+//! fan-out. Objects are shared behind `Arc`, never copied per subscriber. A
+//! subscriber that arrives after the first list (a replica elected leader
+//! later) first receives the whole store, as it would from its own list.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures::channel::mpsc;
+use futures::{Stream, StreamExt};
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde::de::DeserializeOwned;
+
+use super::own_writes::OwnWrites;
+
+/// One kind's cache, its own-writes memo and its subscribers.
+pub struct View<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    own: OwnWrites<K>,
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>,
+}
+
+impl<K> View<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// A view kept by one watch of `api`; the future is the watch, to be
+    /// spawned once.
+    pub fn watch(api: Api<K>, config: watcher::Config) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
+        let (store, writer) = reflector::store();
+        let view = Arc::new(Self::over(store));
+        let pumped = view.clone();
+        let events = watcher(api, config).default_backoff().modify(super::trim::trim);
+        let pump = reflector::reflector(writer, events).for_each(move |event| {
+            pumped.saw(event);
+            futures::future::ready(())
+        });
+        (view, pump)
+    }
+
+    fn over(store: Store<K>) -> Self {
+        Self {
+            store,
+            own: OwnWrites::default(),
+            subscribers: Mutex::default(),
+        }
+    }
+
+    /// One watch event, after the reflector applied it to the store.
+    fn saw(&self, event: Result<watcher::Event<K>, watcher::Error>) {
+        match event {
+            Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => {
+                self.own.seen(&obj);
+                self.publish(&[Arc::new(obj)]);
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            // After a (re)list the objects go out only once the whole list is
+            // in the store: the reflector swaps it in at InitDone, and a
+            // reconcile triggered earlier would read the store as it was
+            // before the list, older than what the memo was told it shows.
+            Ok(watcher::Event::InitDone) => {
+                let listed = self.store.state();
+                for obj in &listed {
+                    self.own.seen(obj);
+                }
+                self.publish(&listed);
+            }
+            Err(e) => tracing::warn!(kind = %K::kind(&()), error = %e, "watch error; retrying with backoff"),
+        }
+    }
+
+    fn publish(&self, objs: &[Arc<K>]) {
+        let Ok(mut subs) = self.subscribers.lock() else { return };
+        // A closed channel is a subscriber that stopped (a deposed leader's
+        // controllers): forget it.
+        subs.retain(|s| objs.iter().all(|o| s.unbounded_send(o.clone()).is_ok()));
+    }
+
+    /// Every change from now on (deletions included), preceded by the whole
+    /// store if it has listed already.
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        let (tx, rx) = mpsc::unbounded();
+        if let Ok(mut subs) = self.subscribers.lock() {
+            // Under the lock, so no event falls between the snapshot and the
+            // registration (a repeat is harmless: triggers are idempotent).
+            if self.is_listed() {
+                for obj in self.store.state() {
+                    let _ = tx.unbounded_send(obj);
+                }
+            }
+            subs.push(tx);
+        }
+        rx
+    }
+
+    /// The store, for kube's `Controller`.
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// The cached copy of `key`.
+    pub fn get(&self, key: &ObjectRef<K>) -> Option<Arc<K>> {
+        self.store.get(key)
+    }
+
+    /// Every cached object.
+    pub fn state(&self) -> Vec<Arc<K>> {
+        self.store.state()
+    }
+
+    /// Whether the first list has completed.
+    pub fn is_listed(&self) -> bool {
+        // `wait_until_ready` resolves at once when the store has listed.
+        futures::FutureExt::now_or_never(self.store.wait_until_ready()).is_some_and(|r| r.is_ok())
+    }
+
+    /// Resolves once the first list has completed; false if the watch is
+    /// gone.
+    pub async fn listed(&self) -> bool {
+        self.store.wait_until_ready().await.is_ok()
+    }
+
+    /// Whether the server is known to hold exactly `fingerprint` at `key`
+    /// although the store does not show it yet: our last write of it was
+    /// that, and the store is behind that write.
+    pub fn holds(&self, key: &ObjectRef<K>, fingerprint: u64) -> bool {
+        self.ahead_of_store(key) == Some(fingerprint)
+    }
+
+    /// Whether `obj` is the newest copy we can know of: the store holds this
+    /// very version, and no write of ours is newer.
+    pub fn is_newest(&self, obj: &K) -> bool {
+        let key = ObjectRef::from_obj(obj);
+        let cached = self.store.get(&key).and_then(|c| c.meta().resource_version.clone());
+        cached == obj.meta().resource_version && self.ahead_of_store(&key).is_none()
+    }
+
+    fn ahead_of_store(&self, key: &ObjectRef<K>) -> Option<u64> {
+        let cached = self.store.get(key);
+        self.own
+            .ahead_of(key, cached.as_ref().and_then(|c| c.meta().resource_version.as_deref()))
+    }
+
+    /// Records our write of `fingerprint` to `key`, answered with `rv`.
+    pub fn record(&self, key: &ObjectRef<K>, rv: Option<&str>, fingerprint: u64) {
+        self.own.record(key, rv, fingerprint);
+    }
+}
+
+#[cfg(test)]
+impl<K> View<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// A view fed by hand instead of a watch, for tests.
+    pub fn fed(objs: Vec<K>) -> (Arc<Self>, reflector::store::Writer<K>) {
+        let (store, mut writer) = reflector::store();
+        let view = Arc::new(Self::over(store));
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for o in &objs {
+            writer.apply_watcher_event(&watcher::Event::InitApply(o.clone()));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        view.saw(Ok(watcher::Event::InitDone));
+        (view, writer)
+    }
+
+    /// A view whose first list has not arrived, for tests.
+    pub fn unlisted() -> (Arc<Self>, reflector::store::Writer<K>) {
+        let (store, writer) = reflector::store();
+        (Arc::new(Self::over(store)), writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::rbac::v1::Role;
+
+    fn role(name: &str, rv: &str) -> Role {
+        let mut r = Role::default();
+        r.metadata.name = Some(name.into());
+        r.metadata.namespace = Some("ns".into());
+        r.metadata.resource_version = Some(rv.into());
+        r
+    }
+
+    #[tokio::test]
+    async fn a_late_subscriber_gets_the_store_then_the_changes() {
+        let (view, _w) = View::fed(vec![role("a", "1"), role("b", "2")]);
+        let mut sub = view.subscribe();
+        let mut first: Vec<String> = vec![
+            sub.next().await.expect("a").metadata.name.clone().unwrap_or_default(),
+            sub.next().await.expect("b").metadata.name.clone().unwrap_or_default(),
+        ];
+        first.sort();
+        assert_eq!(first, ["a", "b"]);
+        view.saw(Ok(watcher::Event::Delete(role("a", "3"))));
+        assert_eq!(sub.next().await.expect("delete").metadata.name.as_deref(), Some("a"));
+    }
+
+    #[tokio::test]
+    async fn an_early_subscriber_gets_the_list_once_it_is_complete() {
+        let (view, mut w) = View::<Role>::unlisted();
+        let mut sub = view.subscribe();
+        assert!(!view.is_listed());
+        w.apply_watcher_event(&watcher::Event::Init);
+        w.apply_watcher_event(&watcher::Event::InitApply(role("a", "1")));
+        view.saw(Ok(watcher::Event::InitApply(role("a", "1"))));
+        assert!(
+            futures::FutureExt::now_or_never(sub.next()).is_none(),
+            "sent before the list was complete"
+        );
+        w.apply_watcher_event(&watcher::Event::InitDone);
+        view.saw(Ok(watcher::Event::InitDone));
+        assert!(view.is_listed());
+        assert_eq!(sub.next().await.expect("a").metadata.name.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn freshness_comes_from_the_store_and_our_writes() {
+        let (view, mut w) = View::fed(vec![role("a", "5")]);
+        let key = ObjectRef::new("a").within("ns");
+        assert!(view.is_newest(&role("a", "5")));
+        assert!(!view.is_newest(&role("a", "4")), "an older copy than the store's");
+        view.record(&key, Some("6"), 42);
+        assert!(view.holds(&key, 42), "the store is behind our write of exactly this");
+        assert!(!view.holds(&key, 43), "we now want something else");
+        assert!(!view.is_newest(&role("a", "5")), "our write is newer than the store");
+        let newer = role("a", "6");
+        w.apply_watcher_event(&watcher::Event::Apply(newer.clone()));
+        view.saw(Ok(watcher::Event::Apply(newer.clone())));
+        assert!(view.is_newest(&newer));
+        assert!(!view.holds(&key, 42), "the store shows it now: trust the store");
+    }
+
+    #[test]
+    fn a_stopped_subscriber_is_forgotten() {
+        let (view, _w) = View::fed(vec![role("a", "1")]);
+        drop(view.subscribe());
+        view.saw(Ok(watcher::Event::Apply(role("a", "2"))));
+        assert_eq!(view.subscribers.lock().map(|s| s.len()).unwrap_or(9), 0);
+    }
+}

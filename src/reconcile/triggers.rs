@@ -1,0 +1,175 @@
+//! Triggers: which changes wake which reconcile. Each controller
+//! subscribes to the shared caches (one watch per kind per process, see
+//! `cache`) and maps a change of another kind to the objects it can affect.
+
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
+use kube::runtime::Controller;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+
+use super::{Context, control, error_policy, exception};
+use crate::api::{ControlOwnership, PolicyException};
+use crate::apply::Writer;
+use crate::cache::Caches;
+use crate::decide::drift::affected_namespaces;
+use crate::metrics::Metrics;
+
+/// How the controllers run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Reporting instance for Events (pod name).
+    pub instance: Option<String>,
+}
+
+/// COs that manage a service account these subjects name (in a binding of
+/// namespace `binding_ns`, None for a ClusterRoleBinding): only they can see
+/// drift change. Group subjects reach every control of their namespaces.
+fn controls_naming(
+    store: &Store<ControlOwnership>,
+    subjects: &[k8s_openapi::api::rbac::v1::Subject],
+    binding_ns: Option<&str>,
+) -> Vec<ObjectRef<ControlOwnership>> {
+    let Some(namespaces) = affected_namespaces(subjects, binding_ns) else {
+        return store.state().iter().map(|c| ObjectRef::from_obj(c.as_ref())).collect();
+    };
+    if namespaces.is_empty() {
+        return Vec::new();
+    }
+    store
+        .state()
+        .iter()
+        .filter(|c| {
+            let Some(ns) = c.namespace().filter(|n| namespaces.contains(n)) else {
+                return false;
+            };
+            c.spec.workload_identities.iter().any(|id| {
+                subjects
+                    .iter()
+                    .any(|s| crate::decide::drift::names_service_account(s, binding_ns, &ns, &id.service_account))
+            })
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+fn owners<K: Resource<DynamicType = ()>, O: Resource<DynamicType = ()>>(obj: &K) -> Vec<ObjectRef<O>> {
+    let ns = obj.namespace();
+    obj.owner_references()
+        .iter()
+        .filter(|o| o.kind == O::kind(&()) && o.api_version == O::api_version(&()))
+        .map(|o| {
+            let r = ObjectRef::new(&o.name);
+            match &ns {
+                Some(ns) => r.within(ns),
+                None => r,
+            }
+        })
+        .collect()
+}
+
+/// Runs both controllers (and the PolicyReport writer) until one of them
+/// ends, which does not happen on its own. The caches must have listed.
+pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: Arc<Metrics>) {
+    metrics.attach(caches.clone());
+    let reporter = Reporter {
+        controller: "steward".into(),
+        instance: config.instance.clone(),
+    };
+    let (reports_tx, reports_rx) = futures::channel::mpsc::unbounded();
+    let ctx = Arc::new(Context {
+        caches: caches.clone(),
+        writer: Writer::new(client.clone(), reporter),
+        metrics,
+        reports: reports_tx,
+        failures: std::sync::Mutex::default(),
+    });
+    let reports = super::policy_report::run(ctx.clone(), reports_rx);
+    // Each controller is its own task, so they use all cores.
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(exceptions(ctx.clone()).for_each(log_result));
+    tasks.spawn(controls(ctx).for_each(log_result));
+    tasks.spawn(reports);
+    match tasks.join_next().await {
+        Some(Err(e)) => tracing::error!(error = %e, "a controller task failed"),
+        _ => tracing::error!("a controller task ended"),
+    }
+}
+
+type Outcome<K> = Result<
+    (ObjectRef<K>, kube::runtime::controller::Action),
+    kube::runtime::controller::Error<super::Error, kube::runtime::watcher::Error>,
+>;
+
+fn exceptions(ctx: Arc<Context>) -> impl Stream<Item = Outcome<PolicyException>> + Send {
+    let caches = &ctx.caches;
+    let pe_store = caches.exceptions.store();
+    Controller::for_shared_stream(caches.exceptions.subscribe(), pe_store.clone())
+        .watches_shared_stream(caches.controls.subscribe(), move |co| exceptions_of(&pe_store, &co))
+        .owns_shared_stream(caches.roles.subscribe())
+        .owns_shared_stream(caches.role_bindings.subscribe())
+        .reconcile_all_on(caches.ceiling_role.subscribe().map(|_| ()))
+        .run(exception::reconcile, error_policy, ctx.clone())
+}
+
+fn controls(ctx: Arc<Context>) -> impl Stream<Item = Outcome<ControlOwnership>> + Send {
+    let caches = &ctx.caches;
+    let for_rb = caches.controls.store();
+    let for_crb = caches.controls.store();
+    Controller::for_shared_stream(caches.controls.subscribe(), caches.controls.store())
+        .watches_shared_stream(caches.exceptions.subscribe(), |pe| {
+            let r = ObjectRef::new(&pe.spec.control);
+            Some(match pe.namespace() {
+                Some(ns) => r.within(&ns),
+                None => r,
+            })
+        })
+        .watches_shared_stream(caches.role_bindings.subscribe(), move |rb: Arc<RoleBinding>| {
+            let mut refs: Vec<ObjectRef<ControlOwnership>> = owners(rb.as_ref());
+            let subjects = rb.subjects.as_deref().unwrap_or_default();
+            refs.extend(controls_naming(&for_rb, subjects, rb.namespace().as_deref()));
+            refs
+        })
+        .watches_shared_stream(
+            caches.cluster_role_bindings.subscribe(),
+            move |crb: Arc<ClusterRoleBinding>| {
+                controls_naming(&for_crb, crb.subjects.as_deref().unwrap_or_default(), None)
+            },
+        )
+        .watches_shared_stream(caches.roles.subscribe(), |role: Arc<Role>| {
+            owners::<Role, ControlOwnership>(role.as_ref())
+        })
+        .reconcile_all_on(caches.ceiling_role.subscribe().map(|_| ()))
+        // Creating a control's RBAC fires a watch event per object; one
+        // reconcile after the burst is enough. (Not for exceptions: their
+        // expiry must not wait.)
+        .with_config(kube::runtime::controller::Config::default().debounce(std::time::Duration::from_millis(100)))
+        .run(control::reconcile, error_policy, ctx.clone())
+}
+
+/// The exceptions of control `co`.
+fn exceptions_of(store: &Store<PolicyException>, co: &ControlOwnership) -> Vec<ObjectRef<PolicyException>> {
+    let ns = co.namespace();
+    let name = co.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|e| e.namespace() == ns && e.spec.control == name)
+        .map(|e| ObjectRef::from_obj(e.as_ref()))
+        .collect()
+}
+
+fn log_result<K: Resource, E: std::error::Error>(
+    res: Result<(ObjectRef<K>, kube::runtime::controller::Action), kube::runtime::controller::Error<super::Error, E>>,
+) -> futures::future::Ready<()> {
+    match res {
+        Ok((obj, action)) => tracing::debug!(object = %obj, ?action, "reconciled"),
+        // Reconciler errors were already logged by the error policy.
+        Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+        Err(e) => tracing::warn!(error = %e, "controller error"),
+    }
+    futures::future::ready(())
+}
