@@ -39,7 +39,7 @@ pub enum LogFormat {
 }
 
 /// Flags of `steward run`.
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct RunArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "STEWARD_NAMESPACE")]

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use steward::cache::Caches;
 use steward::cli::{Cli, Command, RunArgs};
 
 #[tokio::main]
@@ -39,15 +40,7 @@ async fn main() -> ExitCode {
 async fn run(args: RunArgs) -> ExitCode {
     steward::telemetry::init(args.log_format);
     let metrics = Arc::new(steward::metrics::Metrics::new());
-    let identity = args.instance.clone().unwrap_or_else(|| {
-        format!(
-            "{}-{}",
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .unwrap_or_default()
-                .trim(),
-            std::process::id()
-        )
-    });
+    let identity = args.instance.clone().unwrap_or_else(default_identity);
     let client = match steward::client::build(args.max_in_flight, &identity, metrics.clone()).await {
         Ok(c) => c,
         Err(e) => {
@@ -62,52 +55,8 @@ async fn run(args: RunArgs) -> ExitCode {
     };
     let (caches, watches) = steward::cache::Caches::start(&client, scope);
     let http = steward::http::serve(args.metrics_addr, caches.clone(), metrics.clone());
-    let webhook = {
-        let caches = caches.clone();
-        async move {
-            match (args.webhook_addr, args.webhook_cert.clone(), args.webhook_key.clone()) {
-                (Some(addr), Some(cert), Some(key)) => {
-                    let config = steward::webhook::Config {
-                        addr,
-                        cert,
-                        key,
-                        controller_user: Some(args.self_user.clone()),
-                    };
-                    steward::webhook::serve(caches, config).await
-                }
-                _ => std::future::pending().await,
-            }
-        }
-    };
-    let config = steward::reconcile::Config {
-        instance: Some(identity.clone()),
-    };
-    let work = {
-        let (client, caches, metrics) = (client.clone(), caches.clone(), metrics.clone());
-        async move {
-            // A decision on a partial view could report (or, in Enforce,
-            // remove) drift wrongly: the controllers start once every cache
-            // has listed.
-            if caches.wait_synced().await {
-                tracing::info!("caches synced; reconciling");
-                steward::reconcile::run(client, caches, config, metrics).await;
-            }
-        }
-    };
-    let controllers = async {
-        if !args.leader_elect {
-            metrics.set_leader(true);
-            work.await;
-            return Ok(());
-        }
-        let election = steward::leader::Election {
-            namespace: args.leader_election_namespace,
-            name: args.leader_election_lease,
-            identity,
-            duration_seconds: args.lease_duration,
-        };
-        steward::leader::lead(client, election, || metrics.set_leader(true), work).await
-    };
+    let webhook = webhook(caches.clone(), args.clone());
+    let controllers = controllers(client, caches, args, identity, metrics);
     tokio::select! {
         _ = shutdown_signal() => {
             // Reconciles are idempotent, so stopping mid-way loses nothing:
@@ -119,16 +68,13 @@ async fn run(args: RunArgs) -> ExitCode {
             tracing::error!("a watch ended");
             ExitCode::from(1)
         }
-        res = controllers => match res {
-            Ok(()) => {
-                tracing::error!("controllers stopped");
-                ExitCode::from(1)
+        res = controllers => {
+            match res {
+                Ok(()) => tracing::error!("controllers stopped"),
+                Err(e) => tracing::error!(error = %e, "stopping"),
             }
-            Err(e) => {
-                tracing::error!(error = %e, "stopping");
-                ExitCode::from(1)
-            }
-        },
+            ExitCode::from(1)
+        }
         res = webhook => {
             tracing::error!(error = ?res.err(), "admission webhook failed");
             ExitCode::from(1)
@@ -138,6 +84,65 @@ async fn run(args: RunArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The host name and process id, when no `--instance` is given.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
+/// Serves the admission webhook if it is configured; otherwise never ends.
+async fn webhook(caches: Arc<Caches>, args: RunArgs) -> Result<(), steward::webhook::WebhookError> {
+    match (args.webhook_addr, args.webhook_cert, args.webhook_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            let config = steward::webhook::Config {
+                addr,
+                cert,
+                key,
+                controller_user: Some(args.self_user),
+            };
+            steward::webhook::serve(caches, config).await
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// Runs the controllers, at once or while holding the lease.
+async fn controllers(
+    client: kube::Client,
+    caches: Arc<Caches>,
+    args: RunArgs,
+    identity: String,
+    metrics: Arc<steward::metrics::Metrics>,
+) -> Result<(), steward::leader::LeaderError> {
+    let config = steward::reconcile::Config {
+        instance: Some(identity.clone()),
+    };
+    let work = {
+        let (client, metrics) = (client.clone(), metrics.clone());
+        async move {
+            // A decision on a partial view could report (or, in Enforce,
+            // remove) drift wrongly: the controllers start once every cache
+            // has listed.
+            if caches.wait_synced().await {
+                tracing::info!("caches synced; reconciling");
+                steward::reconcile::run(client, caches, config, metrics).await;
+            }
+        }
+    };
+    if !args.leader_elect {
+        metrics.set_leader(true);
+        work.await;
+        return Ok(());
+    }
+    let election = steward::leader::Election {
+        namespace: args.leader_election_namespace,
+        name: args.leader_election_lease,
+        identity,
+        duration_seconds: args.lease_duration,
+    };
+    steward::leader::lead(client, election, || metrics.set_leader(true), work).await
 }
 
 /// Resolves on SIGTERM or SIGINT.

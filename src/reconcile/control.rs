@@ -6,36 +6,25 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, Subject};
 use kube::ResourceExt;
-use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error, LOST_EVENT_RETRY, managed_rbac, requeue_at};
-use crate::api::{BindingKind, ControlOwnership, FINALIZER, PolicyException};
+use crate::api::{BindingKind, ControlOwnership, PolicyException};
 use crate::decide::control::{self, Decision, Observed};
 use crate::decide::drift::names_service_account;
 
 /// Reconciles one ControlOwnership.
 #[tracing::instrument(skip_all, fields(ns = %co.namespace().unwrap_or_default(), name = %co.name_any()))]
 pub async fn reconcile(co: Arc<ControlOwnership>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = co.namespace().unwrap_or_default();
-    let api: Api<ControlOwnership> = Api::namespaced(ctx.writer.client().clone(), &ns);
-    let started = std::time::Instant::now();
-    let key = super::key(co.as_ref());
-    let action = finalizer(&api, FINALIZER, co, |event| async {
+    super::finalized(&ctx, co, |event| async {
         match event {
             FinalizerEvent::Apply(co) => apply_control(&co, &ctx).await,
             FinalizerEvent::Cleanup(co) => cleanup(&co, &ctx).await,
         }
     })
-    .await;
-    let action = super::finalizer_outcome(action)?;
-    ctx.succeeded(&key);
-    ctx.report_dirty(&ns);
-    ctx.metrics
-        .reconciled("ControlOwnership", started.elapsed().as_secs_f64());
-    Ok(action)
+    .await
 }
 
 /// What the caches hold that can matter to one control: bindings naming one

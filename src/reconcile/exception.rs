@@ -5,36 +5,25 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error, managed_rbac, requeue_at};
-use crate::api::{FINALIZER, PolicyException};
+use crate::api::PolicyException;
 use crate::decide::exception::{self, Lifecycle};
 use crate::decide::rbac;
 
 /// Reconciles one PolicyException.
 #[tracing::instrument(skip_all, fields(ns = %pe.namespace().unwrap_or_default(), name = %pe.name_any()))]
 pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = pe.namespace().unwrap_or_default();
-    let api: Api<PolicyException> = Api::namespaced(ctx.writer.client().clone(), &ns);
-    let started = std::time::Instant::now();
-    let key = super::key(pe.as_ref());
-    let action = finalizer(&api, FINALIZER, pe, |event| async {
+    super::finalized(&ctx, pe, |event| async {
         match event {
             FinalizerEvent::Apply(pe) => apply_exception(&pe, &ctx).await,
             FinalizerEvent::Cleanup(pe) => cleanup(&pe, &ctx).await,
         }
     })
-    .await;
-    let action = super::finalizer_outcome(action)?;
-    ctx.succeeded(&key);
-    ctx.report_dirty(&ns);
-    ctx.metrics
-        .reconciled("PolicyException", started.elapsed().as_secs_f64());
-    Ok(action)
+    .await
 }
 
 async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, Error> {

@@ -15,11 +15,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::future::Future;
+
 use jiff::Timestamp;
-use kube::Resource;
-use kube::ResourceExt;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use thiserror::Error;
+
+use crate::api::FINALIZER;
 
 use crate::apply::Writer;
 use crate::cache::Caches;
@@ -137,6 +145,35 @@ pub fn finalizer_outcome(result: Result<Action, kube::runtime::finalizer::Error<
         Err(F::UnnamedObject) => Err(Error::FinalizerUse("the object has no name")),
         Err(F::InvalidFinalizer) => Err(Error::FinalizerUse("invalid finalizer name")),
     }
+}
+
+/// Runs one reconcile of `obj` through kube's finalizer helper (which adds
+/// Steward's finalizer before `reconcile` sees `Apply`, and removes it after
+/// `Cleanup`), then records the outcome: backoff reset, PolicyReport marked,
+/// metrics.
+async fn finalized<K, F, Fut>(ctx: &Context, obj: Arc<K>, reconcile: F) -> Result<Action, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    F: FnOnce(FinalizerEvent<K>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>>,
+{
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.writer.client().clone(), &ns);
+    let started = std::time::Instant::now();
+    let key = key(obj.as_ref());
+    let action = finalizer_outcome(finalizer(&api, FINALIZER, obj, reconcile).await)?;
+    ctx.succeeded(&key);
+    ctx.report_dirty(&ns);
+    ctx.metrics
+        .reconciled(K::kind(&()).as_ref(), started.elapsed().as_secs_f64());
+    Ok(action)
 }
 
 /// Error policy shared by both controllers: log, then retry with backoff.
