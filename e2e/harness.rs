@@ -31,10 +31,80 @@ pub struct Env {
     pub controller_kubeconfig: PathBuf,
     /// The controller's user name.
     pub controller_user: String,
-    /// API server audit log (writes only).
+    /// API server audit log.
     pub audit_log: PathBuf,
+    /// The writes read from the audit log so far, and where reading stopped.
+    audit: std::sync::Mutex<AuditLog>,
     /// Address of the controller's HTTP endpoints.
     pub metrics_addr: String,
+}
+
+/// The verbs that change something; the only ones counted as writes.
+const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
+
+/// One write request, as the API server's audit log records it.
+#[derive(Debug, Clone)]
+pub struct ApiWrite {
+    /// Who made it.
+    pub user: String,
+    /// create, update, patch, delete or deletecollection.
+    pub verb: String,
+    /// The resource, with its subresource: `controlownerships/status`.
+    pub resource: String,
+    /// The namespace (None for cluster-scoped objects).
+    pub namespace: Option<String>,
+    /// The HTTP status code of the answer.
+    pub code: u64,
+}
+
+/// The audit log read so far: it only grows, so each read parses only what
+/// was appended since the last one.
+#[derive(Default)]
+struct AuditLog {
+    /// Bytes consumed (whole lines only).
+    offset: u64,
+    writes: Vec<ApiWrite>,
+}
+
+impl AuditLog {
+    fn read_from(&mut self, path: &Path) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut file) = std::fs::File::open(path) else {
+            return;
+        };
+        if file.seek(SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut appended = Vec::new();
+        if file.read_to_end(&mut appended).is_err() {
+            return;
+        }
+        // A line still being written is left for the next read.
+        let Some(end) = appended.iter().rposition(|&b| b == b'\n') else {
+            return;
+        };
+        self.offset += end as u64 + 1;
+        for line in appended[..end].split(|&b| b == b'\n') {
+            let Ok(e) = serde_json::from_slice::<serde_json::Value>(line) else {
+                continue;
+            };
+            if e["stage"] != "ResponseComplete" || !e["verb"].as_str().is_some_and(|v| WRITE_VERBS.contains(&v)) {
+                continue;
+            }
+            let o = &e["objectRef"];
+            let str_of = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            self.writes.push(ApiWrite {
+                user: str_of(&e["user"]["username"]),
+                verb: str_of(&e["verb"]),
+                resource: match o["subresource"].as_str() {
+                    Some(sub) => format!("{}/{sub}", str_of(&o["resource"])),
+                    None => str_of(&o["resource"]),
+                },
+                namespace: o["namespace"].as_str().map(str::to_string),
+                code: e["responseStatus"]["code"].as_u64().unwrap_or_default(),
+            });
+        }
+    }
 }
 
 fn repo() -> &'static Path {
@@ -126,6 +196,7 @@ fn start() -> Env {
         controller_kubeconfig: PathBuf::from(get("CONTROLLER_KUBECONFIG")),
         controller_user: get("CONTROLLER_USER"),
         audit_log: PathBuf::from(get("AUDIT_LOG")),
+        audit: Default::default(),
         metrics_addr: format!("127.0.0.1:{}", free_port()),
         dir,
     };
@@ -322,46 +393,46 @@ impl Env {
         name
     }
 
-    /// Writes (create/update/patch/delete) the controller made in `ns`
-    /// according to the API server's audit log.
+    /// Every write (create, update, patch, delete, deletecollection) the
+    /// controller made, in the order the API server's audit log records
+    /// them. Other verbs (get, list, watch) are never included, whatever the
+    /// audit policy logs.
+    pub fn controller_writes(&self) -> Vec<ApiWrite> {
+        self.with_writes(|all| all.iter().filter(|w| w.user == self.controller_user).cloned().collect())
+    }
+
+    /// `f` of every write anyone made (see `controller_writes`), the audit
+    /// log read up to its end.
+    fn with_writes<R>(&self, f: impl FnOnce(&[ApiWrite]) -> R) -> R {
+        let mut audit = self.audit.lock().unwrap_or_else(|e| e.into_inner());
+        audit.read_from(&self.audit_log);
+        f(&audit.writes)
+    }
+
+    /// Writes the controller made in `ns` according to the API server's
+    /// audit log.
     pub fn controller_writes_in(&self, ns: &str) -> usize {
         self.controller_writes_where(|n| n == ns)
     }
 
     /// Writes the controller made in `ns`, counted by "verb resource[/sub] code".
     pub fn controller_writes_by_kind(&self, ns: &str) -> std::collections::BTreeMap<String, usize> {
-        let log = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
         let mut out = std::collections::BTreeMap::new();
-        for e in log
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["stage"] == "ResponseComplete")
-            .filter(|e| e["user"]["username"] == self.controller_user.as_str())
-            .filter(|e| e["objectRef"]["namespace"] == ns)
+        for w in self
+            .controller_writes()
+            .into_iter()
+            .filter(|w| w.namespace.as_deref() == Some(ns))
         {
-            let o = &e["objectRef"];
-            let resource = match o["subresource"].as_str() {
-                Some(sub) => format!("{}/{sub}", o["resource"].as_str().unwrap_or_default()),
-                None => o["resource"].as_str().unwrap_or_default().to_string(),
-            };
-            let key = format!(
-                "{} {resource} {}",
-                e["verb"].as_str().unwrap_or_default(),
-                e["responseStatus"]["code"]
-            );
-            *out.entry(key).or_insert(0) += 1;
+            *out.entry(format!("{} {} {}", w.verb, w.resource, w.code)).or_insert(0) += 1;
         }
         out
     }
 
     /// Writes the controller made in the namespaces `pick` accepts.
     pub fn controller_writes_where(&self, pick: impl Fn(&str) -> bool) -> usize {
-        let log = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
-        log.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["stage"] == "ResponseComplete")
-            .filter(|e| e["user"]["username"] == self.controller_user.as_str())
-            .filter(|e| e["objectRef"]["namespace"].as_str().is_some_and(&pick))
+        self.controller_writes()
+            .iter()
+            .filter(|w| w.namespace.as_deref().is_some_and(&pick))
             .count()
     }
 
