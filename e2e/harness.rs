@@ -17,6 +17,13 @@ use kube::runtime::wait::{Condition, await_condition};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
+/// How long a test waits for an outcome that has no timing contract of its
+/// own (a reconcile, a watch, the API server's authorizer catching up). The
+/// suite runs on loaded machines, so this is generous; where how fast is
+/// the contract (expiry within a second, the review due to the second), the
+/// test asserts that separately, from the API server's own timestamps.
+pub const OUTCOME: Duration = Duration::from_secs(30);
+
 /// The shared test environment.
 pub struct Env {
     /// Control plane directory.
@@ -42,6 +49,9 @@ pub struct Env {
 /// The verbs that change something; the only ones counted as writes.
 const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
+/// How often waits on the audit log read it.
+const AUDIT_POLL: Duration = Duration::from_millis(100);
+
 /// One write request, as the API server's audit log records it.
 #[derive(Debug, Clone)]
 pub struct ApiWrite {
@@ -53,8 +63,22 @@ pub struct ApiWrite {
     pub resource: String,
     /// The namespace (None for cluster-scoped objects).
     pub namespace: Option<String>,
+    /// The object's name (may be empty for a create).
+    pub name: String,
     /// The HTTP status code of the answer.
     pub code: u64,
+    /// When the API server received the request.
+    pub received: jiff::Timestamp,
+    /// When the API server completed its answer.
+    pub completed: jiff::Timestamp,
+}
+
+impl ApiWrite {
+    /// Whether this is `verb` on `resource` (`resource/subresource`) named
+    /// `name` in `ns` (None: cluster-scoped).
+    pub fn is(&self, verb: &str, resource: &str, ns: Option<&str>, name: &str) -> bool {
+        self.verb == verb && self.resource == resource && self.namespace.as_deref() == ns && self.name == name
+    }
 }
 
 /// The audit log read so far: it only grows, so each read parses only what
@@ -93,6 +117,11 @@ impl AuditLog {
             }
             let o = &e["objectRef"];
             let str_of = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            let time = |v: &serde_json::Value| {
+                v.as_str()
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                    .unwrap_or_else(|| panic!("audit event without a timestamp: {e}"))
+            };
             self.writes.push(ApiWrite {
                 user: str_of(&e["user"]["username"]),
                 verb: str_of(&e["verb"]),
@@ -101,7 +130,10 @@ impl AuditLog {
                     None => str_of(&o["resource"]),
                 },
                 namespace: o["namespace"].as_str().map(str::to_string),
+                name: str_of(&o["name"]),
                 code: e["responseStatus"]["code"].as_u64().unwrap_or_default(),
+                received: time(&e["requestReceivedTimestamp"]),
+                completed: time(&e["stageTimestamp"]),
             });
         }
     }
@@ -211,7 +243,7 @@ fn start() -> Env {
         "--for=condition=Established",
         "crd/controlownerships.steward.dev",
         "crd/policyexceptions.steward.dev",
-        "--timeout=30s",
+        "--timeout=60s",
     ]);
     // A PolicyReport CRD, so the controller keeps reports (it checks once
     // at start).
@@ -227,7 +259,7 @@ fn start() -> Env {
         "wait",
         "--for=condition=Established",
         "crd/policyreports.wgpolicyk8s.io",
-        "--timeout=30s",
+        "--timeout=60s",
     ]);
     env
 }
@@ -436,6 +468,56 @@ impl Env {
             .count()
     }
 
+    /// Waits until the audit log holds a write `pick` accepts, and returns
+    /// the first one. The log can trail what a watch already shows by a
+    /// moment, so this is how a test reads when the API server did something.
+    pub async fn audited(&self, timeout: Duration, what: &str, pick: impl Fn(&ApiWrite) -> bool) -> ApiWrite {
+        let mut found = None;
+        eventually_every(AUDIT_POLL, timeout, what, || {
+            found = self.with_writes(|all| all.iter().find(|w| pick(w)).cloned());
+            let ok = found.is_some();
+            async move { ok }
+        })
+        .await;
+        found.expect("found by the probe")
+    }
+
+    /// `audited`, for the controller's writes only.
+    pub async fn controller_write(&self, timeout: Duration, what: &str, pick: impl Fn(&ApiWrite) -> bool) -> ApiWrite {
+        self.audited(timeout, what, |w| w.user == self.controller_user && pick(w))
+            .await
+    }
+
+    /// Waits until the controller has written nothing in `ns` for `quiet`,
+    /// as the audit log shows (a measured quiet period, not a guess), and
+    /// returns the instant that period began: when its last write there
+    /// completed. Panics after `timeout`: a controller that never stops
+    /// writing never settles.
+    pub async fn controller_quiet_in(&self, ns: &str, quiet: Duration, timeout: Duration) -> jiff::Timestamp {
+        let quiet = jiff::SignedDuration::try_from(quiet).expect("a short duration");
+        let waiting_since = jiff::Timestamp::now();
+        let mut since = waiting_since;
+        eventually_every(
+            AUDIT_POLL,
+            timeout,
+            &format!("no controller write in {ns} for {quiet:#}"),
+            || {
+                since = self
+                    .with_writes(|all| {
+                        all.iter()
+                            .filter(|w| w.user == self.controller_user && w.namespace.as_deref() == Some(ns))
+                            .map(|w| w.completed)
+                            .max()
+                    })
+                    .unwrap_or(waiting_since);
+                let ok = jiff::Timestamp::now().duration_since(since) >= quiet;
+                async move { ok }
+            },
+        )
+        .await;
+        since
+    }
+
     /// Whether service account `sa` of `ns` may `verb` `resource` (in
     /// `group`), as the API server's authorizer answers.
     pub async fn can(&self, ns: &str, sa: &str, verb: &str, group: &str, resource: &str) -> bool {
@@ -529,7 +611,17 @@ where
 
 /// Polls `probe` every 20 ms until it returns true (for answers that cannot
 /// be watched, such as SubjectAccessReviews); returns the time it took.
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut probe: F) -> Duration
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, probe: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_every(Duration::from_millis(20), timeout, what, probe).await
+}
+
+/// `eventually`, probing every `interval` (for probes that cost more, such
+/// as reading the audit log).
+pub async fn eventually_every<F, Fut>(interval: Duration, timeout: Duration, what: &str, mut probe: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -540,7 +632,7 @@ where
             return start.elapsed();
         }
         assert!(start.elapsed() < timeout, "not {what} within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
