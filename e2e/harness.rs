@@ -518,6 +518,37 @@ impl Env {
         since
     }
 
+    /// Returns once the API server's RBAC authorizer has seen every Role and
+    /// RoleBinding written in `ns` so far. Its caches follow the API server
+    /// in order, so once a Role and RoleBinding written now grant a probe
+    /// identity, everything written before them is in force too. A denial
+    /// asserted after this is a real denial, not an authorizer that has not
+    /// caught up yet.
+    pub async fn rbac_caught_up(&self, ns: &str) {
+        let probe = format!("rbac-probe-{}", &uuid_like()[..8]);
+        self.apply_ok(
+            ns,
+            &format!(
+                r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: {probe}}}
+rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: {probe}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {probe}}}
+subjects: [{{kind: ServiceAccount, name: {probe}, namespace: {ns}}}]
+"#
+            ),
+        );
+        eventually(OUTCOME, "the RBAC authorizer caught up", || {
+            self.can(ns, &probe, "get", "", "configmaps")
+        })
+        .await;
+    }
+
     /// Whether service account `sa` of `ns` may `verb` `resource` (in
     /// `group`), as the API server's authorizer answers.
     pub async fn can(&self, ns: &str, sa: &str, verb: &str, group: &str, resource: &str) -> bool {
