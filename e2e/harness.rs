@@ -17,6 +17,13 @@ use kube::runtime::wait::{Condition, await_condition};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
+/// How long a test waits for an outcome that has no timing contract of its
+/// own (a reconcile, a watch, the API server's authorizer catching up). The
+/// suite runs on loaded machines, so this is generous; where how fast is
+/// the contract (expiry within a second, the review due to the second), the
+/// test asserts that separately, from the API server's own timestamps.
+pub const OUTCOME: Duration = Duration::from_secs(30);
+
 /// The shared test environment.
 pub struct Env {
     /// Control plane directory.
@@ -31,10 +38,105 @@ pub struct Env {
     pub controller_kubeconfig: PathBuf,
     /// The controller's user name.
     pub controller_user: String,
-    /// API server audit log (writes only).
+    /// API server audit log.
     pub audit_log: PathBuf,
+    /// The writes read from the audit log so far, and where reading stopped.
+    audit: std::sync::Mutex<AuditLog>,
     /// Address of the controller's HTTP endpoints.
     pub metrics_addr: String,
+}
+
+/// The verbs that change something; the only ones counted as writes.
+const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
+
+/// How often waits on the audit log read it.
+const AUDIT_POLL: Duration = Duration::from_millis(100);
+
+/// One write request, as the API server's audit log records it.
+#[derive(Debug, Clone)]
+pub struct ApiWrite {
+    /// Who made it.
+    pub user: String,
+    /// create, update, patch, delete or deletecollection.
+    pub verb: String,
+    /// The resource, with its subresource: `controlownerships/status`.
+    pub resource: String,
+    /// The namespace (None for cluster-scoped objects).
+    pub namespace: Option<String>,
+    /// The object's name (may be empty for a create).
+    pub name: String,
+    /// The HTTP status code of the answer.
+    pub code: u64,
+    /// When the API server received the request.
+    pub received: jiff::Timestamp,
+    /// When the API server completed its answer.
+    pub completed: jiff::Timestamp,
+}
+
+impl ApiWrite {
+    /// Whether this is `verb` on `resource` (`resource/subresource`) named
+    /// `name` in `ns` (None: cluster-scoped).
+    pub fn is(&self, verb: &str, resource: &str, ns: Option<&str>, name: &str) -> bool {
+        self.verb == verb && self.resource == resource && self.namespace.as_deref() == ns && self.name == name
+    }
+}
+
+/// The audit log read so far: it only grows, so each read parses only what
+/// was appended since the last one.
+#[derive(Default)]
+struct AuditLog {
+    /// Bytes consumed (whole lines only).
+    offset: u64,
+    writes: Vec<ApiWrite>,
+}
+
+impl AuditLog {
+    fn read_from(&mut self, path: &Path) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut file) = std::fs::File::open(path) else {
+            return;
+        };
+        if file.seek(SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut appended = Vec::new();
+        if file.read_to_end(&mut appended).is_err() {
+            return;
+        }
+        // A line still being written is left for the next read.
+        let Some(end) = appended.iter().rposition(|&b| b == b'\n') else {
+            return;
+        };
+        self.offset += end as u64 + 1;
+        for line in appended[..end].split(|&b| b == b'\n') {
+            let Ok(e) = serde_json::from_slice::<serde_json::Value>(line) else {
+                continue;
+            };
+            if e["stage"] != "ResponseComplete" || !e["verb"].as_str().is_some_and(|v| WRITE_VERBS.contains(&v)) {
+                continue;
+            }
+            let o = &e["objectRef"];
+            let str_of = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            let time = |v: &serde_json::Value| {
+                v.as_str()
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                    .unwrap_or_else(|| panic!("audit event without a timestamp: {e}"))
+            };
+            self.writes.push(ApiWrite {
+                user: str_of(&e["user"]["username"]),
+                verb: str_of(&e["verb"]),
+                resource: match o["subresource"].as_str() {
+                    Some(sub) => format!("{}/{sub}", str_of(&o["resource"])),
+                    None => str_of(&o["resource"]),
+                },
+                namespace: o["namespace"].as_str().map(str::to_string),
+                name: str_of(&o["name"]),
+                code: e["responseStatus"]["code"].as_u64().unwrap_or_default(),
+                received: time(&e["requestReceivedTimestamp"]),
+                completed: time(&e["stageTimestamp"]),
+            });
+        }
+    }
 }
 
 fn repo() -> &'static Path {
@@ -126,6 +228,7 @@ fn start() -> Env {
         controller_kubeconfig: PathBuf::from(get("CONTROLLER_KUBECONFIG")),
         controller_user: get("CONTROLLER_USER"),
         audit_log: PathBuf::from(get("AUDIT_LOG")),
+        audit: Default::default(),
         metrics_addr: format!("127.0.0.1:{}", free_port()),
         dir,
     };
@@ -140,7 +243,7 @@ fn start() -> Env {
         "--for=condition=Established",
         "crd/controlownerships.steward.dev",
         "crd/policyexceptions.steward.dev",
-        "--timeout=30s",
+        "--timeout=60s",
     ]);
     // A PolicyReport CRD, so the controller keeps reports (it checks once
     // at start).
@@ -156,7 +259,7 @@ fn start() -> Env {
         "wait",
         "--for=condition=Established",
         "crd/policyreports.wgpolicyk8s.io",
-        "--timeout=30s",
+        "--timeout=60s",
     ]);
     env
 }
@@ -322,47 +425,128 @@ impl Env {
         name
     }
 
-    /// Writes (create/update/patch/delete) the controller made in `ns`
-    /// according to the API server's audit log.
+    /// Every write (create, update, patch, delete, deletecollection) the
+    /// controller made, in the order the API server's audit log records
+    /// them. Other verbs (get, list, watch) are never included, whatever the
+    /// audit policy logs.
+    pub fn controller_writes(&self) -> Vec<ApiWrite> {
+        self.with_writes(|all| all.iter().filter(|w| w.user == self.controller_user).cloned().collect())
+    }
+
+    /// `f` of every write anyone made (see `controller_writes`), the audit
+    /// log read up to its end.
+    fn with_writes<R>(&self, f: impl FnOnce(&[ApiWrite]) -> R) -> R {
+        let mut audit = self.audit.lock().unwrap_or_else(|e| e.into_inner());
+        audit.read_from(&self.audit_log);
+        f(&audit.writes)
+    }
+
+    /// Writes the controller made in `ns` according to the API server's
+    /// audit log.
     pub fn controller_writes_in(&self, ns: &str) -> usize {
         self.controller_writes_where(|n| n == ns)
     }
 
     /// Writes the controller made in `ns`, counted by "verb resource[/sub] code".
     pub fn controller_writes_by_kind(&self, ns: &str) -> std::collections::BTreeMap<String, usize> {
-        let log = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
         let mut out = std::collections::BTreeMap::new();
-        for e in log
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["stage"] == "ResponseComplete" && is_write(e))
-            .filter(|e| e["user"]["username"] == self.controller_user.as_str())
-            .filter(|e| e["objectRef"]["namespace"] == ns)
+        for w in self
+            .controller_writes()
+            .into_iter()
+            .filter(|w| w.namespace.as_deref() == Some(ns))
         {
-            let o = &e["objectRef"];
-            let resource = match o["subresource"].as_str() {
-                Some(sub) => format!("{}/{sub}", o["resource"].as_str().unwrap_or_default()),
-                None => o["resource"].as_str().unwrap_or_default().to_string(),
-            };
-            let key = format!(
-                "{} {resource} {}",
-                e["verb"].as_str().unwrap_or_default(),
-                e["responseStatus"]["code"]
-            );
-            *out.entry(key).or_insert(0) += 1;
+            *out.entry(format!("{} {} {}", w.verb, w.resource, w.code)).or_insert(0) += 1;
         }
         out
     }
 
     /// Writes the controller made in the namespaces `pick` accepts.
     pub fn controller_writes_where(&self, pick: impl Fn(&str) -> bool) -> usize {
-        let log = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
-        log.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["stage"] == "ResponseComplete" && is_write(e))
-            .filter(|e| e["user"]["username"] == self.controller_user.as_str())
-            .filter(|e| e["objectRef"]["namespace"].as_str().is_some_and(&pick))
+        self.controller_writes()
+            .iter()
+            .filter(|w| w.namespace.as_deref().is_some_and(&pick))
             .count()
+    }
+
+    /// Waits until the audit log holds a write `pick` accepts, and returns
+    /// the first one. The log can trail what a watch already shows by a
+    /// moment, so this is how a test reads when the API server did something.
+    pub async fn audited(&self, timeout: Duration, what: &str, pick: impl Fn(&ApiWrite) -> bool) -> ApiWrite {
+        let mut found = None;
+        eventually_every(AUDIT_POLL, timeout, what, || {
+            found = self.with_writes(|all| all.iter().find(|w| pick(w)).cloned());
+            let ok = found.is_some();
+            async move { ok }
+        })
+        .await;
+        found.expect("found by the probe")
+    }
+
+    /// `audited`, for the controller's writes only.
+    pub async fn controller_write(&self, timeout: Duration, what: &str, pick: impl Fn(&ApiWrite) -> bool) -> ApiWrite {
+        self.audited(timeout, what, |w| w.user == self.controller_user && pick(w))
+            .await
+    }
+
+    /// Waits until the controller has written nothing in `ns` for `quiet`,
+    /// as the audit log shows (a measured quiet period, not a guess), and
+    /// returns the instant that period began: when its last write there
+    /// completed. Panics after `timeout`: a controller that never stops
+    /// writing never settles.
+    pub async fn controller_quiet_in(&self, ns: &str, quiet: Duration, timeout: Duration) -> jiff::Timestamp {
+        let quiet = jiff::SignedDuration::try_from(quiet).expect("a short duration");
+        let waiting_since = jiff::Timestamp::now();
+        let mut since = waiting_since;
+        eventually_every(
+            AUDIT_POLL,
+            timeout,
+            &format!("no controller write in {ns} for {quiet:#}"),
+            || {
+                since = self
+                    .with_writes(|all| {
+                        all.iter()
+                            .filter(|w| w.user == self.controller_user && w.namespace.as_deref() == Some(ns))
+                            .map(|w| w.completed)
+                            .max()
+                    })
+                    .unwrap_or(waiting_since);
+                let ok = jiff::Timestamp::now().duration_since(since) >= quiet;
+                async move { ok }
+            },
+        )
+        .await;
+        since
+    }
+
+    /// Returns once the API server's RBAC authorizer has seen every Role and
+    /// RoleBinding written in `ns` so far. Its caches follow the API server
+    /// in order, so once a Role and RoleBinding written now grant a probe
+    /// identity, everything written before them is in force too. A denial
+    /// asserted after this is a real denial, not an authorizer that has not
+    /// caught up yet.
+    pub async fn rbac_caught_up(&self, ns: &str) {
+        let probe = format!("rbac-probe-{}", &uuid_like()[..8]);
+        self.apply_ok(
+            ns,
+            &format!(
+                r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: {probe}}}
+rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: {probe}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {probe}}}
+subjects: [{{kind: ServiceAccount, name: {probe}, namespace: {ns}}}]
+"#
+            ),
+        );
+        eventually(OUTCOME, "the RBAC authorizer caught up", || {
+            self.can(ns, &probe, "get", "", "configmaps")
+        })
+        .await;
     }
 
     /// Whether service account `sa` of `ns` may `verb` `resource` (in
@@ -458,7 +642,17 @@ where
 
 /// Polls `probe` every 20 ms until it returns true (for answers that cannot
 /// be watched, such as SubjectAccessReviews); returns the time it took.
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut probe: F) -> Duration
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, probe: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_every(Duration::from_millis(20), timeout, what, probe).await
+}
+
+/// `eventually`, probing every `interval` (for probes that cost more, such
+/// as reading the audit log).
+pub async fn eventually_every<F, Fut>(interval: Duration, timeout: Duration, what: &str, mut probe: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -469,7 +663,7 @@ where
             return start.elapsed();
         }
         assert!(start.elapsed() < timeout, "not {what} within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
@@ -510,11 +704,3 @@ pub fn from_now(secs: i64) -> String {
     t.round(jiff::Unit::Second).unwrap_or(t).to_string()
 }
 
-/// Whether an audit event records a write (the log also holds lists and
-/// watches).
-fn is_write(event: &serde_json::Value) -> bool {
-    matches!(
-        event["verb"].as_str(),
-        Some("create" | "update" | "patch" | "delete" | "deletecollection")
-    )
-}
