@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use super::ceiling::Ceiling;
 use super::drift::names_service_account;
 use super::exception::{Lifecycle, lifecycle};
-use super::invalid::Invalid;
+use super::invalid_spec::Invalid;
 use super::rbac;
 use super::validate;
 use crate::api::{BindingKind, ControlOwnership, Enforcement, Phase, PolicyException};

@@ -7,7 +7,7 @@
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
 
-use super::invalid::{Invalid, Reason};
+use super::invalid_spec::{Invalid, Reason};
 
 /// Verbs never granted: they let the holder exceed its own permissions.
 const REFUSED_VERBS: [&str; 3] = ["escalate", "bind", "impersonate"];

@@ -12,7 +12,7 @@ use super::ceiling::Ceiling;
 use super::conditions::{Cond, is_true, merge};
 use super::drift::{self, Found};
 use super::exception::{Lifecycle, lifecycle};
-use super::invalid::summary;
+use super::invalid_spec::summary;
 use super::rbac::{self, ManagedFor, RbacPair};
 use super::time;
 use super::validate;

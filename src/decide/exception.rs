@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 
 use super::ceiling::Ceiling;
 use super::conditions::{Cond, merge};
-use super::invalid::{Invalid, summary};
+use super::invalid_spec::{Invalid, summary};
 use super::rbac::{self, ManagedFor, RbacPair};
 use super::time;
 use super::validate::{self, Window};

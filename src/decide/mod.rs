@@ -12,11 +12,11 @@ pub mod duration;
 pub mod exception;
 #[cfg(test)]
 mod fixtures;
-pub mod invalid;
+pub mod invalid_spec;
+pub mod policy_report;
 pub mod rbac;
-pub mod report;
 pub mod time;
 pub mod validate;
 
 pub use ceiling::Ceiling;
-pub use invalid::{Invalid, Reason};
+pub use invalid_spec::{Invalid, Reason};

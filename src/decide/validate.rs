@@ -6,7 +6,7 @@ use k8s_openapi::api::rbac::v1::PolicyRule;
 use regex::Regex;
 
 use super::ceiling::Ceiling;
-use super::invalid::{Invalid, Reason};
+use super::invalid_spec::{Invalid, Reason};
 use super::{duration, time};
 use crate::api::{ControlOwnershipSpec, PolicyExceptionSpec, limits};
 
@@ -380,7 +380,7 @@ pub fn exception(
             format!(
                 "ControlOwnership {:?} is invalid ({}), so no exception to it can be approved",
                 spec.control,
-                super::invalid::summary(&errors)
+                super::invalid_spec::summary(&errors)
             ),
         )]
     })?;

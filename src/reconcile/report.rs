@@ -16,7 +16,7 @@ use kube::{Client, ResourceExt};
 
 use crate::api::{ControlOwnership, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PolicyException};
 use crate::apply::FIELD_MANAGER;
-use crate::decide::report::{self, REPORT_NAME, Report};
+use crate::decide::policy_report::{self as report, REPORT_NAME, Report};
 
 /// Batch window: many objects of one namespace changing together produce
 /// one report write.

@@ -1,4 +1,4 @@
-//! What a validation failure looks like: a CamelCase reason (the condition
+//! What an invalid spec looks like: a CamelCase reason (the condition
 //! reason other tools match on), the exact field path, and a message.
 
 use std::fmt;
