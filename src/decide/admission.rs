@@ -10,6 +10,7 @@ use k8s_openapi::api::rbac::v1::Subject;
 use kube::ResourceExt;
 
 use super::ceiling::Ceiling;
+use super::conditions::reasons;
 use super::drift::names_service_account;
 use super::exception::{Lifecycle, lifecycle};
 use super::invalid_spec::Invalid;
@@ -27,7 +28,7 @@ pub enum Verdict {
 }
 
 fn deny(kind: &str, name: &str, errors: &[Invalid]) -> Verdict {
-    let reason = errors.first().map(|e| e.reason.as_str()).unwrap_or("Invalid");
+    let reason = errors.first().map(|e| e.reason.as_str()).unwrap_or(reasons::INVALID);
     let details = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
     Verdict::Deny(format!("{kind} {name} is invalid ({reason}): {details}"))
 }

@@ -9,10 +9,11 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::{Resource, ResourceExt};
 
 use super::ceiling::Ceiling;
-use super::conditions::{Cond, is_true, merge};
+use super::conditions::{Cond, find, is_true, merge, reasons, types};
 use super::drift::{self, Found};
 use super::exception::{Lifecycle, lifecycle};
 use super::invalid_spec::summary;
+use super::notice::{self, Notice};
 use super::rbac::{self, ManagedFor, RbacPair};
 use super::time;
 use super::validate;
@@ -42,17 +43,6 @@ pub struct Removal {
     pub role_ref: String,
 }
 
-/// An Event the reconciler should record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
-    /// Event reason.
-    pub reason: &'static str,
-    /// Whether it is a warning.
-    pub warning: bool,
-    /// Event note.
-    pub note: String,
-}
-
 /// Everything the reconciler must do for one control.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
@@ -67,7 +57,7 @@ pub struct Decision {
     /// Next instant the decision changes by itself.
     pub wake_at: Option<Timestamp>,
     /// Events for condition changes.
-    pub notes: Vec<Note>,
+    pub notes: Vec<Notice>,
 }
 
 /// Decides the desired state of `co` at `now`.
@@ -214,25 +204,25 @@ pub fn decide(co: &ControlOwnership, observed: &Observed<'_>, ceiling: &Ceiling,
                 wake(due);
             }
             conds.push(Cond::yes(
-                "Ready",
-                "Reconciled",
+                types::READY,
+                reasons::RECONCILED,
                 "owners, identities and RBAC are in place",
             ));
             conds.push(Cond::yes(
-                "Valid",
-                "Valid",
+                types::VALID,
+                reasons::VALID,
                 "the spec is valid and fits the grant ceiling",
             ));
             conds.push(if overdue {
                 Cond::yes(
-                    "ReviewOverdue",
-                    "ReviewOverdue",
+                    types::REVIEW_OVERDUE,
+                    reasons::REVIEW_OVERDUE,
                     format!("review was due at {}", time::format(due)),
                 )
             } else {
                 Cond::no(
-                    "ReviewOverdue",
-                    "ReviewUpToDate",
+                    types::REVIEW_OVERDUE,
+                    reasons::REVIEW_UP_TO_DATE,
                     format!("next review due at {}", time::format(due)),
                 )
             });
@@ -245,22 +235,22 @@ pub fn decide(co: &ControlOwnership, observed: &Observed<'_>, ceiling: &Ceiling,
                         })
                     })
                     .collect();
-                Cond::yes("Drifted", "UndeclaredBindings", list.join("; "))
+                Cond::yes(types::DRIFTED, reasons::UNDECLARED_BINDINGS, list.join("; "))
             } else {
                 Cond::no(
-                    "Drifted",
-                    "NoDrift",
+                    types::DRIFTED,
+                    reasons::NO_DRIFT,
                     "no undeclared bindings grant the managed identities anything",
                 )
             });
             (pairs, delete)
         }
         Err(errors) => {
-            let reason = errors.first().map(|e| e.reason.as_str()).unwrap_or("Invalid");
+            let reason = errors.first().map(|e| e.reason.as_str()).unwrap_or(reasons::INVALID);
             let message = summary(errors);
-            conds.push(Cond::no("Ready", reason, format!("invalid: {message}")));
-            conds.push(Cond::yes("Stalled", reason, message.clone()));
-            conds.push(Cond::no("Valid", reason, message));
+            conds.push(Cond::no(types::READY, reason, format!("invalid: {message}")));
+            conds.push(Cond::yes(types::STALLED, reason, message.clone()));
+            conds.push(Cond::no(types::VALID, reason, message));
             // Grant nothing new; keep what is still validly declared.
             let keep: BTreeSet<&str> = pairs.iter().map(|p| p.name()).collect();
             let delete = delete.into_iter().filter(|d| !keep.contains(d.as_str())).collect();
@@ -287,39 +277,24 @@ pub fn decide(co: &ControlOwnership, observed: &Observed<'_>, ceiling: &Ceiling,
     }
 }
 
+/// A warning for each condition that turned True since `previous`.
 fn notes(
     previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     status: &ControlOwnershipStatus,
-) -> Vec<Note> {
-    let mut out = Vec::new();
-    let flipped_on = |t: &str| is_true(&status.conditions, t) && !is_true(previous, t);
-    let message = |t: &str| {
-        super::conditions::find(&status.conditions, t)
-            .map(|c| c.message.clone())
-            .unwrap_or_default()
-    };
-    if flipped_on("Stalled") {
-        out.push(Note {
-            reason: "Rejected",
-            warning: true,
-            note: message("Stalled"),
-        });
-    }
-    if flipped_on("ReviewOverdue") {
-        out.push(Note {
-            reason: "ReviewOverdue",
-            warning: true,
-            note: message("ReviewOverdue"),
-        });
-    }
-    if flipped_on("Drifted") {
-        out.push(Note {
-            reason: "DriftDetected",
-            warning: true,
-            note: message("Drifted"),
-        });
-    }
-    out
+) -> Vec<Notice> {
+    let warned = [
+        (types::STALLED, notice::reasons::REJECTED),
+        (types::REVIEW_OVERDUE, notice::reasons::REVIEW_OVERDUE),
+        (types::DRIFTED, notice::reasons::DRIFT_DETECTED),
+    ];
+    warned
+        .into_iter()
+        .filter(|(t, _)| is_true(&status.conditions, t) && !is_true(previous, t))
+        .map(|(t, reason)| {
+            let message = find(&status.conditions, t).map(|c| c.message.clone());
+            Notice::warning(reason, message.unwrap_or_default())
+        })
+        .collect()
 }
 
 #[cfg(test)]

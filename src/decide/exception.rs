@@ -14,8 +14,9 @@ use jiff::{SignedDuration, Timestamp};
 use kube::{Resource, ResourceExt};
 
 use super::ceiling::Ceiling;
-use super::conditions::{Cond, merge};
+use super::conditions::{Cond, merge, reasons, types};
 use super::invalid_spec::{Invalid, summary};
+use super::notice::{self, Notice};
 use super::rbac::{self, ManagedFor, RbacPair};
 use super::time;
 use super::validate::{self, Window};
@@ -116,19 +117,9 @@ pub struct Decision {
     pub status: PolicyExceptionStatus,
     /// The next instant the decision changes by itself.
     pub wake_at: Option<Timestamp>,
-    /// Event for a phase change, if any.
-    pub event: Option<Transition>,
-}
-
-/// A phase change worth an Event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transition {
-    /// Event reason: Granted, Activated, Expired, Revoked, Rejected, Pending.
-    pub reason: &'static str,
-    /// Whether it is a warning.
-    pub warning: bool,
-    /// Event note.
-    pub note: String,
+    /// Event for a phase change, if any: Granted, Activated, Expired,
+    /// Rejected or Pending.
+    pub event: Option<Notice>,
 }
 
 /// Decides the desired state of one exception at `now`.
@@ -180,14 +171,14 @@ pub fn decide(pe: &PolicyException, control: Option<&ControlOwnership>, ceiling:
 fn conditions_and_wake(lifecycle: &Lifecycle, granted: bool, now: Timestamp) -> (Vec<Cond>, Option<Timestamp>) {
     match lifecycle {
         Lifecycle::Rejected(errors) => {
-            let reason = errors.first().map(|e| e.reason.as_str()).unwrap_or("Invalid");
+            let reason = errors.first().map(|e| e.reason.as_str()).unwrap_or(reasons::INVALID);
             let message = summary(errors);
             (
                 vec![
-                    Cond::no("Ready", reason, format!("Rejected: {message}")),
-                    Cond::yes("Stalled", reason, message.clone()),
-                    Cond::no("Valid", reason, message),
-                    Cond::no("Active", "Rejected", "nothing is granted or tolerated"),
+                    Cond::no(types::READY, reason, format!("Rejected: {message}")),
+                    Cond::yes(types::STALLED, reason, message.clone()),
+                    Cond::no(types::VALID, reason, message),
+                    Cond::no(types::ACTIVE, reasons::REJECTED, "nothing is granted or tolerated"),
                 ],
                 None,
             )
@@ -195,28 +186,28 @@ fn conditions_and_wake(lifecycle: &Lifecycle, granted: bool, now: Timestamp) -> 
         Lifecycle::Pending(w) => (
             vec![
                 Cond::yes(
-                    "Ready",
-                    "Pending",
+                    types::READY,
+                    reasons::PENDING,
                     format!("valid; starts at {}", time::format(w.starts_at)),
                 ),
                 Cond::yes(
-                    "Valid",
-                    "Valid",
+                    types::VALID,
+                    reasons::VALID,
                     "the exception satisfies its control and the grant ceiling",
                 ),
                 Cond::no(
-                    "Active",
-                    "NotStarted",
+                    types::ACTIVE,
+                    reasons::NOT_STARTED,
                     format!("starts at {}", time::format(w.starts_at)),
                 ),
                 Cond::no(
-                    "Expired",
-                    "NotExpired",
+                    types::EXPIRED,
+                    reasons::NOT_EXPIRED,
                     format!("expires at {}", time::format(w.expires_at)),
                 ),
                 Cond::no(
-                    "ExpiringSoon",
-                    "NotStarted",
+                    types::EXPIRING_SOON,
+                    reasons::NOT_STARTED,
                     format!("starts at {}", time::format(w.starts_at)),
                 ),
             ],
@@ -233,35 +224,35 @@ fn conditions_and_wake(lifecycle: &Lifecycle, granted: bool, now: Timestamp) -> 
             (
                 vec![
                     Cond::yes(
-                        "Ready",
-                        "Active",
+                        types::READY,
+                        reasons::ACTIVE,
                         format!("active until {}; {what}", time::format(w.expires_at)),
                     ),
                     Cond::yes(
-                        "Valid",
-                        "Valid",
+                        types::VALID,
+                        reasons::VALID,
                         "the exception satisfies its control and the grant ceiling",
                     ),
                     Cond::yes(
-                        "Active",
-                        "Active",
+                        types::ACTIVE,
+                        reasons::ACTIVE,
                         format!("active until {}", time::format(w.expires_at)),
                     ),
                     Cond::no(
-                        "Expired",
-                        "NotExpired",
+                        types::EXPIRED,
+                        reasons::NOT_EXPIRED,
                         format!("expires at {}", time::format(w.expires_at)),
                     ),
                     if soon {
                         Cond::yes(
-                            "ExpiringSoon",
-                            "ExpiringSoon",
+                            types::EXPIRING_SOON,
+                            reasons::EXPIRING_SOON,
                             format!("expires at {}", time::format(w.expires_at)),
                         )
                     } else {
                         Cond::no(
-                            "ExpiringSoon",
-                            "NotExpiringSoon",
+                            types::EXPIRING_SOON,
+                            reasons::NOT_EXPIRING_SOON,
                             format!("expiring soon from {}", time::format(soon_from)),
                         )
                     },
@@ -278,10 +269,10 @@ fn conditions_and_wake(lifecycle: &Lifecycle, granted: bool, now: Timestamp) -> 
             );
             (
                 vec![
-                    Cond::no("Ready", "Expired", message.clone()),
-                    Cond::yes("Stalled", "Expired", message.clone()),
-                    Cond::no("Active", "Expired", message.clone()),
-                    Cond::yes("Expired", "Expired", message),
+                    Cond::no(types::READY, reasons::EXPIRED, message.clone()),
+                    Cond::yes(types::STALLED, reasons::EXPIRED, message.clone()),
+                    Cond::no(types::ACTIVE, reasons::EXPIRED, message.clone()),
+                    Cond::yes(types::EXPIRED, reasons::EXPIRED, message),
                 ],
                 None,
             )
@@ -294,38 +285,29 @@ fn transition(
     lifecycle: &Lifecycle,
     has_grant: &bool,
     status: &PolicyExceptionStatus,
-) -> Option<Transition> {
+) -> Option<Notice> {
     let phase = lifecycle.phase();
     if previous == Some(phase) {
         return None;
     }
-    let t = |reason, warning, note: String| Some(Transition { reason, warning, note });
-    match lifecycle {
-        Lifecycle::Rejected(errors) => t("Rejected", true, summary(errors)),
-        Lifecycle::Pending(w) => t(
-            "Pending",
-            false,
-            format!("valid; starts at {}", time::format(w.starts_at)),
-        ),
-        Lifecycle::Active(w) if *has_grant => t(
-            "Granted",
-            false,
+    use notice::reasons::{ACTIVATED, EXPIRED, GRANTED, PENDING, REJECTED};
+    Some(match lifecycle {
+        Lifecycle::Rejected(errors) => Notice::warning(REJECTED, summary(errors)),
+        Lifecycle::Pending(w) => Notice::normal(PENDING, format!("valid; starts at {}", time::format(w.starts_at))),
+        Lifecycle::Active(w) if *has_grant => Notice::normal(
+            GRANTED,
             format!(
                 "granted Role {} until {}",
                 status.granted_role.as_deref().unwrap_or_default(),
                 time::format(w.expires_at)
             ),
         ),
-        Lifecycle::Active(w) => t(
-            "Activated",
-            false,
-            format!("active until {}", time::format(w.expires_at)),
-        ),
+        Lifecycle::Active(w) => Notice::normal(ACTIVATED, format!("active until {}", time::format(w.expires_at))),
         Lifecycle::Expired(_) if previous == Some(Phase::Active) && *has_grant => {
-            t("Expired", false, "expired; the grant was revoked".to_string())
+            Notice::normal(EXPIRED, "expired; the grant was revoked")
         }
-        Lifecycle::Expired(_) => t("Expired", false, "expired; nothing is granted or tolerated".to_string()),
-    }
+        Lifecycle::Expired(_) => Notice::normal(EXPIRED, "expired; nothing is granted or tolerated"),
+    })
 }
 
 /// The event for a grant removed because the exception left Active other

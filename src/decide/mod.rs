@@ -13,6 +13,7 @@ pub mod exception;
 #[cfg(test)]
 mod fixtures;
 pub mod invalid_spec;
+pub mod notice;
 pub mod policy_report;
 pub mod rbac;
 pub mod time;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 
-use super::conditions::{find, is_true};
+use super::conditions::{TRUE, find, is_true, types};
 use crate::api::{ControlOwnership, Phase, PolicyException};
 
 /// Name of the report in every namespace.
@@ -137,8 +137,8 @@ pub fn build(controls: &[&ControlOwnership], exceptions: &[&PolicyException]) ->
                 "the control needs an owner and a different backup owner".into(),
             )
         });
-        if let Some(review) = find(&status.conditions, "ReviewOverdue") {
-            let outcome = if review.status == "True" { "fail" } else { "pass" };
+        if let Some(review) = find(&status.conditions, types::REVIEW_OVERDUE) {
+            let outcome = if review.status == TRUE { "fail" } else { "pass" };
             results.push(result(co, "review-up-to-date", outcome, review.message.clone()));
         }
         for id in &status.identities {
@@ -157,8 +157,8 @@ pub fn build(controls: &[&ControlOwnership], exceptions: &[&PolicyException]) ->
                 results.push(r);
             }
         }
-        if is_true(&status.conditions, "Stalled") && owners_ok {
-            let message = find(&status.conditions, "Stalled")
+        if is_true(&status.conditions, types::STALLED) && owners_ok {
+            let message = find(&status.conditions, types::STALLED)
                 .map(|c| c.message.clone())
                 .unwrap_or_default();
             results.push(result(co, "valid-spec", "fail", message));
