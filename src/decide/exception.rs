@@ -19,7 +19,7 @@ use super::invalid_spec::{Invalid, summary};
 use super::notice::{self, Notice};
 use super::rbac::{self, ManagedFor, RbacPair};
 use super::time;
-use super::validate::{self, Window};
+use super::validate::{self, Against, Window};
 use crate::api::{ControlOwnership, Phase, PolicyException, PolicyExceptionStatus};
 
 /// ExpiringSoon covers the last fifth of the window…
@@ -66,13 +66,20 @@ pub fn created_at(pe: &PolicyException, now: Timestamp) -> Timestamp {
 }
 
 /// Classifies an exception at `now`. Pure: the same inputs always give the
-/// same answer.
+/// same answer. Parses the control's exception rules; a caller judging many
+/// exceptions to one control parses them once and calls [`lifecycle_against`].
 pub fn lifecycle(
     pe: &PolicyException,
     control: Option<&ControlOwnership>,
     ceiling: &Ceiling,
     now: Timestamp,
 ) -> Lifecycle {
+    let rules = control.map(|c| validate::exception_rules(&c.spec));
+    lifecycle_against(pe, Against::of(rules.as_ref()), ceiling, now)
+}
+
+/// Classifies an exception at `now` against its control's parsed rules.
+pub fn lifecycle_against(pe: &PolicyException, control: Against<'_>, ceiling: &Ceiling, now: Timestamp) -> Lifecycle {
     // Expiry is sticky from the moment the window the controller last
     // recorded in status is over, even if it never got to write Expired
     // (down, stalled, handing over the lease): an expiresAt moved forward
@@ -83,7 +90,10 @@ pub fn lifecycle(
         .and_then(|s| s.expires_at.as_deref())
         .and_then(|t| time::parse(t).ok());
     let was_expired = status.is_some_and(|s| s.phase == Some(Phase::Expired)) || recorded.is_some_and(|r| now >= r);
-    let checked = validate::exception(&pe.spec, created_at(pe, now), control.map(|c| &c.spec), ceiling);
+    let alone = validate::exception_alone(&pe.spec, created_at(pe, now));
+    let checked = alone
+        .clone()
+        .and_then(|w| validate::exception_against(&pe.spec, w, control, ceiling));
     match checked {
         // Expiry is sticky: a changed or re-applied spec never revives it,
         // and the record keeps the window that really ended, not a later
@@ -95,7 +105,7 @@ pub fn lifecycle(
                 expires_at,
             }
         })),
-        Err(errors) => match validate::exception_alone(&pe.spec, created_at(pe, now)) {
+        Err(errors) => match alone {
             // A window that is over stays over, even if the control vanished.
             Ok(w) if now >= w.expires_at => Lifecycle::Expired(Some(w)),
             _ => Lifecycle::Rejected(errors),
