@@ -105,26 +105,44 @@ mod tests {
         pe
     }
 
+    /// (case, exception, now, active, grants, tolerates, wake)
+    type Case = (
+        &'static str,
+        PolicyException,
+        &'static str,
+        bool,
+        bool,
+        bool,
+        Option<&'static str>,
+    );
+
+    fn check(cases: Vec<Case>) {
+        let (co, c) = (control(), ceiling());
+        let view = ControlView::new(&co, &c);
+        for (name, pe, now, active, grants, tolerates, wake) in cases {
+            let got = view.classify([&pe], ts(now));
+            assert_eq!(got.active.len(), usize::from(active), "{name}");
+            assert_eq!(got.grants.contains("steward-x-debug"), grants, "{name}");
+            let legacy = got.tolerates(BindingKind::ClusterRoleBinding, "legacy-admin");
+            assert_eq!(legacy, tolerates, "{name}");
+            assert!(!got.tolerates(BindingKind::RoleBinding, "legacy-admin"), "{name}");
+            assert_eq!(got.wake_at, wake.map(ts), "{name}");
+        }
+    }
+
     /// The fixture exception runs 2026-11-28T10:00Z to 2026-11-29T10:00Z
     /// and tolerates ClusterRoleBinding legacy-admin.
     #[test]
-    fn what_each_exception_means_for_the_control() {
-        // (case, exception, now, active, grants, tolerates, wake)
-        type Case = (
-            &'static str,
-            PolicyException,
-            &'static str,
-            usize,
-            bool,
-            bool,
-            Option<&'static str>,
-        );
+    fn an_exception_to_this_control_counts_only_while_active() {
+        const AT: &str = "2026-11-28T12:00:00Z";
+        let mut rejected = exception();
+        rejected.spec.ticket = "JIRA-1".into();
         let cases: Vec<Case> = vec![
             (
                 "pending",
                 exception(),
                 "2026-11-28T09:00:00Z",
-                0,
+                false,
                 false,
                 false,
                 Some("2026-11-28T10:00:00Z"),
@@ -132,40 +150,44 @@ mod tests {
             (
                 "active",
                 exception(),
-                "2026-11-28T12:00:00Z",
-                1,
+                AT,
+                true,
                 true,
                 true,
                 Some("2026-11-29T10:00:00Z"),
             ),
-            ("expired", exception(), "2026-11-29T10:00:00Z", 0, false, false, None),
             (
-                "rejected",
-                {
-                    let mut pe = exception();
-                    pe.spec.ticket = "JIRA-1".into();
-                    pe
-                },
-                "2026-11-28T12:00:00Z",
-                0,
+                "expired",
+                exception(),
+                "2026-11-29T10:00:00Z",
+                false,
                 false,
                 false,
                 None,
             ),
+            ("rejected", rejected, AT, false, false, false, None),
             (
-                "recorded Active but Expired now: its own phase decides",
+                "recorded Active, Expired now: judged, not read",
                 recorded(exception(), Phase::Active),
                 "2026-11-29T10:00:00Z",
-                0,
+                false,
                 false,
                 false,
                 None,
             ),
+        ];
+        check(cases);
+    }
+
+    #[test]
+    fn other_exceptions_grant_by_their_recorded_phase_and_tolerate_nothing() {
+        const AT: &str = "2026-11-28T12:00:00Z";
+        let cases: Vec<Case> = vec![
             (
-                "another control's, recorded Active: grants, tolerates nothing here",
+                "another control's, recorded Active",
                 recorded(other_control(exception()), Phase::Active),
-                "2026-11-28T12:00:00Z",
-                0,
+                AT,
+                false,
                 true,
                 false,
                 None,
@@ -173,8 +195,8 @@ mod tests {
             (
                 "another control's, recorded Expired",
                 recorded(other_control(exception()), Phase::Expired),
-                "2026-11-28T12:00:00Z",
-                0,
+                AT,
+                false,
                 false,
                 false,
                 None,
@@ -182,27 +204,14 @@ mod tests {
             (
                 "another namespace",
                 recorded(other_namespace(exception()), Phase::Active),
-                "2026-11-28T12:00:00Z",
-                0,
+                AT,
+                false,
                 false,
                 false,
                 None,
             ),
         ];
-        let (co, c) = (control(), ceiling());
-        let view = ControlView::new(&co, &c);
-        for (name, pe, now, active, grants, tolerates, wake) in cases {
-            let got = view.classify([&pe], ts(now));
-            assert_eq!(got.active.len(), active, "{name}");
-            assert_eq!(got.grants.contains("steward-x-debug"), grants, "{name}");
-            assert_eq!(
-                got.tolerates(BindingKind::ClusterRoleBinding, "legacy-admin"),
-                tolerates,
-                "{name}"
-            );
-            assert!(!got.tolerates(BindingKind::RoleBinding, "legacy-admin"), "{name}");
-            assert_eq!(got.wake_at, wake.map(ts), "{name}");
-        }
+        check(cases);
     }
 
     #[test]

@@ -119,69 +119,77 @@ mod tests {
         }
     }
 
-    /// Each phase's conditions (type, status, reason) and wake-up, for the
-    /// window 2026-11-28T10:00Z to 2026-11-29T10:00Z.
+    /// (case, lifecycle, now, conditions as (type, status, reason), wake)
+    type Case = (
+        &'static str,
+        Lifecycle,
+        &'static str,
+        Vec<(&'static str, bool, &'static str)>,
+        Option<&'static str>,
+    );
+
+    fn check(cases: Vec<Case>) {
+        for (name, lifecycle, now, want, wake) in cases {
+            let (conds, wake_at) = conditions_and_wake(&lifecycle, true, ts(now));
+            let got: Vec<_> = conds.iter().map(|c| (c.type_, c.status, c.reason.as_str())).collect();
+            assert_eq!(got, want, "{name}");
+            assert_eq!(wake_at, wake.map(ts), "{name}");
+        }
+    }
+
+    /// For the window 2026-11-28T10:00Z to 2026-11-29T10:00Z.
     #[test]
-    fn conditions_of_each_phase() {
-        let rejected = Lifecycle::Rejected(vec![Invalid::new(Reason::WindowTooLong, "spec.expiresAt", "m")]);
-        type Case = (
-            &'static str,
-            Lifecycle,
-            &'static str,
-            Vec<(&'static str, bool, &'static str)>,
-            Option<&'static str>,
-        );
-        let cases: Vec<Case> = vec![
-            (
-                "rejected",
-                rejected,
-                "2026-11-28T12:00:00Z",
-                vec![
-                    ("Ready", false, "WindowTooLong"),
-                    ("Stalled", true, "WindowTooLong"),
-                    ("Valid", false, "WindowTooLong"),
-                    ("Active", false, "Rejected"),
-                ],
-                None,
-            ),
+    fn conditions_while_valid() {
+        let valid = |ready, active, soon| {
+            vec![
+                ("Ready", true, ready),
+                ("Valid", true, "Valid"),
+                ("Active", active == "Active", active),
+                ("Expired", false, "NotExpired"),
+                ("ExpiringSoon", soon == "ExpiringSoon", soon),
+            ]
+        };
+        check(vec![
             (
                 "pending",
                 Lifecycle::Pending(window()),
                 "2026-11-28T09:00:00Z",
-                vec![
-                    ("Ready", true, "Pending"),
-                    ("Valid", true, "Valid"),
-                    ("Active", false, "NotStarted"),
-                    ("Expired", false, "NotExpired"),
-                    ("ExpiringSoon", false, "NotStarted"),
-                ],
+                valid("Pending", "NotStarted", "NotStarted"),
                 Some("2026-11-28T10:00:00Z"),
             ),
             (
                 "active",
                 Lifecycle::Active(window()),
                 "2026-11-28T12:00:00Z",
-                vec![
-                    ("Ready", true, "Active"),
-                    ("Valid", true, "Valid"),
-                    ("Active", true, "Active"),
-                    ("Expired", false, "NotExpired"),
-                    ("ExpiringSoon", false, "NotExpiringSoon"),
-                ],
+                valid("Active", "Active", "NotExpiringSoon"),
                 Some("2026-11-29T05:12:00Z"),
             ),
             (
                 "expiring soon",
                 Lifecycle::Active(window()),
                 "2026-11-29T05:12:00Z",
-                vec![
-                    ("Ready", true, "Active"),
-                    ("Valid", true, "Valid"),
-                    ("Active", true, "Active"),
-                    ("Expired", false, "NotExpired"),
-                    ("ExpiringSoon", true, "ExpiringSoon"),
-                ],
+                valid("Active", "Active", "ExpiringSoon"),
                 Some("2026-11-29T10:00:00Z"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn conditions_when_nothing_applies() {
+        let rejected = Lifecycle::Rejected(vec![Invalid::new(Reason::WindowTooLong, "spec.expiresAt", "m")]);
+        let why = "WindowTooLong";
+        check(vec![
+            (
+                "rejected",
+                rejected,
+                "2026-11-28T12:00:00Z",
+                vec![
+                    ("Ready", false, why),
+                    ("Stalled", true, why),
+                    ("Valid", false, why),
+                    ("Active", false, "Rejected"),
+                ],
+                None,
             ),
             (
                 "expired",
@@ -195,13 +203,7 @@ mod tests {
                 ],
                 None,
             ),
-        ];
-        for (name, lifecycle, now, want, wake) in cases {
-            let (conds, wake_at) = conditions_and_wake(&lifecycle, true, ts(now));
-            let got: Vec<_> = conds.iter().map(|c| (c.type_, c.status, c.reason.as_str())).collect();
-            assert_eq!(got, want, "{name}");
-            assert_eq!(wake_at, wake.map(ts), "{name}");
-        }
+        ]);
     }
 
     #[test]
