@@ -3,19 +3,19 @@
 //! refused only for having expired (GitOps re-applies old objects; it is
 //! admitted and becomes Expired).
 
-use std::collections::BTreeSet;
-
 use jiff::Timestamp;
 use k8s_openapi::api::rbac::v1::Subject;
 use kube::ResourceExt;
 
 use super::ceiling::Ceiling;
+use super::conditions::reasons;
+use super::control::ControlView;
 use super::drift::names_service_account;
 use super::exception::{Lifecycle, lifecycle};
-use super::invalid::Invalid;
+use super::invalid_spec::Invalid;
 use super::rbac;
 use super::validate;
-use crate::api::{BindingKind, ControlOwnership, Enforcement, Phase, PolicyException};
+use crate::api::{BindingKind, ControlOwnership, Enforcement, PolicyException};
 
 /// Allowed, or refused with a message for the user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub enum Verdict {
 }
 
 fn deny(kind: &str, name: &str, errors: &[Invalid]) -> Verdict {
-    let reason = errors.first().map(|e| e.reason.as_str()).unwrap_or("Invalid");
+    let reason = errors.first().map(|e| e.reason.as_str()).unwrap_or(reasons::INVALID);
     let details = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
     Verdict::Deny(format!("{kind} {name} is invalid ({reason}): {details}"))
 }
@@ -81,76 +81,75 @@ pub fn binding(
     now: Timestamp,
 ) -> Verdict {
     for co in controls {
-        if co.spec.enforcement != Some(Enforcement::Enforce) {
-            continue;
-        }
-        let Some(ns) = co.namespace() else { continue };
-        if b.kind == BindingKind::RoleBinding && b.namespace != Some(ns.as_str()) {
-            continue;
-        }
-        let name = co.name_any();
-        let named: Vec<&str> = co
-            .spec
-            .workload_identities
-            .iter()
-            .map(|i| i.service_account.as_str())
-            .filter(|sa| {
-                b.subjects
-                    .iter()
-                    .any(|s| names_service_account(s, b.namespace, &ns, sa))
-            })
-            .collect();
+        let named = enforced_identities_named(b, co);
         if named.is_empty() {
             continue;
         }
-        let mut ours: BTreeSet<String> = named.iter().map(|sa| rbac::identity_name(&name, sa)).collect();
-        let mut tolerated = false;
-        for pe in exceptions
-            .iter()
-            .filter(|e| e.namespace().as_deref() == Some(ns.as_str()))
-        {
-            let active = if pe.spec.control == name {
-                matches!(lifecycle(pe, Some(co), ceiling, now), Lifecycle::Active(_))
-            } else {
-                pe.status.as_ref().and_then(|s| s.phase) == Some(Phase::Active)
-            };
-            if !active {
-                continue;
-            }
-            ours.insert(rbac::exception_name(&pe.name_any()));
-            if pe.spec.control == name && pe.spec.tolerate.iter().any(|t| t.kind == b.kind && t.name == b.name) {
-                tolerated = true;
-            }
-        }
-        if b.kind == BindingKind::RoleBinding && ours.contains(b.name) || tolerated {
+        let view = ControlView::new(co, ceiling);
+        let classified = view.classify(exceptions.iter().copied(), now);
+        let ours = b.kind == BindingKind::RoleBinding
+            && (named.iter().any(|sa| rbac::identity_name(&view.name, sa) == b.name)
+                || classified.grants.contains(b.name));
+        if ours || classified.tolerates(b.kind, b.name) {
             continue;
         }
-        let approvers = {
-            let mut a = co.spec.approvers.clone();
-            a.push(co.spec.owner.name.clone());
-            a.push(co.spec.backup_owner.name.clone());
-            a.join(", ")
-        };
-        let contact = co
-            .spec
-            .owner
-            .contact
-            .as_deref()
-            .map(|c| format!(" ({c})"))
-            .unwrap_or_default();
-        return Verdict::Deny(format!(
-            "{} {} would grant service account(s) {} undeclared permissions: they are managed by ControlOwnership {ns}/{name} \
-             in Enforce mode, owned by {}{contact}. Declare the permissions in the control, or file a PolicyException \
-             to control {name} with tolerate: [{{kind: {}, name: {}}}], approved by one of: {approvers}",
-            b.kind.as_str(),
-            b.name,
-            named.join(", "),
-            co.spec.owner.name,
-            b.kind.as_str(),
-            b.name,
-        ));
+        return Verdict::Deny(refusal(b, co, &view, &named));
     }
     Verdict::Allow
+}
+
+/// The service accounts of `co` that `b` names, when `co` is in Enforce
+/// mode and `b` can reach its namespace; otherwise none.
+fn enforced_identities_named<'a>(b: &Binding<'_>, co: &'a ControlOwnership) -> Vec<&'a str> {
+    if co.spec.enforcement != Some(Enforcement::Enforce) {
+        return Vec::new();
+    }
+    let Some(ns) = co.namespace() else {
+        return Vec::new();
+    };
+    if b.kind == BindingKind::RoleBinding && b.namespace != Some(ns.as_str()) {
+        return Vec::new();
+    }
+    co.spec
+        .workload_identities
+        .iter()
+        .map(|i| i.service_account.as_str())
+        .filter(|sa| {
+            b.subjects
+                .iter()
+                .any(|s| names_service_account(s, b.namespace, &ns, sa))
+        })
+        .collect()
+}
+
+/// What a refused binding's author reads: which control, who owns it, and
+/// how to file an exception.
+fn refusal(b: &Binding<'_>, co: &ControlOwnership, view: &ControlView<'_>, named: &[&str]) -> String {
+    let approvers = {
+        let mut a = co.spec.approvers.clone();
+        a.push(co.spec.owner.name.clone());
+        a.push(co.spec.backup_owner.name.clone());
+        a.join(", ")
+    };
+    let contact = co
+        .spec
+        .owner
+        .contact
+        .as_deref()
+        .map(|c| format!(" ({c})"))
+        .unwrap_or_default();
+    let (ns, name) = (&view.namespace, &view.name);
+    format!(
+        "{} {} would grant service account(s) {} undeclared permissions: they are managed by ControlOwnership {ns}/{name} \
+         in Enforce mode, owned by {}{contact}. Declare the permissions in the control, or file a PolicyException \
+         to control {name} with tolerate: [{{kind: {}, name: {}}}], approved by one of: {approvers}",
+        b.kind.as_str(),
+        b.name,
+        named.join(", "),
+        co.spec.owner.name,
+        b.kind.as_str(),
+        b.name,
+    )
 }
 
 #[cfg(test)]

@@ -6,10 +6,71 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+/// Condition types. API: kstatus, `kubectl wait`, the Argo CD health checks
+/// and users' alerts match these strings.
+pub mod types {
+    /// kstatus: the object is in its desired state.
+    pub const READY: &str = "Ready";
+    /// kstatus: progress needs a change of spec.
+    pub const STALLED: &str = "Stalled";
+    /// The spec validates.
+    pub const VALID: &str = "Valid";
+    /// ControlOwnership: the review date has passed.
+    pub const REVIEW_OVERDUE: &str = "ReviewOverdue";
+    /// ControlOwnership: undeclared bindings grant a managed identity something.
+    pub const DRIFTED: &str = "Drifted";
+    /// PolicyException: in force.
+    pub const ACTIVE: &str = "Active";
+    /// PolicyException: the window is over.
+    pub const EXPIRED: &str = "Expired";
+    /// PolicyException: in the last part of its window.
+    pub const EXPIRING_SOON: &str = "ExpiringSoon";
+}
+
+/// Condition reasons, besides the validation reasons of
+/// [`Reason`](super::Reason). API, like the types.
+pub mod reasons {
+    /// Fallback when an invalid spec names no failure.
+    pub const INVALID: &str = "Invalid";
+    /// The spec validates.
+    pub const VALID: &str = "Valid";
+    /// ControlOwnership: owners, identities and RBAC are in place.
+    pub const RECONCILED: &str = "Reconciled";
+    /// ControlOwnership: the review date has passed.
+    pub const REVIEW_OVERDUE: &str = "ReviewOverdue";
+    /// ControlOwnership: the review date is ahead.
+    pub const REVIEW_UP_TO_DATE: &str = "ReviewUpToDate";
+    /// ControlOwnership: drift found.
+    pub const UNDECLARED_BINDINGS: &str = "UndeclaredBindings";
+    /// ControlOwnership: no drift.
+    pub const NO_DRIFT: &str = "NoDrift";
+    /// PolicyException: valid, waiting for its start.
+    pub const PENDING: &str = "Pending";
+    /// PolicyException: not started yet.
+    pub const NOT_STARTED: &str = "NotStarted";
+    /// PolicyException: in force.
+    pub const ACTIVE: &str = "Active";
+    /// PolicyException: the window is not over.
+    pub const NOT_EXPIRED: &str = "NotExpired";
+    /// PolicyException: in the last part of its window.
+    pub const EXPIRING_SOON: &str = "ExpiringSoon";
+    /// PolicyException: before the last part of its window.
+    pub const NOT_EXPIRING_SOON: &str = "NotExpiringSoon";
+    /// PolicyException: the window is over.
+    pub const EXPIRED: &str = "Expired";
+    /// PolicyException: the spec is invalid.
+    pub const REJECTED: &str = "Rejected";
+}
+
+/// `metav1.Condition` status of a true condition.
+pub const TRUE: &str = "True";
+/// `metav1.Condition` status of a false condition.
+pub const FALSE: &str = "False";
+
 /// A condition before it is stamped with times and generation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cond {
-    /// Condition type, e.g. `Ready`.
+    /// Condition type, one of [`types`].
     pub type_: &'static str,
     /// True or False.
     pub status: bool,
@@ -42,7 +103,7 @@ impl Cond {
 }
 
 fn status_str(b: bool) -> &'static str {
-    if b { "True" } else { "False" }
+    if b { TRUE } else { FALSE }
 }
 
 /// Stamps `desired` with `generation` and transition times: a condition
@@ -77,7 +138,7 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
 
 /// Is the condition of this type True?
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
-    find(conditions, type_).is_some_and(|c| c.status == "True")
+    find(conditions, type_).is_some_and(|c| c.status == TRUE)
 }
 
 #[cfg(test)]

@@ -2,6 +2,21 @@
 //! config) that return desired objects, status and the next wake-up. Nothing
 //! here talks to the API server or reads the clock; the reconcilers and
 //! `steward validate` call into it.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `validate` | the one validation of both kinds (controller, admission, `steward validate`) |
+//! | `invalid_spec` | what a failure looks like: `Invalid`, its `Reason`, the summary message |
+//! | `ceiling` | the grant ceiling and the rules refused whatever it says |
+//! | `control` | the ControlOwnership decision, step by step, over a per-control `ControlView` |
+//! | `exception` | the PolicyException lifecycle and decision |
+//! | `admission` | webhook verdicts, from the same view and lifecycle |
+//! | `drift` | which bindings name a service account |
+//! | `rbac` | the Role/RoleBinding pairs Steward manages |
+//! | `conditions` | condition types and reasons, and merging a condition list |
+//! | `notice` | the Event a decision asks for, and the event reasons |
+//! | `policy_report` | the per-namespace PolicyReport |
+//! | `time`, `duration` | timestamps and durations as users write them |
 
 pub mod admission;
 pub mod ceiling;
@@ -12,11 +27,12 @@ pub mod duration;
 pub mod exception;
 #[cfg(test)]
 mod fixtures;
-pub mod invalid;
+pub mod invalid_spec;
+pub mod notice;
+pub mod policy_report;
 pub mod rbac;
-pub mod report;
 pub mod time;
 pub mod validate;
 
 pub use ceiling::Ceiling;
-pub use invalid::{Invalid, Reason};
+pub use invalid_spec::{Invalid, Reason};

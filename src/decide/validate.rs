@@ -1,12 +1,14 @@
 //! The one validation of both kinds, shared by the controller, `steward
 //! validate` and admission. Every failure names the field and the value.
 
+use std::collections::{BTreeSet, HashMap};
+
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use regex::Regex;
 
 use super::ceiling::Ceiling;
-use super::invalid::{Invalid, Reason};
+use super::invalid_spec::{Invalid, Reason, summary};
 use super::{duration, time};
 use crate::api::{ControlOwnershipSpec, PolicyExceptionSpec, limits};
 
@@ -17,7 +19,8 @@ pub const HARD_CAP_MAX_DURATION: SignedDuration = SignedDuration::from_hours(90 
 /// Longest regex source accepted for ticketPattern.
 const MAX_PATTERN_LEN: usize = 1024;
 
-/// What exceptions to a control must satisfy, parsed from its spec.
+/// What exceptions to a control must satisfy, parsed from its spec once
+/// (the ticket pattern is compiled here, not per exception).
 #[derive(Clone, Debug)]
 pub struct ExceptionRules {
     /// Longest window.
@@ -26,6 +29,9 @@ pub struct ExceptionRules {
     pub ticket_pattern: Option<Regex>,
     /// Who may approve: approvers plus owner and backup owner names.
     pub approvers: Vec<String>,
+    /// Service accounts a grant may go to: the control's declared workload
+    /// identities.
+    pub grantees: BTreeSet<String>,
 }
 
 /// A ControlOwnership spec that passed validation, with parsed values.
@@ -131,60 +137,76 @@ fn parse_time(value: &str, field: &str, errors: &mut Vec<Invalid>) -> Option<Tim
 pub fn exception_rules(spec: &ControlOwnershipSpec) -> Result<ExceptionRules, Vec<Invalid>> {
     let mut errors = Vec::new();
     let policy = spec.exception_policy.clone().unwrap_or_default();
-    let max_duration = match &policy.max_duration {
-        None => Some(DEFAULT_MAX_DURATION),
-        Some(s) => parse_duration(s, "spec.exceptionPolicy.maxDuration", &mut errors).and_then(|d| {
-            if d > HARD_CAP_MAX_DURATION {
-                errors.push(Invalid::new(
-                    Reason::InvalidDuration,
-                    "spec.exceptionPolicy.maxDuration",
-                    format!("{s:?} exceeds the hard cap of 90d"),
-                ));
-                None
-            } else {
-                Some(d)
-            }
-        }),
-    };
-    let ticket_pattern = match &policy.ticket_pattern {
-        None => None,
-        Some(p) if p.len() > MAX_PATTERN_LEN => {
-            errors.push(Invalid::new(
-                Reason::InvalidTicketPattern,
-                "spec.exceptionPolicy.ticketPattern",
-                format!(
-                    "pattern is {} characters long; at most {MAX_PATTERN_LEN} are accepted",
-                    p.len()
-                ),
-            ));
-            None
-        }
-        Some(p) => match regex::RegexBuilder::new(p).size_limit(1 << 20).build() {
-            Ok(r) => Some(r),
-            Err(e) => {
-                errors.push(Invalid::new(
-                    Reason::InvalidTicketPattern,
-                    "spec.exceptionPolicy.ticketPattern",
-                    format!(
-                        "{p:?} is not a valid regular expression: {}",
-                        first_line(&e.to_string())
-                    ),
-                ));
-                None
-            }
-        },
-    };
+    let max_duration = max_duration(policy.max_duration.as_deref(), &mut errors);
+    let ticket_pattern = policy
+        .ticket_pattern
+        .as_deref()
+        .and_then(|p| ticket_pattern(p, &mut errors));
     let mut approvers: Vec<String> = spec.approvers.clone();
     approvers.push(spec.owner.name.clone());
     approvers.push(spec.backup_owner.name.clone());
     approvers.retain(|a| !a.trim().is_empty());
+    let grantees = spec
+        .workload_identities
+        .iter()
+        .map(|id| id.service_account.clone())
+        .collect();
     match (errors.is_empty(), max_duration) {
         (true, Some(max_duration)) => Ok(ExceptionRules {
             max_duration,
             ticket_pattern,
             approvers,
+            grantees,
         }),
         _ => Err(errors),
+    }
+}
+
+/// `maxDuration`: the default when unset, never beyond the hard cap.
+fn max_duration(value: Option<&str>, errors: &mut Vec<Invalid>) -> Option<SignedDuration> {
+    const FIELD: &str = "spec.exceptionPolicy.maxDuration";
+    let Some(s) = value else {
+        return Some(DEFAULT_MAX_DURATION);
+    };
+    let d = parse_duration(s, FIELD, errors)?;
+    if d > HARD_CAP_MAX_DURATION {
+        errors.push(Invalid::new(
+            Reason::InvalidDuration,
+            FIELD,
+            format!("{s:?} exceeds the hard cap of 90d"),
+        ));
+        return None;
+    }
+    Some(d)
+}
+
+/// `ticketPattern`, compiled with a bounded size.
+fn ticket_pattern(p: &str, errors: &mut Vec<Invalid>) -> Option<Regex> {
+    const FIELD: &str = "spec.exceptionPolicy.ticketPattern";
+    if p.len() > MAX_PATTERN_LEN {
+        errors.push(Invalid::new(
+            Reason::InvalidTicketPattern,
+            FIELD,
+            format!(
+                "pattern is {} characters long; at most {MAX_PATTERN_LEN} are accepted",
+                p.len()
+            ),
+        ));
+        return None;
+    }
+    match regex::RegexBuilder::new(p).size_limit(1 << 20).build() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            errors.push(Invalid::new(
+                Reason::InvalidTicketPattern,
+                FIELD,
+                format!(
+                    "{p:?} is not a valid regular expression: {}",
+                    first_line(&e.to_string())
+                ),
+            ));
+            None
+        }
     }
 }
 
@@ -213,18 +235,60 @@ pub fn identity_errors(
     errors
 }
 
+/// Everything one validation pass learns about a ControlOwnership.
+#[derive(Clone, Debug)]
+pub struct CheckedControl {
+    /// The valid control, or every failure in spec order.
+    pub result: Result<ValidControl, Vec<Invalid>>,
+    /// Its exception rules on their own: exceptions are judged by these
+    /// even while another part of the control is invalid.
+    pub exception_rules: Result<ExceptionRules, Vec<Invalid>>,
+    /// Per workload identity, in spec order: is its own declaration valid?
+    pub identity_ok: Vec<bool>,
+}
+
+/// Validates a ControlOwnership spec on its own and against the ceiling,
+/// once, keeping what the decisions need besides the verdict.
+pub fn check_control(spec: &ControlOwnershipSpec, ceiling: &Ceiling) -> CheckedControl {
+    let mut errors = Vec::new();
+    check_owners(spec, &mut errors);
+    let review_interval = parse_duration(&spec.review.interval, "spec.review.interval", &mut errors);
+    let last_reviewed = spec
+        .review
+        .last_reviewed
+        .as_deref()
+        .and_then(|s| parse_time(s, "spec.review.lastReviewed", &mut errors));
+    let exception_rules = exception_rules(spec);
+    if let Err(e) = &exception_rules {
+        errors.extend(e.iter().cloned());
+    }
+    let identity_ok = check_identities(spec, ceiling, &mut errors);
+    let result = match (errors.is_empty(), review_interval, &exception_rules) {
+        (true, Some(review_interval), Ok(rules)) => Ok(ValidControl {
+            review_interval,
+            last_reviewed,
+            exceptions: rules.clone(),
+        }),
+        _ => Err(errors),
+    };
+    CheckedControl {
+        result,
+        exception_rules,
+        identity_ok,
+    }
+}
+
 /// Validates a ControlOwnership spec on its own and against the ceiling.
 pub fn control(spec: &ControlOwnershipSpec, ceiling: &Ceiling) -> Result<ValidControl, Vec<Invalid>> {
-    let mut errors = Vec::new();
-    required(&spec.owner.name, "spec.owner.name", &mut errors);
-    required(&spec.backup_owner.name, "spec.backupOwner.name", &mut errors);
-    at_most(&spec.owner.name, limits::NAME, "spec.owner.name", &mut errors);
-    at_most(
-        &spec.backup_owner.name,
-        limits::NAME,
-        "spec.backupOwner.name",
-        &mut errors,
-    );
+    check_control(spec, ceiling).result
+}
+
+/// Owner and backup owner, and the number of identities.
+fn check_owners(spec: &ControlOwnershipSpec, errors: &mut Vec<Invalid>) {
+    required(&spec.owner.name, "spec.owner.name", errors);
+    required(&spec.backup_owner.name, "spec.backupOwner.name", errors);
+    at_most(&spec.owner.name, limits::NAME, "spec.owner.name", errors);
+    at_most(&spec.backup_owner.name, limits::NAME, "spec.backupOwner.name", errors);
     if spec.workload_identities.len() > limits::IDENTITIES {
         errors.push(Invalid::new(
             Reason::TooLong,
@@ -246,16 +310,17 @@ pub fn control(spec: &ControlOwnershipSpec, ceiling: &Ceiling) -> Result<ValidCo
             ),
         ));
     }
-    let review_interval = parse_duration(&spec.review.interval, "spec.review.interval", &mut errors);
-    let last_reviewed = spec
-        .review
-        .last_reviewed
-        .as_deref()
-        .and_then(|s| parse_time(s, "spec.review.lastReviewed", &mut errors));
-    let exceptions = exception_rules(spec).map_err(|e| errors.extend(e)).ok();
-    let mut seen = std::collections::HashMap::new();
+}
+
+/// Each identity once: its own errors, then a repeated service account.
+/// Returns, per identity, whether its own declaration is valid.
+fn check_identities(spec: &ControlOwnershipSpec, ceiling: &Ceiling, errors: &mut Vec<Invalid>) -> Vec<bool> {
+    let mut seen = HashMap::new();
+    let mut ok = Vec::with_capacity(spec.workload_identities.len());
     for (i, id) in spec.workload_identities.iter().enumerate() {
-        errors.extend(identity_errors(&id.service_account, &id.task, &id.rules, i, ceiling));
+        let own = identity_errors(&id.service_account, &id.task, &id.rules, i, ceiling);
+        ok.push(own.is_empty());
+        errors.extend(own);
         if let Some(first) = seen.insert(id.service_account.as_str(), i) {
             errors.push(Invalid::new(
                 Reason::DuplicateIdentity,
@@ -267,24 +332,56 @@ pub fn control(spec: &ControlOwnershipSpec, ceiling: &Ceiling) -> Result<ValidCo
             ));
         }
     }
-    match (errors.is_empty(), review_interval, exceptions) {
-        (true, Some(review_interval), Some(exceptions)) => Ok(ValidControl {
-            review_interval,
-            last_reviewed,
-            exceptions,
-        }),
-        _ => Err(errors),
-    }
+    ok
 }
 
 /// Checks of a PolicyException that need no other object. `created` is the
 /// default start (the object's creation time, or now offline).
 pub fn exception_alone(spec: &PolicyExceptionSpec, created: Timestamp) -> Result<Window, Vec<Invalid>> {
     let mut errors = Vec::new();
-    required(&spec.control, "spec.control", &mut errors);
-    required(&spec.ticket, "spec.ticket", &mut errors);
-    required(&spec.approver, "spec.approver", &mut errors);
-    required(&spec.reason, "spec.reason", &mut errors);
+    check_exception_fields(spec, &mut errors);
+    if let Some(requester) = &spec.requester
+        && !requester.trim().is_empty()
+        && requester.trim().eq_ignore_ascii_case(spec.approver.trim())
+    {
+        errors.push(Invalid::new(
+            Reason::ApproverIsRequester,
+            "spec.approver",
+            format!(
+                "approver {:?} is also the requester; someone else must approve",
+                spec.approver
+            ),
+        ));
+    }
+    let window = parse_window(spec, created, &mut errors);
+    if let Some(grant) = &spec.grant {
+        check_service_account(&grant.service_account, "spec.grant.serviceAccount", &mut errors);
+        if grant.rules.is_empty() {
+            errors.push(Invalid::new(
+                Reason::MissingField,
+                "spec.grant.rules",
+                "a grant must list at least one rule",
+            ));
+        }
+        for (i, rule) in grant.rules.iter().enumerate() {
+            errors.extend(super::ceiling::refused(rule, &format!("spec.grant.rules[{i}]")));
+        }
+    }
+    for (i, t) in spec.tolerate.iter().enumerate() {
+        required(&t.name, &format!("spec.tolerate[{i}].name"), &mut errors);
+    }
+    match (errors.is_empty(), window) {
+        (true, Some(window)) => Ok(window),
+        _ => Err(errors),
+    }
+}
+
+/// Required fields and the CRD's length limits.
+fn check_exception_fields(spec: &PolicyExceptionSpec, errors: &mut Vec<Invalid>) {
+    required(&spec.control, "spec.control", errors);
+    required(&spec.ticket, "spec.ticket", errors);
+    required(&spec.approver, "spec.approver", errors);
+    required(&spec.reason, "spec.reason", errors);
     for (value, max, field) in [
         (spec.control.as_str(), limits::OBJECT_NAME, "spec.control"),
         (&spec.ticket, limits::TICKET, "spec.ticket"),
@@ -302,89 +399,110 @@ pub fn exception_alone(spec: &PolicyExceptionSpec, created: Timestamp) -> Result
         ),
         (&spec.expires_at, limits::TIMESTAMP, "spec.expiresAt"),
     ] {
-        at_most(value, max, field, &mut errors);
+        at_most(value, max, field, errors);
     }
-    if let Some(requester) = &spec.requester
-        && !requester.trim().is_empty()
-        && requester.trim().eq_ignore_ascii_case(spec.approver.trim())
-    {
-        errors.push(Invalid::new(
-            Reason::ApproverIsRequester,
-            "spec.approver",
-            format!(
-                "approver {:?} is also the requester; someone else must approve",
-                spec.approver
-            ),
-        ));
-    }
+}
+
+/// startsAt (default `created`) and expiresAt, the end after the start.
+/// `None` when either does not parse; a backwards window is an error but
+/// still returned, so the caller reports every failure at once.
+fn parse_window(spec: &PolicyExceptionSpec, created: Timestamp, errors: &mut Vec<Invalid>) -> Option<Window> {
     let starts_at = match &spec.starts_at {
-        Some(s) => parse_time(s, "spec.startsAt", &mut errors),
+        Some(s) => parse_time(s, "spec.startsAt", errors),
         None => Some(created),
     };
-    let expires_at = parse_time(&spec.expires_at, "spec.expiresAt", &mut errors);
-    if let (Some(s), Some(e)) = (starts_at, expires_at)
-        && e <= s
-    {
+    let expires_at = parse_time(&spec.expires_at, "spec.expiresAt", errors);
+    let (starts_at, expires_at) = (starts_at?, expires_at?);
+    if expires_at <= starts_at {
         errors.push(Invalid::new(
             Reason::InvalidWindow,
             "spec.expiresAt",
             format!(
                 "expiresAt {} is not after startsAt {}",
                 spec.expires_at,
-                time::format(s)
+                time::format(starts_at)
             ),
         ));
     }
-    if let Some(grant) = &spec.grant {
-        check_service_account(&grant.service_account, "spec.grant.serviceAccount", &mut errors);
-        if grant.rules.is_empty() {
-            errors.push(Invalid::new(
-                Reason::MissingField,
-                "spec.grant.rules",
-                "a grant must list at least one rule",
-            ));
+    Some(Window { starts_at, expires_at })
+}
+
+/// What an exception is judged against: its control, as parsed once per
+/// control.
+#[derive(Clone, Copy, Debug)]
+pub enum Against<'a> {
+    /// No ControlOwnership of that name in the namespace.
+    NoControl,
+    /// The control's exception policy is itself invalid, for these reasons.
+    InvalidControl(&'a [Invalid]),
+    /// The control's rules for exceptions.
+    Rules(&'a ExceptionRules),
+}
+
+impl<'a> Against<'a> {
+    /// From a control's exception rules; `None` when it does not exist.
+    pub fn of(rules: Option<&'a Result<ExceptionRules, Vec<Invalid>>>) -> Self {
+        match rules {
+            None => Against::NoControl,
+            Some(Err(errors)) => Against::InvalidControl(errors),
+            Some(Ok(rules)) => Against::Rules(rules),
         }
-        for (i, rule) in grant.rules.iter().enumerate() {
-            errors.extend(super::ceiling::refused(rule, &format!("spec.grant.rules[{i}]")));
-        }
-    }
-    for (i, t) in spec.tolerate.iter().enumerate() {
-        required(&t.name, &format!("spec.tolerate[{i}].name"), &mut errors);
-    }
-    match (errors.is_empty(), starts_at, expires_at) {
-        (true, Some(starts_at), Some(expires_at)) => Ok(Window { starts_at, expires_at }),
-        _ => Err(errors),
     }
 }
 
 /// Full validation of a PolicyException: on its own, against its control
-/// (`None`: not found) and against the ceiling.
+/// and against the ceiling.
 pub fn exception(
     spec: &PolicyExceptionSpec,
     created: Timestamp,
-    control: Option<&ControlOwnershipSpec>,
+    control: Against<'_>,
     ceiling: &Ceiling,
 ) -> Result<Window, Vec<Invalid>> {
     let window = exception_alone(spec, created)?;
-    let Some(control) = control else {
-        return Err(vec![Invalid::new(
-            Reason::ControlNotFound,
-            "spec.control",
-            format!("ControlOwnership {:?} does not exist in this namespace", spec.control),
-        )]);
+    exception_against(spec, window, control, ceiling)
+}
+
+/// Checks of a PolicyException whose own `window` is valid against its
+/// control and the ceiling.
+pub fn exception_against(
+    spec: &PolicyExceptionSpec,
+    window: Window,
+    control: Against<'_>,
+    ceiling: &Ceiling,
+) -> Result<Window, Vec<Invalid>> {
+    let rules = match control {
+        Against::Rules(rules) => rules,
+        Against::NoControl => {
+            return Err(vec![Invalid::new(
+                Reason::ControlNotFound,
+                "spec.control",
+                format!("ControlOwnership {:?} does not exist in this namespace", spec.control),
+            )]);
+        }
+        Against::InvalidControl(errors) => {
+            return Err(vec![Invalid::new(
+                Reason::ControlInvalid,
+                "spec.control",
+                format!(
+                    "ControlOwnership {:?} is invalid ({}), so no exception to it can be approved",
+                    spec.control,
+                    summary(errors)
+                ),
+            )]);
+        }
     };
-    let rules = exception_rules(control).map_err(|errors| {
-        vec![Invalid::new(
-            Reason::ControlInvalid,
-            "spec.control",
-            format!(
-                "ControlOwnership {:?} is invalid ({}), so no exception to it can be approved",
-                spec.control,
-                super::invalid::summary(&errors)
-            ),
-        )]
-    })?;
     let mut errors = Vec::new();
+    check_approver(spec, rules, &mut errors);
+    check_grantee(spec, rules, &mut errors);
+    check_ticket(spec, rules, &mut errors);
+    check_length(window, rules, &mut errors);
+    if let Some(grant) = &spec.grant {
+        errors.extend(ceiling.check(&grant.rules, "spec.grant.rules"));
+    }
+    if errors.is_empty() { Ok(window) } else { Err(errors) }
+}
+
+fn check_approver(spec: &PolicyExceptionSpec, rules: &ExceptionRules, errors: &mut Vec<Invalid>) {
     if !rules.approvers.iter().any(|a| a.trim() == spec.approver.trim()) {
         errors.push(Invalid::new(
             Reason::ApproverNotAllowed,
@@ -395,16 +513,16 @@ pub fn exception(
             ),
         ));
     }
-    // A grant serves an identity this control declares: an exception to a
-    // lax control must not reach the identity of a stricter one, nor a
-    // service account no control governs. (A name outside the namespace is
-    // already refused as OutsideNamespace.)
+}
+
+/// A grant serves an identity this control declares: an exception to a
+/// lax control must not reach the identity of a stricter one, nor a
+/// service account no control governs. (A name outside the namespace is
+/// already refused as OutsideNamespace.)
+fn check_grantee(spec: &PolicyExceptionSpec, rules: &ExceptionRules, errors: &mut Vec<Invalid>) {
     if let Some(grant) = &spec.grant
         && !grant.service_account.contains(':')
-        && !control
-            .workload_identities
-            .iter()
-            .any(|id| id.service_account == grant.service_account)
+        && !rules.grantees.contains(&grant.service_account)
     {
         errors.push(Invalid::new(
             Reason::GrantOutsideControl,
@@ -415,6 +533,9 @@ pub fn exception(
             ),
         ));
     }
+}
+
+fn check_ticket(spec: &PolicyExceptionSpec, rules: &ExceptionRules, errors: &mut Vec<Invalid>) {
     if let Some(pattern) = &rules.ticket_pattern
         && !pattern.is_match(&spec.ticket)
     {
@@ -428,6 +549,9 @@ pub fn exception(
             ),
         ));
     }
+}
+
+fn check_length(window: Window, rules: &ExceptionRules, errors: &mut Vec<Invalid>) {
     let length = window.expires_at.duration_since(window.starts_at);
     if length > rules.max_duration {
         errors.push(Invalid::new(
@@ -442,10 +566,6 @@ pub fn exception(
             ),
         ));
     }
-    if let Some(grant) = &spec.grant {
-        errors.extend(ceiling.check(&grant.rules, "spec.grant.rules"));
-    }
-    if errors.is_empty() { Ok(window) } else { Err(errors) }
 }
 
 #[cfg(test)]

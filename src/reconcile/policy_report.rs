@@ -1,6 +1,6 @@
 //! Keeps one PolicyReport named `steward` per namespace holding Steward
 //! objects. Reconcilers mark namespaces dirty; this task rebuilds their
-//! reports from the caches (pure `decide::report::build`) and writes only
+//! reports from the caches (pure `decide::policy_report::build`) and writes only
 //! what differs from the cached report. Without the PolicyReport CRD it logs
 //! once and writes nothing.
 
@@ -17,7 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::Context;
 use crate::api::{ControlOwnership, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PolicyException};
-use crate::decide::report::{self, REPORT_NAME, Report};
+use crate::decide::policy_report::{self, REPORT_NAME, Report};
 
 /// Batch window: many objects of one namespace changing together produce
 /// one report write.
@@ -88,7 +88,7 @@ fn desired(ctx: &Context, ns: &str) -> Option<Report> {
         .filter(|e| in_ns(e.namespace()))
         .map(|e| e.as_ref())
         .collect();
-    report::build(&cos, &pes)
+    policy_report::build(&cos, &pes)
 }
 
 async fn sync(

@@ -1,7 +1,9 @@
-//! What a validation failure looks like: a CamelCase reason (the condition
+//! What an invalid spec looks like: a CamelCase reason (the condition
 //! reason other tools match on), the exact field path, and a message.
 
 use std::fmt;
+
+use thiserror::Error;
 
 /// Why a spec is invalid. The names are the condition reasons users see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,8 +81,9 @@ impl fmt::Display for Reason {
     }
 }
 
-/// One validation failure.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One validation failure. Shown as `field: message`.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("{field}: {message}")]
 pub struct Invalid {
     /// The condition reason.
     pub reason: Reason,
@@ -101,14 +104,27 @@ impl Invalid {
     }
 }
 
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
 /// The condition message for a list of failures: every failure, in order,
 /// so one status write tells the user everything to fix.
 pub fn summary(errors: &[Invalid]) -> String {
     errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_reads_field_then_message_and_a_list_reads_them_all() {
+        let errors = [
+            Invalid::new(Reason::MissingField, "spec.ticket", "spec.ticket is required"),
+            Invalid::new(Reason::WindowTooLong, "spec.expiresAt", "too long"),
+        ];
+        assert_eq!(errors[0].to_string(), "spec.ticket: spec.ticket is required");
+        assert_eq!(
+            summary(&errors),
+            "spec.ticket: spec.ticket is required; spec.expiresAt: too long"
+        );
+        assert_eq!(Reason::GrantOutsideControl.to_string(), "GrantOutsideControl");
+    }
 }

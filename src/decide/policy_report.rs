@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 
-use super::conditions::{find, is_true};
+use super::conditions::{TRUE, find, is_true, types};
 use crate::api::{ControlOwnership, Phase, PolicyException};
 
 /// Name of the report in every namespace.
@@ -111,95 +111,95 @@ pub fn build(controls: &[&ControlOwnership], exceptions: &[&PolicyException]) ->
     if controls.is_empty() && exceptions.is_empty() {
         return None;
     }
-    let mut results = Vec::new();
     let mut controls: Vec<_> = controls.to_vec();
     controls.sort_by_key(|c| c.name_any());
-    for co in controls {
-        let Some(status) = &co.status else { continue };
-        let owners_ok = !co.spec.owner.name.trim().is_empty()
-            && !co.spec.backup_owner.name.trim().is_empty()
-            && co.spec.owner.name.trim() != co.spec.backup_owner.name.trim();
-        results.push(if owners_ok {
-            result(
-                co,
-                "owner-and-backup-owner",
-                "pass",
-                format!(
-                    "owned by {}, backed up by {}",
-                    co.spec.owner.name, co.spec.backup_owner.name
-                ),
-            )
-        } else {
-            result(
-                co,
-                "owner-and-backup-owner",
-                "fail",
-                "the control needs an owner and a different backup owner".into(),
-            )
-        });
-        if let Some(review) = find(&status.conditions, "ReviewOverdue") {
-            let outcome = if review.status == "True" { "fail" } else { "pass" };
-            results.push(result(co, "review-up-to-date", outcome, review.message.clone()));
-        }
-        for id in &status.identities {
-            for d in &id.drift {
-                let mut r = result(
-                    co,
-                    "no-undeclared-bindings",
-                    "fail",
-                    format!(
-                        "{} {} ({}) grants {} undeclared permissions",
-                        d.kind, d.name, d.role_ref, id.service_account
-                    ),
-                );
-                r.properties.insert("serviceAccount".into(), id.service_account.clone());
-                r.properties.insert("binding".into(), format!("{}/{}", d.kind, d.name));
-                results.push(r);
-            }
-        }
-        if is_true(&status.conditions, "Stalled") && owners_ok {
-            let message = find(&status.conditions, "Stalled")
-                .map(|c| c.message.clone())
-                .unwrap_or_default();
-            results.push(result(co, "valid-spec", "fail", message));
-        }
-    }
     let mut exceptions: Vec<_> = exceptions.to_vec();
     exceptions.sort_by_key(|e| e.name_any());
-    for pe in exceptions {
-        let Some(phase) = pe.status.as_ref().and_then(|s| s.phase) else {
-            continue;
-        };
-        let until = pe
-            .status
-            .as_ref()
-            .and_then(|s| s.expires_at.clone())
-            .unwrap_or_default();
-        let mut r = match phase {
-            Phase::Active => result(
-                pe,
-                "exception-active",
-                "skip",
-                format!("exception to {} active until {until}", pe.spec.control),
-            ),
-            Phase::Expired => result(
-                pe,
-                "exception-expired",
-                "warn",
-                format!(
-                    "exception to {} expired at {until} and is still present; remove it from Git",
-                    pe.spec.control
-                ),
-            ),
-            Phase::Rejected | Phase::Pending => continue,
-        };
-        r.properties.insert("exception".into(), pe.name_any());
-        r.properties.insert("control".into(), pe.spec.control.clone());
-        r.properties.insert("ticket".into(), pe.spec.ticket.clone());
-        results.push(r);
+    let mut results: Vec<ReportResult> = controls.into_iter().flat_map(control_results).collect();
+    results.extend(exceptions.into_iter().filter_map(exception_result));
+    let summary = summarize(&results);
+    if results.len() > MAX_RESULTS {
+        // Stable: keeps the name order within each outcome.
+        results.sort_by_key(|r| severity_rank(&r.result));
+        results.truncate(MAX_RESULTS);
     }
+    Some(Report { results, summary })
+}
+
+/// A control's results, from its recorded status (none before it has one).
+fn control_results(co: &ControlOwnership) -> Vec<ReportResult> {
+    let Some(status) = &co.status else {
+        return Vec::new();
+    };
+    let mut results = Vec::new();
+    let owners_ok = !co.spec.owner.name.trim().is_empty()
+        && !co.spec.backup_owner.name.trim().is_empty()
+        && co.spec.owner.name.trim() != co.spec.backup_owner.name.trim();
+    results.push(if owners_ok {
+        let message = format!(
+            "owned by {}, backed up by {}",
+            co.spec.owner.name, co.spec.backup_owner.name
+        );
+        result(co, "owner-and-backup-owner", "pass", message)
+    } else {
+        let message = "the control needs an owner and a different backup owner".into();
+        result(co, "owner-and-backup-owner", "fail", message)
+    });
+    if let Some(review) = find(&status.conditions, types::REVIEW_OVERDUE) {
+        let outcome = if review.status == TRUE { "fail" } else { "pass" };
+        results.push(result(co, "review-up-to-date", outcome, review.message.clone()));
+    }
+    for id in &status.identities {
+        for d in &id.drift {
+            let message = format!(
+                "{} {} ({}) grants {} undeclared permissions",
+                d.kind, d.name, d.role_ref, id.service_account
+            );
+            let mut r = result(co, "no-undeclared-bindings", "fail", message);
+            r.properties.insert("serviceAccount".into(), id.service_account.clone());
+            r.properties.insert("binding".into(), format!("{}/{}", d.kind, d.name));
+            results.push(r);
+        }
+    }
+    if is_true(&status.conditions, types::STALLED) && owners_ok {
+        let message = find(&status.conditions, types::STALLED)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        results.push(result(co, "valid-spec", "fail", message));
+    }
+    results
+}
+
+/// An exception's result: Active ones are skipped checks, Expired ones
+/// still present warn; Pending and Rejected ones are not reported.
+fn exception_result(pe: &PolicyException) -> Option<ReportResult> {
+    let status = pe.status.as_ref()?;
+    let until = status.expires_at.clone().unwrap_or_default();
+    let control = &pe.spec.control;
+    let mut r = match status.phase? {
+        Phase::Active => result(
+            pe,
+            "exception-active",
+            "skip",
+            format!("exception to {control} active until {until}"),
+        ),
+        Phase::Expired => result(
+            pe,
+            "exception-expired",
+            "warn",
+            format!("exception to {control} expired at {until} and is still present; remove it from Git"),
+        ),
+        Phase::Rejected | Phase::Pending => return None,
+    };
+    r.properties.insert("exception".into(), pe.name_any());
+    r.properties.insert("control".into(), control.clone());
+    r.properties.insert("ticket".into(), pe.spec.ticket.clone());
+    Some(r)
+}
+
+fn summarize(results: &[ReportResult]) -> Summary {
     let mut summary = Summary::default();
-    for r in &results {
+    for r in results {
         match r.result.as_str() {
             "pass" => summary.pass += 1,
             "fail" => summary.fail += 1,
@@ -208,19 +208,18 @@ pub fn build(controls: &[&ControlOwnership], exceptions: &[&PolicyException]) ->
             _ => summary.error += 1,
         }
     }
-    if results.len() > MAX_RESULTS {
-        let rank = |r: &ReportResult| match r.result.as_str() {
-            "fail" => 0,
-            "error" => 1,
-            "warn" => 2,
-            "pass" => 3,
-            _ => 4,
-        };
-        // Stable: keeps the name order within each outcome.
-        results.sort_by_key(rank);
-        results.truncate(MAX_RESULTS);
+    summary
+}
+
+/// Failures first when a report must be cut short.
+fn severity_rank(result: &str) -> u8 {
+    match result {
+        "fail" => 0,
+        "error" => 1,
+        "warn" => 2,
+        "pass" => 3,
+        _ => 4,
     }
-    Some(Report { results, summary })
 }
 
 #[cfg(test)]

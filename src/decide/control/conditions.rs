@@ -1,0 +1,296 @@
+//! Conditions step: Ready, Valid, Stalled, ReviewOverdue and Drifted from
+//! the validation verdict, the review date and the drift found; and the
+//! warning Events for conditions that just turned True.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::view::ControlView;
+use crate::api::{ControlOwnership, ControlOwnershipStatus, IdentityStatus};
+use crate::decide::conditions::{Cond, find, is_true, reasons, types};
+use crate::decide::invalid_spec::{Invalid, summary};
+use crate::decide::notice::{self, Notice};
+use crate::decide::time;
+use crate::decide::validate::ValidControl;
+
+/// The conditions of a control, before they are stamped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conditions {
+    /// In status order.
+    pub conditions: Vec<Cond>,
+    /// `status.nextReviewDue` (valid specs only).
+    pub next_review_due: Option<String>,
+    /// When the review falls due, if it has not yet.
+    pub wake_at: Option<Timestamp>,
+}
+
+/// The conditions of `view` at `now`, given the drift each identity reports.
+pub fn conditions(view: &ControlView<'_>, identities: &[IdentityStatus], now: Timestamp) -> Conditions {
+    let valid = match &view.checked {
+        Ok(valid) => valid,
+        Err(errors) => {
+            return Conditions {
+                conditions: invalid(errors),
+                next_review_due: None,
+                wake_at: None,
+            };
+        }
+    };
+    let due = review_due(view.control, valid, now);
+    let overdue = now >= due;
+    Conditions {
+        conditions: vec![
+            Cond::yes(
+                types::READY,
+                reasons::RECONCILED,
+                "owners, identities and RBAC are in place",
+            ),
+            Cond::yes(
+                types::VALID,
+                reasons::VALID,
+                "the spec is valid and fits the grant ceiling",
+            ),
+            review(due, overdue),
+            drifted(identities),
+        ],
+        next_review_due: Some(time::format(due)),
+        wake_at: (!overdue).then_some(due),
+    }
+}
+
+/// `lastReviewed + interval`; a control never reviewed is due from its
+/// creation.
+fn review_due(co: &ControlOwnership, valid: &ValidControl, now: Timestamp) -> Timestamp {
+    valid
+        .last_reviewed
+        .and_then(|t| t.checked_add(valid.review_interval).ok())
+        .or_else(|| co.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .unwrap_or(now)
+}
+
+fn review(due: Timestamp, overdue: bool) -> Cond {
+    if overdue {
+        Cond::yes(
+            types::REVIEW_OVERDUE,
+            reasons::REVIEW_OVERDUE,
+            format!("review was due at {}", time::format(due)),
+        )
+    } else {
+        Cond::no(
+            types::REVIEW_OVERDUE,
+            reasons::REVIEW_UP_TO_DATE,
+            format!("next review due at {}", time::format(due)),
+        )
+    }
+}
+
+fn drifted(identities: &[IdentityStatus]) -> Cond {
+    let list: Vec<String> = identities
+        .iter()
+        .flat_map(|i| {
+            i.drift
+                .iter()
+                .map(move |d| format!("{} {} ({}) grants {}", d.kind, d.name, d.role_ref, i.service_account))
+        })
+        .collect();
+    if list.is_empty() {
+        Cond::no(
+            types::DRIFTED,
+            reasons::NO_DRIFT,
+            "no undeclared bindings grant the managed identities anything",
+        )
+    } else {
+        Cond::yes(types::DRIFTED, reasons::UNDECLARED_BINDINGS, list.join("; "))
+    }
+}
+
+/// An invalid spec: not Ready, Stalled until the spec changes, not Valid;
+/// the reason is the first failure's, the message lists them all.
+fn invalid(errors: &[Invalid]) -> Vec<Cond> {
+    let reason = errors.first().map(|e| e.reason.as_str()).unwrap_or(reasons::INVALID);
+    let message = summary(errors);
+    vec![
+        Cond::no(types::READY, reason, format!("invalid: {message}")),
+        Cond::yes(types::STALLED, reason, message.clone()),
+        Cond::no(types::VALID, reason, message),
+    ]
+}
+
+/// A warning for each of Stalled, ReviewOverdue and Drifted that turned
+/// True since `previous`.
+pub fn notices(previous: &[Condition], status: &ControlOwnershipStatus) -> Vec<Notice> {
+    let warned = [
+        (types::STALLED, notice::reasons::REJECTED),
+        (types::REVIEW_OVERDUE, notice::reasons::REVIEW_OVERDUE),
+        (types::DRIFTED, notice::reasons::DRIFT_DETECTED),
+    ];
+    warned
+        .into_iter()
+        .filter(|(t, _)| is_true(&status.conditions, t) && !is_true(previous, t))
+        .map(|(t, reason)| {
+            let message = find(&status.conditions, t).map(|c| c.message.clone());
+            Notice::warning(reason, message.unwrap_or_default())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::DriftBinding;
+    use crate::decide::conditions::merge;
+    use crate::decide::fixtures::{ceiling, control, ts};
+
+    fn summary_of(c: &Conditions) -> Vec<(&str, bool, &str)> {
+        c.conditions
+            .iter()
+            .map(|c| (c.type_, c.status, c.reason.as_str()))
+            .collect()
+    }
+
+    /// The fixture was last reviewed 2026-11-20 with a 30d interval, so it
+    /// is due 2026-12-20; created 2026-11-01.
+    #[test]
+    fn review_table() {
+        // (case, lastReviewed, now, overdue, next review due, wake)
+        type Case = (
+            &'static str,
+            Option<&'static str>,
+            &'static str,
+            bool,
+            &'static str,
+            bool,
+        );
+        let cases: [Case; 4] = [
+            (
+                "before",
+                Some("2026-11-20T00:00:00Z"),
+                "2026-12-19T23:59:59Z",
+                false,
+                "2026-12-20T00:00:00Z",
+                true,
+            ),
+            (
+                "at",
+                Some("2026-11-20T00:00:00Z"),
+                "2026-12-20T00:00:00Z",
+                true,
+                "2026-12-20T00:00:00Z",
+                false,
+            ),
+            (
+                "after",
+                Some("2026-11-20T00:00:00Z"),
+                "2027-01-01T00:00:00Z",
+                true,
+                "2026-12-20T00:00:00Z",
+                false,
+            ),
+            (
+                "never reviewed: due from creation",
+                None,
+                "2026-11-28T00:00:00Z",
+                true,
+                "2026-11-01T00:00:00Z",
+                false,
+            ),
+        ];
+        let c = ceiling();
+        for (name, last, now, overdue, due, wake) in cases {
+            let mut co = control();
+            co.spec.review.last_reviewed = last.map(String::from);
+            let got = conditions(&ControlView::new(&co, &c), &[], ts(now));
+            let reason = if overdue { "ReviewOverdue" } else { "ReviewUpToDate" };
+            assert_eq!(summary_of(&got)[2], ("ReviewOverdue", overdue, reason), "{name}");
+            assert_eq!(got.next_review_due.as_deref(), Some(due), "{name}");
+            assert_eq!(got.wake_at, wake.then(|| ts(due)), "{name}");
+            assert_eq!(summary_of(&got)[0], ("Ready", true, "Reconciled"), "{name}");
+        }
+    }
+
+    #[test]
+    fn drift_and_invalid_table() {
+        let binding = DriftBinding {
+            kind: "ClusterRoleBinding".into(),
+            name: "legacy".into(),
+            role_ref: "ClusterRole/admin".into(),
+        };
+        let drifting = [IdentityStatus {
+            service_account: "api".into(),
+            role: "steward-payments-api".into(),
+            drift: vec![binding],
+        }];
+        let c = ceiling();
+        let valid = control();
+        let mut invalid = control();
+        invalid.spec.backup_owner.name = "payments-team".into();
+        // (case, control, identities, conditions, Drifted message)
+        type Case<'a> = (
+            &'a str,
+            &'a ControlOwnership,
+            &'a [IdentityStatus],
+            Vec<(&'a str, bool, &'a str)>,
+        );
+        let cases: [Case; 3] = [
+            ("no drift", &valid, &[], vec![("Drifted", false, "NoDrift")]),
+            (
+                "drift",
+                &valid,
+                &drifting,
+                vec![("Drifted", true, "UndeclaredBindings")],
+            ),
+            (
+                "invalid",
+                &invalid,
+                &drifting,
+                vec![
+                    ("Ready", false, "OwnerIsBackupOwner"),
+                    ("Stalled", true, "OwnerIsBackupOwner"),
+                    ("Valid", false, "OwnerIsBackupOwner"),
+                ],
+            ),
+        ];
+        for (name, co, identities, want) in cases {
+            let got = conditions(&ControlView::new(co, &c), identities, ts("2026-11-28T12:00:00Z"));
+            let all = summary_of(&got);
+            let tail = &all[all.len() - want.len()..];
+            assert_eq!(tail, want, "{name}");
+        }
+        let got = conditions(&ControlView::new(&valid, &c), &drifting, ts("2026-11-28T12:00:00Z"));
+        assert_eq!(
+            got.conditions[3].message,
+            "ClusterRoleBinding legacy (ClusterRole/admin) grants api"
+        );
+        let got = conditions(&ControlView::new(&invalid, &c), &[], ts("2026-11-28T12:00:00Z"));
+        assert_eq!((got.next_review_due, got.wake_at), (None, None));
+    }
+
+    #[test]
+    fn notices_only_for_conditions_turning_true() {
+        let now = ts("2026-11-28T12:00:00Z");
+        let stamp = |conds: Vec<Cond>| ControlOwnershipStatus {
+            conditions: merge(&[], conds, Some(1), now),
+            ..Default::default()
+        };
+        let on = |t| Cond::yes(t, "R", format!("{t} on"));
+        let off = |t| Cond::no(t, "R", "off");
+        /// (case, previous, now, event reasons)
+        type Case = (&'static str, Vec<Cond>, Vec<Cond>, Vec<&'static str>);
+        let cases: Vec<Case> = vec![
+            ("nothing", vec![], vec![off("Stalled")], vec![]),
+            (
+                "all three turn on",
+                vec![off("Stalled"), off("ReviewOverdue")],
+                vec![on("Stalled"), on("ReviewOverdue"), on("Drifted")],
+                vec!["Rejected", "ReviewOverdue", "DriftDetected"],
+            ),
+            ("still on", vec![on("Drifted")], vec![on("Drifted")], vec![]),
+            ("Ready is not warned", vec![], vec![on("Ready")], vec![]),
+        ];
+        for (name, before, after, want) in cases {
+            let got = notices(&stamp(before).conditions, &stamp(after));
+            assert_eq!(got.iter().map(|n| n.reason).collect::<Vec<_>>(), want, "{name}");
+            assert!(got.iter().all(|n| n.warning && n.note.ends_with(" on")), "{name}");
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Drift step: for each valid identity, the bindings not made by Steward
+//! that grant it anything and that no Active exception tolerates; Enforce
+//! deletes those whose subjects are all managed service accounts, and
+//! status reports the rest.
+
+use std::collections::BTreeSet;
+
+use super::Observed;
+use super::classify::Exceptions;
+use super::view::ControlView;
+use crate::api::{BindingKind, Enforcement, IdentityStatus};
+use crate::decide::drift::{Found, bindings_for};
+use crate::decide::rbac;
+
+/// A binding Enforce must delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removal {
+    /// Kind of binding.
+    pub kind: BindingKind,
+    /// Its name (namespace: the control's, for RoleBindings).
+    pub name: String,
+    /// What it bound, for the Event.
+    pub role_ref: String,
+}
+
+/// The drift of one control.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Drift {
+    /// Status per valid identity, with the drift it reports.
+    pub identities: Vec<IdentityStatus>,
+    /// Bindings to delete (Enforce only), each once.
+    pub remove: Vec<Removal>,
+}
+
+/// Finds the drift of `view`'s valid identities. `ours` names Steward's own
+/// RoleBindings in the namespace (identity pairs and grants that may exist).
+pub fn drift(
+    view: &ControlView<'_>,
+    observed: &Observed<'_>,
+    ours: &BTreeSet<String>,
+    exceptions: &Exceptions<'_>,
+) -> Drift {
+    let enforce = view.control.spec.enforcement == Some(Enforcement::Enforce);
+    let managed: BTreeSet<&str> = view
+        .valid_identities
+        .iter()
+        .map(|i| i.service_account.as_str())
+        .collect();
+    let mut out = Drift::default();
+    for id in &view.valid_identities {
+        let found = bindings_for(
+            &id.service_account,
+            &view.namespace,
+            observed.role_bindings,
+            observed.cluster_role_bindings,
+            ours,
+            &managed,
+        );
+        let mut reported = Vec::new();
+        for f in found.into_iter().filter(|f| !exceptions.tolerates(f.kind, &f.name)) {
+            if enforce && f.only_managed_subjects {
+                out.remove_once(f);
+            } else {
+                reported.push(f.to_status());
+            }
+        }
+        out.identities.push(IdentityStatus {
+            service_account: id.service_account.clone(),
+            role: rbac::identity_name(&view.name, &id.service_account),
+            drift: reported,
+        });
+    }
+    out
+}
+
+impl Drift {
+    /// How many drifting bindings status reports, over all identities.
+    pub fn reported(&self) -> usize {
+        self.identities.iter().map(|i| i.drift.len()).sum()
+    }
+
+    fn remove_once(&mut self, f: Found) {
+        if !self.remove.iter().any(|r| r.kind == f.kind && r.name == f.name) {
+            self.remove.push(Removal {
+                kind: f.kind,
+                name: f.name,
+                role_ref: f.role_ref,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ControlOwnership;
+    use crate::decide::fixtures::{ceiling, control};
+    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
+
+    fn sa(name: &str) -> Subject {
+        Subject {
+            kind: "ServiceAccount".into(),
+            name: name.into(),
+            namespace: Some("shop".into()),
+            api_group: None,
+        }
+    }
+
+    fn user(name: &str) -> Subject {
+        Subject {
+            kind: "User".into(),
+            name: name.into(),
+            namespace: None,
+            api_group: Some("rbac.authorization.k8s.io".into()),
+        }
+    }
+
+    fn role_ref() -> RoleRef {
+        RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: "admin".into(),
+        }
+    }
+
+    fn rb(name: &str, subjects: Vec<Subject>) -> RoleBinding {
+        RoleBinding {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("shop".into()),
+                ..Default::default()
+            },
+            role_ref: role_ref(),
+            subjects: Some(subjects),
+        }
+    }
+
+    fn crb(name: &str, subjects: Vec<Subject>) -> ClusterRoleBinding {
+        ClusterRoleBinding {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            role_ref: role_ref(),
+            subjects: Some(subjects),
+        }
+    }
+
+    /// Bindings: RoleBinding `solo` (api only), RoleBinding `shared` (api
+    /// and a user), RoleBinding `steward-x-debug` (api, a grant that may
+    /// exist), ClusterRoleBinding `cluster` (api only), tolerated in some
+    /// cases.
+    #[test]
+    fn reported_or_removed() {
+        // (case, enforcement, tolerate `cluster`?, reported for api, removed)
+        type Case = (
+            &'static str,
+            Enforcement,
+            bool,
+            &'static [&'static str],
+            &'static [&'static str],
+        );
+        let cases: [Case; 4] = [
+            (
+                "audit reports all",
+                Enforcement::Audit,
+                false,
+                &["shared", "solo", "cluster"],
+                &[],
+            ),
+            ("audit, tolerated", Enforcement::Audit, true, &["shared", "solo"], &[]),
+            (
+                "enforce removes what only managed identities hold",
+                Enforcement::Enforce,
+                false,
+                &["shared"],
+                &["solo", "cluster"],
+            ),
+            ("enforce, tolerated", Enforcement::Enforce, true, &["shared"], &["solo"]),
+        ];
+        let rbs = [
+            rb("solo", vec![sa("api")]),
+            rb("shared", vec![sa("api"), user("jane")]),
+            rb("steward-x-debug", vec![sa("api")]),
+        ];
+        let crbs = [crb("cluster", vec![sa("api"), sa("worker")])];
+        let observed = Observed {
+            exceptions: &[],
+            role_bindings: &rbs,
+            cluster_role_bindings: &crbs,
+            managed_names: &[],
+        };
+        let c = ceiling();
+        let ours: BTreeSet<String> = ["steward-payments-api", "steward-x-debug"].map(String::from).into();
+        for (name, enforcement, tolerate, reported, removed) in cases {
+            let mut co: ControlOwnership = control();
+            co.spec.enforcement = Some(enforcement);
+            let view = ControlView::new(&co, &c);
+            let mut exceptions = Exceptions::default();
+            if tolerate {
+                exceptions
+                    .tolerated
+                    .insert((BindingKind::ClusterRoleBinding, "cluster".into()));
+            }
+            let d = drift(&view, &observed, &ours, &exceptions);
+            let api: Vec<&str> = d.identities[0].drift.iter().map(|b| b.name.as_str()).collect();
+            assert_eq!(api, reported, "{name}");
+            let gone: Vec<&str> = d.remove.iter().map(|r| r.name.as_str()).collect();
+            assert_eq!(gone, removed, "{name}: removed once though it names two identities");
+            assert_eq!(d.identities[1].service_account, "worker", "{name}");
+            assert_eq!(d.identities[1].role, "steward-payments-worker", "{name}");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The whole PolicyException lifecycle, as one pure function:
+//! (exception, its control, the ceiling, now) → phase, desired grant, status,
+//! next wake-up and the event to record.
+//!
+//! ```text
+//!   invalid spec ───────────────────────────────► Rejected
+//!   now < startsAt ─────────────────────────────► Pending   (wake at startsAt)
+//!   startsAt ≤ now < expiresAt ─────────────────► Active    (wake at ExpiringSoon, expiresAt)
+//!   now ≥ expiresAt, or previously Expired,
+//!   or now ≥ the expiresAt recorded in status ──► Expired   (sticky, never again Active)
+//! ```
+//!
+//! The conditions of each phase and the next wake-up are in `conditions`,
+//! the Event for a phase change in `transition`.
+
+use jiff::Timestamp;
+use kube::{Resource, ResourceExt};
+
+use super::ceiling::Ceiling;
+use super::conditions::merge;
+use super::invalid_spec::Invalid;
+use super::notice::Notice;
+use super::rbac::{self, ManagedFor, RbacPair};
+use super::time;
+use super::validate::{self, Against, Window};
+use crate::api::{ControlOwnership, Phase, PolicyException, PolicyExceptionStatus};
+
+mod conditions;
+mod transition;
+
+use conditions::conditions_and_wake;
+pub use conditions::expiring_soon_from;
+use transition::transition;
+
+/// Where an exception is in its life, with the instants that matter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lifecycle {
+    /// The spec is invalid.
+    Rejected(Vec<Invalid>),
+    /// Valid, not yet started.
+    Pending(Window),
+    /// Valid and in force.
+    Active(Window),
+    /// Over. `window` is `None` when the spec was changed into something
+    /// invalid after it expired; it stays expired all the same.
+    Expired(Option<Window>),
+}
+
+impl Lifecycle {
+    /// The phase written to status.
+    pub fn phase(&self) -> Phase {
+        match self {
+            Lifecycle::Rejected(_) => Phase::Rejected,
+            Lifecycle::Pending(_) => Phase::Pending,
+            Lifecycle::Active(_) => Phase::Active,
+            Lifecycle::Expired(_) => Phase::Expired,
+        }
+    }
+}
+
+/// The instant an exception's default start is measured from.
+pub fn created_at(pe: &PolicyException, now: Timestamp) -> Timestamp {
+    pe.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now)
+}
+
+/// Classifies an exception at `now`. Pure: the same inputs always give the
+/// same answer. Parses the control's exception rules; a caller judging many
+/// exceptions to one control parses them once and calls [`lifecycle_against`].
+pub fn lifecycle(
+    pe: &PolicyException,
+    control: Option<&ControlOwnership>,
+    ceiling: &Ceiling,
+    now: Timestamp,
+) -> Lifecycle {
+    let rules = control.map(|c| validate::exception_rules(&c.spec));
+    lifecycle_against(pe, Against::of(rules.as_ref()), ceiling, now)
+}
+
+/// Classifies an exception at `now` against its control's parsed rules.
+pub fn lifecycle_against(pe: &PolicyException, control: Against<'_>, ceiling: &Ceiling, now: Timestamp) -> Lifecycle {
+    // Expiry is sticky from the moment the window the controller last
+    // recorded in status is over, even if it never got to write Expired
+    // (down, stalled, handing over the lease): an expiresAt moved forward
+    // after that instant must not revive the grant. An extension counts
+    // only once the controller has recorded it before the old expiry.
+    let status = pe.status.as_ref();
+    let recorded = status
+        .and_then(|s| s.expires_at.as_deref())
+        .and_then(|t| time::parse(t).ok());
+    let was_expired = status.is_some_and(|s| s.phase == Some(Phase::Expired)) || recorded.is_some_and(|r| now >= r);
+    let alone = validate::exception_alone(&pe.spec, created_at(pe, now));
+    let checked = alone
+        .clone()
+        .and_then(|w| validate::exception_against(&pe.spec, w, control, ceiling));
+    match checked {
+        // Expiry is sticky: a changed or re-applied spec never revives it,
+        // and the record keeps the window that really ended, not a later
+        // expiresAt written since.
+        _ if was_expired => Lifecycle::Expired(checked.ok().map(|w| {
+            let expires_at = recorded.map_or(w.expires_at, |r| r.min(w.expires_at));
+            Window {
+                starts_at: w.starts_at.min(expires_at),
+                expires_at,
+            }
+        })),
+        Err(errors) => match alone {
+            // A window that is over stays over, even if the control vanished.
+            Ok(w) if now >= w.expires_at => Lifecycle::Expired(Some(w)),
+            _ => Lifecycle::Rejected(errors),
+        },
+        Ok(w) if now < w.starts_at => Lifecycle::Pending(w),
+        Ok(w) if now < w.expires_at => Lifecycle::Active(w),
+        Ok(w) => Lifecycle::Expired(Some(w)),
+    }
+}
+
+/// Everything the reconciler needs to do for one exception.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// Where it is.
+    pub lifecycle: Lifecycle,
+    /// The grant that must exist; `None` means any grant must be deleted.
+    pub grant: Option<RbacPair>,
+    /// The status to hold (compare before writing).
+    pub status: PolicyExceptionStatus,
+    /// The next instant the decision changes by itself.
+    pub wake_at: Option<Timestamp>,
+    /// Event for a phase change, if any: Granted, Activated, Expired,
+    /// Rejected or Pending.
+    pub event: Option<Notice>,
+}
+
+/// Decides the desired state of one exception at `now`.
+pub fn decide(pe: &PolicyException, control: Option<&ControlOwnership>, ceiling: &Ceiling, now: Timestamp) -> Decision {
+    let lifecycle = lifecycle(pe, control, ceiling, now);
+    let grant = grant(pe, &lifecycle);
+    let (conditions, wake_at) = conditions_and_wake(&lifecycle, grant.is_some(), now);
+    let previous = pe.status.clone().unwrap_or_default();
+    let generation = pe.metadata.generation;
+    let expires_at = match &lifecycle {
+        Lifecycle::Pending(w) | Lifecycle::Active(w) | Lifecycle::Expired(Some(w)) => Some(time::format(w.expires_at)),
+        Lifecycle::Expired(None) => previous.expires_at.clone(),
+        // Keeps the expiry of the last window it was valid for, so a detour
+        // through Rejected does not wipe the record that makes expiry sticky.
+        Lifecycle::Rejected(_) => previous.expires_at.clone(),
+    };
+    let status = PolicyExceptionStatus {
+        observed_generation: generation,
+        phase: Some(lifecycle.phase()),
+        expires_at,
+        granted_role: grant.as_ref().map(|g| g.name().to_string()),
+        conditions: merge(&previous.conditions, conditions, generation, now),
+    };
+    let event = transition(previous.phase, &lifecycle, pe.spec.grant.is_some(), &status);
+    Decision {
+        lifecycle,
+        grant,
+        status,
+        wake_at,
+        event,
+    }
+}
+
+/// The grant pair, which exists only while Active.
+fn grant(pe: &PolicyException, lifecycle: &Lifecycle) -> Option<RbacPair> {
+    let (Lifecycle::Active(_), Some(g)) = (lifecycle, &pe.spec.grant) else {
+        return None;
+    };
+    let name = pe.name_any();
+    Some(rbac::pair(
+        &rbac::exception_name(&name),
+        &pe.namespace().unwrap_or_default(),
+        &g.service_account,
+        &g.rules,
+        &ManagedFor::Exception {
+            exception: &name,
+            control: &pe.spec.control,
+        },
+        pe.controller_owner_ref(&()),
+    ))
+}
+
+/// The event for a grant removed because the exception left Active other
+/// than by expiry (rejected after a change, or deleted).
+pub fn revoked_note(name: &str) -> String {
+    format!("revoked the grant {}", rbac::exception_name(name))
+}
+
+#[cfg(test)]
+mod tests;
