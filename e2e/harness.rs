@@ -703,4 +703,3 @@ pub fn from_now(secs: i64) -> String {
     let t = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs);
     t.round(jiff::Unit::Second).unwrap_or(t).to_string()
 }
-

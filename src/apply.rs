@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::{View, fingerprint};
+use crate::decide::notice::Notice;
 
 /// The field manager of every write Steward makes.
 pub const FIELD_MANAGER: &str = "steward";
@@ -142,17 +143,22 @@ impl Writer {
         delete(api, name, None).await
     }
 
-    /// Records an Event about `obj`; failures are logged, never fatal.
-    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, warning: bool, note: &str) {
+    /// Records the Event a decision asked for about `obj`; failures are
+    /// logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, notice: &Notice) {
         let ev = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.to_string(),
-            note: Some(truncate(note, EVENT_NOTE_MAX).to_string()),
-            action: reason.to_string(),
+            type_: if notice.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: notice.reason.to_string(),
+            note: Some(truncate(&notice.note, EVENT_NOTE_MAX).to_string()),
+            action: notice.reason.to_string(),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::warn!(error = %e, object = %obj.name_any(), reason, "could not record event");
+            tracing::warn!(error = %e, object = %obj.name_any(), reason = notice.reason, "could not record event");
         }
     }
 }

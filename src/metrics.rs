@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 
 use crate::api::Phase;
 use crate::cache::Caches;
-use crate::decide::conditions::is_true;
+use crate::decide::conditions::{is_true, types};
 
 /// `kind` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -218,7 +218,7 @@ impl Metrics {
             .filter(|co| {
                 co.status
                     .as_ref()
-                    .is_some_and(|s| is_true(&s.conditions, "ReviewOverdue"))
+                    .is_some_and(|s| is_true(&s.conditions, types::REVIEW_OVERDUE))
             })
             .count();
         let drift: usize = controls

@@ -157,14 +157,7 @@ mod tests {
     use super::*;
     use crate::decide::fixtures::{ceiling, control as co_fixture, exception as pe_fixture, ts};
 
-    fn sa(name: &str, ns: &str) -> Subject {
-        Subject {
-            kind: "ServiceAccount".into(),
-            name: name.into(),
-            namespace: Some(ns.into()),
-            api_group: None,
-        }
-    }
+    use crate::decide::fixtures::sa;
 
     #[test]
     fn exceptions_are_refused_only_when_they_would_be_rejected() {

@@ -1,7 +1,7 @@
 //! Test fixtures: objects as users write them, with fixed timestamps.
 
 use jiff::Timestamp;
-use k8s_openapi::api::rbac::v1::PolicyRule;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Subject};
 
 use super::ceiling::Ceiling;
 use crate::api::{ControlOwnership, PolicyException};
@@ -81,4 +81,14 @@ spec:
 
 pub fn exception() -> PolicyException {
     serde_yaml_ng::from_str(exception_yaml()).expect("fixture exception")
+}
+
+/// A ServiceAccount subject.
+pub fn sa(name: &str, ns: &str) -> Subject {
+    Subject {
+        kind: "ServiceAccount".into(),
+        name: name.into(),
+        namespace: Some(ns.into()),
+        api_group: None,
+    }
 }

@@ -27,8 +27,8 @@ pub struct ReportResult {
     pub policy: String,
     /// The check.
     pub rule: String,
-    /// pass | fail | warn | error | skip.
-    pub result: String,
+    /// The outcome.
+    pub result: Outcome,
     /// What was found.
     pub message: String,
     /// Always `steward`.
@@ -57,6 +57,23 @@ pub struct ResourceRef {
     /// uid.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uid: String,
+}
+
+/// The outcome of one check, in the upstream spelling. Declared from the
+/// most to the least severe: a report cut short keeps failures first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The check failed.
+    Fail,
+    /// The check could not be evaluated.
+    Error,
+    /// Needs attention, not a failure.
+    Warn,
+    /// The check passed.
+    Pass,
+    /// Not evaluated on purpose (an Active exception).
+    Skip,
 }
 
 /// Counts per result.
@@ -93,11 +110,11 @@ fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ResourceRef {
     }
 }
 
-fn result<K: Resource<DynamicType = ()>>(obj: &K, rule: &str, outcome: &str, message: String) -> ReportResult {
+fn result<K: Resource<DynamicType = ()>>(obj: &K, rule: &str, outcome: Outcome, message: String) -> ReportResult {
     ReportResult {
         policy: K::kind(&()).into_owned(),
         rule: rule.into(),
-        result: outcome.into(),
+        result: outcome,
         message,
         source: SOURCE.into(),
         scored: true,
@@ -120,7 +137,7 @@ pub fn build(controls: &[&ControlOwnership], exceptions: &[&PolicyException]) ->
     let summary = summarize(&results);
     if results.len() > MAX_RESULTS {
         // Stable: keeps the name order within each outcome.
-        results.sort_by_key(|r| severity_rank(&r.result));
+        results.sort_by_key(|r| r.result);
         results.truncate(MAX_RESULTS);
     }
     Some(Report { results, summary })
@@ -140,13 +157,17 @@ fn control_results(co: &ControlOwnership) -> Vec<ReportResult> {
             "owned by {}, backed up by {}",
             co.spec.owner.name, co.spec.backup_owner.name
         );
-        result(co, "owner-and-backup-owner", "pass", message)
+        result(co, "owner-and-backup-owner", Outcome::Pass, message)
     } else {
         let message = "the control needs an owner and a different backup owner".into();
-        result(co, "owner-and-backup-owner", "fail", message)
+        result(co, "owner-and-backup-owner", Outcome::Fail, message)
     });
     if let Some(review) = find(&status.conditions, types::REVIEW_OVERDUE) {
-        let outcome = if review.status == TRUE { "fail" } else { "pass" };
+        let outcome = if review.status == TRUE {
+            Outcome::Fail
+        } else {
+            Outcome::Pass
+        };
         results.push(result(co, "review-up-to-date", outcome, review.message.clone()));
     }
     for id in &status.identities {
@@ -155,7 +176,7 @@ fn control_results(co: &ControlOwnership) -> Vec<ReportResult> {
                 "{} {} ({}) grants {} undeclared permissions",
                 d.kind, d.name, d.role_ref, id.service_account
             );
-            let mut r = result(co, "no-undeclared-bindings", "fail", message);
+            let mut r = result(co, "no-undeclared-bindings", Outcome::Fail, message);
             r.properties.insert("serviceAccount".into(), id.service_account.clone());
             r.properties.insert("binding".into(), format!("{}/{}", d.kind, d.name));
             results.push(r);
@@ -165,7 +186,7 @@ fn control_results(co: &ControlOwnership) -> Vec<ReportResult> {
         let message = find(&status.conditions, types::STALLED)
             .map(|c| c.message.clone())
             .unwrap_or_default();
-        results.push(result(co, "valid-spec", "fail", message));
+        results.push(result(co, "valid-spec", Outcome::Fail, message));
     }
     results
 }
@@ -180,13 +201,13 @@ fn exception_result(pe: &PolicyException) -> Option<ReportResult> {
         Phase::Active => result(
             pe,
             "exception-active",
-            "skip",
+            Outcome::Skip,
             format!("exception to {control} active until {until}"),
         ),
         Phase::Expired => result(
             pe,
             "exception-expired",
-            "warn",
+            Outcome::Warn,
             format!("exception to {control} expired at {until} and is still present; remove it from Git"),
         ),
         Phase::Rejected | Phase::Pending => return None,
@@ -200,26 +221,16 @@ fn exception_result(pe: &PolicyException) -> Option<ReportResult> {
 fn summarize(results: &[ReportResult]) -> Summary {
     let mut summary = Summary::default();
     for r in results {
-        match r.result.as_str() {
-            "pass" => summary.pass += 1,
-            "fail" => summary.fail += 1,
-            "warn" => summary.warn += 1,
-            "skip" => summary.skip += 1,
-            _ => summary.error += 1,
-        }
+        let count = match r.result {
+            Outcome::Pass => &mut summary.pass,
+            Outcome::Fail => &mut summary.fail,
+            Outcome::Warn => &mut summary.warn,
+            Outcome::Skip => &mut summary.skip,
+            Outcome::Error => &mut summary.error,
+        };
+        *count += 1;
     }
     summary
-}
-
-/// Failures first when a report must be cut short.
-fn severity_rank(result: &str) -> u8 {
-    match result {
-        "fail" => 0,
-        "error" => 1,
-        "warn" => 2,
-        "pass" => 3,
-        _ => 4,
-    }
 }
 
 #[cfg(test)]
@@ -253,18 +264,14 @@ mod tests {
         expired.metadata.name = Some("old".into());
         expired.status = Some(exception::decide(&expired, Some(&co), &ceiling(), ts("2026-12-01T00:00:00Z")).status);
         let report = build(&[&co], &[&active, &expired]).unwrap();
-        let got: Vec<_> = report
-            .results
-            .iter()
-            .map(|r| (r.rule.as_str(), r.result.as_str()))
-            .collect();
+        let got: Vec<_> = report.results.iter().map(|r| (r.rule.as_str(), r.result)).collect();
         assert_eq!(
             got,
             [
-                ("owner-and-backup-owner", "pass"),
-                ("review-up-to-date", "pass"),
-                ("exception-active", "skip"),
-                ("exception-expired", "warn"),
+                ("owner-and-backup-owner", Outcome::Pass),
+                ("review-up-to-date", Outcome::Pass),
+                ("exception-active", Outcome::Skip),
+                ("exception-expired", Outcome::Warn),
             ]
         );
         assert_eq!(
@@ -315,7 +322,7 @@ mod tests {
         let refs: Vec<&PolicyException> = many.iter().collect();
         let report = build(&[&drifted], &refs).unwrap();
         assert_eq!(report.results.len(), MAX_RESULTS);
-        assert_eq!(report.results[0].result, "fail");
+        assert_eq!(report.results[0].result, Outcome::Fail);
         assert_eq!(report.summary.warn, 1200);
         assert_eq!(report.summary.fail, 1);
     }

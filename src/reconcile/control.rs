@@ -14,6 +14,7 @@ use super::{Context, Error, LOST_EVENT_RETRY, managed_rbac, requeue_at};
 use crate::api::{BindingKind, ControlOwnership, PolicyException};
 use crate::decide::control::{self, Decision, Observed};
 use crate::decide::drift::names_service_account;
+use crate::decide::notice::{Notice, reasons};
 
 /// Reconciles one ControlOwnership.
 #[tracing::instrument(skip_all, fields(ns = %co.namespace().unwrap_or_default(), name = %co.name_any()))]
@@ -151,13 +152,15 @@ async fn write(co: &ControlOwnership, d: &Decision, ctx: &Context) -> Result<(),
             r.name,
             r.role_ref
         );
-        ctx.writer.event(co, "DriftRemoved", true, &note).await;
+        ctx.writer
+            .event(co, &Notice::warning(reasons::DRIFT_REMOVED, note))
+            .await;
     }
     if co.status.as_ref() != Some(&d.status) {
         ctx.writer.status(&ctx.caches.controls, co, &d.status).await?;
     }
     for n in &d.notes {
-        ctx.writer.event(co, n.reason, n.warning, &n.note).await;
+        ctx.writer.event(co, n).await;
     }
     Ok(())
 }

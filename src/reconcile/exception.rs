@@ -12,6 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 use super::{Context, Error, managed_rbac, requeue_at};
 use crate::api::PolicyException;
 use crate::decide::exception::{self, Lifecycle};
+use crate::decide::notice::{Notice, reasons};
 use crate::decide::rbac;
 
 /// Reconciles one PolicyException.
@@ -49,7 +50,7 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, 
         (Lifecycle::Expired(None), true) => {}
         (_, true) => {
             let note = exception::revoked_note(&pe.name_any());
-            ctx.writer.event(pe, "Revoked", true, &note).await
+            ctx.writer.event(pe, &Notice::warning(reasons::REVOKED, note)).await
         }
         (_, false) => {}
     }
@@ -66,7 +67,7 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, 
         ctx.writer.status(&ctx.caches.exceptions, pe, &d.status).await?;
     }
     if let Some(t) = &d.event {
-        ctx.writer.event(pe, t.reason, t.warning, &t.note).await;
+        ctx.writer.event(pe, t).await;
     }
     Ok(requeue_at(d.wake_at, now))
 }
@@ -75,7 +76,7 @@ async fn cleanup(pe: &PolicyException, ctx: &Context) -> Result<Action, Error> {
     let ns = pe.namespace().unwrap_or_default();
     if managed_rbac::remove(ctx, &ns, &rbac::exception_name(&pe.name_any())).await? {
         let note = format!("{} (exception deleted)", exception::revoked_note(&pe.name_any()));
-        ctx.writer.event(pe, "Revoked", false, &note).await;
+        ctx.writer.event(pe, &Notice::normal(reasons::REVOKED, note)).await;
     }
     Ok(Action::await_change())
 }

@@ -132,14 +132,7 @@ mod tests {
         }
     }
 
-    fn sa(name: &str, ns: &str) -> Subject {
-        Subject {
-            kind: "ServiceAccount".into(),
-            name: name.into(),
-            namespace: Some(ns.into()),
-            api_group: None,
-        }
-    }
+    use crate::decide::fixtures::sa;
 
     fn subject(kind: &str, name: &str) -> Subject {
         Subject {
