@@ -7,6 +7,8 @@ mod control;
 mod exception;
 mod managed_rbac;
 mod policy_report;
+#[cfg(test)]
+mod tests;
 mod triggers;
 
 pub use triggers::{Config, run};
@@ -99,6 +101,25 @@ impl Context {
         };
         let ms = 500u64.saturating_mul(1u64 << n.min(10).saturating_sub(1));
         Duration::from_millis(ms.min(60_000))
+    }
+}
+
+#[cfg(test)]
+impl Context {
+    /// A context over `caches` whose every request goes to `client`, for
+    /// tests; PolicyReport marks go nowhere.
+    fn for_test(caches: Arc<Caches>, client: kube::Client) -> Self {
+        let reporter = kube::runtime::events::Reporter {
+            controller: "steward".into(),
+            instance: None,
+        };
+        Self {
+            caches,
+            writer: Writer::new(client, reporter),
+            metrics: Arc::new(Metrics::new()),
+            reports: futures::channel::mpsc::unbounded().0,
+            failures: Mutex::default(),
+        }
     }
 }
 
