@@ -163,6 +163,16 @@ mod tests {
         decide(co, &observed, &ceiling(), ts("2026-11-28T12:00:00Z"))
     }
 
+    /// Names of the bindings reported drifting for the identity at `index`
+    /// (in the fixture control, 0 is api and 1 is worker).
+    fn drifting(d: &Decision, index: usize) -> Vec<&str> {
+        d.status.identities[index]
+            .drift
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect()
+    }
+
     fn cond(d: &Decision, t: &str) -> Option<(String, String)> {
         d.status
             .conditions
@@ -212,18 +222,8 @@ mod tests {
             crb("other-sa", vec![sa("frontend", "shop")]),
         ];
         let audit = run(&control(), &[], &crbs, "2026-11-28T12:00:00Z");
-        let api: Vec<_> = audit.status.identities[0]
-            .drift
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect();
-        assert_eq!(api, ["all-sas", "direct", "ns-sas", "shared"]);
-        let worker: Vec<_> = audit.status.identities[1]
-            .drift
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect();
-        assert_eq!(worker, ["all-sas", "as-user", "ns-sas"]);
+        assert_eq!(drifting(&audit, 0), ["all-sas", "direct", "ns-sas", "shared"]);
+        assert_eq!(drifting(&audit, 1), ["all-sas", "as-user", "ns-sas"]);
         assert!(audit.remove_drift.is_empty(), "Audit deleted something");
         assert_eq!(cond(&audit, "Drifted").unwrap().0, "True");
 
@@ -233,12 +233,7 @@ mod tests {
         let removed: Vec<_> = enforce.remove_drift.iter().map(|r| r.name.as_str()).collect();
         // A User-form subject is not a ServiceAccount subject: reported, not deleted.
         assert_eq!(removed, ["direct"]);
-        let api: Vec<_> = enforce.status.identities[0]
-            .drift
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect();
-        assert_eq!(api, ["all-sas", "ns-sas", "shared"]);
+        assert_eq!(drifting(&enforce, 0), ["all-sas", "ns-sas", "shared"]);
     }
 
     #[test]
