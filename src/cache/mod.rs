@@ -154,24 +154,27 @@ impl Caches {
         }
     }
 
-    /// Caches whose first list has not arrived, and the means to list them.
+    /// Caches whose first list has not arrived, and the means to list them:
+    /// fed caches with every view swapped for an unlisted one.
     pub fn unlisted() -> (Self, Unlisted) {
-        let (exceptions, a) = View::unlisted();
-        let (controls, b) = View::unlisted();
-        let (role_bindings, c) = View::unlisted();
-        let (cluster_role_bindings, d) = View::unlisted();
-        let (roles, e) = View::unlisted();
-        let (ceiling_role, f) = View::unlisted();
-        let caches = Self {
-            exceptions,
-            controls,
-            role_bindings,
-            cluster_role_bindings,
-            roles,
-            ceiling_role,
-            scope: test_scope(),
-        };
-        (caches, Unlisted(a, b, c, d, e, f))
+        fn unlist<K>(view: &mut Arc<View<K>>) -> kube::runtime::reflector::store::Writer<K>
+        where
+            K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync,
+        {
+            let (unlisted, writer) = View::unlisted();
+            *view = unlisted;
+            writer
+        }
+        let mut caches = Self::fed(vec![], vec![]);
+        let writers = Unlisted(
+            unlist(&mut caches.exceptions),
+            unlist(&mut caches.controls),
+            unlist(&mut caches.role_bindings),
+            unlist(&mut caches.cluster_role_bindings),
+            unlist(&mut caches.roles),
+            unlist(&mut caches.ceiling_role),
+        );
+        (caches, writers)
     }
 }
 
@@ -196,7 +199,8 @@ pub struct Unlisted(
 
 #[cfg(test)]
 impl Unlisted {
-    /// Completes an empty first list of every cache but `skip_rbac`'s kinds.
+    /// Completes an empty first list of every cache, the RBAC kinds' only
+    /// if `rbac_too`.
     pub fn list(&mut self, rbac_too: bool) {
         use kube::runtime::watcher::Event;
         fn empty<K: Resource<DynamicType = ()> + Clone>(w: &mut kube::runtime::reflector::store::Writer<K>) {

@@ -159,6 +159,16 @@ mod tests {
 
     use crate::decide::fixtures::sa;
 
+    /// A RoleBinding in the fixture namespace.
+    fn role_binding<'a>(name: &'a str, subjects: &'a [Subject]) -> Binding<'a> {
+        Binding {
+            kind: BindingKind::RoleBinding,
+            name,
+            namespace: Some("shop"),
+            subjects,
+        }
+    }
+
     #[test]
     fn exceptions_are_refused_only_when_they_would_be_rejected() {
         let (co, c) = (co_fixture(), ceiling());
@@ -219,21 +229,11 @@ mod tests {
         let mut co = co_fixture();
         co.spec.enforcement = Some(Enforcement::Enforce);
         let subjects = [sa("api", "shop")];
-        let ours = Binding {
-            kind: BindingKind::RoleBinding,
-            name: "steward-payments-api",
-            namespace: Some("shop"),
-            subjects: &subjects,
-        };
+        let ours = role_binding("steward-payments-api", &subjects);
         let now = ts("2026-11-28T12:00:00Z");
         assert_eq!(binding(&ours, &[&co], &[], &ceiling(), now), Verdict::Allow);
         let other_subjects = [sa("frontend", "shop")];
-        let other = Binding {
-            kind: BindingKind::RoleBinding,
-            name: "x",
-            namespace: Some("shop"),
-            subjects: &other_subjects,
-        };
+        let other = role_binding("x", &other_subjects);
         assert_eq!(binding(&other, &[&co], &[], &ceiling(), now), Verdict::Allow);
         let group = [Subject {
             kind: "Group".into(),
@@ -241,12 +241,7 @@ mod tests {
             namespace: None,
             api_group: Some("rbac.authorization.k8s.io".into()),
         }];
-        let via_group = Binding {
-            kind: BindingKind::RoleBinding,
-            name: "all",
-            namespace: Some("shop"),
-            subjects: &group,
-        };
+        let via_group = role_binding("all", &group);
         assert!(matches!(
             binding(&via_group, &[&co], &[], &ceiling(), now),
             Verdict::Deny(_)

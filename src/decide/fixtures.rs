@@ -4,6 +4,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Subject};
 
 use super::ceiling::Ceiling;
+use super::control::Observed;
 use crate::api::{ControlOwnership, PolicyException};
 
 pub fn ts(s: &str) -> Timestamp {
@@ -90,5 +91,16 @@ pub fn sa(name: &str, ns: &str) -> Subject {
         name: name.into(),
         namespace: Some(ns.into()),
         api_group: None,
+    }
+}
+
+/// What the controller observes in an empty cluster: no exceptions, no
+/// bindings, no managed pairs. Tests fill in what they need.
+pub fn nothing_observed<'a>() -> Observed<'a> {
+    Observed {
+        exceptions: &[],
+        role_bindings: &[],
+        cluster_role_bindings: &[],
+        managed_names: &[],
     }
 }

@@ -236,33 +236,34 @@ fn summarize(results: &[ReportResult]) -> Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::control::{self, Observed};
+    use crate::decide::control;
     use crate::decide::exception;
-    use crate::decide::fixtures::{ceiling, control as co_fixture, exception as pe_fixture, ts};
+    use crate::decide::fixtures::{ceiling, control as co_fixture, exception as pe_fixture, nothing_observed, ts};
+    use jiff::Timestamp;
+
+    /// The fixture control with the status decided for it at `now`, with
+    /// nothing else observed.
+    fn decided_control(now: Timestamp) -> ControlOwnership {
+        let mut co = co_fixture();
+        co.status = Some(control::decide(&co, &nothing_observed(), &ceiling(), now).status);
+        co
+    }
+
+    /// The fixture exception to `co`, named `name`, with the status decided
+    /// for it at `now`.
+    fn decided_exception(name: &str, co: &ControlOwnership, now: Timestamp) -> PolicyException {
+        let mut pe = pe_fixture();
+        pe.metadata.name = Some(name.into());
+        pe.status = Some(exception::decide(&pe, Some(co), &ceiling(), now).status);
+        pe
+    }
 
     #[test]
     fn one_object_in_each_state() {
         let now = ts("2026-11-28T12:00:00Z");
-        let mut co = co_fixture();
-        co.status = Some(
-            control::decide(
-                &co,
-                &Observed {
-                    exceptions: &[],
-                    role_bindings: &[],
-                    cluster_role_bindings: &[],
-                    managed_names: &[],
-                },
-                &ceiling(),
-                now,
-            )
-            .status,
-        );
-        let mut active = pe_fixture();
-        active.status = Some(exception::decide(&active, Some(&co), &ceiling(), now).status);
-        let mut expired = pe_fixture();
-        expired.metadata.name = Some("old".into());
-        expired.status = Some(exception::decide(&expired, Some(&co), &ceiling(), ts("2026-12-01T00:00:00Z")).status);
+        let co = decided_control(now);
+        let active = decided_exception("debug", &co, now);
+        let expired = decided_exception("old", &co, ts("2026-12-01T00:00:00Z"));
         let report = build(&[&co], &[&active, &expired]).unwrap();
         let got: Vec<_> = report.results.iter().map(|r| (r.rule.as_str(), r.result)).collect();
         assert_eq!(
@@ -293,32 +294,15 @@ mod tests {
         let now = ts("2026-12-01T00:00:00Z");
         let co = co_fixture();
         let many: Vec<PolicyException> = (0..1200)
-            .map(|i| {
-                let mut pe = pe_fixture();
-                pe.metadata.name = Some(format!("pe-{i:04}"));
-                pe.status = Some(exception::decide(&pe, Some(&co), &ceiling(), now).status);
-                pe
-            })
+            .map(|i| decided_exception(&format!("pe-{i:04}"), &co, now))
             .collect();
-        let mut drifted = co_fixture();
-        let mut status = control::decide(
-            &drifted,
-            &Observed {
-                exceptions: &[],
-                role_bindings: &[],
-                cluster_role_bindings: &[],
-                managed_names: &[],
-            },
-            &ceiling(),
-            now,
-        )
-        .status;
+        let mut drifted = decided_control(now);
+        let status = drifted.status.as_mut().expect("decided");
         status.identities[0].drift.push(crate::api::DriftBinding {
             kind: "ClusterRoleBinding".into(),
             name: "x".into(),
             role_ref: "ClusterRole/admin".into(),
         });
-        drifted.status = Some(status);
         let refs: Vec<&PolicyException> = many.iter().collect();
         let report = build(&[&drifted], &refs).unwrap();
         assert_eq!(report.results.len(), MAX_RESULTS);

@@ -5,19 +5,21 @@
 
 mod mock_api;
 
+use std::fmt::Debug;
 use std::sync::Arc;
 
 use http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use self::mock_api::{Expected, expect, no_requests};
-use super::{Context, control, exception, managed_rbac};
+use self::mock_api::{Expected, Mock, expect, no_requests};
+use super::{Context, Error, control, exception, managed_rbac};
 use crate::api::{ControlOwnership, ControlOwnershipStatus, FINALIZER, PolicyException, PolicyExceptionStatus};
 use crate::cache::{Caches, View, fingerprint};
 use crate::decide::rbac::{self, ManagedFor, RbacPair};
@@ -170,8 +172,29 @@ fn caches(
     Arc::new(c)
 }
 
-fn ctx(caches: Arc<Caches>, client: kube::Client) -> Arc<Context> {
-    Arc::new(Context::for_test(caches, client))
+/// Caches listing only these Roles and RoleBindings, and the ceiling.
+fn rbac_caches(roles: Vec<Role>, role_bindings: Vec<RoleBinding>) -> Arc<Caches> {
+    caches(vec![], vec![], roles, role_bindings)
+}
+
+/// Records in `view` our write of `written` to `obj`'s key, answered with
+/// resourceVersion `rv`, as the writer records each of its writes.
+fn remember_write<K, W>(view: &View<K>, obj: &K, rv: &str, written: &W)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    W: Serialize,
+{
+    view.record(&ObjectRef::from_obj(obj), Some(rv), fingerprint(written));
+}
+
+/// Path of the Role `name` in the test namespace.
+fn role_at(name: &str) -> String {
+    format!("{RBAC}/roles/{name}")
+}
+
+/// Path of the RoleBinding `name` in the test namespace.
+fn binding_at(name: &str) -> String {
+    format!("{RBAC}/rolebindings/{name}")
 }
 
 /// The body of a server-side apply of `obj`: all of it, kind included.
@@ -182,17 +205,26 @@ fn applied<K: Resource<DynamicType = ()> + Serialize>(obj: &K) -> Value {
     v
 }
 
-/// The body of a status apply.
-fn status_applied<K: Resource<DynamicType = ()>, S: Serialize>(status: &S) -> Value {
-    json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status})
-}
-
-/// `conditions` as recorded one generation before `generation`.
-fn one_generation_behind(mut conditions: Vec<Condition>, generation: i64) -> Vec<Condition> {
-    for c in &mut conditions {
-        c.observed_generation = Some(generation - 1);
+/// `settled` with its status as recorded one generation before its own,
+/// and the one request that brings it up to date: a status apply to `path`
+/// of exactly the settled status, answered with `settled` at resourceVersion
+/// `rv`.
+fn a_generation_behind<K>(settled: &K, path: String, rv: &str) -> (K, Expected)
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,
+{
+    let mut answered = serde_json::to_value(settled).expect("object");
+    let want = answered["status"].clone();
+    let mut behind = answered.clone();
+    let generation = behind["metadata"]["generation"].as_i64().expect("generation");
+    behind["status"]["observedGeneration"] = (generation - 1).into();
+    for c in behind["status"]["conditions"].as_array_mut().expect("conditions") {
+        c["observedGeneration"] = (generation - 1).into();
     }
-    conditions
+    answered["metadata"]["resourceVersion"] = rv.into();
+    let body = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": want});
+    let apply = Expected::apply(path, body).answers_with(&answered);
+    (serde_json::from_value(behind).expect("object"), apply)
 }
 
 /// The status the control reconciler decides for `co` with its identity
@@ -227,18 +259,63 @@ fn settled_exception(now: Timestamp) -> (PolicyException, ControlOwnership, Rbac
     (pe, co, grant)
 }
 
+// === running the code under test against the mock ===
+
+/// Runs `call` with a context over `caches` whose client is `mock`'s, and
+/// returns its result once the mock has checked the requests. `call` owns
+/// the only context: when it ends, so does the scenario.
+async fn run<T, F>(mock: Mock, caches: Arc<Caches>, call: impl FnOnce(Arc<Context>) -> F) -> T
+where
+    F: Future<Output = T>,
+{
+    let (client, server) = mock;
+    let result = call(Arc::new(Context::for_test(caches, client))).await;
+    server.verify().await;
+    result
+}
+
+/// `managed_rbac::ensure` of `pair`, which must succeed.
+async fn ensure(mock: Mock, caches: Arc<Caches>, pair: &RbacPair) {
+    run(
+        mock,
+        caches,
+        |ctx| async move { managed_rbac::ensure(&ctx, pair).await },
+    )
+    .await
+    .expect("ensure");
+}
+
+/// `managed_rbac::remove` of the pair `name` in the test namespace.
+async fn remove(mock: Mock, caches: Arc<Caches>, name: &str) -> Result<bool, Error> {
+    run(
+        mock,
+        caches,
+        |ctx| async move { managed_rbac::remove(&ctx, NS, name).await },
+    )
+    .await
+}
+
+/// A reconcile of `co`, which must succeed.
+async fn reconcile_control(mock: Mock, caches: Arc<Caches>, co: ControlOwnership) {
+    run(mock, caches, |ctx| control::reconcile(Arc::new(co), ctx))
+        .await
+        .expect("reconcile");
+}
+
+/// A reconcile of `pe`, which must succeed.
+async fn reconcile_exception(mock: Mock, caches: Arc<Caches>, pe: PolicyException) {
+    run(mock, caches, |ctx| exception::reconcile(Arc::new(pe), ctx))
+        .await
+        .expect("reconcile");
+}
+
 // === managed_rbac::ensure ===
 
 #[tokio::test]
 async fn ensure_writes_nothing_when_the_cache_shows_the_pair() {
     let pair = identity_pair(&control_at(now(), false));
     let (role, binding) = pair_on_server(&pair);
-    let (client, server) = no_requests();
-    let ctx = ctx(caches(vec![], vec![], vec![role], vec![binding]), client);
-    let result = managed_rbac::ensure(&ctx, &pair).await;
-    drop(ctx);
-    server.verify().await;
-    result.expect("ensure");
+    ensure(no_requests(), rbac_caches(vec![role], vec![binding]), &pair).await;
 }
 
 #[tokio::test]
@@ -252,48 +329,36 @@ async fn ensure_writes_nothing_when_our_last_write_was_exactly_the_pair() {
     old.binding.subjects.as_mut().expect("subjects")[0].name = "old".into();
     let (old_role, old_binding) = pair_on_server(&old);
     for (roles, bindings) in [(vec![old_role], vec![old_binding]), (vec![], vec![])] {
-        let caches = caches(vec![], vec![], roles, bindings);
-        caches
-            .roles
-            .record(&ObjectRef::from_obj(&pair.role), Some("8"), fingerprint(&pair.role));
-        caches.role_bindings.record(
-            &ObjectRef::from_obj(&pair.binding),
-            Some("9"),
-            fingerprint(&pair.binding),
-        );
-        let (client, server) = no_requests();
-        let ctx = ctx(caches, client);
-        let result = managed_rbac::ensure(&ctx, &pair).await;
-        drop(ctx);
-        server.verify().await;
-        result.expect("ensure");
+        let caches = rbac_caches(roles, bindings);
+        remember_write(&caches.roles, &pair.role, "8", &pair.role);
+        remember_write(&caches.role_bindings, &pair.binding, "9", &pair.binding);
+        ensure(no_requests(), caches, &pair).await;
     }
 }
 
 #[tokio::test]
 async fn ensure_applies_each_object_that_differs_role_first_then_trusts_its_writes() {
-    let pair = identity_pair(&control_at(now(), false));
-    let name = pair.name().to_string();
+    let pair = &identity_pair(&control_at(now(), false));
+    let name = pair.name();
     let mut old = pair.clone();
     old.role.rules = Some(vec![rule(&["pods"], &["list"])]);
     old.binding.metadata.owner_references = None;
     let (old_role, old_binding) = pair_on_server(&old);
-    let (client, server) = expect(vec![
-        Expected::apply(format!("{RBAC}/roles/{name}"), applied(&pair.role)).answers(
-            StatusCode::OK,
-            serde_json::to_value(on_server(&pair.role, "role-uid", "10")).expect("role"),
-        ),
-        Expected::apply(format!("{RBAC}/rolebindings/{name}"), applied(&pair.binding)).answers(
-            StatusCode::OK,
-            serde_json::to_value(on_server(&pair.binding, "binding-uid", "11")).expect("binding"),
-        ),
+    let mock = expect(vec![
+        Expected::apply(role_at(name), applied(&pair.role)).answers_with(&on_server(&pair.role, "role-uid", "10")),
+        Expected::apply(binding_at(name), applied(&pair.binding)).answers_with(&on_server(
+            &pair.binding,
+            "binding-uid",
+            "11",
+        )),
     ]);
-    let ctx = ctx(caches(vec![], vec![], vec![old_role], vec![old_binding]), client);
-    let first = managed_rbac::ensure(&ctx, &pair).await;
-    // The watch has not delivered our writes: the views' memos know them.
-    let second = managed_rbac::ensure(&ctx, &pair).await;
-    drop(ctx);
-    server.verify().await;
+    let (first, second) = run(mock, rbac_caches(vec![old_role], vec![old_binding]), |ctx| async move {
+        let first = managed_rbac::ensure(&ctx, pair).await;
+        // The watch has not delivered our writes: the views' memos know them.
+        let second = managed_rbac::ensure(&ctx, pair).await;
+        (first, second)
+    })
+    .await;
     first.expect("first ensure");
     second.expect("second ensure");
 }
@@ -302,15 +367,8 @@ async fn ensure_applies_each_object_that_differs_role_first_then_trusts_its_writ
 async fn ensure_applies_only_the_object_that_differs() {
     let pair = identity_pair(&control_at(now(), false));
     let (role, _) = pair_on_server(&pair);
-    let (client, server) = expect(vec![Expected::apply(
-        format!("{RBAC}/rolebindings/{}", pair.name()),
-        applied(&pair.binding),
-    )]);
-    let ctx = ctx(caches(vec![], vec![], vec![role], vec![]), client);
-    let result = managed_rbac::ensure(&ctx, &pair).await;
-    drop(ctx);
-    server.verify().await;
-    result.expect("ensure");
+    let mock = expect(vec![Expected::apply(binding_at(pair.name()), applied(&pair.binding))]);
+    ensure(mock, rbac_caches(vec![role], vec![]), &pair).await;
 }
 
 #[tokio::test]
@@ -319,19 +377,10 @@ async fn ensure_applies_when_our_last_write_was_something_else() {
     let (_, binding) = pair_on_server(&pair);
     let mut other = pair.role.clone();
     other.rules = Some(vec![rule(&["pods"], &["list"])]);
-    let caches = caches(vec![], vec![], vec![], vec![binding]);
-    caches
-        .roles
-        .record(&ObjectRef::from_obj(&pair.role), Some("8"), fingerprint(&other));
-    let (client, server) = expect(vec![Expected::apply(
-        format!("{RBAC}/roles/{}", pair.name()),
-        applied(&pair.role),
-    )]);
-    let ctx = ctx(caches, client);
-    let result = managed_rbac::ensure(&ctx, &pair).await;
-    drop(ctx);
-    server.verify().await;
-    result.expect("ensure");
+    let caches = rbac_caches(vec![], vec![binding]);
+    remember_write(&caches.roles, &pair.role, "8", &other);
+    let mock = expect(vec![Expected::apply(role_at(pair.name()), applied(&pair.role))]);
+    ensure(mock, caches, &pair).await;
 }
 
 // === managed_rbac::remove ===
@@ -339,45 +388,33 @@ async fn ensure_applies_when_our_last_write_was_something_else() {
 #[tokio::test]
 async fn remove_deletes_the_binding_then_the_role_each_if_it_still_has_its_uid() {
     let pair = identity_pair(&control_at(now(), false));
-    let name = pair.name().to_string();
+    let name = pair.name();
     let (role, binding) = pair_on_server(&pair);
-    let (client, server) = expect(vec![
-        Expected::delete(format!("{RBAC}/rolebindings/{name}"), "binding-uid"),
+    let mock = expect(vec![
+        Expected::delete(binding_at(name), "binding-uid"),
         // Already gone: that is what we wanted.
-        Expected::delete(format!("{RBAC}/roles/{name}"), "role-uid").answers_not_found(),
+        Expected::delete(role_at(name), "role-uid").answers_not_found(),
     ]);
-    let ctx = ctx(caches(vec![], vec![], vec![role], vec![binding]), client);
-    let result = managed_rbac::remove(&ctx, NS, &name).await;
-    drop(ctx);
-    server.verify().await;
+    let result = remove(mock, rbac_caches(vec![role], vec![binding]), name).await;
     assert!(result.expect("remove"), "something existed");
 }
 
 #[tokio::test]
 async fn remove_keeps_the_role_when_the_binding_could_not_be_deleted() {
     let pair = identity_pair(&control_at(now(), false));
-    let name = pair.name().to_string();
+    let name = pair.name();
     let (role, binding) = pair_on_server(&pair);
-    let (client, server) = expect(vec![
-        Expected::delete(format!("{RBAC}/rolebindings/{name}"), "binding-uid").answers(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 500, "reason": "InternalError", "message": "etcd"}),
-        ),
-    ]);
-    let ctx = ctx(caches(vec![], vec![], vec![role], vec![binding]), client);
-    let result = managed_rbac::remove(&ctx, NS, &name).await;
-    drop(ctx);
-    server.verify().await;
+    let mock = expect(vec![Expected::delete(binding_at(name), "binding-uid").answers(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 500, "reason": "InternalError", "message": "etcd"}),
+    )]);
+    let result = remove(mock, rbac_caches(vec![role], vec![binding]), name).await;
     assert!(result.is_err(), "the failure is reported, to be retried");
 }
 
 #[tokio::test]
 async fn remove_of_nothing_cached_makes_no_request() {
-    let (client, server) = no_requests();
-    let ctx = ctx(caches(vec![], vec![], vec![], vec![]), client);
-    let result = managed_rbac::remove(&ctx, NS, "steward-payments-api").await;
-    drop(ctx);
-    server.verify().await;
+    let result = remove(no_requests(), rbac_caches(vec![], vec![]), "steward-payments-api").await;
     assert!(!result.expect("remove"), "nothing existed");
 }
 
@@ -386,39 +423,18 @@ async fn remove_of_nothing_cached_makes_no_request() {
 #[tokio::test]
 async fn an_unchanged_control_makes_no_request() {
     let (co, role, binding) = settled_control(now());
-    let (client, server) = no_requests();
-    let ctx = ctx(caches(vec![co.clone()], vec![], vec![role], vec![binding]), client);
-    let result = control::reconcile(Arc::new(co), ctx.clone()).await;
-    drop(ctx);
-    server.verify().await;
-    result.expect("reconcile");
+    let caches = caches(vec![co.clone()], vec![], vec![role], vec![binding]);
+    reconcile_control(no_requests(), caches, co).await;
 }
 
 #[tokio::test]
 async fn a_control_whose_status_differs_gets_one_status_apply() {
-    let (mut co, role, binding) = settled_control(now());
-    let want = co.status.clone().expect("status");
+    let (settled, role, binding) = settled_control(now());
     // The status describes the previous generation.
-    co.status = Some(ControlOwnershipStatus {
-        observed_generation: Some(2),
-        conditions: one_generation_behind(want.conditions.clone(), 3),
-        ..want.clone()
-    });
-    let mut answered = co.clone();
-    answered.status = Some(want.clone());
-    answered.metadata.resource_version = Some("6".into());
-    let (client, server) = expect(vec![
-        Expected::apply(
-            format!("{STEWARD}/controlownerships/payments/status"),
-            status_applied::<ControlOwnership, _>(&want),
-        )
-        .answers(StatusCode::OK, serde_json::to_value(&answered).expect("control")),
-    ]);
-    let ctx = ctx(caches(vec![co.clone()], vec![], vec![role], vec![binding]), client);
-    let result = control::reconcile(Arc::new(co), ctx.clone()).await;
-    drop(ctx);
-    server.verify().await;
-    result.expect("reconcile");
+    let path = format!("{STEWARD}/controlownerships/payments/status");
+    let (co, apply) = a_generation_behind(&settled, path, "6");
+    let caches = caches(vec![co.clone()], vec![], vec![role], vec![binding]);
+    reconcile_control(expect(vec![apply]), caches, co).await;
 }
 
 #[tokio::test]
@@ -428,29 +444,16 @@ async fn a_stale_copy_of_a_control_makes_no_request() {
     let cached = control_at(now(), false);
     let mut stale = cached.clone();
     stale.metadata.resource_version = Some("4".into());
-    let (client, server) = no_requests();
-    let ctx = ctx(caches(vec![cached], vec![], vec![], vec![]), client);
-    let result = control::reconcile(Arc::new(stale), ctx.clone()).await;
-    drop(ctx);
-    server.verify().await;
-    result.expect("reconcile");
+    reconcile_control(no_requests(), caches(vec![cached], vec![], vec![], vec![]), stale).await;
 }
 
 #[tokio::test]
 async fn a_control_cached_behind_our_own_status_write_makes_no_request() {
     let (mut co, role, binding) = settled_control(now());
-    let want = co.status.clone().expect("status");
-    co.status = None;
+    let want = co.status.take().expect("status");
     let caches = caches(vec![co.clone()], vec![], vec![role], vec![binding]);
-    caches
-        .controls
-        .record(&ObjectRef::from_obj(&co), Some("6"), fingerprint(&want));
-    let (client, server) = no_requests();
-    let ctx = ctx(caches, client);
-    let result = control::reconcile(Arc::new(co), ctx.clone()).await;
-    drop(ctx);
-    server.verify().await;
-    result.expect("reconcile");
+    remember_write(&caches.controls, &co, "6", &want);
+    reconcile_control(no_requests(), caches, co).await;
 }
 
 #[tokio::test]
@@ -477,15 +480,12 @@ async fn enforce_deletes_a_drifting_binding_if_it_still_has_its_uid() {
     let drifting = on_server(&drifting, "legacy-uid", "2");
     let bindings = vec![binding, drifting];
     co.status = Some(control_status(&co, &bindings));
-    let (client, server) = expect(vec![
-        Expected::delete(format!("{RBAC}/rolebindings/legacy-edit"), "legacy-uid"),
+    let mock = expect(vec![
+        Expected::delete(binding_at("legacy-edit"), "legacy-uid"),
         Expected::event(NS, "DriftRemoved"),
     ]);
-    let ctx = ctx(caches(vec![co.clone()], vec![], vec![role], bindings), client);
-    let result = control::reconcile(Arc::new(co), ctx.clone()).await;
-    drop(ctx);
-    server.verify().await;
-    result.expect("reconcile");
+    let caches = caches(vec![co.clone()], vec![], vec![role], bindings);
+    reconcile_control(mock, caches, co).await;
 }
 
 #[tokio::test]
@@ -495,9 +495,9 @@ async fn a_deleted_control_revokes_its_pair_before_its_finalizer_goes() {
     let name = rbac::identity_name("payments", "api");
     let mut released = co.clone();
     released.metadata.finalizers = None;
-    let (client, server) = expect(vec![
-        Expected::delete(format!("{RBAC}/rolebindings/{name}"), "binding-uid"),
-        Expected::delete(format!("{RBAC}/roles/{name}"), "role-uid"),
+    let mock = expect(vec![
+        Expected::delete(binding_at(&name), "binding-uid"),
+        Expected::delete(role_at(&name), "role-uid"),
         Expected::json_patch(
             format!("{STEWARD}/controlownerships/payments"),
             json!([
@@ -505,13 +505,10 @@ async fn a_deleted_control_revokes_its_pair_before_its_finalizer_goes() {
                 {"op": "remove", "path": "/metadata/finalizers/0"},
             ]),
         )
-        .answers(StatusCode::OK, serde_json::to_value(&released).expect("control")),
+        .answers_with(&released),
     ]);
-    let ctx = ctx(caches(vec![co.clone()], vec![], vec![role], vec![binding]), client);
-    let result = control::reconcile(Arc::new(co), ctx.clone()).await;
-    drop(ctx);
-    server.verify().await;
-    result.expect("reconcile");
+    let caches = caches(vec![co.clone()], vec![], vec![role], vec![binding]);
+    reconcile_control(mock, caches, co).await;
 }
 
 // === PolicyException reconciler ===
@@ -520,61 +517,33 @@ async fn a_deleted_control_revokes_its_pair_before_its_finalizer_goes() {
 async fn an_unchanged_exception_makes_no_request() {
     let (pe, co, grant) = settled_exception(now());
     let (role, binding) = pair_on_server(&grant);
-    let (client, server) = no_requests();
-    let ctx = ctx(caches(vec![co], vec![pe.clone()], vec![role], vec![binding]), client);
-    let result = exception::reconcile(Arc::new(pe), ctx.clone()).await;
-    drop(ctx);
-    server.verify().await;
-    result.expect("reconcile");
+    let caches = caches(vec![co], vec![pe.clone()], vec![role], vec![binding]);
+    reconcile_exception(no_requests(), caches, pe).await;
 }
 
 #[tokio::test]
 async fn an_exception_whose_status_differs_gets_one_status_apply() {
-    let (mut pe, co, grant) = settled_exception(now());
+    let (settled, co, grant) = settled_exception(now());
     let (role, binding) = pair_on_server(&grant);
-    let want = pe.status.clone().expect("status");
-    pe.status = Some(PolicyExceptionStatus {
-        observed_generation: Some(1),
-        conditions: one_generation_behind(want.conditions.clone(), 2),
-        ..want.clone()
-    });
-    let mut answered = pe.clone();
-    answered.status = Some(want.clone());
-    answered.metadata.resource_version = Some("8".into());
-    let (client, server) = expect(vec![
-        Expected::apply(
-            format!("{STEWARD}/policyexceptions/debug/status"),
-            status_applied::<PolicyException, _>(&want),
-        )
-        .answers(StatusCode::OK, serde_json::to_value(&answered).expect("exception")),
-    ]);
-    let ctx = ctx(caches(vec![co], vec![pe.clone()], vec![role], vec![binding]), client);
-    let result = exception::reconcile(Arc::new(pe), ctx.clone()).await;
-    drop(ctx);
-    server.verify().await;
-    result.expect("reconcile");
+    let path = format!("{STEWARD}/policyexceptions/debug/status");
+    let (pe, apply) = a_generation_behind(&settled, path, "8");
+    let caches = caches(vec![co], vec![pe.clone()], vec![role], vec![binding]);
+    reconcile_exception(expect(vec![apply]), caches, pe).await;
 }
 
 #[tokio::test]
 async fn an_exception_cached_behind_our_status_write_gets_its_grant_but_no_status_write() {
     let (mut pe, co, grant) = settled_exception(now());
-    let want = pe.status.clone().expect("status");
-    pe.status = None;
+    let want = pe.status.take().expect("status");
     let caches = caches(vec![co], vec![pe.clone()], vec![], vec![]);
-    caches
-        .exceptions
-        .record(&ObjectRef::from_obj(&pe), Some("8"), fingerprint(&want));
-    let name = grant.name().to_string();
+    remember_write(&caches.exceptions, &pe, "8", &want);
+    let name = grant.name();
     // Grants never wait for the cache to catch up; the status does.
-    let (client, server) = expect(vec![
-        Expected::apply(format!("{RBAC}/roles/{name}"), applied(&grant.role)),
-        Expected::apply(format!("{RBAC}/rolebindings/{name}"), applied(&grant.binding)),
+    let mock = expect(vec![
+        Expected::apply(role_at(name), applied(&grant.role)),
+        Expected::apply(binding_at(name), applied(&grant.binding)),
     ]);
-    let ctx = ctx(caches, client);
-    let result = exception::reconcile(Arc::new(pe), ctx.clone()).await;
-    drop(ctx);
-    server.verify().await;
-    result.expect("reconcile");
+    reconcile_exception(mock, caches, pe).await;
 }
 
 #[tokio::test]
@@ -602,24 +571,21 @@ async fn an_expired_exception_is_revoked_before_its_status_is_written() {
         },
         pe.controller_owner_ref(&()),
     );
-    let name = grant.name().to_string();
+    let name = grant.name();
     let (role, binding) = pair_on_server(&grant);
     let mut answered = pe.clone();
     answered.metadata.resource_version = Some("8".into());
-    let (client, server) = expect(vec![
-        Expected::delete(format!("{RBAC}/rolebindings/{name}"), "binding-uid"),
-        Expected::delete(format!("{RBAC}/roles/{name}"), "role-uid"),
+    let mock = expect(vec![
+        Expected::delete(binding_at(name), "binding-uid"),
+        Expected::delete(role_at(name), "role-uid"),
         Expected::apply_checked(format!("{STEWARD}/policyexceptions/debug/status"), |body| {
             assert_eq!(body["kind"], "PolicyException");
             assert_eq!(body["status"]["phase"], "Expired");
             assert_eq!(body["status"]["grantedRole"], Value::Null, "nothing is granted");
         })
-        .answers(StatusCode::OK, serde_json::to_value(&answered).expect("exception")),
+        .answers_with(&answered),
         Expected::event(NS, "Expired"),
     ]);
-    let ctx = ctx(caches(vec![co], vec![pe.clone()], vec![role], vec![binding]), client);
-    let result = exception::reconcile(Arc::new(pe), ctx.clone()).await;
-    drop(ctx);
-    server.verify().await;
-    result.expect("reconcile");
+    let caches = caches(vec![co], vec![pe.clone()], vec![role], vec![binding]);
+    reconcile_exception(mock, caches, pe).await;
 }

@@ -105,21 +105,36 @@ mod tests {
         pe
     }
 
-    /// (case, exception, now, active, grants, tolerates, wake)
+    /// What classifying one exception makes of it.
+    #[derive(Clone, Copy)]
+    enum Counted {
+        /// Nothing: not active, no grant, tolerates nothing.
+        Nothing,
+        /// An active exception to this control: its grant may exist and it
+        /// tolerates ClusterRoleBinding legacy-admin.
+        Active,
+        /// Only its grant may exist (another control's, recorded Active).
+        GrantOnly,
+    }
+
+    /// (case, exception, now, what it counts as, wake)
     type Case = (
         &'static str,
         PolicyException,
         &'static str,
-        bool,
-        bool,
-        bool,
+        Counted,
         Option<&'static str>,
     );
 
     fn check(cases: Vec<Case>) {
         let (co, c) = (control(), ceiling());
         let view = ControlView::new(&co, &c);
-        for (name, pe, now, active, grants, tolerates, wake) in cases {
+        for (name, pe, now, counted, wake) in cases {
+            let (active, grants, tolerates) = match counted {
+                Counted::Nothing => (false, false, false),
+                Counted::Active => (true, true, true),
+                Counted::GrantOnly => (false, true, false),
+            };
             let got = view.classify([&pe], ts(now));
             assert_eq!(got.active.len(), usize::from(active), "{name}");
             assert_eq!(got.grants.contains("steward-x-debug"), grants, "{name}");
@@ -135,83 +150,56 @@ mod tests {
     #[test]
     fn an_exception_to_this_control_counts_only_while_active() {
         const AT: &str = "2026-11-28T12:00:00Z";
+        const END: &str = "2026-11-29T10:00:00Z";
         let mut rejected = exception();
         rejected.spec.ticket = "JIRA-1".into();
-        let cases: Vec<Case> = vec![
+        check(vec![
             (
                 "pending",
                 exception(),
                 "2026-11-28T09:00:00Z",
-                false,
-                false,
-                false,
+                Counted::Nothing,
                 Some("2026-11-28T10:00:00Z"),
             ),
-            (
-                "active",
-                exception(),
-                AT,
-                true,
-                true,
-                true,
-                Some("2026-11-29T10:00:00Z"),
-            ),
-            (
-                "expired",
-                exception(),
-                "2026-11-29T10:00:00Z",
-                false,
-                false,
-                false,
-                None,
-            ),
-            ("rejected", rejected, AT, false, false, false, None),
+            ("active", exception(), AT, Counted::Active, Some(END)),
+            ("expired", exception(), END, Counted::Nothing, None),
+            ("rejected", rejected, AT, Counted::Nothing, None),
             (
                 "recorded Active, Expired now: judged, not read",
                 recorded(exception(), Phase::Active),
-                "2026-11-29T10:00:00Z",
-                false,
-                false,
-                false,
+                END,
+                Counted::Nothing,
                 None,
             ),
-        ];
-        check(cases);
+        ]);
     }
 
     #[test]
     fn other_exceptions_grant_by_their_recorded_phase_and_tolerate_nothing() {
         const AT: &str = "2026-11-28T12:00:00Z";
-        let cases: Vec<Case> = vec![
+        check(vec![
             (
                 "another control's, recorded Active",
                 recorded(other_control(exception()), Phase::Active),
                 AT,
-                false,
-                true,
-                false,
+                Counted::GrantOnly,
                 None,
             ),
             (
                 "another control's, recorded Expired",
                 recorded(other_control(exception()), Phase::Expired),
                 AT,
-                false,
-                false,
-                false,
+                Counted::Nothing,
                 None,
             ),
             (
                 "another namespace",
                 recorded(other_namespace(exception()), Phase::Active),
                 AT,
-                false,
-                false,
-                false,
+                Counted::Nothing,
                 None,
             ),
-        ];
-        check(cases);
+        ]);
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl Drift {
 mod tests {
     use super::*;
     use crate::api::ControlOwnership;
-    use crate::decide::fixtures::{ceiling, control};
+    use crate::decide::fixtures::{ceiling, control, nothing_observed};
     use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 
     fn sa(name: &str) -> Subject {
@@ -185,10 +185,9 @@ mod tests {
         ];
         let crbs = [crb("cluster", vec![sa("api"), sa("worker")])];
         let observed = Observed {
-            exceptions: &[],
             role_bindings: &rbs,
             cluster_role_bindings: &crbs,
-            managed_names: &[],
+            ..nothing_observed()
         };
         let c = ceiling();
         let ours: BTreeSet<String> = ["steward-payments-api", "steward-x-debug"].map(String::from).into();

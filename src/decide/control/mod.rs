@@ -114,7 +114,7 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 mod tests {
     use super::*;
     use crate::api::{Enforcement, Phase};
-    use crate::decide::fixtures::{ceiling, control, exception, rule, ts};
+    use crate::decide::fixtures::{ceiling, control, exception, nothing_observed, rule, ts};
     use k8s_openapi::api::rbac::v1::{RoleRef, Subject};
 
     fn crb(name: &str, subjects: Vec<Subject>) -> ClusterRoleBinding {
@@ -146,11 +146,31 @@ mod tests {
     fn run(co: &ControlOwnership, pes: &[PolicyException], crbs: &[ClusterRoleBinding], now: &str) -> Decision {
         let observed = Observed {
             exceptions: pes,
-            role_bindings: &[],
             cluster_role_bindings: crbs,
-            managed_names: &[],
+            ..nothing_observed()
         };
         decide(co, &observed, &ceiling(), ts(now))
+    }
+
+    /// Decides `co` at noon on 2026-11-28 with the pairs of both fixture
+    /// identities, api and worker, in place.
+    fn run_with_both_pairs(co: &ControlOwnership) -> Decision {
+        let managed = ["steward-payments-api", "steward-payments-worker"].map(String::from);
+        let observed = Observed {
+            managed_names: &managed,
+            ..nothing_observed()
+        };
+        decide(co, &observed, &ceiling(), ts("2026-11-28T12:00:00Z"))
+    }
+
+    /// Names of the bindings reported drifting for the identity at `index`
+    /// (in the fixture control, 0 is api and 1 is worker).
+    fn drifting(d: &Decision, index: usize) -> Vec<&str> {
+        d.status.identities[index]
+            .drift
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect()
     }
 
     fn cond(d: &Decision, t: &str) -> Option<(String, String)> {
@@ -202,18 +222,8 @@ mod tests {
             crb("other-sa", vec![sa("frontend", "shop")]),
         ];
         let audit = run(&control(), &[], &crbs, "2026-11-28T12:00:00Z");
-        let api: Vec<_> = audit.status.identities[0]
-            .drift
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect();
-        assert_eq!(api, ["all-sas", "direct", "ns-sas", "shared"]);
-        let worker: Vec<_> = audit.status.identities[1]
-            .drift
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect();
-        assert_eq!(worker, ["all-sas", "as-user", "ns-sas"]);
+        assert_eq!(drifting(&audit, 0), ["all-sas", "direct", "ns-sas", "shared"]);
+        assert_eq!(drifting(&audit, 1), ["all-sas", "as-user", "ns-sas"]);
         assert!(audit.remove_drift.is_empty(), "Audit deleted something");
         assert_eq!(cond(&audit, "Drifted").unwrap().0, "True");
 
@@ -223,12 +233,7 @@ mod tests {
         let removed: Vec<_> = enforce.remove_drift.iter().map(|r| r.name.as_str()).collect();
         // A User-form subject is not a ServiceAccount subject: reported, not deleted.
         assert_eq!(removed, ["direct"]);
-        let api: Vec<_> = enforce.status.identities[0]
-            .drift
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect();
-        assert_eq!(api, ["all-sas", "ns-sas", "shared"]);
+        assert_eq!(drifting(&enforce, 0), ["all-sas", "ns-sas", "shared"]);
     }
 
     #[test]
@@ -266,8 +271,7 @@ mod tests {
         let observed = Observed {
             exceptions: std::slice::from_ref(&pe),
             role_bindings: &rbs,
-            cluster_role_bindings: &[],
-            managed_names: &[],
+            ..nothing_observed()
         };
         let d = decide(&control(), &observed, &ceiling(), ts("2026-11-28T12:00:00Z"));
         assert_eq!(cond(&d, "Drifted").unwrap().0, "False");
@@ -281,17 +285,7 @@ mod tests {
         let mut co = control();
         co.spec.backup_owner.name = "payments-team".into();
         co.spec.workload_identities[1].rules = vec![rule(&["*"], &["*"], &["*"])];
-        let managed = vec![
-            "steward-payments-api".to_string(),
-            "steward-payments-worker".to_string(),
-        ];
-        let observed = Observed {
-            exceptions: &[],
-            role_bindings: &[],
-            cluster_role_bindings: &[],
-            managed_names: &managed,
-        };
-        let d = decide(&co, &observed, &ceiling(), ts("2026-11-28T12:00:00Z"));
+        let d = run_with_both_pairs(&co);
         assert!(d.apply.is_empty(), "an invalid spec applied RBAC");
         assert_eq!(d.delete, ["steward-payments-worker"]);
         assert_eq!(cond(&d, "Ready"), Some(("False".into(), "OwnerIsBackupOwner".into())));
@@ -305,17 +299,7 @@ mod tests {
     fn removed_identities_are_deleted() {
         let mut co = control();
         co.spec.workload_identities.truncate(1);
-        let managed = vec![
-            "steward-payments-api".to_string(),
-            "steward-payments-worker".to_string(),
-        ];
-        let observed = Observed {
-            exceptions: &[],
-            role_bindings: &[],
-            cluster_role_bindings: &[],
-            managed_names: &managed,
-        };
-        let d = decide(&co, &observed, &ceiling(), ts("2026-11-28T12:00:00Z"));
+        let d = run_with_both_pairs(&co);
         assert_eq!(d.delete, ["steward-payments-worker"]);
     }
 

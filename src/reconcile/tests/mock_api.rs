@@ -110,6 +110,11 @@ impl Expected {
         self
     }
 
+    /// Answers 200 OK with `obj`.
+    pub fn answers_with(self, obj: &impl serde::Serialize) -> Self {
+        self.answers(StatusCode::OK, serde_json::to_value(obj).expect("answer"))
+    }
+
     /// Answers with the API server's Status for a missing object.
     pub fn answers_not_found(self) -> Self {
         self.answers(StatusCode::NOT_FOUND, status(404, "NotFound"))
@@ -152,8 +157,11 @@ fn query(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 /// The running scenario.
 pub struct Scenario(JoinHandle<()>);
 
+/// A client, and the scenario its requests must follow.
+pub type Mock = (Client, Scenario);
+
 /// A client whose requests must be exactly `expected`, in order.
-pub fn expect(expected: Vec<Expected>) -> (Client, Scenario) {
+pub fn expect(expected: Vec<Expected>) -> Mock {
     let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
     let task = tokio::spawn(async move {
         for (n, mut want) in expected.into_iter().enumerate() {
@@ -219,6 +227,6 @@ impl Scenario {
 }
 
 /// A client that must make no request at all.
-pub fn no_requests() -> (Client, Scenario) {
+pub fn no_requests() -> Mock {
     expect(Vec::new())
 }
