@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::Api;
 use steward::api::{Phase, PolicyException};
 
@@ -277,22 +277,32 @@ async fn admission_refuses_what_status_would_reject() {
     env.kubectl_ok(&["delete", "-n", &ns, "policyexception/allow"]);
 
     // Controller down: bindings fail open, and the drift is removed once it
-    // is back.
+    // is back (a RoleBinding of the control's namespace: ClusterRoleBindings
+    // are refused at admission but never deleted).
     ctl.kill().unwrap();
     let _ = ctl.wait();
-    let sneaky = format!("{ns}-sneaky");
-    env.apply_ok(&ns, &crb(&sneaky, &ns));
-    assert!(crbs.get_opt(&sneaky).await.unwrap().is_some());
+    let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+    env.apply_ok(
+        &ns,
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: sneaky}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}
+subjects: [{kind: ServiceAccount, name: api}]
+"#,
+    );
+    assert!(rbs.get_opt("sneaky").await.unwrap().is_some());
     let (mut ctl, ready) = start(&env, &addr);
     eventually(OUTCOME, "drift removed after restart", || async {
-        crbs.get_opt(&sneaky).await.unwrap().is_none()
+        rbs.get_opt("sneaky").await.unwrap().is_none()
     })
     .await;
     // How fast: from the instant the controller was seen ready to its
     // delete, as the API server recorded it.
     let removed = env
         .controller_write(OUTCOME, "the controller's delete", |w| {
-            w.is("delete", "clusterrolebindings", None, &sneaky)
+            w.is("delete", "rolebindings", Some(&ns), "sneaky")
         })
         .await;
     let took = removed.completed.duration_since(ready);

@@ -7,6 +7,7 @@ mod caches;
 mod exceptions;
 mod foundation;
 mod harness;
+mod hostile;
 mod install;
 mod kstatus;
 mod ownership;

@@ -277,31 +277,35 @@ async fn enforce_removes_drift_but_only_reports_shared_bindings() {
     let env = env();
     let (ns, client, cos) = ready_control(env, "enforce", "Enforce").await;
     let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
 
-    let sole = format!("{ns}-sole");
+    // A RoleBinding in the control's namespace, to managed identities only:
+    // deleted.
     env.apply_ok(
         &ns,
-        &crb(
-            &sole,
-            &format!("[{{kind: ServiceAccount, name: api, namespace: {ns}}}]"),
-        ),
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: sole}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}
+subjects: [{kind: ServiceAccount, name: api}]
+"#,
     );
     eventually(OUTCOME, "drifting binding deleted", || {
-        let crbs = crbs.clone();
-        let sole = sole.clone();
-        async move { crbs.get_opt(&sole).await.unwrap().is_none() }
+        let rbs = rbs.clone();
+        async move { rbs.get_opt("sole").await.unwrap().is_none() }
     })
     .await;
     // How fast, between the API server's own records of the binding's
     // creation and the controller's delete of it.
     let created = env
         .audited(OUTCOME, "the binding's creation", |w| {
-            w.is("create", "clusterrolebindings", None, &sole)
+            w.is("create", "rolebindings", Some(&ns), "sole")
         })
         .await;
     let removed = env
         .controller_write(OUTCOME, "the controller's delete", |w| {
-            w.is("delete", "clusterrolebindings", None, &sole)
+            w.is("delete", "rolebindings", Some(&ns), "sole")
         })
         .await;
     let took = removed.completed.duration_since(created.completed);
@@ -311,8 +315,41 @@ async fn enforce_removes_drift_but_only_reports_shared_bindings() {
         "drift removed {took:#} after the binding was created"
     );
     eventually(OUTCOME, "the removed binding's grant gone", || async {
-        !env.can(&ns, "api", "delete", "", "nodes").await
+        !env.can(&ns, "api", "delete", "", "secrets").await
     })
+    .await;
+
+    // A ClusterRoleBinding is the platform's, even to managed identities
+    // only: reported, never deleted by a namespaced control.
+    let sole = format!("{ns}-sole");
+    env.apply_ok(
+        &ns,
+        &crb(
+            &sole,
+            &format!("[{{kind: ServiceAccount, name: api, namespace: {ns}}}]"),
+        ),
+    );
+    let co = wait_for(
+        &cos,
+        "payments",
+        OUTCOME,
+        "cluster binding reported",
+        |c: Option<&ControlOwnership>| c.is_some_and(|c| drift_of(c).contains(&format!("ClusterRoleBinding/{sole}"))),
+    )
+    .await;
+    assert_eq!(drift_of(&co), vec![format!("ClusterRoleBinding/{sole}")]);
+    assert!(
+        crbs.get_opt(&sole).await.unwrap().is_some(),
+        "a ClusterRoleBinding was deleted"
+    );
+    crbs.delete(&sole, &Default::default()).await.unwrap();
+    wait_for(
+        &cos,
+        "payments",
+        OUTCOME,
+        "clean again",
+        condition_is("Drifted", "False"),
+    )
     .await;
 
     let shared = format!("{ns}-shared");

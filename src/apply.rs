@@ -120,14 +120,6 @@ impl Writer {
         delete(&Api::<K>::namespaced(self.client.clone(), namespace), name, uid).await
     }
 
-    /// Deletes the cluster-scoped `name` if it still has `uid`.
-    pub async fn delete_cluster<K>(&self, name: &str, uid: Option<String>) -> Result<(), kube::Error>
-    where
-        K: Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
-    {
-        delete(&Api::<K>::all(self.client.clone()), name, uid).await
-    }
-
     /// Server-side applies a PolicyReport (a dynamic kind, not cached here).
     pub async fn policy_report(
         &self,

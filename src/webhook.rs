@@ -160,15 +160,19 @@ pub fn decide(request: &AdmissionRequest<DynamicObject>, judge: &Judge, now: jif
             Err(e) => unreadable(e),
         },
         kind @ ("RoleBinding" | "ClusterRoleBinding") => {
-            let (subjects, binding_kind) = if kind == "RoleBinding" {
+            let (subjects, role_ref, binding_kind) = if kind == "RoleBinding" {
                 match typed::<RoleBinding>(obj) {
-                    Ok(rb) => (rb.subjects.unwrap_or_default(), BindingKind::RoleBinding),
+                    Ok(rb) => (rb.subjects.unwrap_or_default(), rb.role_ref, BindingKind::RoleBinding),
                     // Bindings fail open, like their failurePolicy.
                     Err(_) => return Verdict::Allow,
                 }
             } else {
                 match typed::<ClusterRoleBinding>(obj) {
-                    Ok(crb) => (crb.subjects.unwrap_or_default(), BindingKind::ClusterRoleBinding),
+                    Ok(crb) => (
+                        crb.subjects.unwrap_or_default(),
+                        crb.role_ref,
+                        BindingKind::ClusterRoleBinding,
+                    ),
                     Err(_) => return Verdict::Allow,
                 }
             };
@@ -178,6 +182,7 @@ pub fn decide(request: &AdmissionRequest<DynamicObject>, judge: &Judge, now: jif
                 name: &request.name,
                 namespace: namespace.as_deref(),
                 subjects: &subjects,
+                role_ref: &role_ref,
             };
             let controls = caches.controls.state();
             let exceptions = caches.exceptions.state();

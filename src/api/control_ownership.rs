@@ -223,6 +223,10 @@ pub struct IdentityStatus {
     /// anything (drift).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<DriftBinding>,
+    /// Why this identity's Role or RoleBinding could not be put in place,
+    /// while that lasts (the other identities are unaffected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// A binding that grants a managed service account undeclared permissions.

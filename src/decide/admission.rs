@@ -4,7 +4,7 @@
 //! admitted and becomes Expired).
 
 use jiff::Timestamp;
-use k8s_openapi::api::rbac::v1::Subject;
+use k8s_openapi::api::rbac::v1::{RoleRef, Subject};
 use kube::ResourceExt;
 
 use super::ceiling::Ceiling;
@@ -58,6 +58,7 @@ pub fn exception(
 }
 
 /// A binding to be admitted.
+#[derive(Clone, Copy, Debug)]
 pub struct Binding<'a> {
     /// RoleBinding or ClusterRoleBinding.
     pub kind: BindingKind,
@@ -67,6 +68,8 @@ pub struct Binding<'a> {
     pub namespace: Option<&'a str>,
     /// Its subjects.
     pub subjects: &'a [Subject],
+    /// What it binds.
+    pub role_ref: &'a RoleRef,
 }
 
 /// Refuses a binding that names a service account managed by a control in
@@ -87,7 +90,11 @@ pub fn binding(
         }
         let view = ControlView::new(co, ceiling);
         let classified = view.classify(exceptions.iter().copied(), now);
+        // Steward's own names count only for what Steward writes under
+        // them: a binding of the Role of the same name.
         let ours = b.kind == BindingKind::RoleBinding
+            && b.role_ref.kind == "Role"
+            && b.role_ref.name == b.name
             && (named.iter().any(|sa| rbac::identity_name(&view.name, sa) == b.name)
                 || classified.grants.contains(b.name));
         if ours || classified.tolerates(b.kind, b.name) {
@@ -159,13 +166,22 @@ mod tests {
 
     use crate::decide::fixtures::sa;
 
-    /// A RoleBinding in the fixture namespace.
-    fn role_binding<'a>(name: &'a str, subjects: &'a [Subject]) -> Binding<'a> {
+    fn role_ref(kind: &str, name: &str) -> RoleRef {
+        RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+
+    /// A RoleBinding in the fixture namespace, binding `role_ref`.
+    fn role_binding<'a>(name: &'a str, subjects: &'a [Subject], role_ref: &'a RoleRef) -> Binding<'a> {
         Binding {
             kind: BindingKind::RoleBinding,
             name,
             namespace: Some("shop"),
             subjects,
+            role_ref,
         }
     }
 
@@ -196,11 +212,13 @@ mod tests {
         co.spec.enforcement = Some(Enforcement::Enforce);
         co.spec.owner.contact = Some("#payments".into());
         let subjects = [sa("api", "shop")];
+        let admin = role_ref("ClusterRole", "cluster-admin");
         let b = Binding {
             kind: BindingKind::ClusterRoleBinding,
             name: "legacy-admin",
             namespace: None,
             subjects: &subjects,
+            role_ref: &admin,
         };
         let now = ts("2026-11-28T12:00:00Z");
         let Verdict::Deny(msg) = binding(&b, &[&co], &[], &ceiling(), now) else {
@@ -229,11 +247,22 @@ mod tests {
         let mut co = co_fixture();
         co.spec.enforcement = Some(Enforcement::Enforce);
         let subjects = [sa("api", "shop")];
-        let ours = role_binding("steward-payments-api", &subjects);
+        let own_role = role_ref("Role", "steward-payments-api");
+        let ours = role_binding("steward-payments-api", &subjects, &own_role);
         let now = ts("2026-11-28T12:00:00Z");
         assert_eq!(binding(&ours, &[&co], &[], &ceiling(), now), Verdict::Allow);
+        // Steward's name with another roleRef is not Steward's binding.
+        let admin = role_ref("ClusterRole", "cluster-admin");
+        let squatter = Binding {
+            role_ref: &admin,
+            ..ours
+        };
+        assert!(matches!(
+            binding(&squatter, &[&co], &[], &ceiling(), now),
+            Verdict::Deny(_)
+        ));
         let other_subjects = [sa("frontend", "shop")];
-        let other = role_binding("x", &other_subjects);
+        let other = role_binding("x", &other_subjects, &admin);
         assert_eq!(binding(&other, &[&co], &[], &ceiling(), now), Verdict::Allow);
         let group = [Subject {
             kind: "Group".into(),
@@ -241,7 +270,7 @@ mod tests {
             namespace: None,
             api_group: Some("rbac.authorization.k8s.io".into()),
         }];
-        let via_group = role_binding("all", &group);
+        let via_group = role_binding("all", &group, &admin);
         assert!(matches!(
             binding(&via_group, &[&co], &[], &ceiling(), now),
             Verdict::Deny(_)

@@ -60,6 +60,9 @@ pub mod reasons {
     pub const EXPIRED: &str = "Expired";
     /// PolicyException: the spec is invalid.
     pub const REJECTED: &str = "Rejected";
+    /// ControlOwnership: an identity's Role or RoleBinding could not be put
+    /// in place.
+    pub const IDENTITY_NOT_APPLIED: &str = "IdentityNotApplied";
 }
 
 /// `metav1.Condition` status of a true condition.

@@ -22,6 +22,9 @@ pub struct Found {
     /// Whether every subject is one of the given managed service accounts,
     /// so Enforce may delete it without touching anyone else.
     pub only_managed_subjects: bool,
+    /// The uid of the very object found: a delete names it, so a newer
+    /// object under the same name (Steward's own, say) is never removed.
+    pub uid: Option<String>,
 }
 
 impl Found {
@@ -74,8 +77,16 @@ fn is_bootstrap(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMet
             .is_some_and(|v| v == "rbac-defaults")
 }
 
-/// Every binding that names `sa` of `ns`, except RoleBindings named in
-/// `ours` (Steward's own). `managed` is the set of service accounts the
+/// Whether `rb` is one of Steward's own RoleBindings: named in `ours`, and
+/// binding the Role of its own name, as every binding Steward writes does.
+/// A binding that only borrows a Steward name (another roleRef) is not.
+pub fn is_steward_binding(rb: &RoleBinding, ours: &BTreeSet<String>) -> bool {
+    let name = rb.name_any();
+    ours.contains(&name) && rb.role_ref.kind == "Role" && rb.role_ref.name == name
+}
+
+/// Every binding that names `sa` of `ns`, except Steward's own RoleBindings
+/// (see `is_steward_binding`). `managed` is the set of service accounts the
 /// control manages, for the Enforce safety check.
 pub fn bindings_for(
     sa: &str,
@@ -87,7 +98,7 @@ pub fn bindings_for(
 ) -> Vec<Found> {
     let mut found = Vec::new();
     for rb in role_bindings {
-        if rb.namespace().as_deref() != Some(ns) || ours.contains(&rb.name_any()) || is_bootstrap(&rb.metadata) {
+        if rb.namespace().as_deref() != Some(ns) || is_steward_binding(rb, ours) || is_bootstrap(&rb.metadata) {
             continue;
         }
         let subjects = rb.subjects.as_deref().unwrap_or_default();
@@ -97,6 +108,7 @@ pub fn bindings_for(
                 name: rb.name_any(),
                 role_ref: role_ref(&rb.role_ref),
                 only_managed_subjects: only_managed(subjects, Some(ns), ns, managed),
+                uid: rb.metadata.uid.clone(),
             });
         }
     }
@@ -111,6 +123,7 @@ pub fn bindings_for(
                 name: crb.name_any(),
                 role_ref: role_ref(&crb.role_ref),
                 only_managed_subjects: only_managed(subjects, None, ns, managed),
+                uid: crb.metadata.uid.clone(),
             });
         }
     }

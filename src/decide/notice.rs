@@ -54,4 +54,6 @@ pub mod reasons {
     pub const EXPIRED: &str = "Expired";
     /// A grant was removed before its expiry.
     pub const REVOKED: &str = "Revoked";
+    /// An identity's Role or RoleBinding could not be put in place.
+    pub const IDENTITY_NOT_APPLIED: &str = "IdentityNotApplied";
 }

@@ -8,10 +8,11 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, Subject};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as FinalizerEvent;
-use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error, LOST_EVENT_RETRY, managed_rbac, requeue_at};
-use crate::api::{BindingKind, ControlOwnership, PolicyException};
+use crate::api::{ControlOwnership, Enforcement, PolicyException};
+use crate::decide::control::drift::Removal;
+use crate::decide::control::failures::IdentityFailure;
 use crate::decide::control::{self, Decision, Observed};
 use crate::decide::drift::names_service_account;
 use crate::decide::notice::{Notice, reasons};
@@ -116,59 +117,96 @@ async fn apply_control(co: &ControlOwnership, ctx: &Context) -> Result<Action, E
 }
 
 /// Carries out a decision: pairs, then removals, then status, then Events.
+/// One identity that cannot be served does not stop the others, the drift
+/// removal or the status: its failure goes into status, and the reconcile
+/// is retried with backoff afterwards.
 async fn write(co: &ControlOwnership, d: &Decision, ctx: &Context) -> Result<(), Error> {
     let ns = co.namespace().unwrap_or_default();
-    // One pair after the other: applying them concurrently made later
-    // reconciles see a cache behind our own writes and apply again (twice
-    // the writes in the bench for a small gain in time).
-    for pair in &d.apply {
-        managed_rbac::ensure(ctx, pair).await?;
-    }
+    let uid = co.uid().unwrap_or_default();
+    let failures = apply_pairs(co, d, ctx).await;
     for name in &d.delete {
-        managed_rbac::remove(ctx, &ns, name).await?;
+        managed_rbac::remove(ctx, &ns, name, &uid).await?;
     }
     for r in &d.remove_drift {
-        match r.kind {
-            BindingKind::RoleBinding => {
-                let uid = ctx
-                    .caches
-                    .role_bindings
-                    .get(&ObjectRef::new(&r.name).within(&ns))
-                    .and_then(|b| b.uid());
-                ctx.writer.delete_namespaced::<RoleBinding>(&ns, &r.name, uid).await?;
-            }
-            BindingKind::ClusterRoleBinding => {
-                let uid = ctx
-                    .caches
-                    .cluster_role_bindings
-                    .get(&ObjectRef::new(&r.name))
-                    .and_then(|b| b.uid());
-                ctx.writer.delete_cluster::<ClusterRoleBinding>(&r.name, uid).await?;
-            }
-        }
-        let note = format!(
-            "deleted {} {} ({}): it granted a managed identity undeclared permissions",
-            r.kind.as_str(),
-            r.name,
-            r.role_ref
-        );
-        ctx.writer
-            .event(co, &Notice::warning(reasons::DRIFT_REMOVED, note))
-            .await;
+        remove_drift(co, r, ctx).await?;
     }
-    if co.status.as_ref() != Some(&d.status) {
-        ctx.writer.status(&ctx.caches.controls, co, &d.status).await?;
+    let previous = co.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let status = control::failures::with_failures(&d.status, previous, &failures, Timestamp::now());
+    if co.status.as_ref() != Some(&status) {
+        ctx.writer.status(&ctx.caches.controls, co, &status).await?;
     }
     for n in &d.notes {
         ctx.writer.event(co, n).await;
     }
+    for f in &failures {
+        let note = format!("identity {}: {}", f.service_account, f.message);
+        ctx.writer
+            .event(co, &Notice::warning(reasons::IDENTITY_NOT_APPLIED, note))
+            .await;
+    }
+    match failures.len() {
+        0 => Ok(()),
+        n => Err(Error::Identities(n)),
+    }
+}
+
+/// Applies each identity's pair; returns the identities that failed.
+async fn apply_pairs(co: &ControlOwnership, d: &Decision, ctx: &Context) -> Vec<IdentityFailure> {
+    // In Enforce, a foreign object at an identity's name is replaced; in
+    // Audit it is reported on that identity.
+    let enforce = co.spec.enforcement == Some(Enforcement::Enforce);
+    let mut failures = Vec::new();
+    // One pair after the other: applying them concurrently made later
+    // reconciles see a cache behind our own writes and apply again (twice
+    // the writes in the bench for a small gain in time).
+    for pair in &d.apply {
+        if let Err(e) = managed_rbac::ensure(ctx, pair, enforce).await {
+            let service_account = pair
+                .binding
+                .subjects
+                .iter()
+                .flatten()
+                .next()
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            failures.push(IdentityFailure {
+                service_account,
+                needs_person: e.needs_person(),
+                message: e.to_string(),
+            });
+        }
+    }
+    failures
+}
+
+async fn remove_drift(co: &ControlOwnership, r: &Removal, ctx: &Context) -> Result<(), Error> {
+    // Only RoleBindings of the control's namespace are ever removed, and
+    // only the very object found (its uid): by now Steward's own binding may
+    // stand under the same name.
+    let Some(uid) = r.uid.clone() else {
+        return Ok(());
+    };
+    let ns = co.namespace().unwrap_or_default();
+    ctx.writer
+        .delete_namespaced::<RoleBinding>(&ns, &r.name, Some(uid))
+        .await?;
+    let note = format!(
+        "deleted {} {} ({}): it granted a managed identity undeclared permissions",
+        r.kind.as_str(),
+        r.name,
+        r.role_ref
+    );
+    ctx.writer
+        .event(co, &Notice::warning(reasons::DRIFT_REMOVED, note))
+        .await;
     Ok(())
 }
 
 async fn cleanup(co: &ControlOwnership, ctx: &Context) -> Result<Action, Error> {
     let ns = co.namespace().unwrap_or_default();
+    let uid = co.uid().unwrap_or_default();
     for name in managed_rbac::owned_by(co, ctx) {
-        managed_rbac::remove(ctx, &ns, &name).await?;
+        managed_rbac::remove(ctx, &ns, &name, &uid).await?;
     }
     Ok(Action::await_change())
 }

@@ -10,7 +10,7 @@ use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error, managed_rbac, requeue_at};
-use crate::api::PolicyException;
+use crate::api::{Enforcement, PolicyException};
 use crate::decide::exception::{self, Lifecycle};
 use crate::decide::notice::{Notice, reasons};
 use crate::decide::rbac;
@@ -34,13 +34,17 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, 
     let d = exception::decide(pe, control.as_deref(), &ctx.caches.ceiling(), now);
 
     let name = rbac::exception_name(&pe.name_any());
+    let uid = pe.uid().unwrap_or_default();
     let revoked = match &d.grant {
         Some(pair) => {
-            managed_rbac::ensure(ctx, pair).await?;
+            // A foreign object at the grant's name is replaced only when the
+            // control enforces; otherwise the grant waits (and is retried).
+            let enforce = control.as_ref().and_then(|c| c.spec.enforcement) == Some(Enforcement::Enforce);
+            managed_rbac::ensure(ctx, pair, enforce).await?;
             false
         }
         // Revocation comes before anything else, status included.
-        None => managed_rbac::remove(ctx, &ns, &name).await?,
+        None => managed_rbac::remove(ctx, &ns, &name, &uid).await?,
     };
     match (&d.lifecycle, revoked) {
         (Lifecycle::Expired(Some(w)), true) => {
@@ -74,7 +78,8 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, 
 
 async fn cleanup(pe: &PolicyException, ctx: &Context) -> Result<Action, Error> {
     let ns = pe.namespace().unwrap_or_default();
-    if managed_rbac::remove(ctx, &ns, &rbac::exception_name(&pe.name_any())).await? {
+    let uid = pe.uid().unwrap_or_default();
+    if managed_rbac::remove(ctx, &ns, &rbac::exception_name(&pe.name_any()), &uid).await? {
         let note = format!("{} (exception deleted)", exception::revoked_note(&pe.name_any()));
         ctx.writer.event(pe, &Notice::normal(reasons::REVOKED, note)).await;
     }

@@ -3,40 +3,115 @@
 //! server holds), remove one binding first, and find the pairs a control
 //! owns.
 
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::{Context, Error};
 use crate::api::{ControlOwnership, EXCEPTION_LABEL};
-use crate::cache::fingerprint;
+use crate::cache::{View, fingerprint};
 use crate::decide::rbac::RbacPair;
 
-/// Applies a managed pair unless the server is known to hold exactly it:
-/// the cache shows it, or the cache is behind our own last write of it. The
-/// Role goes first so the binding never points at nothing.
-pub async fn ensure(ctx: &Context, pair: &RbacPair) -> Result<(), Error> {
-    let views = &ctx.caches;
-    let role_key = ObjectRef::from_obj(&pair.role);
-    let role_ok = views
-        .roles
-        .get(&role_key)
-        .is_some_and(|r| r.rules == pair.role.rules && same_meta(&r.metadata, &pair.role.metadata))
-        || views.roles.holds(&role_key, fingerprint(&pair.role));
-    if !role_ok {
-        ctx.writer.apply(&views.roles, &pair.role).await?;
+/// Why a managed pair is not in place.
+#[derive(Debug, thiserror::Error)]
+pub enum PairError {
+    /// Another object holds the name: Steward did not create it for this
+    /// owner, so it is neither overwritten nor deleted (outside Enforce).
+    #[error("{kind} {name} exists but Steward did not create it for this object; delete it or let Enforce replace it")]
+    NameTaken {
+        /// Role or RoleBinding.
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// The API call failed.
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+}
+
+impl PairError {
+    /// Whether only a person can fix it: retrying the same write cannot.
+    pub fn needs_person(&self) -> bool {
+        match self {
+            PairError::NameTaken { .. } => true,
+            PairError::Api(kube::Error::Api(s)) => matches!(s.code, 400 | 403 | 422),
+            PairError::Api(_) => false,
+        }
     }
-    let binding_key = ObjectRef::from_obj(&pair.binding);
-    let binding_ok = views.role_bindings.get(&binding_key).is_some_and(|b| {
+}
+
+/// Makes a managed pair exist exactly as decided, writing only what the
+/// server does not already hold (the cache shows it, or the cache is
+/// behind our own last write of exactly it). The Role goes first so the
+/// binding never points at nothing. An object at the pair's name that
+/// Steward did not create for the pair's owner is replaced only when
+/// `replace_foreign` (Enforce); otherwise the pair fails with `NameTaken`.
+pub async fn ensure(ctx: &Context, pair: &RbacPair, replace_foreign: bool) -> Result<(), PairError> {
+    let views = &ctx.caches;
+    let role_same = |r: &Role| r.rules == pair.role.rules && same_meta(&r.metadata, &pair.role.metadata);
+    ensure_one(ctx, &views.roles, &pair.role, role_same, replace_foreign).await?;
+    let binding_same = |b: &RoleBinding| {
         b.role_ref == pair.binding.role_ref
             && b.subjects == pair.binding.subjects
             && same_meta(&b.metadata, &pair.binding.metadata)
-    }) || views.role_bindings.holds(&binding_key, fingerprint(&pair.binding));
-    if !binding_ok {
-        ctx.writer.apply(&views.role_bindings, &pair.binding).await?;
+    };
+    ensure_one(ctx, &views.role_bindings, &pair.binding, binding_same, replace_foreign).await
+}
+
+async fn ensure_one<K>(
+    ctx: &Context,
+    view: &View<K>,
+    want: &K,
+    same: impl Fn(&K) -> bool,
+    replace_foreign: bool,
+) -> Result<(), PairError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let key = ObjectRef::from_obj(want);
+    if view.holds(&key, fingerprint(want)) {
+        return Ok(());
     }
+    if let Some(have) = view.get(&key) {
+        if same(&have) {
+            return Ok(());
+        }
+        if !same_owner(have.meta(), want.meta()) {
+            if !replace_foreign {
+                return Err(PairError::NameTaken {
+                    kind: if K::kind(&()) == "Role" { "Role" } else { "RoleBinding" },
+                    name: key.name.clone(),
+                });
+            }
+            let ns = want.namespace().unwrap_or_default();
+            ctx.writer.delete_namespaced::<K>(&ns, &key.name, have.uid()).await?;
+        }
+    }
+    ctx.writer.apply(view, want).await?;
     Ok(())
+}
+
+/// Whether `have` carries every owner reference (by uid) `want` declares:
+/// Steward created it for this owner. (A pair without an owner reference
+/// is never foreign.)
+fn same_owner(have: &ObjectMeta, want: &ObjectMeta) -> bool {
+    want.owner_references
+        .iter()
+        .flatten()
+        .all(|o| have.owner_references.iter().flatten().any(|h| h.uid == o.uid))
 }
 
 /// Labels we set are present with our values, and our owner reference is there.
@@ -46,23 +121,23 @@ fn same_meta(have: &ObjectMeta, want: &ObjectMeta) -> bool {
         .iter()
         .flatten()
         .all(|(k, v)| have.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
-    let owners_ok = want
-        .owner_references
-        .iter()
-        .flatten()
-        .all(|o| have.owner_references.iter().flatten().any(|h| h.uid == o.uid));
-    labels_ok && owners_ok
+    labels_ok && same_owner(have, want)
 }
 
-/// Deletes a managed pair, binding first (that is what revokes access).
-/// Returns whether anything existed.
-pub async fn remove(ctx: &Context, ns: &str, name: &str) -> Result<bool, Error> {
+/// Deletes the managed pair `name`, binding first (that is what revokes
+/// access), but only objects owned by `owner_uid`: a name Steward would use
+/// that someone else holds is not Steward's to delete. Returns whether
+/// anything of ours existed.
+pub async fn remove(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Result<bool, Error> {
+    let ours = |meta: &ObjectMeta| meta.owner_references.iter().flatten().any(|o| o.uid == owner_uid);
     let mut existed = false;
-    if let Some(b) = ctx.caches.role_bindings.get(&ObjectRef::new(name).within(ns)) {
+    let key = ObjectRef::new(name).within(ns);
+    if let Some(b) = ctx.caches.role_bindings.get(&key).filter(|b| ours(&b.metadata)) {
         existed = true;
         ctx.writer.delete_namespaced::<RoleBinding>(ns, name, b.uid()).await?;
     }
-    if let Some(r) = ctx.caches.roles.get(&ObjectRef::new(name).within(ns)) {
+    let key = ObjectRef::new(name).within(ns);
+    if let Some(r) = ctx.caches.roles.get(&key).filter(|r| ours(&r.metadata)) {
         existed = true;
         ctx.writer.delete_namespaced::<Role>(ns, name, r.uid()).await?;
     }

@@ -47,6 +47,13 @@ pub enum Error {
     /// kube's finalizer helper refused the object.
     #[error("finalizer helper: {0}")]
     FinalizerUse(&'static str),
+    /// A managed Role or RoleBinding could not be put in place.
+    #[error(transparent)]
+    Pair(#[from] managed_rbac::PairError),
+    /// Some identities of a control could not be served; their status says
+    /// why. Retried with backoff.
+    #[error("{0} identities not in place")]
+    Identities(usize),
 }
 
 impl Error {
@@ -55,6 +62,7 @@ impl Error {
         match self {
             Error::Api(_) => "api",
             Error::Finalizer(_) | Error::FinalizerUse(_) => "finalizer",
+            Error::Pair(_) | Error::Identities(_) => "identity",
         }
     }
 }

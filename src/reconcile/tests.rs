@@ -274,24 +274,25 @@ where
     result
 }
 
-/// `managed_rbac::ensure` of `pair`, which must succeed.
+/// `managed_rbac::ensure` of `pair` (Audit), which must succeed.
 async fn ensure(mock: Mock, caches: Arc<Caches>, pair: &RbacPair) {
-    run(
-        mock,
-        caches,
-        |ctx| async move { managed_rbac::ensure(&ctx, pair).await },
-    )
-    .await
-    .expect("ensure");
+    ensure_as(mock, caches, pair, false).await.expect("ensure");
 }
 
-/// `managed_rbac::remove` of the pair `name` in the test namespace.
+/// `managed_rbac::ensure` of `pair`, replacing foreign objects or not.
+async fn ensure_as(mock: Mock, caches: Arc<Caches>, pair: &RbacPair, replace_foreign: bool) -> Result<(), Error> {
+    run(mock, caches, |ctx| async move {
+        Ok(managed_rbac::ensure(&ctx, pair, replace_foreign).await?)
+    })
+    .await
+}
+
+/// `managed_rbac::remove` of the pair `name` in the test namespace, owned
+/// by the fixture control.
 async fn remove(mock: Mock, caches: Arc<Caches>, name: &str) -> Result<bool, Error> {
-    run(
-        mock,
-        caches,
-        |ctx| async move { managed_rbac::remove(&ctx, NS, name).await },
-    )
+    run(mock, caches, |ctx| async move {
+        managed_rbac::remove(&ctx, NS, name, "co-uid").await
+    })
     .await
 }
 
@@ -342,7 +343,7 @@ async fn ensure_applies_each_object_that_differs_role_first_then_trusts_its_writ
     let name = pair.name();
     let mut old = pair.clone();
     old.role.rules = Some(vec![rule(&["pods"], &["list"])]);
-    old.binding.metadata.owner_references = None;
+    old.binding.metadata.labels = None;
     let (old_role, old_binding) = pair_on_server(&old);
     let mock = expect(vec![
         Expected::apply(role_at(name), applied(&pair.role)).answers_with(&on_server(&pair.role, "role-uid", "10")),
@@ -353,9 +354,9 @@ async fn ensure_applies_each_object_that_differs_role_first_then_trusts_its_writ
         )),
     ]);
     let (first, second) = run(mock, rbac_caches(vec![old_role], vec![old_binding]), |ctx| async move {
-        let first = managed_rbac::ensure(&ctx, pair).await;
+        let first = managed_rbac::ensure(&ctx, pair, false).await;
         // The watch has not delivered our writes: the views' memos know them.
-        let second = managed_rbac::ensure(&ctx, pair).await;
+        let second = managed_rbac::ensure(&ctx, pair, false).await;
         (first, second)
     })
     .await;
@@ -410,6 +411,56 @@ async fn remove_keeps_the_role_when_the_binding_could_not_be_deleted() {
     )]);
     let result = remove(mock, rbac_caches(vec![role], vec![binding]), name).await;
     assert!(result.is_err(), "the failure is reported, to be retried");
+}
+
+/// The pair's objects as someone else created them: same names, no owner
+/// reference of ours, the binding to another role.
+fn foreign(pair: &RbacPair) -> (Role, RoleBinding) {
+    let (mut role, mut binding) = pair_on_server(pair);
+    role.metadata.owner_references = None;
+    binding.metadata.owner_references = None;
+    binding.role_ref.name = "tenant-admin".into();
+    (role, binding)
+}
+
+#[tokio::test]
+async fn remove_never_deletes_what_the_owner_did_not_create() {
+    let pair = identity_pair(&control_at(now(), false));
+    let (role, binding) = foreign(&pair);
+    let result = remove(no_requests(), rbac_caches(vec![role], vec![binding]), pair.name()).await;
+    assert!(!result.expect("remove"), "nothing of ours existed");
+}
+
+#[tokio::test]
+async fn a_foreign_object_at_the_name_is_left_alone_outside_enforce() {
+    let pair = identity_pair(&control_at(now(), false));
+    let (role, binding) = foreign(&pair);
+    let result = ensure_as(no_requests(), rbac_caches(vec![role], vec![binding]), &pair, false).await;
+    let Err(Error::Pair(e)) = result else {
+        panic!("a foreign Role was taken over: {result:?}")
+    };
+    assert!(e.needs_person(), "{e}");
+    assert!(e.to_string().contains(pair.name()), "{e}");
+}
+
+#[tokio::test]
+async fn enforce_replaces_a_foreign_object_at_the_name() {
+    let pair = identity_pair(&control_at(now(), false));
+    let name = pair.name();
+    let (role, binding) = foreign(&pair);
+    let mock = expect(vec![
+        Expected::delete(role_at(name), "role-uid"),
+        Expected::apply(role_at(name), applied(&pair.role)).answers_with(&on_server(&pair.role, "role-uid-2", "10")),
+        Expected::delete(binding_at(name), "binding-uid"),
+        Expected::apply(binding_at(name), applied(&pair.binding)).answers_with(&on_server(
+            &pair.binding,
+            "binding-uid-2",
+            "11",
+        )),
+    ]);
+    ensure_as(mock, rbac_caches(vec![role], vec![binding]), &pair, true)
+        .await
+        .expect("ensure");
 }
 
 #[tokio::test]

@@ -216,6 +216,7 @@ mod tests {
             role_ref: "ClusterRole/admin".into(),
         };
         let drifting = [IdentityStatus {
+            problem: None,
             service_account: "api".into(),
             role: "steward-payments-api".into(),
             drift: vec![binding],

@@ -1,7 +1,7 @@
 //! Drift step: for each valid identity, the bindings not made by Steward
 //! that grant it anything and that no Active exception tolerates; Enforce
-//! deletes those whose subjects are all managed service accounts, and
-//! status reports the rest.
+//! deletes the RoleBindings whose subjects are all managed service accounts,
+//! and status reports the rest (ClusterRoleBindings included).
 
 use std::collections::BTreeSet;
 
@@ -21,6 +21,8 @@ pub struct Removal {
     pub name: String,
     /// What it bound, for the Event.
     pub role_ref: String,
+    /// The uid of the binding found; the delete is conditional on it.
+    pub uid: Option<String>,
 }
 
 /// The drift of one control.
@@ -58,7 +60,10 @@ pub fn drift(
         );
         let mut reported = Vec::new();
         for f in found.into_iter().filter(|f| !exceptions.tolerates(f.kind, &f.name)) {
-            if enforce && f.only_managed_subjects {
+            // A control is namespaced: Enforce deletes only bindings of its
+            // own namespace. ClusterRoleBindings are the platform's; they
+            // are reported (and refused at admission), never deleted.
+            if enforce && f.only_managed_subjects && f.kind == BindingKind::RoleBinding {
                 out.remove_once(f);
             } else {
                 reported.push(f.to_status());
@@ -68,6 +73,7 @@ pub fn drift(
             service_account: id.service_account.clone(),
             role: rbac::identity_name(&view.name, &id.service_account),
             drift: reported,
+            problem: None,
         });
     }
     out
@@ -85,6 +91,7 @@ impl Drift {
                 kind: f.kind,
                 name: f.name,
                 role_ref: f.role_ref,
+                uid: f.uid,
             });
         }
     }
@@ -148,8 +155,9 @@ mod tests {
 
     /// Bindings: RoleBinding `solo` (api only), RoleBinding `shared` (api
     /// and a user), RoleBinding `steward-x-debug` (api, a grant that may
-    /// exist), ClusterRoleBinding `cluster` (api only), tolerated in some
-    /// cases.
+    /// exist, as Steward writes it), RoleBinding `steward-payments-api`
+    /// (Steward's name, another role: a squat), ClusterRoleBinding
+    /// `cluster` (api only), tolerated in some cases.
     #[test]
     fn reported_or_removed() {
         // (case, enforcement, tolerate `cluster`?, reported for api, removed)
@@ -165,23 +173,39 @@ mod tests {
                 "audit reports all",
                 Enforcement::Audit,
                 false,
-                &["shared", "solo", "cluster"],
+                &["shared", "solo", "steward-payments-api", "cluster"],
                 &[],
             ),
-            ("audit, tolerated", Enforcement::Audit, true, &["shared", "solo"], &[]),
             (
-                "enforce removes what only managed identities hold",
+                "audit, tolerated",
+                Enforcement::Audit,
+                true,
+                &["shared", "solo", "steward-payments-api"],
+                &[],
+            ),
+            (
+                "enforce removes the namespace's bindings only managed identities hold",
                 Enforcement::Enforce,
                 false,
-                &["shared"],
-                &["solo", "cluster"],
+                &["shared", "cluster"],
+                &["solo", "steward-payments-api"],
             ),
-            ("enforce, tolerated", Enforcement::Enforce, true, &["shared"], &["solo"]),
+            (
+                "enforce, tolerated",
+                Enforcement::Enforce,
+                true,
+                &["shared"],
+                &["solo", "steward-payments-api"],
+            ),
         ];
+        let mut grant = rb("steward-x-debug", vec![sa("api")]);
+        grant.role_ref.kind = "Role".into();
+        grant.role_ref.name = "steward-x-debug".into();
         let rbs = [
             rb("solo", vec![sa("api")]),
             rb("shared", vec![sa("api"), user("jane")]),
-            rb("steward-x-debug", vec![sa("api")]),
+            grant,
+            rb("steward-payments-api", vec![sa("api")]),
         ];
         let crbs = [crb("cluster", vec![sa("api"), sa("worker")])];
         let observed = Observed {

@@ -1,0 +1,206 @@
+//! Hostile tenants: what a namespace admin (impersonated with `--as`) tries
+//! against Steward, and the outcome they want that must not happen. Each
+//! test also checks the controller stays healthy.
+
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::Api;
+use steward::api::{ControlOwnership, Phase, PolicyException};
+
+use crate::harness::{Env, OUTCOME, condition, env, eventually, from_now, http_get, phase_is, wait_for};
+
+/// The tenant persona: `mallory`, admin of `ns` through a Role holding
+/// everything in it (RBAC included), as the built-in `admin` would.
+fn tenant_admin(env: &Env, ns: &str) {
+    env.apply_ok(
+        ns,
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: tenant-admin}
+rules:
+  - {apiGroups: ["", batch, rbac.authorization.k8s.io, steward.dev], resources: ["*"], verbs: ["*"]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: tenant-admin}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: tenant-admin}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: mallory}]
+"#,
+    );
+}
+
+fn control(name: &str, enforcement: &str, identities: &[&str]) -> String {
+    let identities: String = identities
+        .iter()
+        .map(|sa| {
+            format!(
+                "    - serviceAccount: {sa}\n      task: Reads configuration\n      rules:\n        - {{apiGroups: [\"\"], resources: [configmaps], verbs: [get]}}\n"
+            )
+        })
+        .collect();
+    format!(
+        r#"
+apiVersion: steward.dev/v1alpha1
+kind: ControlOwnership
+metadata: {{name: {name}}}
+spec:
+  layer: Identity
+  owner: {{name: payments-team}}
+  backupOwner: {{name: security-team}}
+  approvers: [alice@example.com]
+  review: {{interval: 30d, lastReviewed: "{reviewed}"}}
+  enforcement: {enforcement}
+  workloadIdentities:
+{identities}"#,
+        reviewed = from_now(-60)
+    )
+}
+
+fn controller_healthy(env: &Env) {
+    let ready = http_get(&format!("http://{}/readyz", env.metrics_addr));
+    assert!(
+        ready.as_ref().is_some_and(|(c, _)| *c == 200),
+        "controller not ready: {ready:?}"
+    );
+}
+
+fn identity<'a>(co: &'a ControlOwnership, sa: &str) -> Option<&'a steward::api::IdentityStatus> {
+    co.status.as_ref()?.identities.iter().find(|i| i.service_account == sa)
+}
+
+#[tokio::test]
+async fn a_squatted_identity_name_is_reported_and_stops_nothing_else_then_enforce_takes_it_back() {
+    let env = env();
+    let ns = env.namespace("squat").await;
+    tenant_admin(env, &ns);
+    // The attacker takes the name Steward will use for `api`, binding it to
+    // everything they hold, before the control exists.
+    let squat = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: steward-payments-api}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: tenant-admin}
+subjects: [{kind: ServiceAccount, name: api}]
+"#;
+    env.apply_with(&ns, squat, &["--as=mallory"]);
+    let client = env.admin().await;
+    let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+    assert!(
+        rbs.get_opt("steward-payments-api").await.unwrap().is_some(),
+        "squat not created"
+    );
+
+    env.apply_ok(&ns, &control("payments", "Audit", &["api", "worker"]));
+    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+    let co = wait_for(
+        &cos,
+        "payments",
+        OUTCOME,
+        "api not applied",
+        |c: Option<&ControlOwnership>| c.and_then(|c| identity(c, "api")).is_some_and(|i| i.problem.is_some()),
+    )
+    .await;
+    let ready = condition(&co, "Ready").expect("Ready");
+    assert_eq!(ready["status"], "False", "{ready}");
+    assert_eq!(ready["reason"], "IdentityNotApplied", "{ready}");
+    let api = identity(&co, "api").expect("api");
+    assert!(
+        api.problem
+            .as_deref()
+            .is_some_and(|p| p.contains("steward-payments-api")),
+        "{api:?}"
+    );
+    // The squat is drift of `api`, not Steward's binding.
+    assert!(
+        api.drift.iter().any(|d| d.name == "steward-payments-api"),
+        "squat not reported: {api:?}"
+    );
+    // Neither overwritten nor deleted in Audit.
+    let kept = rbs.get("steward-payments-api").await.unwrap();
+    assert_eq!(kept.role_ref.name, "tenant-admin");
+    // The other identity is served.
+    eventually(OUTCOME, "worker's grant in place", || async {
+        env.can(&ns, "worker", "get", "", "configmaps").await
+    })
+    .await;
+    assert!(identity(&co, "worker").is_some_and(|i| i.problem.is_none()));
+    controller_healthy(env);
+
+    // Enforce: the foreign binding is replaced by Steward's own.
+    env.apply_ok(&ns, &control("payments", "Enforce", &["api", "worker"]));
+    wait_for(
+        &cos,
+        "payments",
+        OUTCOME,
+        "Ready again",
+        |c: Option<&ControlOwnership>| {
+            c.and_then(|c| condition(c, "Ready"))
+                .is_some_and(|r| r["status"] == "True")
+        },
+    )
+    .await;
+    let ours = rbs.get("steward-payments-api").await.unwrap();
+    assert_eq!(ours.role_ref.kind, "Role");
+    assert_eq!(ours.role_ref.name, "steward-payments-api", "squat still bound");
+    eventually(OUTCOME, "api holds only what it declares", || async {
+        env.can(&ns, "api", "get", "", "configmaps").await && !env.can(&ns, "api", "delete", "", "secrets").await
+    })
+    .await;
+    controller_healthy(env);
+}
+
+#[tokio::test]
+async fn a_rejected_exception_never_deletes_a_pair_it_does_not_own() {
+    let env = env();
+    let ns = env.namespace("collide").await;
+    // Control `x` with identity `foo` owns `steward-x-foo`, the very name an
+    // exception `foo` would use for its grant.
+    env.apply_ok(&ns, &control("x", "Audit", &["foo"]));
+    env.apply_ok(&ns, &control("payments", "Audit", &["api"]));
+    let client = env.admin().await;
+    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+    for name in ["x", "payments"] {
+        wait_for(&cos, name, OUTCOME, "Ready", |c: Option<&ControlOwnership>| {
+            c.and_then(|c| condition(c, "Ready"))
+                .is_some_and(|r| r["status"] == "True")
+        })
+        .await;
+    }
+    eventually(OUTCOME, "foo's grant in place", || async {
+        env.can(&ns, "foo", "get", "", "configmaps").await
+    })
+    .await;
+    // An exception named `foo`, Rejected (approver not allowed): its
+    // reconciler removes whatever grant it might have had.
+    env.apply_ok(
+        &ns,
+        &format!(
+            r#"
+apiVersion: steward.dev/v1alpha1
+kind: PolicyException
+metadata: {{name: foo}}
+spec:
+  control: payments
+  ticket: SEC-1
+  approver: mallory@example.com
+  reason: Collide
+  expiresAt: "{}"
+  grant:
+    serviceAccount: api
+    rules: [{{apiGroups: [""], resources: [configmaps], verbs: [list]}}]
+"#,
+            from_now(3600)
+        ),
+    );
+    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
+    wait_for(&pes, "foo", OUTCOME, "Rejected", phase_is(Phase::Rejected)).await;
+    // Removal runs before the status write, so any delete has happened.
+    let rbs: Api<RoleBinding> = Api::namespaced(client, &ns);
+    assert!(
+        rbs.get_opt("steward-x-foo").await.unwrap().is_some(),
+        "the exception deleted control x's binding"
+    );
+    assert!(env.can(&ns, "foo", "get", "", "configmaps").await);
+    assert_eq!(env.controller_writes_by_kind(&ns).get("delete rolebindings 200"), None);
+    controller_healthy(env);
+}
