@@ -6,7 +6,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
 use steward::api::{ControlOwnership, Phase, PolicyException};
 
-use crate::harness::{Env, OUTCOME, condition, env, eventually, from_now, http_get, phase_is, wait_for};
+use crate::harness::{self, Env, OUTCOME, condition, env, eventually, from_now, http_get, phase_is, wait_for};
 
 /// The tenant persona: `mallory`, admin of `ns` through a Role holding
 /// everything in it (RBAC included), as the built-in `admin` would.
@@ -203,4 +203,100 @@ spec:
     assert!(env.can(&ns, "foo", "get", "", "configmaps").await);
     assert_eq!(env.controller_writes_by_kind(&ns).get("delete rolebindings 200"), None);
     controller_healthy(env);
+}
+
+/// Starts a controller on `env` and waits until it is ready.
+async fn start_controller(env: &Env, name: &str) -> std::process::Child {
+    let (child, addr) = env.spawn_controller(name, &[]);
+    eventually(OUTCOME, "controller ready", || {
+        let ok = http_get(&format!("http://{addr}/readyz")).is_some_and(|(c, _)| c == 200);
+        async move { ok }
+    })
+    .await;
+    child
+}
+
+#[tokio::test]
+async fn a_grant_never_outlives_its_exception_even_with_the_finalizer_stripped() {
+    // A control plane of its own: the controller is stopped in between.
+    let env = harness::isolated();
+    let mut ctl = start_controller(&env, "ctl-strip").await;
+    let ns = env.namespace("strip").await;
+    tenant_admin(&env, &ns);
+    env.apply_ok(&ns, &control("payments", "Audit", &["api"]));
+    let client = env.admin().await;
+    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+    wait_for(&cos, "payments", OUTCOME, "Ready", |c: Option<&ControlOwnership>| {
+        c.and_then(|c| condition(c, "Ready"))
+            .is_some_and(|r| r["status"] == "True")
+    })
+    .await;
+    env.apply_ok(
+        &ns,
+        &format!(
+            r#"
+apiVersion: steward.dev/v1alpha1
+kind: PolicyException
+metadata: {{name: debug}}
+spec:
+  control: payments
+  ticket: SEC-1
+  approver: alice@example.com
+  reason: Debug
+  expiresAt: "{}"
+  grant:
+    serviceAccount: api
+    rules: [{{apiGroups: [""], resources: [configmaps], verbs: [list]}}]
+"#,
+            from_now(3600)
+        ),
+    );
+    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
+    wait_for(&pes, "debug", OUTCOME, "Active", phase_is(Phase::Active)).await;
+    eventually(OUTCOME, "the grant in force", || async {
+        env.can(&ns, "api", "list", "", "configmaps").await
+    })
+    .await;
+
+    // While the controller is down (a restart, a lost lease), the tenant
+    // strips the finalizer and deletes the record: no finalizer path runs.
+    ctl.kill().unwrap();
+    let _ = ctl.wait();
+    let as_mallory = |args: &[&str]| {
+        let mut all = vec!["--as=mallory", "-n", ns.as_str()];
+        all.extend_from_slice(args);
+        env.kubectl_ok(&all)
+    };
+    as_mallory(&[
+        "patch",
+        "policyexception",
+        "debug",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    as_mallory(&["delete", "policyexception", "debug"]);
+    assert!(pes.get_opt("debug").await.unwrap().is_none(), "the record survived");
+    let rbs: Api<RoleBinding> = Api::namespaced(client, &ns);
+    assert!(
+        rbs.get_opt("steward-x-debug").await.unwrap().is_some(),
+        "nothing left to sweep"
+    );
+
+    let mut ctl = start_controller(&env, "ctl-strip-back").await;
+    eventually(OUTCOME, "the orphaned grant deleted", || async {
+        rbs.get_opt("steward-x-debug").await.unwrap().is_none()
+    })
+    .await;
+    eventually(OUTCOME, "the grant gone", || async {
+        !env.can(&ns, "api", "list", "", "configmaps").await
+    })
+    .await;
+    // The control's own identity, whose owner is alive, is untouched.
+    assert!(
+        rbs.get_opt("steward-payments-api").await.unwrap().is_some(),
+        "the control's binding was deleted"
+    );
+    let _ = ctl.kill();
+    let _ = ctl.wait();
 }

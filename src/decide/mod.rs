@@ -13,6 +13,7 @@
 //! | `admission` | webhook verdicts, from the same view and lifecycle |
 //! | `drift` | which bindings name a service account |
 //! | `rbac` | the Role/RoleBinding pairs Steward manages |
+//! | `sweep` | which managed objects have lost their owner |
 //! | `conditions` | condition types and reasons, and merging a condition list |
 //! | `notice` | the Event a decision asks for, and the event reasons |
 //! | `policy_report` | the per-namespace PolicyReport |
@@ -31,6 +32,7 @@ pub mod invalid_spec;
 pub mod notice;
 pub mod policy_report;
 pub mod rbac;
+pub mod sweep;
 pub mod time;
 pub mod validate;
 

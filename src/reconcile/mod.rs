@@ -7,6 +7,7 @@ mod control;
 mod exception;
 mod managed_rbac;
 mod policy_report;
+mod sweep;
 #[cfg(test)]
 mod tests;
 mod triggers;

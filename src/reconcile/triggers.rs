@@ -91,8 +91,9 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
     // Each controller is its own task, so they use all cores.
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(exceptions(ctx.clone()).for_each(log_result));
-    tasks.spawn(controls(ctx).for_each(log_result));
+    tasks.spawn(controls(ctx.clone()).for_each(log_result));
     tasks.spawn(reports);
+    tasks.spawn(super::sweep::run(ctx));
     match tasks.join_next().await {
         Some(Err(e)) => tracing::error!(error = %e, "a controller task failed"),
         _ => tracing::error!("a controller task ended"),

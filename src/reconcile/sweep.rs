@@ -1,0 +1,86 @@
+//! The sweeper: deletes managed Roles and RoleBindings whose owner is gone
+//! (pure rule in `decide::sweep`). It wakes on every change of a managed
+//! object, a control or an exception, and on every (re)list, which sends
+//! every cached object again; it looks at the namespaces that changed, in
+//! batches. Finalizers remain the prompt path; this one does not depend on
+//! them, so stripping a finalizer or deleting with `--cascade=orphan` while
+//! the controller is down leaves no grant behind.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::{Resource, ResourceExt};
+
+use super::Context;
+use crate::decide::sweep::{ManagedKind, orphans};
+
+/// Batch window: a burst of changes in one namespace is swept once.
+const BATCH: Duration = Duration::from_millis(100);
+
+/// Runs until the caches' subscriptions end.
+pub async fn run(ctx: Arc<Context>) {
+    let caches = &ctx.caches;
+    let namespaces = stream::select_all([
+        caches.roles.subscribe().map(|o| o.namespace()).boxed(),
+        caches.role_bindings.subscribe().map(|o| o.namespace()).boxed(),
+        caches.exceptions.subscribe().map(|o| o.namespace()).boxed(),
+        caches.controls.subscribe().map(|o| o.namespace()).boxed(),
+    ]);
+    let mut batches = namespaces.filter_map(futures::future::ready).ready_chunks(4096);
+    while let Some(first) = batches.next().await {
+        let mut dirty: BTreeSet<String> = first.into_iter().collect();
+        tokio::time::sleep(BATCH).await;
+        while let Some(Some(more)) = futures::FutureExt::now_or_never(batches.next()) {
+            dirty.extend(more);
+        }
+        sweep(&ctx, &dirty).await;
+    }
+}
+
+/// Deletes the orphans of `namespaces`.
+async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) {
+    let caches = &ctx.caches;
+    let exceptions = caches.exceptions.state();
+    let controls = caches.controls.state();
+    let live: BTreeSet<&str> = exceptions
+        .iter()
+        .filter_map(|e| e.meta().uid.as_deref())
+        .chain(controls.iter().filter_map(|c| c.meta().uid.as_deref()))
+        .collect();
+    let roles = caches.roles.state();
+    let bindings = caches.role_bindings.state();
+    let in_scope = |ns: Option<&String>| ns.is_some_and(|n| namespaces.contains(n));
+    let managed = bindings
+        .iter()
+        .filter(|b| in_scope(b.metadata.namespace.as_ref()))
+        .map(|b| (ManagedKind::RoleBinding, &b.metadata))
+        .chain(
+            roles
+                .iter()
+                .filter(|r| in_scope(r.metadata.namespace.as_ref()))
+                .map(|r| (ManagedKind::Role, &r.metadata)),
+        );
+    for o in orphans(managed, &live) {
+        let uid = Some(o.uid.clone());
+        let done = match o.kind {
+            ManagedKind::RoleBinding => {
+                ctx.writer
+                    .delete_namespaced::<RoleBinding>(&o.namespace, &o.name, uid)
+                    .await
+            }
+            ManagedKind::Role => ctx.writer.delete_namespaced::<Role>(&o.namespace, &o.name, uid).await,
+        };
+        match done {
+            Ok(()) => {
+                tracing::info!(namespace = %o.namespace, name = %o.name, kind = ?o.kind, "deleted a managed object whose owner is gone")
+            }
+            // The next change or relist sweeps it again.
+            Err(e) => {
+                tracing::warn!(namespace = %o.namespace, name = %o.name, error = %e, "could not delete an orphan")
+            }
+        }
+    }
+}
