@@ -217,7 +217,7 @@ async fn start_controller(env: &Env, name: &str) -> std::process::Child {
 }
 
 #[tokio::test]
-async fn a_grant_never_outlives_its_exception_even_with_the_finalizer_stripped() {
+async fn only_steward_removes_its_finalizer_and_no_grant_outlives_its_record() {
     // A control plane of its own: the controller is stopped in between.
     let env = harness::isolated();
     let mut ctl = start_controller(&env, "ctl-strip").await;
@@ -258,24 +258,44 @@ spec:
     })
     .await;
 
-    // While the controller is down (a restart, a lost lease), the tenant
-    // strips the finalizer and deletes the record: no finalizer path runs.
+    // The tenant may not strip Steward's finalizer (the API server's own
+    // policy refuses it) ...
+    // (The API server loads policies asynchronously: wait until it is in
+    // force, on a dry run, before the real attempt.)
+    let strip = r#"{"metadata":{"finalizers":null}}"#;
+    let patch_as_mallory = |extra: &[&str]| {
+        let mut args = vec!["--as=mallory", "-n", ns.as_str(), "patch", "policyexception", "debug"];
+        args.extend_from_slice(&["--type=merge", "-p", strip]);
+        args.extend_from_slice(extra);
+        let out = env.kubectl(&args);
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    eventually(OUTCOME, "the finalizer policy in force", || {
+        let (ok, err) = patch_as_mallory(&["--dry-run=server"]);
+        let refused = !ok && err.contains("FinalizerIsStewards");
+        async move { refused }
+    })
+    .await;
+    let (ok, err) = patch_as_mallory(&[]);
+    assert!(!ok && err.contains("FinalizerIsStewards"), "{err}");
+
+    // ... but a record can still vanish without its finalizer path: here a
+    // cluster administrator strips it and deletes the record while the
+    // controller is down (a restart, a lost lease, an uninstall).
     ctl.kill().unwrap();
     let _ = ctl.wait();
-    let as_mallory = |args: &[&str]| {
-        let mut all = vec!["--as=mallory", "-n", ns.as_str()];
-        all.extend_from_slice(args);
-        env.kubectl_ok(&all)
-    };
-    as_mallory(&[
+    let strip = r#"{"metadata":{"finalizers":null}}"#;
+    env.kubectl_ok(&[
+        "-n",
+        &ns,
         "patch",
         "policyexception",
         "debug",
         "--type=merge",
         "-p",
-        r#"{"metadata":{"finalizers":null}}"#,
+        strip,
     ]);
-    as_mallory(&["delete", "policyexception", "debug"]);
+    env.kubectl_ok(&["-n", &ns, "delete", "policyexception", "debug"]);
     assert!(pes.get_opt("debug").await.unwrap().is_none(), "the record survived");
     let rbs: Api<RoleBinding> = Api::namespaced(client, &ns);
     assert!(
