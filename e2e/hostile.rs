@@ -320,3 +320,52 @@ spec:
     let _ = ctl.kill();
     let _ = ctl.wait();
 }
+
+#[tokio::test]
+async fn drift_cannot_hide_behind_a_bootstrap_label_or_a_group_of_everyone() {
+    let env = env();
+    let ns = env.namespace("hide").await;
+    tenant_admin(env, &ns);
+    env.apply_ok(&ns, &control("payments", "Audit", &["api"]));
+    // Dressed as Kubernetes' own default binding: `system:` name, its label.
+    let dressed = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: "system:controller:tenant"
+  labels: {kubernetes.io/bootstrapping: rbac-defaults}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: tenant-admin}
+subjects: [{kind: ServiceAccount, name: api}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: everyone}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: tenant-admin}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:authenticated"}]
+"#;
+    let out = env.apply_with(&ns, dressed, &["--as=mallory"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let client = env.admin().await;
+    let cos: Api<ControlOwnership> = Api::namespaced(client, &ns);
+    let co = wait_for(
+        &cos,
+        "payments",
+        OUTCOME,
+        "both reported",
+        |c: Option<&ControlOwnership>| c.and_then(|c| identity(c, "api")).is_some_and(|i| i.drift.len() == 2),
+    )
+    .await;
+    let mut names: Vec<String> = identity(&co, "api")
+        .expect("api")
+        .drift
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["everyone", "system:controller:tenant"]);
+    // The API server's own default bindings (system:discovery and friends,
+    // to every authenticated user) are not.
+    let drifted = condition(&co, "Drifted").expect("Drifted");
+    assert_eq!(drifted["status"], "True", "{drifted}");
+    controller_healthy(env);
+}

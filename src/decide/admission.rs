@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use super::ceiling::Ceiling;
 use super::conditions::reasons;
 use super::control::ControlView;
-use super::drift::names_service_account;
+use super::drift::{is_bootstrap, names_service_account};
 use super::exception::{Lifecycle, lifecycle};
 use super::invalid_spec::Invalid;
 use super::rbac;
@@ -115,6 +115,10 @@ fn enforced_identities_named<'a>(b: &Binding<'_>, co: &'a ControlOwnership) -> V
         return Vec::new();
     };
     if b.kind == BindingKind::RoleBinding && b.namespace != Some(ns.as_str()) {
+        return Vec::new();
+    }
+    // The API server keeps its own default bindings up to date at start.
+    if b.kind == BindingKind::ClusterRoleBinding && is_bootstrap(b.name, b.role_ref) {
         return Vec::new();
     }
     co.spec

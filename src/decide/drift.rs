@@ -51,9 +51,22 @@ pub fn names_service_account(subject: &Subject, binding_ns: Option<&str>, ns: &s
             subject.name == sa && subject_ns == Some(ns)
         }
         "User" => subject.name == format!("system:serviceaccount:{ns}:{sa}"),
-        "Group" => subject.name == "system:serviceaccounts" || subject.name == format!("system:serviceaccounts:{ns}"),
+        "Group" => {
+            reaches_every_service_account(&subject.name) || subject.name == format!("system:serviceaccounts:{ns}")
+        }
         _ => false,
     }
+}
+
+/// Groups every service account of every namespace belongs to: all service
+/// accounts, and every authenticated identity. (`system:unauthenticated`
+/// holds none, but a binding to it grants the same to anyone, managed
+/// identities included.)
+fn reaches_every_service_account(group: &str) -> bool {
+    matches!(
+        group,
+        "system:serviceaccounts" | "system:authenticated" | "system:unauthenticated"
+    )
 }
 
 fn only_managed(subjects: &[Subject], binding_ns: Option<&str>, ns: &str, managed: &BTreeSet<&str>) -> bool {
@@ -65,16 +78,23 @@ fn only_managed(subjects: &[Subject], binding_ns: Option<&str>, ns: &str, manage
         })
 }
 
-/// Kubernetes' own default bindings (for example
-/// `system:service-account-issuer-discovery`, which binds every service
-/// account) are part of the platform, not drift.
-fn is_bootstrap(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
-    meta.name.as_deref().is_some_and(|n| n.starts_with("system:"))
-        && meta
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("kubernetes.io/bootstrapping"))
-            .is_some_and(|v| v == "rbac-defaults")
+/// The ClusterRoleBindings the API server itself creates (its bootstrap
+/// RBAC policy, `plugin/pkg/auth/authorizer/rbac/bootstrappolicy`, 1.33 to
+/// 1.37) that reach every service account, each binding the ClusterRole of
+/// its own name. They are part of the platform, not drift.
+const BOOTSTRAP_CLUSTER_ROLE_BINDINGS: [&str; 5] = [
+    "system:basic-user",
+    "system:cluster-trust-bundle-discovery",
+    "system:discovery",
+    "system:public-info-viewer",
+    "system:service-account-issuer-discovery",
+];
+
+/// Whether the ClusterRoleBinding `name` binding `role_ref` is one of
+/// Kubernetes' own default bindings: matched by its exact name and roleRef,
+/// never by a label anyone can copy.
+pub fn is_bootstrap(name: &str, role_ref: &RoleRef) -> bool {
+    BOOTSTRAP_CLUSTER_ROLE_BINDINGS.contains(&name) && role_ref.kind == "ClusterRole" && role_ref.name == name
 }
 
 /// Whether `rb` is one of Steward's own RoleBindings: named in `ours`, and
@@ -98,7 +118,7 @@ pub fn bindings_for(
 ) -> Vec<Found> {
     let mut found = Vec::new();
     for rb in role_bindings {
-        if rb.namespace().as_deref() != Some(ns) || is_steward_binding(rb, ours) || is_bootstrap(&rb.metadata) {
+        if rb.namespace().as_deref() != Some(ns) || is_steward_binding(rb, ours) {
             continue;
         }
         let subjects = rb.subjects.as_deref().unwrap_or_default();
@@ -113,7 +133,7 @@ pub fn bindings_for(
         }
     }
     for crb in cluster_role_bindings {
-        if is_bootstrap(&crb.metadata) {
+        if is_bootstrap(crb.metadata.name.as_deref().unwrap_or_default(), &crb.role_ref) {
             continue;
         }
         let subjects = crb.subjects.as_deref().unwrap_or_default();
@@ -150,7 +170,7 @@ pub fn affected_namespaces(subjects: &[Subject], binding_ns: Option<&str>) -> Op
                     out.insert(ns.to_string());
                 }
             }
-            "Group" if s.name == "system:serviceaccounts" => return None,
+            "Group" if reaches_every_service_account(&s.name) => return None,
             "Group" => {
                 if let Some(ns) = s.name.strip_prefix("system:serviceaccounts:") {
                     out.insert(ns.to_string());
@@ -160,4 +180,155 @@ pub fn affected_namespaces(subjects: &[Subject], binding_ns: Option<&str>) -> Op
         }
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::fixtures::sa;
+    use kube::api::ObjectMeta;
+
+    fn group(name: &str) -> Subject {
+        Subject {
+            kind: "Group".into(),
+            name: name.into(),
+            namespace: None,
+            api_group: Some("rbac.authorization.k8s.io".into()),
+        }
+    }
+
+    fn role_ref(kind: &str, name: &str) -> RoleRef {
+        RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+
+    fn crb(name: &str, role: RoleRef, subjects: Vec<Subject>) -> ClusterRoleBinding {
+        ClusterRoleBinding {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            role_ref: role,
+            subjects: Some(subjects),
+        }
+    }
+
+    fn rb(name: &str, role: RoleRef, subjects: Vec<Subject>, labels: &[(&str, &str)]) -> RoleBinding {
+        RoleBinding {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("shop".into()),
+                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                ..Default::default()
+            },
+            role_ref: role,
+            subjects: Some(subjects),
+        }
+    }
+
+    fn drifting(rbs: &[RoleBinding], crbs: &[ClusterRoleBinding]) -> Vec<String> {
+        let ours: BTreeSet<String> = ["steward-payments-api".to_string()].into();
+        bindings_for("api", "shop", rbs, crbs, &ours, &["api"].into())
+            .into_iter()
+            .map(|f| f.name)
+            .collect()
+    }
+
+    #[test]
+    fn groups_that_reach_every_service_account_are_drift() {
+        // (group, reaches api of shop?)
+        let cases = [
+            ("system:serviceaccounts", true),
+            ("system:serviceaccounts:shop", true),
+            ("system:serviceaccounts:other", false),
+            ("system:authenticated", true),
+            ("system:unauthenticated", true),
+            ("payments-admins", false),
+        ];
+        for (g, reaches) in cases {
+            let b = crb("wide", role_ref("ClusterRole", "edit"), vec![group(g)]);
+            assert_eq!(drifting(&[], &[b]) == ["wide"], reaches, "{g}");
+            assert_eq!(
+                affected_namespaces(&[group(g)], None).is_none(),
+                reaches && !g.ends_with(":shop"),
+                "{g}"
+            );
+        }
+    }
+
+    #[test]
+    fn bootstrap_bindings_are_known_by_name_and_role_not_by_label() {
+        let everyone = vec![group("system:authenticated")];
+        let bootstrap_label = [("kubernetes.io/bootstrapping", "rbac-defaults")];
+        // (case, binding, drift?)
+        let cases: Vec<(&str, Result<RoleBinding, ClusterRoleBinding>, bool)> = vec![
+            (
+                "the API server's own",
+                Err(crb(
+                    "system:discovery",
+                    role_ref("ClusterRole", "system:discovery"),
+                    everyone.clone(),
+                )),
+                false,
+            ),
+            (
+                "a known name with another role",
+                Err(crb(
+                    "system:discovery",
+                    role_ref("ClusterRole", "cluster-admin"),
+                    everyone.clone(),
+                )),
+                true,
+            ),
+            (
+                "an unknown system: name",
+                Err(crb(
+                    "system:mine",
+                    role_ref("ClusterRole", "system:mine"),
+                    everyone.clone(),
+                )),
+                true,
+            ),
+            (
+                "a tenant's RoleBinding dressed as bootstrap",
+                Ok(rb(
+                    "system:discovery",
+                    role_ref("ClusterRole", "admin"),
+                    vec![sa("api", "shop")],
+                    &bootstrap_label,
+                )),
+                true,
+            ),
+            (
+                "Steward's name binding another role",
+                Ok(rb(
+                    "steward-payments-api",
+                    role_ref("ClusterRole", "admin"),
+                    vec![sa("api", "shop")],
+                    &[],
+                )),
+                true,
+            ),
+            (
+                "Steward's own",
+                Ok(rb(
+                    "steward-payments-api",
+                    role_ref("Role", "steward-payments-api"),
+                    vec![sa("api", "shop")],
+                    &[],
+                )),
+                false,
+            ),
+        ];
+        for (case, binding, drift) in cases {
+            let found = match binding {
+                Ok(rb) => drifting(&[rb], &[]),
+                Err(crb) => drifting(&[], &[crb]),
+            };
+            assert_eq!(!found.is_empty(), drift, "{case}");
+        }
+    }
 }
