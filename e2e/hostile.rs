@@ -369,3 +369,87 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:auth
     assert_eq!(drifted["status"], "True", "{drifted}");
     controller_healthy(env);
 }
+
+#[tokio::test]
+async fn a_service_account_belongs_to_the_control_that_declared_it_first() {
+    let env = env();
+    let ns = env.namespace("claim").await;
+    tenant_admin(env, &ns);
+    env.apply_ok(&ns, &control("strict", "Audit", &["api"]));
+    let client = env.admin().await;
+    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+    let ready = |c: Option<&ControlOwnership>| {
+        c.and_then(|c| condition(c, "Ready"))
+            .is_some_and(|r| r["status"] == "True")
+    };
+    let strict = wait_for(&cos, "strict", OUTCOME, "Ready", ready).await;
+    // Creation times have one-second resolution (a tie goes by name): let
+    // the clock pass strict's second, so "first" is unambiguous.
+    let created = strict.metadata.creation_timestamp.expect("created").0;
+    eventually(OUTCOME, "the next second", || async move {
+        jiff::Timestamp::now() >= created + jiff::SignedDuration::from_secs(1)
+    })
+    .await;
+    // The tenant declares the same service account in a lax control of
+    // their own, approved by themselves, and files an exception to it.
+    let lax = format!(
+        r#"
+apiVersion: steward.dev/v1alpha1
+kind: ControlOwnership
+metadata: {{name: lax}}
+spec:
+  layer: Identity
+  owner: {{name: tenant}}
+  backupOwner: {{name: tenant-backup}}
+  approvers: [mallory@example.com]
+  review: {{interval: 30d, lastReviewed: "{}"}}
+  workloadIdentities:
+    - serviceAccount: api
+      task: Everything
+      rules: [{{apiGroups: [""], resources: [pods], verbs: [get]}}]
+---
+apiVersion: steward.dev/v1alpha1
+kind: PolicyException
+metadata: {{name: mine}}
+spec:
+  control: lax
+  ticket: T-1
+  approver: mallory@example.com
+  reason: Because
+  expiresAt: "{}"
+  grant:
+    serviceAccount: api
+    rules: [{{apiGroups: [""], resources: [pods/log], verbs: [get]}}]
+"#,
+        from_now(-60),
+        from_now(3600)
+    );
+    let out = env.apply_with(&ns, &lax, &["--as=mallory"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let co = wait_for(&cos, "lax", OUTCOME, "refused", |c: Option<&ControlOwnership>| {
+        c.and_then(|c| condition(c, "Ready"))
+            .is_some_and(|r| r["reason"] == "ServiceAccountClaimed")
+    })
+    .await;
+    let why = condition(&co, "Ready").expect("Ready");
+    assert!(why["message"].as_str().is_some_and(|m| m.contains("strict")), "{why}");
+    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
+    let pe = wait_for(&pes, "mine", OUTCOME, "Rejected", phase_is(Phase::Rejected)).await;
+    let rejected = condition(&pe, "Ready").expect("Ready");
+    assert_eq!(rejected["reason"], "GrantOutsideControl", "{rejected}");
+    // Nothing of the lax control's reaches api; the strict control's stays.
+    assert!(!env.can(&ns, "api", "get", "", "pods").await);
+    assert!(!env.can(&ns, "api", "get", "", "pods/log").await);
+    assert!(env.can(&ns, "api", "get", "", "configmaps").await);
+    let rbs: Api<RoleBinding> = Api::namespaced(client, &ns);
+    assert!(rbs.get_opt("steward-lax-api").await.unwrap().is_none());
+    controller_healthy(env);
+
+    // Once the first control lets go, the other may take the account.
+    env.kubectl_ok(&["-n", &ns, "delete", "controlownership", "strict"]);
+    wait_for(&cos, "lax", OUTCOME, "Ready once free", ready).await;
+    eventually(OUTCOME, "the lax control's rules in force", || async {
+        env.can(&ns, "api", "get", "", "pods").await
+    })
+    .await;
+}

@@ -29,6 +29,7 @@ use thiserror::Error;
 use crate::api::{BindingKind, ControlOwnership, PolicyException};
 use crate::cache::Caches;
 use crate::decide::admission::{self, Binding, Verdict};
+use crate::decide::control::claims;
 
 /// How the webhook is served.
 #[derive(Clone, Debug)]
@@ -148,14 +149,25 @@ pub fn decide(request: &AdmissionRequest<DynamicObject>, judge: &Judge, now: jif
     let ceiling = caches.ceiling();
     match request.kind.kind.as_str() {
         "ControlOwnership" => match typed::<ControlOwnership>(obj) {
-            Ok(co) => admission::control(&co, &ceiling),
+            Ok(co) => {
+                let rivals = caches.controls_sharing(&co);
+                let rivals: Vec<&ControlOwnership> = rivals.iter().map(|r| r.as_ref()).collect();
+                admission::control(&co, &rivals, &ceiling)
+            }
             Err(e) => unreadable(e),
         },
         "PolicyException" => match typed::<PolicyException>(obj) {
             Ok(pe) => {
                 let ns = pe.namespace().or_else(|| request.namespace.clone()).unwrap_or_default();
-                let control = caches.controls.get(&ObjectRef::new(&pe.spec.control).within(&ns));
-                admission::exception(&pe, control.as_deref(), &ceiling, now)
+                let control = caches
+                    .controls
+                    .get(&ObjectRef::new(&pe.spec.control).within(&ns))
+                    .map(|c| {
+                        let rivals = caches.controls_sharing(&c);
+                        let rivals: Vec<&ControlOwnership> = rivals.iter().map(|r| r.as_ref()).collect();
+                        claims::without_claimed(&c, &rivals)
+                    });
+                admission::exception(&pe, control.as_ref(), &ceiling, now)
             }
             Err(e) => unreadable(e),
         },

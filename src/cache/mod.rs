@@ -99,6 +99,30 @@ impl Caches {
             .unwrap_or_else(|| Ceiling::missing(name.clone()))
     }
 
+    /// The other controls of `co`'s namespace that declare one of its
+    /// service accounts (one service account belongs to one control).
+    pub fn controls_sharing(&self, co: &ControlOwnership) -> Vec<Arc<ControlOwnership>> {
+        let ns = co.metadata.namespace.as_deref();
+        let name = co.metadata.name.as_deref();
+        let sas: Vec<&str> = co
+            .spec
+            .workload_identities
+            .iter()
+            .map(|i| i.service_account.as_str())
+            .collect();
+        self.controls
+            .state()
+            .into_iter()
+            .filter(|o| o.metadata.namespace.as_deref() == ns && o.metadata.name.as_deref() != name)
+            .filter(|o| {
+                o.spec
+                    .workload_identities
+                    .iter()
+                    .any(|i| sas.contains(&i.service_account.as_str()))
+            })
+            .collect()
+    }
+
     /// Whether Steward's caches cover `namespace` (all do without
     /// `--namespace`).
     pub fn covers(&self, namespace: &str) -> bool {

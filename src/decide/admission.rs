@@ -33,10 +33,13 @@ fn deny(kind: &str, name: &str, errors: &[Invalid]) -> Verdict {
 }
 
 /// A ControlOwnership is admitted when it validates.
-pub fn control(co: &ControlOwnership, ceiling: &Ceiling) -> Verdict {
-    match validate::control(&co.spec, ceiling) {
-        Ok(_) => Verdict::Allow,
-        Err(errors) => deny("ControlOwnership", &co.name_any(), &errors),
+pub fn control(co: &ControlOwnership, others: &[&ControlOwnership], ceiling: &Ceiling) -> Verdict {
+    let mut errors = validate::control(&co.spec, ceiling).err().unwrap_or_default();
+    errors.extend(super::control::claims::claimed(co, others));
+    if errors.is_empty() {
+        Verdict::Allow
+    } else {
+        deny("ControlOwnership", &co.name_any(), &errors)
     }
 }
 

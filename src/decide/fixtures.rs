@@ -102,5 +102,6 @@ pub fn nothing_observed<'a>() -> Observed<'a> {
         role_bindings: &[],
         cluster_role_bindings: &[],
         managed_names: &[],
+        controls: &[],
     }
 }

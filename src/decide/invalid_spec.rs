@@ -46,6 +46,9 @@ pub enum Reason {
     TooLong,
     /// An exception grants to a service account its control does not declare.
     GrantOutsideControl,
+    /// Another control of the namespace, created first, already manages
+    /// this service account.
+    ServiceAccountClaimed,
 }
 
 impl Reason {
@@ -71,6 +74,7 @@ impl Reason {
             Reason::InvalidName => "InvalidName",
             Reason::TooLong => "TooLong",
             Reason::GrantOutsideControl => "GrantOutsideControl",
+            Reason::ServiceAccountClaimed => "ServiceAccountClaimed",
         }
     }
 }

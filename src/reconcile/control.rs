@@ -38,6 +38,7 @@ struct Relevant {
     role_bindings: Vec<RoleBinding>,
     cluster_role_bindings: Vec<ClusterRoleBinding>,
     managed_names: Vec<String>,
+    controls: Vec<Arc<ControlOwnership>>,
 }
 
 fn relevant(co: &ControlOwnership, ctx: &Context) -> Relevant {
@@ -89,6 +90,7 @@ fn relevant(co: &ControlOwnership, ctx: &Context) -> Relevant {
         role_bindings,
         cluster_role_bindings,
         managed_names: managed_rbac::owned_by(co, ctx),
+        controls: caches.controls_sharing(co),
     }
 }
 
@@ -104,11 +106,13 @@ async fn apply_control(co: &ControlOwnership, ctx: &Context) -> Result<Action, E
         return Ok(Action::requeue(LOST_EVENT_RETRY));
     }
     let seen = relevant(co, ctx);
+    let controls: Vec<&ControlOwnership> = seen.controls.iter().map(|c| c.as_ref()).collect();
     let observed = Observed {
         exceptions: &seen.exceptions,
         role_bindings: &seen.role_bindings,
         cluster_role_bindings: &seen.cluster_role_bindings,
         managed_names: &seen.managed_names,
+        controls: &controls,
     };
     let now = Timestamp::now();
     let d = control::decide(co, &observed, &ctx.caches.ceiling(), now);

@@ -10,7 +10,8 @@ use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error, managed_rbac, requeue_at};
-use crate::api::{Enforcement, PolicyException};
+use crate::api::{ControlOwnership, Enforcement, PolicyException};
+use crate::decide::control::claims;
 use crate::decide::exception::{self, Lifecycle};
 use crate::decide::notice::{Notice, reasons};
 use crate::decide::rbac;
@@ -29,9 +30,19 @@ pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Ac
 
 async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, Error> {
     let ns = pe.namespace().unwrap_or_default();
-    let control = ctx.caches.controls.get(&ObjectRef::new(&pe.spec.control).within(&ns));
+    // The control as far as its exceptions go: without the service accounts
+    // another control of the namespace claimed first.
+    let control = ctx
+        .caches
+        .controls
+        .get(&ObjectRef::new(&pe.spec.control).within(&ns))
+        .map(|c| {
+            let rivals = ctx.caches.controls_sharing(&c);
+            let rivals: Vec<&ControlOwnership> = rivals.iter().map(|r| r.as_ref()).collect();
+            claims::without_claimed(&c, &rivals)
+        });
     let now = Timestamp::now();
-    let d = exception::decide(pe, control.as_deref(), &ctx.caches.ceiling(), now);
+    let d = exception::decide(pe, control.as_ref(), &ctx.caches.ceiling(), now);
 
     let name = rbac::exception_name(&pe.name_any());
     let uid = pe.uid().unwrap_or_default();

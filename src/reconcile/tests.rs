@@ -235,6 +235,7 @@ fn control_status(co: &ControlOwnership, role_bindings: &[RoleBinding]) -> Contr
         role_bindings,
         cluster_role_bindings: &[],
         managed_names: &[rbac::identity_name("payments", "api")],
+        controls: &[],
     };
     crate::decide::control::decide(co, &observed, &ceiling(), now()).status
 }

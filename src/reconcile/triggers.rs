@@ -107,9 +107,9 @@ type Outcome<K> = Result<
 
 fn exceptions(ctx: Arc<Context>) -> impl Stream<Item = Outcome<PolicyException>> + Send {
     let caches = &ctx.caches;
-    let pe_store = caches.exceptions.store();
-    Controller::for_shared_stream(caches.exceptions.subscribe(), pe_store.clone())
-        .watches_shared_stream(caches.controls.subscribe(), move |co| exceptions_of(&pe_store, &co))
+    let for_co = caches.clone();
+    Controller::for_shared_stream(caches.exceptions.subscribe(), caches.exceptions.store())
+        .watches_shared_stream(caches.controls.subscribe(), move |co| exceptions_of(&for_co, &co))
         .owns_shared_stream(caches.roles.subscribe())
         .owns_shared_stream(caches.role_bindings.subscribe())
         .reconcile_all_on(caches.ceiling_role.subscribe().map(|_| ()))
@@ -120,7 +120,17 @@ fn controls(ctx: Arc<Context>) -> impl Stream<Item = Outcome<ControlOwnership>> 
     let caches = &ctx.caches;
     let for_rb = caches.controls.store();
     let for_crb = caches.controls.store();
+    let for_rivals = caches.clone();
     Controller::for_shared_stream(caches.controls.subscribe(), caches.controls.store())
+        // The controls that share a service account with a changed one: the
+        // later one's claim depends on the earlier.
+        .watches_shared_stream(caches.controls.subscribe(), move |co: Arc<ControlOwnership>| {
+            for_rivals
+                .controls_sharing(&co)
+                .iter()
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .watches_shared_stream(caches.exceptions.subscribe(), |pe| {
             let r = ObjectRef::new(&pe.spec.control);
             Some(match pe.namespace() {
@@ -151,14 +161,17 @@ fn controls(ctx: Arc<Context>) -> impl Stream<Item = Outcome<ControlOwnership>> 
         .run(control::reconcile, error_policy, ctx.clone())
 }
 
-/// The exceptions of control `co`.
-fn exceptions_of(store: &Store<PolicyException>, co: &ControlOwnership) -> Vec<ObjectRef<PolicyException>> {
+/// The exceptions of control `co`, and of the controls sharing one of its
+/// service accounts (what they may grant to depends on `co`).
+fn exceptions_of(caches: &Caches, co: &ControlOwnership) -> Vec<ObjectRef<PolicyException>> {
     let ns = co.namespace();
-    let name = co.name_any();
-    store
+    let mut names: Vec<String> = caches.controls_sharing(co).iter().map(|c| c.name_any()).collect();
+    names.push(co.name_any());
+    caches
+        .exceptions
         .state()
         .iter()
-        .filter(|e| e.namespace() == ns && e.spec.control == name)
+        .filter(|e| e.namespace() == ns && names.contains(&e.spec.control))
         .map(|e| ObjectRef::from_obj(e.as_ref()))
         .collect()
 }

@@ -26,6 +26,7 @@ use super::notice::Notice;
 use super::rbac::RbacPair;
 use crate::api::{ControlOwnership, ControlOwnershipStatus, PolicyException};
 
+pub mod claims;
 pub mod classify;
 pub mod conditions;
 pub mod desired;
@@ -48,6 +49,9 @@ pub struct Observed<'a> {
     /// Names of existing Roles/RoleBindings labelled as this control's
     /// identity objects (not exception grants).
     pub managed_names: &'a [String],
+    /// Other controls (those of the namespace that declare one of its
+    /// service accounts are enough).
+    pub controls: &'a [&'a ControlOwnership],
 }
 
 /// Everything the reconciler must do for one control.
@@ -69,7 +73,7 @@ pub struct Decision {
 
 /// Decides the desired state of `co` at `now`.
 pub fn decide(co: &ControlOwnership, observed: &Observed<'_>, ceiling: &Ceiling, now: Timestamp) -> Decision {
-    let view = ControlView::new(co, ceiling);
+    let view = ControlView::new(co, ceiling).with_claims(observed.controls);
     let desired = desired::desired(&view, observed.managed_names);
     let exceptions = view.classify(observed.exceptions, now);
     // Steward's own RoleBindings: identity pairs and grants that may exist.

@@ -56,6 +56,37 @@ impl<'a> ControlView<'a> {
         }
     }
 
+    /// The view once `others` (controls of any namespace) are known: an
+    /// identity whose service account an earlier control declares makes the
+    /// spec invalid and holds nothing.
+    pub fn with_claims(mut self, others: &[&ControlOwnership]) -> Self {
+        let taken = super::claims::claimed(self.control, others);
+        if taken.is_empty() {
+            return self;
+        }
+        let sas: BTreeSet<&str> = self
+            .control
+            .spec
+            .workload_identities
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                let field = format!("spec.workloadIdentities[{i}].serviceAccount");
+                taken.iter().any(|t| t.field == field)
+            })
+            .map(|(_, id)| id.service_account.as_str())
+            .collect();
+        self.valid_identities
+            .retain(|id| !sas.contains(id.service_account.as_str()));
+        let mut errors = match self.checked {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors,
+        };
+        errors.extend(taken);
+        self.checked = Err(errors);
+        self
+    }
+
     /// Whether the whole spec is valid.
     pub fn is_valid(&self) -> bool {
         self.checked.is_ok()
