@@ -28,6 +28,23 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
+/// A namespaced kind Steward server-side applies and caches: the Roles and
+/// RoleBindings it manages.
+pub trait Namespaced:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl Namespaced for k8s_openapi::api::rbac::v1::Role {}
+impl Namespaced for k8s_openapi::api::rbac::v1::RoleBinding {}
+
 /// Writes as the controller's identity.
 pub struct Writer {
     client: Client,
@@ -49,17 +66,7 @@ impl Writer {
     }
 
     /// Server-side applies a namespaced object and records it in `view`.
-    pub async fn apply<K>(&self, view: &View<K>, obj: &K) -> Result<(), kube::Error>
-    where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Serialize
-            + Debug
-            + Send
-            + Sync
-            + 'static,
-    {
+    pub async fn apply<K: Namespaced>(&self, view: &View<K>, obj: &K) -> Result<(), kube::Error> {
         let api: Api<K> = Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
         let mut value = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
         value["apiVersion"] = K::api_version(&()).into();

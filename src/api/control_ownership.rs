@@ -98,6 +98,16 @@ pub struct ControlOwnershipSpec {
     pub workload_identities: Vec<WorkloadIdentity>,
 }
 
+impl ControlOwnershipSpec {
+    /// The service accounts of its workload identities, in spec order.
+    pub fn service_accounts(&self) -> Vec<&str> {
+        self.workload_identities
+            .iter()
+            .map(|i| i.service_account.as_str())
+            .collect()
+    }
+}
+
 /// Shared-responsibility layer of a control.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Layer {

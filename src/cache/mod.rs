@@ -104,12 +104,7 @@ impl Caches {
     pub fn controls_sharing(&self, co: &ControlOwnership) -> Vec<Arc<ControlOwnership>> {
         let ns = co.metadata.namespace.as_deref();
         let name = co.metadata.name.as_deref();
-        let sas: Vec<&str> = co
-            .spec
-            .workload_identities
-            .iter()
-            .map(|i| i.service_account.as_str())
-            .collect();
+        let sas: Vec<&str> = co.spec.service_accounts();
         self.controls
             .state()
             .into_iter()

@@ -44,12 +44,7 @@ struct Relevant {
 fn relevant(co: &ControlOwnership, ctx: &Context) -> Relevant {
     let ns = co.namespace().unwrap_or_default();
     let name = co.name_any();
-    let sas: Vec<&str> = co
-        .spec
-        .workload_identities
-        .iter()
-        .map(|i| i.service_account.as_str())
-        .collect();
+    let sas: Vec<&str> = co.spec.service_accounts();
     let names_ours = |subjects: Option<&Vec<Subject>>, binding_ns: Option<&str>| {
         subjects
             .into_iter()

@@ -3,18 +3,14 @@
 //! server holds), remove one binding first, and find the pairs a control
 //! owns.
 
-use std::fmt::Debug;
-
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::{Context, Error};
 use crate::api::{ControlOwnership, EXCEPTION_LABEL};
+use crate::apply::Namespaced;
 use crate::cache::{View, fingerprint};
 use crate::decide::rbac::RbacPair;
 
@@ -72,14 +68,7 @@ async fn ensure_one<K>(
     replace_foreign: bool,
 ) -> Result<(), PairError>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Namespaced,
 {
     let key = ObjectRef::from_obj(want);
     if view.holds(&key, fingerprint(want)) {
