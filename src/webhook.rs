@@ -167,7 +167,14 @@ pub fn decide(request: &AdmissionRequest<DynamicObject>, judge: &Judge, now: jif
                         let rivals: Vec<&ControlOwnership> = rivals.iter().map(|r| r.as_ref()).collect();
                         claims::without_claimed(&c, &rivals)
                     });
-                admission::exception(&pe, control.as_ref(), &ceiling, now)
+                let old = request
+                    .old_object
+                    .as_ref()
+                    .and_then(|o| typed::<PolicyException>(o).ok());
+                match old.map(|old| admission::expired_is_record(&old, &pe, now)) {
+                    Some(deny @ Verdict::Deny(_)) => deny,
+                    _ => admission::exception(&pe, control.as_ref(), &ceiling, now),
+                }
             }
             Err(e) => unreadable(e),
         },

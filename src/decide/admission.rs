@@ -60,6 +60,23 @@ pub fn exception(
     }
 }
 
+/// An exception whose `expiresAt` has passed is a record: its spec (window,
+/// grant, tolerations, control, approver, ticket) cannot change any more,
+/// even before the controller has written `Expired` (the API server's own
+/// policy covers the time after). Extending means filing a new exception.
+pub fn expired_is_record(old: &PolicyException, new: &PolicyException, now: Timestamp) -> Verdict {
+    let ended = super::time::parse(&old.spec.expires_at).is_ok_and(|t| t <= now);
+    if ended && old.spec != new.spec {
+        let message = format!(
+            "PolicyException {:?}: spec: its window ended at {}; an exception whose window is over is a record: its window, grant, tolerations, approver and ticket cannot change. File a new PolicyException (new name, new approval) (ExpiredIsRecord)",
+            new.name_any(),
+            old.spec.expires_at
+        );
+        return Verdict::Deny(message);
+    }
+    Verdict::Allow
+}
+
 /// A binding to be admitted.
 #[derive(Clone, Copy, Debug)]
 pub struct Binding<'a> {
@@ -282,5 +299,26 @@ mod tests {
             binding(&via_group, &[&co], &[], &ceiling(), now),
             Verdict::Deny(_)
         ));
+    }
+
+    #[test]
+    fn a_spec_whose_window_ended_cannot_change() {
+        let old = pe_fixture(); // expires 2026-11-29T10:00:00Z
+        let mut extended = old.clone();
+        extended.spec.expires_at = "2026-12-29T10:00:00Z".into();
+        let mut relabelled = old.clone();
+        relabelled.metadata.labels = Some([("team".to_string(), "x".to_string())].into());
+        // (case, new object, now, refused?)
+        let cases = [
+            ("extended before the end", &extended, "2026-11-29T09:59:59Z", false),
+            ("extended at the end", &extended, "2026-11-29T10:00:00Z", true),
+            ("extended after the end", &extended, "2026-11-30T00:00:00Z", true),
+            ("labels after the end", &relabelled, "2026-11-30T00:00:00Z", false),
+            ("re-applied unchanged", &old, "2026-11-30T00:00:00Z", false),
+        ];
+        for (case, new, now, refused) in cases {
+            let got = expired_is_record(&old, new, ts(now));
+            assert_eq!(matches!(got, Verdict::Deny(_)), refused, "{case}: {got:?}");
+        }
     }
 }

@@ -126,12 +126,31 @@ pub fn merge(previous: &[Condition], desired: Vec<Cond>, generation: Option<i64>
                 type_: c.type_.to_string(),
                 status: status.to_string(),
                 reason: c.reason,
-                message: c.message,
+                message: capped(c.message),
                 observed_generation: generation,
                 last_transition_time: since,
             }
         })
         .collect()
+}
+
+/// Longest condition message kept, in bytes. A spec with thousands of
+/// invalid rules would otherwise write a status too large for the API
+/// server (and for anyone reading it); the first failures say enough.
+pub const MESSAGE_MAX: usize = 2048;
+
+/// `message` cut to `MESSAGE_MAX` bytes on a character boundary, saying so.
+fn capped(mut message: String) -> String {
+    if message.len() <= MESSAGE_MAX {
+        return message;
+    }
+    let mut cut = MESSAGE_MAX - '…'.len_utf8();
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push('…');
+    message
 }
 
 /// Finds a condition by type.
@@ -174,5 +193,16 @@ mod tests {
         let desired = || vec![Cond::yes("Ready", "Active", "m"), Cond::no("Stalled", "Ok", "m")];
         let first = merge(&[], desired(), Some(3), t0);
         assert_eq!(merge(&first, desired(), Some(3), t1), first);
+    }
+
+    #[test]
+    fn messages_are_capped_on_a_character_boundary() {
+        let now: Timestamp = "2026-11-29T12:00:00Z".parse().unwrap();
+        let long = "é".repeat(MESSAGE_MAX);
+        let got = merge(&[], vec![Cond::no(types::READY, "R", long)], None, now);
+        assert!(got[0].message.len() <= MESSAGE_MAX, "{}", got[0].message.len());
+        assert!(got[0].message.ends_with('…'));
+        let short = merge(&[], vec![Cond::no(types::READY, "R", "fine")], None, now);
+        assert_eq!(short[0].message, "fine");
     }
 }
