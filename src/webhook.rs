@@ -23,13 +23,12 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::runtime::reflector::ObjectRef;
 use thiserror::Error;
 
 use crate::api::{BindingKind, ControlOwnership, PolicyException};
 use crate::cache::Caches;
+use crate::decide::Ceiling;
 use crate::decide::admission::{self, Binding, Verdict};
-use crate::decide::control::claims;
 
 /// How the webhook is served.
 #[derive(Clone, Debug)]
@@ -157,60 +156,72 @@ pub fn decide(request: &AdmissionRequest<DynamicObject>, judge: &Judge, now: jif
             Err(e) => unreadable(e),
         },
         "PolicyException" => match typed::<PolicyException>(obj) {
-            Ok(pe) => {
-                let ns = pe.namespace().or_else(|| request.namespace.clone()).unwrap_or_default();
-                let control = caches
-                    .controls
-                    .get(&ObjectRef::new(&pe.spec.control).within(&ns))
-                    .map(|c| {
-                        let rivals = caches.controls_sharing(&c);
-                        let rivals: Vec<&ControlOwnership> = rivals.iter().map(|r| r.as_ref()).collect();
-                        claims::without_claimed(&c, &rivals)
-                    });
-                let old = request
-                    .old_object
-                    .as_ref()
-                    .and_then(|o| typed::<PolicyException>(o).ok());
-                match old.map(|old| admission::expired_is_record(&old, &pe, now)) {
-                    Some(deny @ Verdict::Deny(_)) => deny,
-                    _ => admission::exception(&pe, control.as_ref(), &ceiling, now),
-                }
-            }
+            Ok(pe) => exception_verdict(request, &pe, caches, &ceiling, now),
             Err(e) => unreadable(e),
         },
-        kind @ ("RoleBinding" | "ClusterRoleBinding") => {
-            let (subjects, role_ref, binding_kind) = if kind == "RoleBinding" {
-                match typed::<RoleBinding>(obj) {
-                    Ok(rb) => (rb.subjects.unwrap_or_default(), rb.role_ref, BindingKind::RoleBinding),
-                    // Bindings fail open, like their failurePolicy.
-                    Err(_) => return Verdict::Allow,
-                }
-            } else {
-                match typed::<ClusterRoleBinding>(obj) {
-                    Ok(crb) => (
-                        crb.subjects.unwrap_or_default(),
-                        crb.role_ref,
-                        BindingKind::ClusterRoleBinding,
-                    ),
-                    Err(_) => return Verdict::Allow,
-                }
-            };
-            let namespace = request.namespace.clone();
-            let b = Binding {
-                kind: binding_kind,
-                name: &request.name,
-                namespace: namespace.as_deref(),
-                subjects: &subjects,
-                role_ref: &role_ref,
-            };
-            let controls = caches.controls.state();
-            let exceptions = caches.exceptions.state();
-            let controls: Vec<&ControlOwnership> = controls.iter().map(|c| c.as_ref()).collect();
-            let exceptions: Vec<&PolicyException> = exceptions.iter().map(|e| e.as_ref()).collect();
-            admission::binding(&b, &controls, &exceptions, &ceiling, now)
-        }
+        "RoleBinding" | "ClusterRoleBinding" => binding_verdict(request, obj, caches, &ceiling, now),
         _ => Verdict::Allow,
     }
+}
+
+/// An exception: a record once its window ended, else judged as the
+/// controller would judge it.
+fn exception_verdict(
+    request: &AdmissionRequest<DynamicObject>,
+    pe: &PolicyException,
+    caches: &Caches,
+    ceiling: &Ceiling,
+    now: jiff::Timestamp,
+) -> Verdict {
+    let old = request
+        .old_object
+        .as_ref()
+        .and_then(|o| typed::<PolicyException>(o).ok());
+    if let Some(deny @ Verdict::Deny(_)) = old.map(|old| admission::expired_is_record(&old, pe, now)) {
+        return deny;
+    }
+    let ns = pe.namespace().or_else(|| request.namespace.clone()).unwrap_or_default();
+    let control = caches.control_for_exceptions(&ns, &pe.spec.control);
+    admission::exception(pe, control.as_ref(), ceiling, now)
+}
+
+/// A binding: refused when it reaches an enforced identity undeclared.
+/// Bindings fail open, like their failurePolicy, when unreadable.
+fn binding_verdict(
+    request: &AdmissionRequest<DynamicObject>,
+    obj: &DynamicObject,
+    caches: &Caches,
+    ceiling: &Ceiling,
+    now: jiff::Timestamp,
+) -> Verdict {
+    let read = if request.kind.kind == "RoleBinding" {
+        typed::<RoleBinding>(obj)
+            .ok()
+            .map(|rb| (rb.subjects.unwrap_or_default(), rb.role_ref, BindingKind::RoleBinding))
+    } else {
+        typed::<ClusterRoleBinding>(obj).ok().map(|crb| {
+            (
+                crb.subjects.unwrap_or_default(),
+                crb.role_ref,
+                BindingKind::ClusterRoleBinding,
+            )
+        })
+    };
+    let Some((subjects, role_ref, kind)) = read else {
+        return Verdict::Allow;
+    };
+    let b = Binding {
+        kind,
+        name: &request.name,
+        namespace: request.namespace.as_deref(),
+        subjects: &subjects,
+        role_ref: &role_ref,
+    };
+    let controls = caches.controls.state();
+    let exceptions = caches.exceptions.state();
+    let controls: Vec<&ControlOwnership> = controls.iter().map(|c| c.as_ref()).collect();
+    let exceptions: Vec<&PolicyException> = exceptions.iter().map(|e| e.as_ref()).collect();
+    admission::binding(&b, &controls, &exceptions, ceiling, now)
 }
 
 #[cfg(test)]

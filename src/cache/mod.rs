@@ -118,6 +118,15 @@ impl Caches {
             .collect()
     }
 
+    /// Control `name` of `namespace` as its exceptions see it: without the
+    /// service accounts another control of the namespace claimed first.
+    pub fn control_for_exceptions(&self, namespace: &str, name: &str) -> Option<ControlOwnership> {
+        let control = self.controls.get(&ObjectRef::new(name).within(namespace))?;
+        let rivals = self.controls_sharing(&control);
+        let rivals: Vec<&ControlOwnership> = rivals.iter().map(|r| r.as_ref()).collect();
+        Some(crate::decide::control::claims::without_claimed(&control, &rivals))
+    }
+
     /// Whether Steward's caches cover `namespace` (all do without
     /// `--namespace`).
     pub fn covers(&self, namespace: &str) -> bool {

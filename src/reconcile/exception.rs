@@ -7,11 +7,9 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as FinalizerEvent;
-use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error, managed_rbac, requeue_at};
-use crate::api::{ControlOwnership, Enforcement, PolicyException};
-use crate::decide::control::claims;
+use crate::api::{Enforcement, PolicyException};
 use crate::decide::exception::{self, Lifecycle};
 use crate::decide::notice::{Notice, reasons};
 use crate::decide::rbac;
@@ -30,17 +28,7 @@ pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Ac
 
 async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, Error> {
     let ns = pe.namespace().unwrap_or_default();
-    // The control as far as its exceptions go: without the service accounts
-    // another control of the namespace claimed first.
-    let control = ctx
-        .caches
-        .controls
-        .get(&ObjectRef::new(&pe.spec.control).within(&ns))
-        .map(|c| {
-            let rivals = ctx.caches.controls_sharing(&c);
-            let rivals: Vec<&ControlOwnership> = rivals.iter().map(|r| r.as_ref()).collect();
-            claims::without_claimed(&c, &rivals)
-        });
+    let control = ctx.caches.control_for_exceptions(&ns, &pe.spec.control);
     let now = Timestamp::now();
     let d = exception::decide(pe, control.as_ref(), &ctx.caches.ceiling(), now);
 
