@@ -131,13 +131,15 @@ async fn write(co: &ControlOwnership, d: &Decision, ctx: &Context) -> Result<(),
     }
     let previous = co.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     let status = control::failures::with_failures(&d.status, previous, &failures, Timestamp::now());
-    if co.status.as_ref() != Some(&status) {
+    let changed = co.status.as_ref() != Some(&status);
+    if changed {
         ctx.writer.status(&ctx.caches.controls, co, &status).await?;
     }
     for n in &d.notes {
         ctx.writer.event(co, n).await;
     }
-    for f in &failures {
+    // Once per change of what status says, not once per retry.
+    for f in failures.iter().filter(|_| changed) {
         let note = format!("identity {}: {}", f.service_account, f.message);
         ctx.writer
             .event(co, &Notice::warning(reasons::IDENTITY_NOT_APPLIED, note))
