@@ -258,10 +258,51 @@ pub fn documents(src: &Source) -> Result<Vec<Document>, LoadError> {
     Ok(docs)
 }
 
+/// Deepest nesting of `[...]`/`{...}` accepted. No Steward object comes
+/// close; the YAML parser reads a whole deeply nested document before its
+/// own recursion limit refuses it, which took seconds for 100,000 levels.
+const MAX_FLOW_DEPTH: usize = 64;
+
+/// Where flow nesting first exceeds `MAX_FLOW_DEPTH` (1-based line and
+/// column), scanning outside quotes and comments; linear in the text.
+fn too_deep(text: &str) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        for (col, c) in line.chars().enumerate() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') if previous.is_whitespace() => break,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some((i + 1, col + 1));
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            previous = c;
+        }
+    }
+    None
+}
+
 fn push(src: &Source, chunk: &[String], first: usize, out: &mut Vec<Document>) -> Result<(), LoadError> {
     let text = chunk.join("\n");
     if text.trim().is_empty() {
         return Ok(());
+    }
+    if let Some((line, column)) = too_deep(&text) {
+        return Err(LoadError::Yaml {
+            path: src.path.clone(),
+            line: first + line,
+            column,
+            message: format!("flow collections nested deeper than {MAX_FLOW_DEPTH} levels"),
+        });
     }
     let value: Value = serde_yaml_ng::from_str(&text).map_err(|e| {
         let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
@@ -287,4 +328,41 @@ fn push(src: &Source, chunk: &[String], first: usize, out: &mut Vec<Document>) -
         value,
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: String) -> Result<Vec<Document>, LoadError> {
+        documents(&Source {
+            path: "t.yaml".into(),
+            text,
+        })
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_at_once_with_its_position() {
+        let deep = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let err = load(deep).expect_err("refused");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+        assert!(err.to_string().contains("t.yaml:1:68") && err.to_string().contains("nested deeper"), "{err}");
+    }
+
+    #[test]
+    fn what_only_looks_deep_is_not() {
+        // (case, text, the scan says too deep?)
+        let cases = [
+            ("at the limit", format!("a: {}{}", "[".repeat(64), "]".repeat(64)), false),
+            ("over it", format!("a: {}{}", "[".repeat(65), "]".repeat(65)), true),
+            ("in quotes", format!("a: \"{}\"", "[".repeat(100)), false),
+            ("in single quotes", format!("a: '{}'", "{".repeat(100)), false),
+            ("in a comment", format!("a: 1 # {}", "[".repeat(100)), false),
+            ("siblings, not nesting", format!("a: [{}]", "[1],".repeat(100)), false),
+        ];
+        for (case, text, deep) in cases {
+            assert_eq!(too_deep(&text).is_some(), deep, "{case}");
+        }
+    }
 }
