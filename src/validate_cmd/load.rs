@@ -346,15 +346,26 @@ mod tests {
         let deep = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
         let started = std::time::Instant::now();
         let err = load(deep).expect_err("refused");
-        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
-        assert!(err.to_string().contains("t.yaml:1:68") && err.to_string().contains("nested deeper"), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.to_string().contains("t.yaml:1:68") && err.to_string().contains("nested deeper"),
+            "{err}"
+        );
     }
 
     #[test]
     fn what_only_looks_deep_is_not() {
         // (case, text, the scan says too deep?)
         let cases = [
-            ("at the limit", format!("a: {}{}", "[".repeat(64), "]".repeat(64)), false),
+            (
+                "at the limit",
+                format!("a: {}{}", "[".repeat(64), "]".repeat(64)),
+                false,
+            ),
             ("over it", format!("a: {}{}", "[".repeat(65), "]".repeat(65)), true),
             ("in quotes", format!("a: \"{}\"", "[".repeat(100)), false),
             ("in single quotes", format!("a: '{}'", "{".repeat(100)), false),
