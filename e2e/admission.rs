@@ -282,16 +282,7 @@ async fn admission_refuses_what_status_would_reject() {
     ctl.kill().unwrap();
     let _ = ctl.wait();
     let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
-    env.apply_ok(
-        &ns,
-        r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: sneaky}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}
-subjects: [{kind: ServiceAccount, name: api}]
-"#,
-    );
+    env.apply_ok(&ns, &harness::admin_binding_yaml("sneaky", "api"));
     assert!(rbs.get_opt("sneaky").await.unwrap().is_some());
     let (mut ctl, ready) = start(&env, &addr);
     eventually(OUTCOME, "drift removed after restart", || async {

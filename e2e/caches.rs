@@ -129,28 +129,10 @@ async fn each_process_watches_each_kind_once_and_is_ready_only_once_all_have_lis
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let ns = env.namespace("caches").await;
+    let rule = r#"{apiGroups: [""], resources: [configmaps], verbs: [get]}"#;
     env.apply_ok(
         &ns,
-        r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: api}
----
-apiVersion: steward.dev/v1alpha1
-kind: ControlOwnership
-metadata: {name: c}
-spec:
-  layer: Identity
-  owner: {name: payments-team}
-  backupOwner: {name: security-team}
-  approvers: [alice@example.com]
-  review: {interval: 90d, lastReviewed: "2026-11-01T00:00:00Z"}
-  workloadIdentities:
-    - serviceAccount: api
-      task: Reads configuration
-      rules:
-        - {apiGroups: [""], resources: [configmaps], verbs: [get]}
-"#,
+        &harness::control_yaml("c", "Audit", &harness::reviewed_recently(), &[("api", rule)]),
     );
     env.kubectl_ok(&[
         "wait",

@@ -340,19 +340,7 @@ async fn every_rejection_reason_grants_nothing() {
             .await
     );
     // Events are recorded after the status.
-    eventually(OUTCOME, "a Rejected event", || {
-        let events = env.kubectl_ok(&[
-            "get",
-            "events.events.k8s.io",
-            "-n",
-            &ns,
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ]);
-        let ok = events.split_whitespace().any(|r| r == "Rejected");
-        async move { ok }
-    })
-    .await;
+    env.wait_for_events(&ns, &["Rejected"]).await;
 }
 
 #[tokio::test]
@@ -468,12 +456,7 @@ async fn a_pending_exception_activates_at_its_start() {
 #[tokio::test]
 async fn a_window_extended_while_the_controller_was_down_stays_expired() {
     let env = crate::harness::isolated();
-    let (mut ctl, metrics) = env.spawn_controller("ctl-down", &[]);
-    eventually(Duration::from_secs(60), "controller ready", || {
-        let ok = crate::harness::http_get(&format!("http://{metrics}/readyz")).is_some_and(|(c, _)| c == 200);
-        async move { ok }
-    })
-    .await;
+    let (mut ctl, _) = env.spawn_ready_controller("ctl-down", &[]).await;
     let ns = env.namespace("down").await;
     env.apply_ok(&ns, &control("payments", ""));
     let mut exc = good("debug");

@@ -339,6 +339,38 @@ impl Env {
         (child, addr)
     }
 
+    /// Starts another controller process with `extra` flags and waits (up
+    /// to a minute: several control planes may be starting on the machine)
+    /// until its `/readyz` answers 200; returns it with its metrics address.
+    pub async fn spawn_ready_controller(&self, name: &str, extra: &[&str]) -> (std::process::Child, String) {
+        let (child, addr) = self.spawn_controller(name, extra);
+        let url = format!("http://{addr}/readyz");
+        eventually(Duration::from_secs(60), &format!("{name} ready"), || {
+            let ok = http_get(&url).is_some_and(|(c, _)| c == 200);
+            async move { ok }
+        })
+        .await;
+        (child, addr)
+    }
+
+    /// Waits until Events with every one of `reasons` were recorded in `ns`.
+    pub async fn wait_for_events(&self, ns: &str, reasons: &[&str]) {
+        let what = format!("events {reasons:?} in {ns}");
+        eventually(OUTCOME, &what, || {
+            let seen = self.kubectl_ok(&[
+                "get",
+                "events.events.k8s.io",
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.items[*].reason}",
+            ]);
+            let ok = reasons.iter().all(|r| seen.split_whitespace().any(|s| s == *r));
+            async move { ok }
+        })
+        .await;
+    }
+
     /// The controller's log so far.
     pub fn controller_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("controller.log")).unwrap_or_default()
@@ -702,4 +734,49 @@ pub fn condition<K: serde::Serialize>(obj: &K, type_: &str) -> Option<serde_json
 pub fn from_now(secs: i64) -> String {
     let t = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs);
     t.round(jiff::Unit::Second).unwrap_or(t).to_string()
+}
+
+/// A review reviewed an hour ago, due every 30 days.
+pub fn reviewed_recently() -> String {
+    format!(r#"{{interval: 30d, lastReviewed: "{}"}}"#, from_now(-3600))
+}
+
+/// A ControlOwnership `name` owned by payments-team (backup
+/// security-team, approver alice@example.com) with `review` and
+/// `enforcement`, and one identity per `(service account, rule)`; the review
+/// and the rules are written in YAML flow style.
+pub fn control_yaml(name: &str, enforcement: &str, review: &str, identities: &[(&str, &str)]) -> String {
+    let identities: String = identities
+        .iter()
+        .map(|(sa, rule)| format!("    - serviceAccount: {sa}\n      task: Does its job\n      rules: [{rule}]\n"))
+        .collect();
+    format!(
+        r#"
+apiVersion: steward.dev/v1alpha1
+kind: ControlOwnership
+metadata: {{name: {name}}}
+spec:
+  layer: Identity
+  owner: {{name: payments-team}}
+  backupOwner: {{name: security-team}}
+  approvers: [alice@example.com]
+  review: {review}
+  enforcement: {enforcement}
+  workloadIdentities:
+{identities}"#
+    )
+}
+
+/// A RoleBinding `name` of the ClusterRole `admin` to service account `sa`
+/// of the namespace it is applied in: drift for a control managing `sa`.
+pub fn admin_binding_yaml(name: &str, sa: &str) -> String {
+    format!(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: {name}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}}
+subjects: [{{kind: ServiceAccount, name: {sa}}}]
+"#
+    )
 }

@@ -8,36 +8,28 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use steward::api::ControlOwnership;
 
-use crate::harness::{Env, OUTCOME, condition, condition_is, env, eventually, from_now, wait_for};
+use crate::harness::{
+    self, Env, OUTCOME, condition, condition_is, env, eventually, from_now, reviewed_recently, wait_for,
+};
 
+/// The `payments`-style control of these tests: `api` reads configuration,
+/// `worker` runs jobs.
 fn control(name: &str, enforcement: &str, review: &str) -> String {
-    format!(
-        r#"
-apiVersion: steward.dev/v1alpha1
-kind: ControlOwnership
-metadata: {{name: {name}}}
-spec:
-  layer: Identity
-  owner: {{name: payments-team}}
-  backupOwner: {{name: security-team}}
-  approvers: [alice@example.com]
-  review: {review}
-  enforcement: {enforcement}
-  workloadIdentities:
-    - serviceAccount: api
-      task: Reads configuration
-      rules:
-        - {{apiGroups: [""], resources: [configmaps], verbs: [get, list]}}
-    - serviceAccount: worker
-      task: Runs batch jobs
-      rules:
-        - {{apiGroups: [batch], resources: [jobs], verbs: [get, create]}}
-"#
+    harness::control_yaml(
+        name,
+        enforcement,
+        review,
+        &[
+            (
+                "api",
+                r#"{apiGroups: [""], resources: [configmaps], verbs: [get, list]}"#,
+            ),
+            (
+                "worker",
+                "{apiGroups: [batch], resources: [jobs], verbs: [get, create]}",
+            ),
+        ],
     )
-}
-
-fn reviewed_recently() -> String {
-    format!(r#"{{interval: 30d, lastReviewed: "{}"}}"#, from_now(-60))
 }
 
 fn drift_of(co: &ControlOwnership) -> Vec<String> {
@@ -281,16 +273,7 @@ async fn enforce_removes_drift_but_only_reports_shared_bindings() {
 
     // A RoleBinding in the control's namespace, to managed identities only:
     // deleted.
-    env.apply_ok(
-        &ns,
-        r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: sole}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}
-subjects: [{kind: ServiceAccount, name: api}]
-"#,
-    );
+    env.apply_ok(&ns, &harness::admin_binding_yaml("sole", "api"));
     eventually(OUTCOME, "drifting binding deleted", || {
         let rbs = rbs.clone();
         async move { rbs.get_opt("sole").await.unwrap().is_none() }
@@ -401,20 +384,7 @@ subjects: [{{kind: Group, name: "system:serviceaccounts:{ns}", apiGroup: rbac.au
         "a group binding was deleted"
     );
     crbs.delete(&shared, &Default::default()).await.unwrap();
-    let mut events = String::new();
-    eventually(OUTCOME, "a DriftRemoved event", || {
-        events = env.kubectl_ok(&[
-            "get",
-            "events.events.k8s.io",
-            "-n",
-            &ns,
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ]);
-        let ok = events.split_whitespace().any(|r| r == "DriftRemoved");
-        async move { ok }
-    })
-    .await;
+    env.wait_for_events(&ns, &["DriftRemoved"]).await;
 }
 
 #[tokio::test]

@@ -374,20 +374,7 @@ subjects: [{{kind: ServiceAccount, name: owner-sa, namespace: {ns}}}]
         "ReviewOverdue",
         "DriftDetected",
     ];
-    let mut seen = String::new();
-    eventually(OUTCOME, "all events", || {
-        seen = env.kubectl_ok(&[
-            "get",
-            "events.events.k8s.io",
-            "-n",
-            &ns,
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ]);
-        let ok = want.iter().all(|w| seen.split_whitespace().any(|s| s == *w));
-        async move { ok }
-    })
-    .await;
+    env.wait_for_events(&ns, &want).await;
     let who = env.kubectl_ok(&[
         "get",
         "events.events.k8s.io",
