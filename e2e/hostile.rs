@@ -1,6 +1,9 @@
 //! Hostile tenants: what a namespace admin (impersonated with `--as`) tries
 //! against Steward, and the outcome they want that must not happen. Each
-//! test also checks the controller stays healthy.
+//! test also checks the controller stays healthy. Each submodule holds one
+//! class of attack; the personas are defined here.
+
+mod names;
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;

@@ -1,0 +1,1 @@
+//! Hostile tenants: names Steward would use cannot be made to collide.
