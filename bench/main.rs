@@ -150,7 +150,7 @@ async fn single_expiry(env: &harness::Env, runs: usize) {
         pes.create(&PostParams::default(), &exception(&name, expires))
             .await
             .expect("create");
-        let grant = format!("steward-x-{name}");
+        let grant = format!("steward-x:{name}");
         wait_until(Duration::from_secs(10), "expiry", || {
             deleted.lock().unwrap().contains_key(&grant) && expired.lock().unwrap().contains_key(&name)
         })

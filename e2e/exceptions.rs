@@ -146,7 +146,7 @@ async fn a_grant_ends_within_a_second_of_expiry_and_stays_ended() {
         !env.can(&ns, "api", "delete", "", "pods").await,
         "a neighbouring verb must stay denied"
     );
-    assert!(rbs.get_opt("steward-x-debug").await.unwrap().is_some());
+    assert!(rbs.get_opt("steward-x:debug").await.unwrap().is_some());
 
     // Within one second after expiresAt: binding gone, then phase Expired,
     // as the API server recorded the controller's writes (not when this
@@ -154,7 +154,7 @@ async fn a_grant_ends_within_a_second_of_expiry_and_stays_ended() {
     let pe = wait_for(&pes, "debug", OUTCOME, "Expired", phase_is(Phase::Expired)).await;
     let revoked = env
         .controller_write(OUTCOME, "the grant's deletion", |w| {
-            w.is("delete", "rolebindings", Some(&ns), "steward-x-debug")
+            w.is("delete", "rolebindings", Some(&ns), "steward-x:debug")
         })
         .await;
     let marked = env
@@ -184,7 +184,7 @@ async fn a_grant_ends_within_a_second_of_expiry_and_stays_ended() {
         marked.completed.duration_since(expires_at)
     );
     assert!(
-        rbs.get_opt("steward-x-debug").await.unwrap().is_none(),
+        rbs.get_opt("steward-x:debug").await.unwrap().is_none(),
         "grant still bound after expiry"
     );
     // The API server's authorizer follows the deletion a moment later.
@@ -217,14 +217,14 @@ async fn a_grant_ends_within_a_second_of_expiry_and_stays_ended() {
     let regrants: Vec<_> = env
         .controller_writes()
         .into_iter()
-        .filter(|w| w.namespace.as_deref() == Some(ns.as_str()) && w.name == "steward-x-debug")
+        .filter(|w| w.namespace.as_deref() == Some(ns.as_str()) && w.name == "steward-x:debug")
         .filter(|w| w.verb != "delete" && w.received >= revoked.completed)
         .collect();
     assert!(
         regrants.is_empty(),
         "re-apply re-granted an expired exception: {regrants:#?}"
     );
-    assert!(rbs.get_opt("steward-x-debug").await.unwrap().is_none());
+    assert!(rbs.get_opt("steward-x:debug").await.unwrap().is_none());
     env.rbac_caught_up(&ns).await;
     assert!(!env.can(&ns, "api", "get", "", "pods/log").await);
     let pe = pes.get("debug").await.unwrap();
@@ -325,7 +325,7 @@ async fn every_rejection_reason_grants_nothing() {
         );
         assert_eq!(condition(&pe, "Valid").unwrap()["status"], "False");
         assert!(
-            rbs.get_opt(&format!("steward-x-{name}")).await.unwrap().is_none(),
+            rbs.get_opt(&format!("steward-x:{name}")).await.unwrap().is_none(),
             "{name} granted something"
         );
     }
@@ -402,7 +402,7 @@ async fn deleting_an_active_exception_revokes_its_grant() {
         "--timeout=60s",
     ]);
     // The finalizer revoked the grant before letting the exception go.
-    assert!(rbs.get_opt("steward-x-temp").await.unwrap().is_none());
+    assert!(rbs.get_opt("steward-x:temp").await.unwrap().is_none());
     eventually(OUTCOME, "denied once deleted", || async {
         !env.can(&ns, "api", "get", "", "pods/log").await
     })
@@ -421,7 +421,7 @@ async fn a_pending_exception_activates_at_its_start() {
     assert_eq!(condition(&pe, "Active").unwrap()["reason"], "NotStarted");
     // The reconcile that wrote Pending grants (if at all) before the status.
     assert!(
-        rbs.get_opt("steward-x-later").await.unwrap().is_none(),
+        rbs.get_opt("steward-x:later").await.unwrap().is_none(),
         "granted before startsAt"
     );
     wait_for(&pes, "later", OUTCOME, "Active", phase_is(Phase::Active)).await;
@@ -430,7 +430,7 @@ async fn a_pending_exception_activates_at_its_start() {
     // status saying Active.
     let granted = env
         .controller_write(OUTCOME, "the grant's first write", |w| {
-            w.namespace.as_deref() == Some(ns.as_str()) && w.name == "steward-x-later"
+            w.namespace.as_deref() == Some(ns.as_str()) && w.name == "steward-x:later"
         })
         .await;
     assert!(
@@ -475,7 +475,7 @@ async fn a_window_extended_while_the_controller_was_down_stays_expired() {
         jiff::Timestamp::now() < expires_at,
         "setup too slow: the window ended before the controller was stopped"
     );
-    assert!(rbs.get_opt("steward-x-debug").await.unwrap().is_some());
+    assert!(rbs.get_opt("steward-x:debug").await.unwrap().is_some());
 
     // Past the recorded expiry with nobody to enforce it: the grant is
     // still there, and the window is moved a day forward.
@@ -486,14 +486,14 @@ async fn a_window_extended_while_the_controller_was_down_stays_expired() {
         tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
     }
     // Nobody revoked it: the controller is down.
-    assert!(rbs.get_opt("steward-x-debug").await.unwrap().is_some());
+    assert!(rbs.get_opt("steward-x:debug").await.unwrap().is_some());
     exc.expires = from_now(86_400);
     env.apply_ok(&ns, &exc.yaml());
 
     let (mut ctl, _) = env.spawn_controller("ctl-back", &[]);
     // Starting includes listing every cache: generous on a loaded machine.
     eventually(Duration::from_secs(60), "grant revoked after the restart", || async {
-        rbs.get_opt("steward-x-debug").await.unwrap().is_none()
+        rbs.get_opt("steward-x:debug").await.unwrap().is_none()
     })
     .await;
     let pe = wait_for(&pes, "debug", OUTCOME, "Expired", phase_is(Phase::Expired)).await;

@@ -87,7 +87,7 @@ async fn a_squatted_identity_name_is_reported_and_stops_nothing_else_then_enforc
     let squat = r#"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
-metadata: {name: steward-payments-api}
+metadata: {name: "steward:payments:api"}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: tenant-admin}
 subjects: [{kind: ServiceAccount, name: api}]
 "#;
@@ -95,7 +95,7 @@ subjects: [{kind: ServiceAccount, name: api}]
     let client = env.admin().await;
     let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
     assert!(
-        rbs.get_opt("steward-payments-api").await.unwrap().is_some(),
+        rbs.get_opt("steward:payments:api").await.unwrap().is_some(),
         "squat not created"
     );
 
@@ -116,16 +116,16 @@ subjects: [{kind: ServiceAccount, name: api}]
     assert!(
         api.problem
             .as_deref()
-            .is_some_and(|p| p.contains("steward-payments-api")),
+            .is_some_and(|p| p.contains("steward:payments:api")),
         "{api:?}"
     );
     // The squat is drift of `api`, not Steward's binding.
     assert!(
-        api.drift.iter().any(|d| d.name == "steward-payments-api"),
+        api.drift.iter().any(|d| d.name == "steward:payments:api"),
         "squat not reported: {api:?}"
     );
     // Neither overwritten nor deleted in Audit.
-    let kept = rbs.get("steward-payments-api").await.unwrap();
+    let kept = rbs.get("steward:payments:api").await.unwrap();
     assert_eq!(kept.role_ref.name, "tenant-admin");
     // The other identity is served.
     eventually(OUTCOME, "worker's grant in place", || async {
@@ -138,9 +138,9 @@ subjects: [{kind: ServiceAccount, name: api}]
     // Enforce: the foreign binding is replaced by Steward's own.
     env.apply_ok(&ns, &control("payments", "Enforce", &["api", "worker"]));
     wait_for(&cos, "payments", OUTCOME, "Ready again", condition_is("Ready", "True")).await;
-    let ours = rbs.get("steward-payments-api").await.unwrap();
+    let ours = rbs.get("steward:payments:api").await.unwrap();
     assert_eq!(ours.role_ref.kind, "Role");
-    assert_eq!(ours.role_ref.name, "steward-payments-api", "squat still bound");
+    assert_eq!(ours.role_ref.name, "steward:payments:api", "squat still bound");
     eventually(OUTCOME, "api holds only what it declares", || async {
         env.can(&ns, "api", "get", "", "configmaps").await && !env.can(&ns, "api", "delete", "", "secrets").await
     })
@@ -152,8 +152,10 @@ subjects: [{kind: ServiceAccount, name: api}]
 async fn a_rejected_exception_never_deletes_a_pair_it_does_not_own() {
     let env = env();
     let ns = env.namespace("collide").await;
-    // Control `x` with identity `foo` owns `steward-x-foo`, the very name an
-    // exception `foo` would use for its grant.
+    // Control `x` with identity `foo` owns `steward:x:foo`. Under the old
+    // scheme (`steward-x-foo`) that was the very name an exception `foo`
+    // used for its grant; now the names differ, and ownership by uid would
+    // protect it anyway.
     env.apply_ok(&ns, &control("x", "Audit", &["foo"]));
     env.apply_ok(&ns, &control("payments", "Audit", &["api"]));
     let client = env.admin().await;
@@ -174,7 +176,7 @@ async fn a_rejected_exception_never_deletes_a_pair_it_does_not_own() {
     // Removal runs before the status write, so any delete has happened.
     let rbs: Api<RoleBinding> = Api::namespaced(client, &ns);
     assert!(
-        rbs.get_opt("steward-x-foo").await.unwrap().is_some(),
+        rbs.get_opt("steward:x:foo").await.unwrap().is_some(),
         "the exception deleted control x's binding"
     );
     assert!(env.can(&ns, "foo", "get", "", "configmaps").await);
@@ -243,13 +245,13 @@ async fn only_steward_removes_its_finalizer_and_no_grant_outlives_its_record() {
     assert!(pes.get_opt("debug").await.unwrap().is_none(), "the record survived");
     let rbs: Api<RoleBinding> = Api::namespaced(client, &ns);
     assert!(
-        rbs.get_opt("steward-x-debug").await.unwrap().is_some(),
+        rbs.get_opt("steward-x:debug").await.unwrap().is_some(),
         "nothing left to sweep"
     );
 
     let (mut ctl, _) = env.spawn_ready_controller("ctl-strip-back", &[]).await;
     eventually(OUTCOME, "the orphaned grant deleted", || async {
-        rbs.get_opt("steward-x-debug").await.unwrap().is_none()
+        rbs.get_opt("steward-x:debug").await.unwrap().is_none()
     })
     .await;
     eventually(OUTCOME, "the grant gone", || async {
@@ -258,7 +260,7 @@ async fn only_steward_removes_its_finalizer_and_no_grant_outlives_its_record() {
     .await;
     // The control's own identity, whose owner is alive, is untouched.
     assert!(
-        rbs.get_opt("steward-payments-api").await.unwrap().is_some(),
+        rbs.get_opt("steward:payments:api").await.unwrap().is_some(),
         "the control's binding was deleted"
     );
     let _ = ctl.kill();
@@ -380,7 +382,7 @@ spec:
     })
     .await;
     let rbs: Api<RoleBinding> = Api::namespaced(client, &ns);
-    assert!(rbs.get_opt("steward-lax-api").await.unwrap().is_none());
+    assert!(rbs.get_opt("steward:lax:api").await.unwrap().is_none());
     controller_healthy(env);
 
     // Once the first control lets go, the other may take the account.

@@ -225,14 +225,14 @@ spec:
     eventually(
         Duration::from_secs(LEASE) + OUTCOME,
         "grant revoked by the new leader",
-        || async { rbs.get_opt("steward-x-handover").await.unwrap().is_none() },
+        || async { rbs.get_opt("steward-x:handover").await.unwrap().is_none() },
     )
     .await;
     // How fast: from the kill to the new leader's delete, as the API server
     // recorded it.
     let revoked = env
         .controller_write(OUTCOME, "the new leader's delete", |w| {
-            w.is("delete", "rolebindings", Some(&ns), "steward-x-handover")
+            w.is("delete", "rolebindings", Some(&ns), "steward-x:handover")
         })
         .await;
     let took = revoked.completed.duration_since(killed);

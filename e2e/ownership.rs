@@ -116,7 +116,7 @@ async fn identities_get_exactly_the_declared_permissions() {
     let co = cos.get("payments").await.unwrap();
     let ids = &co.status.unwrap().identities;
     assert_eq!(ids.len(), 2);
-    assert_eq!(ids[0].role, "steward-payments-api");
+    assert_eq!(ids[0].role, "steward:payments:api");
 }
 
 #[tokio::test]
@@ -397,13 +397,13 @@ async fn hand_edits_are_reverted_and_delete_cleans_up() {
 
     let edit = serde_json::json!({"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]});
     roles
-        .patch("steward-payments-api", &PatchParams::default(), &Patch::Merge(&edit))
+        .patch("steward:payments:api", &PatchParams::default(), &Patch::Merge(&edit))
         .await
         .unwrap();
     eventually(OUTCOME, "hand edit reverted", || {
         let roles = roles.clone();
         async move {
-            let r = roles.get("steward-payments-api").await.unwrap();
+            let r = roles.get("steward:payments:api").await.unwrap();
             r.rules
                 .unwrap_or_default()
                 .iter()
@@ -417,12 +417,12 @@ async fn hand_edits_are_reverted_and_delete_cleans_up() {
     .await;
 
     // A removed binding comes back too.
-    rbs.delete("steward-payments-worker", &Default::default())
+    rbs.delete("steward:payments:worker", &Default::default())
         .await
         .unwrap();
     eventually(OUTCOME, "binding restored", || {
         let rbs = rbs.clone();
-        async move { rbs.get_opt("steward-payments-worker").await.unwrap().is_some() }
+        async move { rbs.get_opt("steward:payments:worker").await.unwrap().is_some() }
     })
     .await;
 
@@ -467,7 +467,7 @@ async fn removing_an_identity_removes_its_rbac() {
     .await;
     // The binding goes first (that is what the SAR saw); the Role follows.
     eventually(OUTCOME, "worker's Role deleted", || async {
-        roles.get_opt("steward-payments-worker").await.unwrap().is_none()
+        roles.get_opt("steward:payments:worker").await.unwrap().is_none()
     })
     .await;
     // The status of the one-identity spec is written after every delete of
@@ -487,11 +487,11 @@ async fn removing_an_identity_removes_its_rbac() {
     )
     .await;
     assert!(
-        roles.get_opt("steward-payments-api").await.unwrap().is_some(),
+        roles.get_opt("steward:payments:api").await.unwrap().is_some(),
         "the remaining identity's Role was deleted"
     );
     assert!(
-        rbs.get_opt("steward-payments-api").await.unwrap().is_some(),
+        rbs.get_opt("steward:payments:api").await.unwrap().is_some(),
         "the remaining identity's RoleBinding was deleted"
     );
     assert!(env.can(&ns, "api", "get", "", "configmaps").await);

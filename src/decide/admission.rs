@@ -271,8 +271,8 @@ mod tests {
         let mut co = co_fixture();
         co.spec.enforcement = Some(Enforcement::Enforce);
         let subjects = [sa("api", "shop")];
-        let own_role = role_ref("Role", "steward-payments-api");
-        let ours = role_binding("steward-payments-api", &subjects, &own_role);
+        let own_role = role_ref("Role", "steward:payments:api");
+        let ours = role_binding("steward:payments:api", &subjects, &own_role);
         let now = ts("2026-11-28T12:00:00Z");
         assert_eq!(binding(&ours, &[&co], &[], &ceiling(), now), Verdict::Allow);
         // Steward's name with another roleRef is not Steward's binding.

@@ -63,6 +63,9 @@ pub mod reasons {
     /// ControlOwnership: an identity's Role or RoleBinding could not be put
     /// in place.
     pub const IDENTITY_NOT_APPLIED: &str = "IdentityNotApplied";
+    /// PolicyException: its grant's Role or RoleBinding could not be put in
+    /// place.
+    pub const GRANT_NOT_APPLIED: &str = "GrantNotApplied";
 }
 
 /// `metav1.Condition` status of a true condition.

@@ -230,7 +230,7 @@ mod tests {
     }
 
     fn drifting(rbs: &[RoleBinding], crbs: &[ClusterRoleBinding]) -> Vec<String> {
-        let ours: BTreeSet<String> = ["steward-payments-api".to_string()].into();
+        let ours: BTreeSet<String> = ["steward:payments:api".to_string()].into();
         bindings_for("api", "shop", rbs, crbs, &ours, &["api"].into())
             .into_iter()
             .map(|f| f.name)
@@ -305,7 +305,7 @@ mod tests {
             (
                 "Steward's name binding another role",
                 Ok(rb(
-                    "steward-payments-api",
+                    "steward:payments:api",
                     role_ref("ClusterRole", "admin"),
                     vec![sa("api", "shop")],
                     &[],
@@ -315,8 +315,8 @@ mod tests {
             (
                 "Steward's own",
                 Ok(rb(
-                    "steward-payments-api",
-                    role_ref("Role", "steward-payments-api"),
+                    "steward:payments:api",
+                    role_ref("Role", "steward:payments:api"),
                     vec![sa("api", "shop")],
                     &[],
                 )),

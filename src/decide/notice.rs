@@ -56,4 +56,6 @@ pub mod reasons {
     pub const REVOKED: &str = "Revoked";
     /// An identity's Role or RoleBinding could not be put in place.
     pub const IDENTITY_NOT_APPLIED: &str = "IdentityNotApplied";
+    /// An exception's grant could not be put in place.
+    pub const GRANT_NOT_APPLIED: &str = "GrantNotApplied";
 }

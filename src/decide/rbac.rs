@@ -9,17 +9,36 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 
 use crate::api::{CONTROL_LABEL, EXCEPTION_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
-/// Longest name an RBAC object may have.
-pub const MAX_NAME_LEN: usize = 253;
-
-/// Name of the Role and RoleBinding of a workload identity.
+/// Name of the Role and RoleBinding of a workload identity:
+/// `steward:<control>:<service account>`.
+///
+/// Kubernetes object names (controls, exceptions, service accounts) never
+/// contain `:`, while RBAC names may (like the API server's own
+/// `system:controller:*` roles). So the two kinds of pair cannot take each
+/// other's name (`steward:` has two separators after it, `steward-x:` one),
+/// and two identities cannot either: `a-b`/`c` and `a`/`b-c` stay apart.
+/// RBAC names have no length limit, so two names of 253 characters fit.
 pub fn identity_name(control: &str, service_account: &str) -> String {
-    format!("steward-{control}-{service_account}")
+    format!("steward:{control}:{service_account}")
 }
 
-/// Name of the Role and RoleBinding holding an exception's grant.
+/// Name of the Role and RoleBinding holding an exception's grant:
+/// `steward-x:<exception>`.
 pub fn exception_name(exception: &str) -> String {
-    format!("steward-x-{exception}")
+    format!("steward-x:{exception}")
+}
+
+/// The exception whose grant would have `name`, if it is such a name.
+pub fn exception_of(name: &str) -> Option<&str> {
+    name.strip_prefix("steward-x:")
+        .filter(|e| !e.is_empty() && !e.contains(':'))
+}
+
+/// The control whose identity pair would have `name`, if it is such a name.
+pub fn control_of(name: &str) -> Option<&str> {
+    let (control, service_account) = name.strip_prefix("steward:")?.split_once(':')?;
+    let plain = |s: &str| !s.is_empty() && !s.contains(':');
+    (plain(control) && plain(service_account)).then_some(control)
 }
 
 /// A Role and its RoleBinding, always managed as a pair of the same name.
@@ -114,5 +133,36 @@ pub fn pair(
                 api_group: None,
             }]),
         },
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unambiguous_and_read_back() {
+        let cases = [
+            ("a-b", "c", "a", "b-c"),
+            ("x", "debug", "x-debug", "y"),
+            ("a.b", "c", "a", "b.c"),
+        ];
+        for (c1, s1, c2, s2) in cases {
+            assert_ne!(identity_name(c1, s1), identity_name(c2, s2));
+            assert_eq!(control_of(&identity_name(c1, s1)), Some(c1));
+            assert_eq!(exception_of(&identity_name(c1, s1)), None);
+        }
+        assert_ne!(identity_name("x", "debug"), exception_name("debug"));
+        assert_eq!(exception_of(&exception_name("debug")), Some("debug"));
+        assert_eq!(control_of(&exception_name("debug")), None);
+        for other in [
+            "steward-x-debug",
+            "steward:a",
+            "steward:a:b:c",
+            "steward-x:",
+            "system:x:y",
+        ] {
+            assert_eq!((control_of(other), exception_of(other)), (None, None), "{other}");
+        }
     }
 }

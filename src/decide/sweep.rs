@@ -3,9 +3,12 @@
 //! PolicyException by uid; when no object with that uid exists any more
 //! (deleted with its finalizer stripped, deleted while the controller was
 //! down, or replaced by a new object of the same name), the pair is an
-//! orphan. Finalizers make cleanup prompt; this makes it certain.
+//! orphan. So is an exception's grant once that exception's window is not
+//! open (over, not started, or its expiry recorded), or under a name the
+//! exception would not use (left from an earlier naming scheme). Finalizers
+//! and the exception reconciler make cleanup prompt; this makes it certain.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -33,12 +36,37 @@ pub struct Orphan {
     pub uid: String,
 }
 
+/// What a live Steward object, by uid, lets its managed objects keep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Keeps {
+    /// A ControlOwnership: its reconciler decides which pairs it keeps.
+    Control,
+    /// A PolicyException: at most its grant, under `name`, while its window
+    /// is `open`.
+    Exception {
+        /// The name its grant pair has.
+        name: String,
+        /// Whether the window is open now ([`super::exception::window_open`]).
+        open: bool,
+    },
+}
+
+impl Keeps {
+    fn keeps(&self, name: Option<&str>) -> bool {
+        match self {
+            Keeps::Control => true,
+            Keeps::Exception { name: grant, open } => *open && name == Some(grant.as_str()),
+        }
+    }
+}
+
 /// The objects among `managed` that Steward made (its label and an owner
-/// reference to one of its kinds) and whose every Steward owner is gone:
-/// no uid in `live_owners`. RoleBindings come first.
+/// reference to one of its kinds) that no Steward owner keeps: every owner's
+/// uid is gone from `live_owners`, or the live one does not keep the object
+/// ([`Keeps`]). RoleBindings come first.
 pub fn orphans<'a>(
     managed: impl IntoIterator<Item = (ManagedKind, &'a ObjectMeta)>,
-    live_owners: &BTreeSet<&str>,
+    live_owners: &BTreeMap<&str, Keeps>,
 ) -> Vec<Orphan> {
     let mut out: Vec<Orphan> = managed
         .into_iter()
@@ -52,7 +80,11 @@ pub fn orphans<'a>(
                 .filter(|o| matches!(o.kind.as_str(), "ControlOwnership" | "PolicyException"))
                 .map(|o| o.uid.as_str())
                 .collect();
-            let orphaned = !owners.is_empty() && owners.iter().all(|uid| !live_owners.contains(uid));
+            let name = meta.name.as_deref();
+            let orphaned = !owners.is_empty()
+                && owners
+                    .iter()
+                    .all(|uid| !live_owners.get(uid).is_some_and(|k| k.keeps(name)));
             orphaned.then(|| Orphan {
                 kind,
                 namespace: meta.namespace.clone().unwrap_or_default(),
@@ -137,7 +169,7 @@ mod tests {
                 false,
             ),
         ];
-        let live: BTreeSet<&str> = ["live"].into();
+        let live: BTreeMap<&str, Keeps> = [("live", Keeps::Control)].into();
         for (case, labelled, owners, orphan) in cases {
             let m = meta("x", labelled, &owners);
             let got = orphans([(ManagedKind::Role, &m)], &live);
@@ -151,10 +183,36 @@ mod tests {
         let (role, binding) = (meta("a", true, &gone), meta("b", true, &gone));
         let got = orphans(
             [(ManagedKind::Role, &role), (ManagedKind::RoleBinding, &binding)],
-            &BTreeSet::new(),
+            &BTreeMap::new(),
         );
         let kinds: Vec<ManagedKind> = got.iter().map(|o| o.kind).collect();
         assert_eq!(kinds, [ManagedKind::RoleBinding, ManagedKind::Role]);
         assert_eq!(got[0].uid, "b-uid");
+    }
+
+    #[test]
+    fn an_exception_keeps_only_its_own_grant_while_its_window_is_open() {
+        let owner = [("steward.dev/v1alpha1", "PolicyException", "pe")];
+        let grant = |open| {
+            BTreeMap::from([(
+                "pe",
+                Keeps::Exception {
+                    name: "steward-x:debug".into(),
+                    open,
+                },
+            )])
+        };
+        // (case, object name, window open, orphan?)
+        let cases = [
+            ("its grant, open", "steward-x:debug", true, false),
+            ("its grant, window over", "steward-x:debug", false, true),
+            ("an earlier name, open", "steward-x-debug", true, true),
+            ("another name, open", "steward:payments:api", true, true),
+        ];
+        for (case, name, open, orphan) in cases {
+            let m = meta(name, true, &owner);
+            let got = orphans([(ManagedKind::RoleBinding, &m)], &grant(open));
+            assert_eq!(!got.is_empty(), orphan, "{case}");
+        }
     }
 }

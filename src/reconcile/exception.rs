@@ -34,12 +34,18 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, 
 
     let name = rbac::exception_name(&pe.name_any());
     let uid = pe.uid().unwrap_or_default();
+    let mut failure = None;
     let revoked = match &d.grant {
         Some(pair) => {
             // A foreign object at the grant's name is replaced only when the
             // control enforces; otherwise the grant waits (and is retried).
             let enforce = control.as_ref().and_then(|c| c.spec.enforcement) == Some(Enforcement::Enforce);
-            managed_rbac::ensure(ctx, pair, enforce).await?;
+            match managed_rbac::ensure(ctx, pair, enforce).await {
+                Ok(()) => {}
+                // Only a person can fix it: say so in status, then retry.
+                Err(e) if e.needs_person() => failure = Some(e),
+                Err(e) => return Err(e.into()),
+            }
             false
         }
         // Revocation comes before anything else, status included.
@@ -61,13 +67,29 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, 
     // it shows is not what the server holds: the watch event of that write
     // triggers the next reconcile, which compares against the real one.
     // (Grants and revocations above never wait for this.)
-    if pe.status.as_ref() != Some(&d.status) && !ctx.caches.exceptions.is_newest(pe) {
+    let previous = pe.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let status = match &failure {
+        Some(e) => exception::with_grant_failure(&d.status, previous, &e.to_string(), true, now),
+        None => d.status.clone(),
+    };
+    let changed = pe.status.as_ref() != Some(&status);
+    if changed && !ctx.caches.exceptions.is_newest(pe) {
         // The transition (and its Event) was that earlier write's.
         let retry = now.checked_add(super::LOST_EVENT_RETRY).unwrap_or(now);
         return Ok(requeue_at(Some(d.wake_at.map_or(retry, |w| w.min(retry))), now));
     }
-    if pe.status.as_ref() != Some(&d.status) {
-        ctx.writer.status(&ctx.caches.exceptions, pe, &d.status).await?;
+    if changed {
+        ctx.writer.status(&ctx.caches.exceptions, pe, &status).await?;
+    }
+    if let Some(e) = failure {
+        // One Event per change of status, not one per retry.
+        if changed {
+            let note = format!("the grant {name} is not in place: {e}");
+            ctx.writer
+                .event(pe, &Notice::warning(reasons::GRANT_NOT_APPLIED, note))
+                .await;
+        }
+        return Err(e.into());
     }
     if let Some(t) = &d.event {
         ctx.writer.event(pe, t).await;

@@ -1,12 +1,13 @@
-//! The sweeper: deletes managed Roles and RoleBindings whose owner is gone
-//! (pure rule in `decide::sweep`). It wakes on every change of a managed
+//! The sweeper: deletes managed Roles and RoleBindings whose owner is gone,
+//! and exception grants whose window is not open (pure rule in
+//! `decide::sweep`). It wakes on every change of a managed
 //! object, a control or an exception, and on every (re)list, which sends
 //! every cached object again; it looks at the namespaces that changed, in
 //! batches. Finalizers remain the prompt path; this one does not depend on
 //! them, so stripping a finalizer or deleting with `--cascade=orphan` while
 //! the controller is down leaves no grant behind.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +16,18 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::{Resource, ResourceExt};
 
 use super::Context;
-use crate::decide::sweep::{ManagedKind, orphans};
+use crate::decide::exception::window_open;
+use crate::decide::rbac::exception_name;
+use crate::decide::sweep::{Keeps, ManagedKind, orphans};
 
 /// Batch window: a burst of changes in one namespace is swept once.
 const BATCH: Duration = Duration::from_millis(100);
+
+/// First and longest wait before sweeping again a namespace where a delete
+/// failed (a transient API error must not leave a grant until the next
+/// change there).
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Runs until the caches' subscriptions end.
 pub async fn run(ctx: Arc<Context>) {
@@ -30,25 +39,55 @@ pub async fn run(ctx: Arc<Context>) {
         caches.controls.subscribe().map(|o| o.namespace()).boxed(),
     ]);
     let mut batches = namespaces.filter_map(futures::future::ready).ready_chunks(4096);
-    while let Some(first) = batches.next().await {
+    let mut retry: BTreeSet<String> = BTreeSet::new();
+    let mut backoff = RETRY_FIRST;
+    loop {
+        let first = if retry.is_empty() {
+            batches.next().await
+        } else {
+            tokio::select! {
+                batch = batches.next() => batch,
+                () = tokio::time::sleep(backoff) => Some(Vec::new()),
+            }
+        };
+        let Some(first) = first else { break };
         let mut dirty: BTreeSet<String> = first.into_iter().collect();
+        dirty.append(&mut retry);
         tokio::time::sleep(BATCH).await;
         while let Some(Some(more)) = futures::FutureExt::now_or_never(batches.next()) {
             dirty.extend(more);
         }
-        sweep(&ctx, &dirty).await;
+        retry = sweep(&ctx, &dirty).await;
+        backoff = if retry.is_empty() {
+            RETRY_FIRST
+        } else {
+            (backoff * 2).min(RETRY_MAX)
+        };
     }
 }
 
-/// Deletes the orphans of `namespaces`.
-async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) {
+/// Deletes the orphans of `namespaces`; returns the namespaces where a
+/// delete failed, to be swept again.
+async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut failed = BTreeSet::new();
     let caches = &ctx.caches;
     let exceptions = caches.exceptions.state();
     let controls = caches.controls.state();
-    let live: BTreeSet<&str> = exceptions
+    let now = jiff::Timestamp::now();
+    let live: BTreeMap<&str, Keeps> = exceptions
         .iter()
-        .filter_map(|e| e.meta().uid.as_deref())
-        .chain(controls.iter().filter_map(|c| c.meta().uid.as_deref()))
+        .filter_map(|e| {
+            let keeps = Keeps::Exception {
+                name: exception_name(&e.name_any()),
+                open: window_open(e, now),
+            };
+            Some((e.meta().uid.as_deref()?, keeps))
+        })
+        .chain(
+            controls
+                .iter()
+                .filter_map(|c| Some((c.meta().uid.as_deref()?, Keeps::Control))),
+        )
         .collect();
     let roles = caches.roles.state();
     let bindings = caches.role_bindings.state();
@@ -75,12 +114,13 @@ async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) {
         };
         match done {
             Ok(()) => {
-                tracing::info!(namespace = %o.namespace, name = %o.name, kind = ?o.kind, "deleted a managed object whose owner is gone")
+                tracing::info!(namespace = %o.namespace, name = %o.name, kind = ?o.kind, "deleted a managed object no live owner keeps")
             }
-            // The next change or relist sweeps it again.
             Err(e) => {
-                tracing::warn!(namespace = %o.namespace, name = %o.name, error = %e, "could not delete an orphan")
+                tracing::warn!(namespace = %o.namespace, name = %o.name, error = %e, "could not delete an orphan; retrying");
+                failed.insert(o.namespace);
             }
         }
     }
+    failed
 }

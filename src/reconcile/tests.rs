@@ -466,7 +466,7 @@ async fn enforce_replaces_a_foreign_object_at_the_name() {
 
 #[tokio::test]
 async fn remove_of_nothing_cached_makes_no_request() {
-    let result = remove(no_requests(), rbac_caches(vec![], vec![]), "steward-payments-api").await;
+    let result = remove(no_requests(), rbac_caches(vec![], vec![]), "steward:payments:api").await;
     assert!(!result.expect("remove"), "nothing existed");
 }
 

@@ -16,6 +16,7 @@ use crate::api::{ControlOwnership, PolicyException};
 use crate::apply::Writer;
 use crate::cache::Caches;
 use crate::decide::drift::affected_namespaces;
+use crate::decide::rbac;
 use crate::metrics::Metrics;
 
 /// How the controllers run.
@@ -54,6 +55,26 @@ fn controls_naming(
         })
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
+}
+
+/// The owners of `obj` of kind `O`, and the `O` whose managed name `obj`
+/// has (`named`: [`rbac::control_of`] or [`rbac::exception_of`]): an object
+/// squatting that name, or its deletion, concerns it although it has no
+/// owner reference.
+fn owners_or_named<K, O>(obj: &K, named: fn(&str) -> Option<&str>) -> Vec<ObjectRef<O>>
+where
+    K: Resource<DynamicType = ()>,
+    O: Resource<DynamicType = ()>,
+{
+    let mut refs = owners::<K, O>(obj);
+    let name = obj.meta().name.as_deref().unwrap_or_default();
+    if let (Some(owner), Some(ns)) = (named(name), obj.namespace()) {
+        let r = ObjectRef::new(owner).within(&ns);
+        if !refs.contains(&r) {
+            refs.push(r);
+        }
+    }
+    refs
 }
 
 fn owners<K: Resource<DynamicType = ()>, O: Resource<DynamicType = ()>>(obj: &K) -> Vec<ObjectRef<O>> {
@@ -110,8 +131,12 @@ fn exceptions(ctx: Arc<Context>) -> impl Stream<Item = Outcome<PolicyException>>
     let for_co = caches.clone();
     Controller::for_shared_stream(caches.exceptions.subscribe(), caches.exceptions.store())
         .watches_shared_stream(caches.controls.subscribe(), move |co| exceptions_of(&for_co, &co))
-        .owns_shared_stream(caches.roles.subscribe())
-        .owns_shared_stream(caches.role_bindings.subscribe())
+        .watches_shared_stream(caches.roles.subscribe(), |r: Arc<Role>| {
+            owners_or_named::<Role, PolicyException>(r.as_ref(), rbac::exception_of)
+        })
+        .watches_shared_stream(caches.role_bindings.subscribe(), |rb: Arc<RoleBinding>| {
+            owners_or_named::<RoleBinding, PolicyException>(rb.as_ref(), rbac::exception_of)
+        })
         .reconcile_all_on(caches.ceiling_role.subscribe().map(|_| ()))
         .run(exception::reconcile, error_policy, ctx.clone())
 }
@@ -139,7 +164,7 @@ fn controls(ctx: Arc<Context>) -> impl Stream<Item = Outcome<ControlOwnership>> 
             })
         })
         .watches_shared_stream(caches.role_bindings.subscribe(), move |rb: Arc<RoleBinding>| {
-            let mut refs: Vec<ObjectRef<ControlOwnership>> = owners(rb.as_ref());
+            let mut refs: Vec<ObjectRef<ControlOwnership>> = owners_or_named(rb.as_ref(), rbac::control_of);
             let subjects = rb.subjects.as_deref().unwrap_or_default();
             refs.extend(controls_naming(&for_rb, subjects, rb.namespace().as_deref()));
             refs
@@ -151,7 +176,7 @@ fn controls(ctx: Arc<Context>) -> impl Stream<Item = Outcome<ControlOwnership>> 
             },
         )
         .watches_shared_stream(caches.roles.subscribe(), |role: Arc<Role>| {
-            owners::<Role, ControlOwnership>(role.as_ref())
+            owners_or_named::<Role, ControlOwnership>(role.as_ref(), rbac::control_of)
         })
         .reconcile_all_on(caches.ceiling_role.subscribe().map(|_| ()))
         // Creating a control's RBAC fires a watch event per object; one

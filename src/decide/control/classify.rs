@@ -137,7 +137,7 @@ mod tests {
             };
             let got = view.classify([&pe], ts(now));
             assert_eq!(got.active.len(), usize::from(active), "{name}");
-            assert_eq!(got.grants.contains("steward-x-debug"), grants, "{name}");
+            assert_eq!(got.grants.contains("steward-x:debug"), grants, "{name}");
             let legacy = got.tolerates(BindingKind::ClusterRoleBinding, "legacy-admin");
             assert_eq!(legacy, tolerates, "{name}");
             assert!(!got.tolerates(BindingKind::RoleBinding, "legacy-admin"), "{name}");

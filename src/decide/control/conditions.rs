@@ -218,7 +218,7 @@ mod tests {
         let drifting = [IdentityStatus {
             problem: None,
             service_account: "api".into(),
-            role: "steward-payments-api".into(),
+            role: "steward:payments:api".into(),
             drift: vec![binding],
         }];
         let c = ceiling();

@@ -71,8 +71,8 @@ mod tests {
 
     #[test]
     fn pairs_and_deletions() {
-        const API: &str = "steward-payments-api";
-        const WORKER: &str = "steward-payments-worker";
+        const API: &str = "steward:payments:api";
+        const WORKER: &str = "steward:payments:worker";
         let cases: [Case; 6] = [
             ("fresh", |_| {}, &[], &[API, WORKER], &[]),
             ("in place", |_| {}, &[WORKER, API], &[API, WORKER], &[]),
@@ -94,7 +94,7 @@ mod tests {
                 "renamed service account",
                 |c| c.spec.workload_identities[0].service_account = "api2".into(),
                 &[API, WORKER],
-                &["steward-payments-api2", WORKER],
+                &["steward:payments:api2", WORKER],
                 &[API],
             ),
             (

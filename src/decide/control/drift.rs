@@ -154,8 +154,8 @@ mod tests {
     }
 
     /// Bindings: RoleBinding `solo` (api only), RoleBinding `shared` (api
-    /// and a user), RoleBinding `steward-x-debug` (api, a grant that may
-    /// exist, as Steward writes it), RoleBinding `steward-payments-api`
+    /// and a user), RoleBinding `steward-x:debug` (api, a grant that may
+    /// exist, as Steward writes it), RoleBinding `steward:payments:api`
     /// (Steward's name, another role: a squat), ClusterRoleBinding
     /// `cluster` (api only), tolerated in some cases.
     #[test]
@@ -173,14 +173,14 @@ mod tests {
                 "audit reports all",
                 Enforcement::Audit,
                 false,
-                &["shared", "solo", "steward-payments-api", "cluster"],
+                &["shared", "solo", "steward:payments:api", "cluster"],
                 &[],
             ),
             (
                 "audit, tolerated",
                 Enforcement::Audit,
                 true,
-                &["shared", "solo", "steward-payments-api"],
+                &["shared", "solo", "steward:payments:api"],
                 &[],
             ),
             (
@@ -188,24 +188,24 @@ mod tests {
                 Enforcement::Enforce,
                 false,
                 &["shared", "cluster"],
-                &["solo", "steward-payments-api"],
+                &["solo", "steward:payments:api"],
             ),
             (
                 "enforce, tolerated",
                 Enforcement::Enforce,
                 true,
                 &["shared"],
-                &["solo", "steward-payments-api"],
+                &["solo", "steward:payments:api"],
             ),
         ];
-        let mut grant = rb("steward-x-debug", vec![sa("api")]);
+        let mut grant = rb("steward-x:debug", vec![sa("api")]);
         grant.role_ref.kind = "Role".into();
-        grant.role_ref.name = "steward-x-debug".into();
+        grant.role_ref.name = "steward-x:debug".into();
         let rbs = [
             rb("solo", vec![sa("api")]),
             rb("shared", vec![sa("api"), user("jane")]),
             grant,
-            rb("steward-payments-api", vec![sa("api")]),
+            rb("steward:payments:api", vec![sa("api")]),
         ];
         let crbs = [crb("cluster", vec![sa("api"), sa("worker")])];
         let observed = Observed {
@@ -214,7 +214,7 @@ mod tests {
             ..nothing_observed()
         };
         let c = ceiling();
-        let ours: BTreeSet<String> = ["steward-payments-api", "steward-x-debug"].map(String::from).into();
+        let ours: BTreeSet<String> = ["steward:payments:api", "steward-x:debug"].map(String::from).into();
         for (name, enforcement, tolerate, reported, removed) in cases {
             let mut co: ControlOwnership = control();
             co.spec.enforcement = Some(enforcement);
@@ -231,7 +231,7 @@ mod tests {
             let gone: Vec<&str> = d.remove.iter().map(|r| r.name.as_str()).collect();
             assert_eq!(gone, removed, "{name}: removed once though it names two identities");
             assert_eq!(d.identities[1].service_account, "worker", "{name}");
-            assert_eq!(d.identities[1].role, "steward-payments-worker", "{name}");
+            assert_eq!(d.identities[1].role, "steward:payments:worker", "{name}");
         }
     }
 }

@@ -79,7 +79,7 @@ mod tests {
     fn ready_status() -> ControlOwnershipStatus {
         let id = |sa: &str| IdentityStatus {
             service_account: sa.into(),
-            role: format!("steward-c-{sa}"),
+            role: format!("steward:c:{sa}"),
             ..Default::default()
         };
         ControlOwnershipStatus {

@@ -160,7 +160,7 @@ mod tests {
     /// Decides `co` at noon on 2026-11-28 with the pairs of both fixture
     /// identities, api and worker, in place.
     fn run_with_both_pairs(co: &ControlOwnership) -> Decision {
-        let managed = ["steward-payments-api", "steward-payments-worker"].map(String::from);
+        let managed = ["steward:payments:api", "steward:payments:worker"].map(String::from);
         let observed = Observed {
             managed_names: &managed,
             ..nothing_observed()
@@ -190,7 +190,7 @@ mod tests {
     fn one_pair_per_identity_with_exactly_the_declared_rules() {
         let d = run(&control(), &[], &[], "2026-11-28T12:00:00Z");
         let names: Vec<_> = d.apply.iter().map(|p| p.name().to_string()).collect();
-        assert_eq!(names, ["steward-payments-api", "steward-payments-worker"]);
+        assert_eq!(names, ["steward:payments:api", "steward:payments:worker"]);
         assert_eq!(
             d.apply[0].role.rules.as_ref().unwrap(),
             &vec![rule(&[""], &["configmaps"], &["get"])]
@@ -292,7 +292,7 @@ mod tests {
         co.spec.workload_identities[1].rules = vec![rule(&["*"], &["*"], &["*"])];
         let d = run_with_both_pairs(&co);
         assert!(d.apply.is_empty(), "an invalid spec applied RBAC");
-        assert_eq!(d.delete, ["steward-payments-worker"]);
+        assert_eq!(d.delete, ["steward:payments:worker"]);
         assert_eq!(cond(&d, "Ready"), Some(("False".into(), "OwnerIsBackupOwner".into())));
         assert_eq!(cond(&d, "Stalled").unwrap().0, "True");
         let msg = &d.status.conditions[0].message;
@@ -305,7 +305,7 @@ mod tests {
         let mut co = control();
         co.spec.workload_identities.truncate(1);
         let d = run_with_both_pairs(&co);
-        assert_eq!(d.delete, ["steward-payments-worker"]);
+        assert_eq!(d.delete, ["steward:payments:worker"]);
     }
 
     #[test]

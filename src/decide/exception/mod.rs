@@ -26,10 +26,12 @@ use super::validate::{self, Against, Window};
 use crate::api::{ControlOwnership, Phase, PolicyException, PolicyExceptionStatus};
 
 mod conditions;
+mod grant_failure;
 mod transition;
 
 use conditions::conditions_and_wake;
 pub use conditions::expiring_soon_from;
+pub use grant_failure::with_grant_failure;
 use transition::transition;
 
 /// Where an exception is in its life, with the instants that matter.
@@ -112,6 +114,22 @@ pub fn lifecycle_against(pe: &PolicyException, control: Against<'_>, ceiling: &C
         Ok(w) if now < w.expires_at => Lifecycle::Active(w),
         Ok(w) => Lifecycle::Expired(Some(w)),
     }
+}
+
+/// May this exception hold its grant at `now`, judged from its own stored
+/// spec and status alone: its window parses, has started, has not ended,
+/// and expiry has not been recorded. The sweeper's backstop rule; it needs
+/// neither the control nor the ceiling, so it never keeps more than
+/// [`lifecycle`] would, only possibly less (a Rejected exception is left to
+/// its reconciler).
+pub fn window_open(pe: &PolicyException, now: Timestamp) -> bool {
+    let status = pe.status.as_ref();
+    let recorded = status
+        .and_then(|s| s.expires_at.as_deref())
+        .and_then(|t| time::parse(t).ok());
+    let was_expired = status.is_some_and(|s| s.phase == Some(Phase::Expired)) || recorded.is_some_and(|r| now >= r);
+    let window = validate::exception_alone(&pe.spec, created_at(pe, now));
+    !was_expired && window.is_ok_and(|w| w.starts_at <= now && now < w.expires_at)
 }
 
 /// Everything the reconciler needs to do for one exception.

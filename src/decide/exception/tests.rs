@@ -228,7 +228,7 @@ fn an_over_window_stays_expired_even_without_its_control() {
 fn the_grant_is_exactly_one_role_and_one_binding() {
     let d = decide(&exception(), Some(&control()), &ceiling(), ts("2026-11-28T12:00:00Z"));
     let g = d.grant.unwrap();
-    assert_eq!(g.name(), "steward-x-debug");
+    assert_eq!(g.name(), "steward-x:debug");
     assert_eq!(
         g.role.rules.as_ref().unwrap(),
         &vec![rule(&[""], &["pods/log"], &["get"])]
@@ -249,4 +249,38 @@ fn default_start_is_creation() {
     let d = decide(&pe, Some(&control()), &ceiling(), ts("2026-11-28T09:30:00Z"));
     assert_eq!(d.lifecycle.phase(), Phase::Active);
     // created 09:00, expires next day 10:00: 25 h < 2 d.
+}
+
+/// The sweeper's rule agrees with the lifecycle at every edge, and keeps
+/// nothing once expiry is recorded, whatever the spec says since.
+#[test]
+fn window_open_matches_the_active_phase_and_honours_recorded_expiry() {
+    let (pe, co, c) = (exception(), control(), ceiling());
+    for now in [
+        "2026-11-28T09:59:59Z",
+        "2026-11-28T10:00:00Z",
+        "2026-11-29T09:59:59.999Z",
+        "2026-11-29T10:00:00Z",
+    ] {
+        let active = decide(&pe, Some(&co), &c, ts(now)).lifecycle.phase() == Phase::Active;
+        assert_eq!(window_open(&pe, ts(now)), active, "at {now}");
+    }
+    let mut moved = pe.clone();
+    moved.status = Some(PolicyExceptionStatus {
+        expires_at: Some("2026-11-28T12:00:00Z".into()),
+        ..Default::default()
+    });
+    assert!(window_open(&moved, ts("2026-11-28T11:59:59Z")));
+    assert!(
+        !window_open(&moved, ts("2026-11-28T12:00:00Z")),
+        "recorded expiry passed"
+    );
+    moved.status = Some(PolicyExceptionStatus {
+        phase: Some(Phase::Expired),
+        ..Default::default()
+    });
+    assert!(!window_open(&moved, ts("2026-11-28T11:00:00Z")), "recorded Expired");
+    let mut broken = pe;
+    broken.spec.expires_at = "tomorrow".into();
+    assert!(!window_open(&broken, ts("2026-11-28T11:00:00Z")), "unparsable window");
 }

@@ -57,7 +57,7 @@ mod tests {
         };
         let rejected = Lifecycle::Rejected(vec![Invalid::new(Reason::MissingField, "spec.ticket", "empty")]);
         let status = PolicyExceptionStatus {
-            granted_role: Some("steward-x-debug".into()),
+            granted_role: Some("steward-x:debug".into()),
             ..Default::default()
         };
         // (case, previous, now, has grant, reason, warning, note)
@@ -92,7 +92,7 @@ mod tests {
                 Some((
                     "Granted",
                     false,
-                    "granted Role steward-x-debug until 2026-11-29T10:00:00Z",
+                    "granted Role steward-x:debug until 2026-11-29T10:00:00Z",
                 )),
             ),
             (
