@@ -107,7 +107,8 @@ pub struct ValidateArgs {
     /// Warn about exceptions expiring within this duration.
     #[arg(long, default_value = "7d")]
     pub warn_within: String,
-    /// A ClusterRole YAML whose rules are the grant ceiling.
+    /// A ClusterRole YAML whose rules are the grant ceiling (default: the
+    /// one config/default installs, config/rbac/grant_ceiling.yaml).
     #[arg(long)]
     pub ceiling: Option<std::path::PathBuf>,
     /// Namespace of documents that name none.
