@@ -14,7 +14,7 @@ OLDEST_E2E ?= install:: api_rules:: exceptions:: ownership::
 STEWARD_DEV_DIR ?= $(or $(TMPDIR),/tmp)/steward-dev
 DEV_NAMESPACE ?= steward-demo
 
-.PHONY: all build crds deps test lint unit argocd-test e2e e2e-oldest dev bench fmt clean-dev
+.PHONY: all build crds deps test lint unit conformance e2e e2e-oldest dev bench fmt clean-dev
 
 all: build
 
@@ -40,9 +40,11 @@ lint:
 unit:
 	$(CARGO) test --locked --lib --bins --test validate
 
-## argocd-test: Argo CD Lua health checks under a real Lua interpreter.
-argocd-test:
-	bash config/argocd/run_tests.sh
+## conformance: the Argo CD health checks under gopher-lua (the Lua VM Argo
+## CD embeds) on every fixture (e2e/conformance; the e2e suite runs the same
+## module on live objects with kstatus).
+conformance:
+	cd e2e/conformance && go vet ./... && go test ./...
 
 e2e: deps
 	@echo "e2e: $$("$$(bash e2e/control-plane.sh bindir)/kube-apiserver" --version)"
@@ -53,7 +55,7 @@ e2e-oldest:
 	$(MAKE) e2e KUBERNETES=$(OLDEST_KUBERNETES) E2E_FILTER="$(OLDEST_E2E)"
 
 ## test: every test: static checks, unit tests (CRD drift included), e2e.
-test: deps lint unit argocd-test e2e e2e-oldest
+test: deps lint unit conformance e2e e2e-oldest
 
 ## dev: local control plane, config/ and samples applied, controller in the
 ## foreground as its own identity. Ctrl-C stops everything.

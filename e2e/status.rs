@@ -99,6 +99,14 @@ async fn every_state(env: &Env, prefix: &str) -> (String, Api<ControlOwnership>,
         from_now(-7200),
         from_now(-3600),
     ));
+    // In the last fifth of its window: ExpiringSoon.
+    docs.push(exception(
+        "expiring-soon",
+        "healthy",
+        "alice@example.com",
+        from_now(-3600),
+        from_now(600),
+    ));
     docs.push(exception(
         "rejected",
         "healthy",
@@ -131,6 +139,7 @@ subjects: [{{kind: ServiceAccount, name: drifted-sa, namespace: {ns}}}]
     // until the control shows up.
     for (name, phase) in [
         ("active", Phase::Active),
+        ("expiring-soon", Phase::Active),
         ("pending", Phase::Pending),
         ("expired", Phase::Expired),
         ("rejected", Phase::Rejected),
@@ -168,7 +177,9 @@ async fn kstatus_of_every_state() {
     assert_eq!(ks(co("invalid").await), Status::Failed);
     assert_eq!(ks(pe("active").await), Status::Current);
     assert_eq!(ks(pe("pending").await), Status::Current);
-    assert_eq!(ks(pe("expired").await), Status::Failed);
+    assert_eq!(ks(pe("expiring-soon").await), Status::Current);
+    // Expiry is the designed end of an exception, not a failure.
+    assert_eq!(ks(pe("expired").await), Status::Current);
     assert_eq!(ks(pe("rejected").await), Status::Failed);
     // Being reconciled: the API server's answer to a spec change carries the
     // new generation with the old status.
@@ -196,7 +207,7 @@ async fn the_policy_report_lists_every_state() {
     let gvk = GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport");
     let (ar, _) = kube::discovery::pinned_kind(&env.admin().await, &gvk).await.unwrap();
     let reports: Api<DynamicObject> = Api::namespaced_with(env.admin().await, &ns, &ar);
-    let want_summary = serde_json::json!({"pass": 6, "fail": 3, "warn": 1, "error": 0, "skip": 1});
+    let want_summary = serde_json::json!({"pass": 6, "fail": 3, "warn": 1, "error": 0, "skip": 2});
     let deadline = std::time::Instant::now() + OUTCOME;
     let report = loop {
         let r = reports.get_opt("steward").await.unwrap();
@@ -230,6 +241,7 @@ async fn the_policy_report_lists_every_state() {
         s("drifted", "owner-and-backup-owner", "pass"),
         s("drifted", "review-up-to-date", "pass"),
         s("expired", "exception-expired", "warn"),
+        s("expiring-soon", "exception-active", "skip"),
         s("healthy", "owner-and-backup-owner", "pass"),
         s("healthy", "review-up-to-date", "pass"),
         s("invalid", "owner-and-backup-owner", "pass"),
@@ -384,4 +396,73 @@ subjects: [{{kind: ServiceAccount, name: owner-sa, namespace: {ns}}}]
         "jsonpath={.items[*].reportingController}",
     ]);
     assert!(who.split_whitespace().all(|c| c == "steward"), "{who}");
+}
+
+/// The README's status table, checked with the libraries other tools run:
+/// every object in every state is read back from the API server, written to
+/// a directory, and judged by the Go module in e2e/conformance (kstatus from
+/// sigs.k8s.io/cli-utils, the Argo CD health checks under gopher-lua).
+#[tokio::test]
+async fn conformance_with_kstatus_and_gopher_lua() {
+    let env = env();
+    let (ns, cos, pes) = every_state(env, "conform").await;
+    let dir = env.dir.join(format!("live-{ns}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |kind: &str, name: &str, v: serde_json::Value| {
+        std::fs::write(dir.join(format!("{kind}_{name}.json")), v.to_string()).unwrap();
+    };
+    for name in ["healthy", "overdue", "drifted", "invalid"] {
+        write(
+            "ControlOwnership",
+            name,
+            serde_json::to_value(cos.get(name).await.unwrap()).unwrap(),
+        );
+    }
+    for name in ["active", "expiring-soon", "pending", "expired", "rejected"] {
+        write(
+            "PolicyException",
+            name,
+            serde_json::to_value(pes.get(name).await.unwrap()).unwrap(),
+        );
+    }
+    // Being reconciled: the API server's answer to a spec change carries the
+    // new generation with the old status.
+    let out = env.kubectl_ok(&[
+        "patch",
+        "-n",
+        &ns,
+        "controlownership/healthy",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"description":"changed"}}"#,
+        "-o",
+        "json",
+    ]);
+    write(
+        "ControlOwnership",
+        "being-reconciled",
+        serde_json::from_str(&out).unwrap(),
+    );
+
+    let module = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/conformance");
+    let out = std::process::Command::new("go")
+        .args(["test", "-count=1", "-v", "-run", "TestLive", "./..."])
+        .current_dir(&module)
+        .env("STEWARD_LIVE_OBJECTS", &dir)
+        .output()
+        .expect("run go test (Go is needed for the local control plane too)");
+    let log = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{log}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the live objects differ from the README's table");
+    // Not skipped, and every row judged.
+    assert!(!log.contains("SKIP"), "{log}");
+    assert_eq!(
+        log.matches("--- PASS: TestLiveObjectsFollowTheTable/").count(),
+        10,
+        "{log}"
+    );
+    assert!(
+        log.contains("--- PASS: TestLiveFluxHealthCheckOverAnExpiredException"),
+        "{log}"
+    );
 }

@@ -96,11 +96,14 @@ fn expired(w: Option<Window>) -> Vec<Cond> {
     let at = w
         .map(|w| format!(" at {}", time::format(w.expires_at)))
         .unwrap_or_default();
-    let message =
-        format!("expired{at}; nothing is granted or tolerated. Expiry is final: file a new exception to extend it");
+    let message = format!(
+        "expired{at}; nothing is granted or tolerated any more. Expiry is final: remove this exception from Git, or file a new one to extend it"
+    );
+    // Expiry is the designed end of an exception, not a failure: Ready=True
+    // (kstatus Current), no Stalled, so a GitOps health check over objects
+    // still in Git does not turn red when one of them reaches its end.
     vec![
-        Cond::no(types::READY, reasons::EXPIRED, message.clone()),
-        Cond::yes(types::STALLED, reasons::EXPIRED, message.clone()),
+        Cond::yes(types::READY, reasons::EXPIRED, message.clone()),
         Cond::no(types::ACTIVE, reasons::EXPIRED, message.clone()),
         Cond::yes(types::EXPIRED, reasons::EXPIRED, message),
     ]
@@ -196,8 +199,7 @@ mod tests {
                 Lifecycle::Expired(Some(window())),
                 "2026-11-29T10:00:00Z",
                 vec![
-                    ("Ready", false, "Expired"),
-                    ("Stalled", true, "Expired"),
+                    ("Ready", true, "Expired"),
                     ("Active", false, "Expired"),
                     ("Expired", true, "Expired"),
                 ],

@@ -47,8 +47,8 @@ fn conditions_follow_the_table_of_the_contract() {
     let soon = decide(&pe, Some(&co), &c, ts("2026-11-29T06:00:00Z"));
     assert_eq!(get(&soon, "ExpiringSoon").map(|x| x.0), Some("True".into()));
     let expired = decide(&pe, Some(&co), &c, ts("2026-11-30T00:00:00Z"));
-    assert_eq!(get(&expired, "Ready"), Some(("False".into(), "Expired".into())));
-    assert_eq!(get(&expired, "Stalled"), Some(("True".into(), "Expired".into())));
+    assert_eq!(get(&expired, "Ready"), Some(("True".into(), "Expired".into())));
+    assert_eq!(get(&expired, "Stalled"), None, "expiry is an end, not a failure");
     assert_eq!(get(&expired, "Expired"), Some(("True".into(), "Expired".into())));
 }
 

@@ -1,4 +1,5 @@
--- Argo CD health of steward.dev/PolicyException (SPEC §2).
+-- Argo CD health of steward.dev/PolicyException: Active and Expired are
+-- Healthy, Pending is Suspended, Rejected or Stalled is Degraded.
 local hs = {status = "Progressing", message = "Waiting for the controller"}
 
 local function condition(obj, t)
@@ -27,7 +28,11 @@ if phase == "Active" and ready.status == "True" then
   hs.status = "Healthy"
 elseif phase == "Pending" and ready.status == "True" then
   hs.status = "Suspended"
-elseif phase == "Expired" or phase == "Rejected" then
+elseif phase == "Expired" and ready.status == "True" then
+  -- Expiry is the designed end, not a failure; the message asks for the
+  -- object to be removed from Git.
+  hs.status = "Healthy"
+elseif phase == "Rejected" then
   hs.status = "Degraded"
 else
   local stalled = condition(obj, "Stalled")
