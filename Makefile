@@ -14,7 +14,7 @@ OLDEST_E2E ?= install:: api_rules:: exceptions:: ownership::
 STEWARD_DEV_DIR ?= $(or $(TMPDIR),/tmp)/steward-dev
 DEV_NAMESPACE ?= steward-demo
 
-.PHONY: all build crds deps test lint unit conformance e2e e2e-oldest dev bench fmt clean-dev
+.PHONY: all build crds deps test lint unit conformance rules e2e e2e-oldest dev bench fmt clean-dev
 
 all: build
 
@@ -46,6 +46,10 @@ unit:
 conformance:
 	cd e2e/conformance && go vet ./... && go test ./...
 
+## rules: the Prometheus alerts (config/prometheus) under promtool.
+rules:
+	bash config/prometheus/test.sh
+
 e2e: deps
 	@echo "e2e: $$("$$(bash e2e/control-plane.sh bindir)/kube-apiserver" --version)"
 	$(CARGO) test --locked --test e2e -- $(E2E_FILTER)
@@ -55,7 +59,7 @@ e2e-oldest:
 	$(MAKE) e2e KUBERNETES=$(OLDEST_KUBERNETES) E2E_FILTER="$(OLDEST_E2E)"
 
 ## test: every test: static checks, unit tests (CRD drift included), e2e.
-test: deps lint unit conformance e2e e2e-oldest
+test: deps lint unit conformance rules e2e e2e-oldest
 
 ## dev: local control plane, config/ and samples applied, controller in the
 ## foreground as its own identity. Ctrl-C stops everything.

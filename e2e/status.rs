@@ -309,12 +309,51 @@ async fn metrics_count_what_happens() {
         async move { ok }
     })
     .await;
+    // Per object: this exception's expiry and its control's review due date,
+    // as Unix time, labelled by namespace and name.
+    let series = |scrape: &prometheus_parse::Scrape, metric: &str, name: &str| -> Option<f64> {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == metric
+                    && s.labels.get("namespace") == Some(ns.as_str())
+                    && s.labels.get("name") == Some(name)
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    let expiry = series(&during, "steward_exception_expiry_timestamp_seconds", "short");
+    assert_eq!(
+        expiry,
+        Some(expires_at.as_second() as f64),
+        "per-exception expiry gauge"
+    );
+    let control_label = during
+        .samples
+        .iter()
+        .find(|s| s.metric == "steward_exception_expiry_timestamp_seconds" && s.labels.get("name") == Some("short"))
+        .and_then(|s| s.labels.get("control").map(str::to_string));
+    assert_eq!(control_label.as_deref(), Some("owner"));
+    let due = series(&during, "steward_control_review_due_timestamp_seconds", "owner");
+    assert!(
+        due.is_some_and(|d| d > jiff::Timestamp::now().as_second() as f64),
+        "per-control review due gauge: {due:?}"
+    );
     assert!(value(&during, "steward_reconciles_total", Some(("kind", "PolicyException"))) > reconciles);
     wait_for(&pes, "short", OUTCOME, "Expired", phase_is(Phase::Expired)).await;
     // Counted before the status write that said Expired.
     let after = env.metrics();
     assert!(value(&after, "steward_expiries_enforced_total", None) >= expiries + 1.0);
     assert!(value(&after, "steward_expiry_lag_seconds", None) >= 1.0);
+    // An expired exception leaves the expiry series: it expires no more.
+    eventually(OUTCOME, "the expired exception's series gone", || {
+        let gone = series(&env.metrics(), "steward_exception_expiry_timestamp_seconds", "short").is_none();
+        async move { gone }
+    })
+    .await;
     // The revocation was a DELETE, the status a PATCH; the caches watch
     // (since start-up: watches are long-running).
     for verb in ["delete", "patch"] {

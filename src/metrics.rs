@@ -41,6 +41,28 @@ pub struct PhaseLabel {
     pub phase: String,
 }
 
+/// Labels of a per-exception series: bounded by the number of exceptions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExceptionLabels {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The control it is an exception to.
+    pub control: String,
+}
+
+/// Labels of a per-control series: bounded by the number of controls.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControlLabels {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+type Seconds = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 /// `verb` label of API requests.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerbLabel {
@@ -62,6 +84,8 @@ pub struct Metrics {
     expiry_lag: Histogram,
     leader: Gauge,
     requests: Family<VerbLabel, Counter>,
+    expiry_at: Family<ExceptionLabels, Seconds>,
+    review_due_at: Family<ControlLabels, Seconds>,
     /// The caches the gauges describe; set by the leader only, so that the
     /// replicas of one Deployment do not all report the same objects.
     caches: OnceLock<Arc<Caches>>,
@@ -90,6 +114,18 @@ impl Metrics {
         let expiry_lag = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let leader = Gauge::default();
         let requests = Family::<VerbLabel, Counter>::default();
+        let expiry_at = Family::<ExceptionLabels, Seconds>::default();
+        let review_due_at = Family::<ControlLabels, Seconds>::default();
+        registry.register(
+            "exception_expiry_timestamp_seconds",
+            "When each Pending or Active PolicyException expires (Unix time)",
+            expiry_at.clone(),
+        );
+        registry.register(
+            "control_review_due_timestamp_seconds",
+            "When each ControlOwnership's review is due (Unix time)",
+            review_due_at.clone(),
+        );
         registry.register(
             "api_requests",
             "Requests this process sent to the Kubernetes API, by verb (watch: a GET with watch=true)",
@@ -146,6 +182,8 @@ impl Metrics {
             expiry_lag,
             leader,
             requests,
+            expiry_at,
+            review_due_at,
             caches: OnceLock::new(),
         }
     }
@@ -192,10 +230,24 @@ impl Metrics {
         let Some(c) = self.caches.get() else { return };
         let mut by_phase = std::collections::HashMap::<&str, i64>::new();
         let mut next: Option<f64> = None;
+        // Rebuilt at each scrape: a deleted or expired object's series goes.
+        self.expiry_at.clear();
+        self.review_due_at.clear();
         for pe in c.exceptions.state() {
             let Some(status) = &pe.status else { continue };
             let Some(phase) = status.phase else { continue };
             *by_phase.entry(phase.as_str()).or_default() += 1;
+            if matches!(phase, Phase::Pending | Phase::Active)
+                && let Some(t) = status.expires_at.as_deref().and_then(|s| s.parse::<Timestamp>().ok())
+            {
+                self.expiry_at
+                    .get_or_create(&ExceptionLabels {
+                        namespace: pe.metadata.namespace.clone().unwrap_or_default(),
+                        name: pe.metadata.name.clone().unwrap_or_default(),
+                        control: pe.spec.control.clone(),
+                    })
+                    .set(unix_seconds(t));
+            }
             if phase == Phase::Active
                 && let Some(t) = status.expires_at.as_deref().and_then(|s| s.parse::<Timestamp>().ok())
             {
@@ -213,6 +265,21 @@ impl Metrics {
         }
         self.next_expiry.set(next.unwrap_or(f64::NAN));
         let controls = c.controls.state();
+        for co in &controls {
+            if let Some(t) = co
+                .status
+                .as_ref()
+                .and_then(|s| s.next_review_due.as_deref())
+                .and_then(|s| s.parse::<Timestamp>().ok())
+            {
+                self.review_due_at
+                    .get_or_create(&ControlLabels {
+                        namespace: co.metadata.namespace.clone().unwrap_or_default(),
+                        name: co.metadata.name.clone().unwrap_or_default(),
+                    })
+                    .set(unix_seconds(t));
+            }
+        }
         let overdue = controls
             .iter()
             .filter(|co| {
@@ -241,6 +308,10 @@ impl Metrics {
         }
         out
     }
+}
+
+fn unix_seconds(t: Timestamp) -> f64 {
+    t.as_millisecond() as f64 / 1000.0
 }
 
 /// Shared handle.
