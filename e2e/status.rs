@@ -325,23 +325,37 @@ async fn metrics_count_what_happens() {
                 _ => f64::NAN,
             })
     };
-    let expiry = series(&during, "steward_exception_expiry_timestamp_seconds", "short");
-    assert_eq!(
-        expiry,
-        Some(expires_at.as_second() as f64),
-        "per-exception expiry gauge"
-    );
-    let control_label = during
-        .samples
-        .iter()
-        .find(|s| s.metric == "steward_exception_expiry_timestamp_seconds" && s.labels.get("name") == Some("short"))
-        .and_then(|s| s.labels.get("control").map(str::to_string));
+    // Per object, once the controller's cache holds this exception's status.
+    let mut labels = None;
+    eventually(OUTCOME, "this exception's expiry gauged", || {
+        let scrape = env.metrics();
+        labels = scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "steward_exception_expiry_timestamp_seconds"
+                    && s.labels.get("namespace") == Some(ns.as_str())
+                    && s.labels.get("name") == Some("short")
+            })
+            .map(|s| (s.labels.get("control").map(str::to_string), s.value.clone()));
+        let ok = labels.is_some();
+        async move { ok }
+    })
+    .await;
+    let (control_label, expiry) = labels.expect("gauged");
     assert_eq!(control_label.as_deref(), Some("owner"));
-    let due = series(&during, "steward_control_review_due_timestamp_seconds", "owner");
     assert!(
-        due.is_some_and(|d| d > jiff::Timestamp::now().as_second() as f64),
-        "per-control review due gauge: {due:?}"
+        matches!(expiry, prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) if v == expires_at.as_second() as f64),
+        "per-exception expiry gauge {expiry:?}, want {expires_at}"
     );
+    // The control's status (with its due date) may reach the cache after
+    // the exception's.
+    eventually(OUTCOME, "the control's review due date gauged", || {
+        let due = series(&env.metrics(), "steward_control_review_due_timestamp_seconds", "owner");
+        let ok = due.is_some_and(|d| d > jiff::Timestamp::now().as_second() as f64);
+        async move { ok }
+    })
+    .await;
     assert!(value(&during, "steward_reconciles_total", Some(("kind", "PolicyException"))) > reconciles);
     wait_for(&pes, "short", OUTCOME, "Expired", phase_is(Phase::Expired)).await;
     // Counted before the status write that said Expired.
@@ -504,4 +518,73 @@ async fn conformance_with_kstatus_and_gopher_lua() {
         log.contains("--- PASS: TestLiveFluxHealthCheckOverAnExpiredException"),
         "{log}"
     );
+}
+
+/// Both report APIs: a cluster that serves `openreports.io/v1alpha1` gets
+/// the same report as `wgpolicyk8s.io/v1alpha2`, also when that CRD is
+/// installed after the controller started. (A control plane of its own: the
+/// new API makes the controller write a report in every namespace.)
+#[tokio::test]
+async fn reports_in_both_report_apis_including_one_installed_later() {
+    let env = crate::harness::isolated();
+    env.start_controller();
+    let ns = env.namespace("reports").await;
+    env.apply_ok(&ns, &control("owner", "team-a", "team-b", &overdue(), "Audit"));
+    env.apply_ok(
+        &ns,
+        &exception("debug", "owner", "alice@example.com", from_now(-60), from_now(3600)),
+    );
+    let client = env.admin().await;
+    let report_in = |group: &str, version: &str, kind: &str| {
+        let client = client.clone();
+        let ns = ns.clone();
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        async move {
+            let (ar, _) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
+            let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &ar);
+            api.get_opt("steward").await.unwrap()
+        }
+    };
+    // Polls until `probe` yields, within OUTCOME.
+    async fn within<F: std::future::Future<Output = Option<DynamicObject>>>(
+        what: &str,
+        mut probe: impl FnMut() -> F,
+    ) -> Option<DynamicObject> {
+        let deadline = std::time::Instant::now() + OUTCOME;
+        loop {
+            if let Some(r) = probe().await {
+                return Some(r);
+            }
+            if std::time::Instant::now() >= deadline {
+                eprintln!("{what} never came");
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let wg = within("the wgpolicyk8s.io report", || async {
+        report_in("wgpolicyk8s.io", "v1alpha2", "PolicyReport")
+            .await
+            .filter(|r| r.data["summary"]["fail"] == 1)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no wgpolicyk8s.io report; controller log:\n{}", env.controller_log()));
+
+    // The platform installs the OpenReports CRD now.
+    let crd = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/testdata/openreports-crd.yaml");
+    env.kubectl_ok(&["apply", "-f", crd.to_str().unwrap()]);
+    env.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/reports.openreports.io",
+        "--timeout=60s",
+    ]);
+    let open = within("the openreports.io report", || {
+        report_in("openreports.io", "v1alpha1", "Report")
+    })
+    .await
+    .unwrap_or_else(|| panic!("no openreports.io report; controller log:\n{}", env.controller_log()));
+    assert_eq!(open.data["summary"], wg.data["summary"], "{:#}", open.data);
+    assert_eq!(open.data["results"], wg.data["results"]);
+    assert_eq!(open.types.as_ref().map(|t| t.kind.as_str()), Some("Report"));
 }

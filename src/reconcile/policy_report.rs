@@ -1,15 +1,20 @@
-//! Keeps one PolicyReport named `steward` per namespace holding Steward
-//! objects. Reconcilers mark namespaces dirty; this task rebuilds their
-//! reports from the caches (pure `decide::policy_report::build`) and writes only
-//! what differs from the cached report. Without the PolicyReport CRD it logs
-//! once and writes nothing.
+//! Keeps one report named `steward` per namespace holding Steward objects,
+//! in each report API the cluster serves: `wgpolicyk8s.io/v1alpha2`
+//! PolicyReport and `openreports.io/v1alpha1` Report (Kyverno 1.15 and
+//! Policy Reporter 3 move to the latter), both when both are there.
+//! Reconcilers mark namespaces dirty; a writer per API rebuilds their
+//! reports from the caches (pure `decide::policy_report::build`) and writes
+//! only what differs from its cached report. A writer starts when its CRD
+//! is established, at start or later (a watch on that one CRD by name), and
+//! then writes every namespace once.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use futures::channel::mpsc::UnboundedReceiver;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -23,18 +28,105 @@ use crate::decide::policy_report::{self, REPORT_NAME, Report};
 /// one report write.
 const BATCH: Duration = Duration::from_millis(100);
 
-/// Runs until the channel closes.
+/// How long a newly established report CRD may take to appear in discovery
+/// (the waits double from 200 ms up to this).
+const DISCOVERY_PATIENCE: Duration = Duration::from_secs(60);
+
+/// A report API Steward writes when the cluster serves it.
+#[derive(Clone, Copy, Debug)]
+struct ReportApi {
+    /// Its CRD's name.
+    crd: &'static str,
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+}
+
+const REPORT_APIS: [ReportApi; 2] = [
+    ReportApi {
+        crd: "policyreports.wgpolicyk8s.io",
+        group: "wgpolicyk8s.io",
+        version: "v1alpha2",
+        kind: "PolicyReport",
+    },
+    ReportApi {
+        crd: "reports.openreports.io",
+        group: "openreports.io",
+        version: "v1alpha1",
+        kind: "Report",
+    },
+];
+
+/// Runs until the channel closes: fans the dirty namespaces out to one
+/// writer per report API.
 pub async fn run(ctx: Arc<Context>, mut dirty: UnboundedReceiver<String>) {
-    let client = ctx.writer.client().clone();
-    let gvk = GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport");
-    let ar = match kube::discovery::pinned_kind(&client, &gvk).await {
-        Ok((ar, _)) => ar,
-        Err(e) => {
-            tracing::info!(error = %e, "the PolicyReport CRD (wgpolicyk8s.io/v1alpha2) is not installed; no reports will be written");
-            while dirty.next().await.is_some() {}
-            return;
+    let (senders, writers): (Vec<UnboundedSender<String>>, Vec<_>) = REPORT_APIS
+        .iter()
+        .map(|api| {
+            let (tx, rx) = unbounded();
+            (tx, writer(ctx.clone(), *api, rx))
+        })
+        .unzip();
+    let fan_out = async move {
+        while let Some(ns) = dirty.next().await {
+            for tx in &senders {
+                let _ = tx.unbounded_send(ns.clone());
+            }
         }
     };
+    tokio::join!(fan_out, futures::future::join_all(writers));
+}
+
+/// Waits until `api`'s CRD is established, then keeps its reports.
+async fn writer(ctx: Arc<Context>, api: ReportApi, mut dirty: UnboundedReceiver<String>) {
+    let client = ctx.writer.client().clone();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let by_name = watcher::Config::default().fields(&format!("metadata.name={}", api.crd));
+    let established = |crd: &CustomResourceDefinition| {
+        crd.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+    };
+    let mut events = std::pin::pin!(watcher(crds, by_name).default_backoff().applied_objects());
+    let waiting = async {
+        loop {
+            match events.try_next().await {
+                Ok(Some(crd)) if established(&crd) => return true,
+                Ok(Some(_)) => {}
+                Ok(None) => return false,
+                Err(e) => tracing::debug!(crd = api.crd, error = %e, "watching for the report CRD"),
+            }
+        }
+    };
+    // Until then, nothing to write: drop what is dirty.
+    let drain = async { while dirty.next().await.is_some() {} };
+    let appeared = tokio::select! {
+        appeared = waiting => appeared,
+        () = drain => return,
+    };
+    if !appeared {
+        return;
+    }
+    let gvk = GroupVersionKind::gvk(api.group, api.version, api.kind);
+    // Discovery serves a new CRD a moment after it is Established.
+    let mut wait = Duration::from_millis(200);
+    let ar = loop {
+        match kube::discovery::pinned_kind(&client, &gvk).await {
+            Ok((ar, _)) => break ar,
+            Err(e) if wait < DISCOVERY_PATIENCE => {
+                tracing::debug!(crd = api.crd, error = %e, "report API not discovered yet");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) => {
+                tracing::warn!(crd = api.crd, error = %e, "the report CRD is established but its API is not served; no reports of this kind");
+                while dirty.next().await.is_some() {}
+                return;
+            }
+        }
+    };
+    tracing::info!(api = %format!("{}/{}", api.group, api.version), kind = api.kind, "writing reports");
     // The reports are the one kind only this task reads, so its watch is
     // here rather than in `cache`.
     let all: Api<DynamicObject> = Api::all_with(client, &ar);
@@ -51,15 +143,27 @@ pub async fn run(ctx: Arc<Context>, mut dirty: UnboundedReceiver<String>) {
         let _ = cache.wait_until_ready().await;
         // A report the API server refused is not sent again until it changes.
         let mut refused: HashMap<String, Report> = HashMap::new();
-        while let Some(first) = dirty.next().await {
-            let mut batch = BTreeSet::from([first]);
-            tokio::time::sleep(BATCH).await;
-            while let Ok(ns) = dirty.try_recv() {
-                batch.insert(ns);
+        // Every namespace once: the API may have appeared after them.
+        let mut pending: BTreeSet<String> = ctx
+            .caches
+            .controls
+            .state()
+            .iter()
+            .filter_map(|c| c.namespace())
+            .chain(ctx.caches.exceptions.state().iter().filter_map(|e| e.namespace()))
+            .collect();
+        loop {
+            if pending.is_empty() {
+                let Some(first) = dirty.next().await else { return };
+                pending.insert(first);
+                tokio::time::sleep(BATCH).await;
             }
-            for ns in batch {
-                if let Err((e, report)) = sync(&ctx, &ar, &cache, &ns, &refused).await {
-                    tracing::warn!(namespace = %ns, error = %e, "could not write the PolicyReport");
+            while let Ok(ns) = dirty.try_recv() {
+                pending.insert(ns);
+            }
+            for ns in std::mem::take(&mut pending) {
+                if let Err((e, report)) = sync(&ctx, api, &ar, &cache, &ns, &refused).await {
+                    tracing::warn!(namespace = %ns, kind = api.kind, error = %e, "could not write the report");
                     if let Some(r) = report {
                         refused.insert(ns, r);
                     }
@@ -93,6 +197,7 @@ fn desired(ctx: &Context, ns: &str) -> Option<Report> {
 
 async fn sync(
     ctx: &Context,
+    report_api: ReportApi,
     ar: &ApiResource,
     cache: &Store<DynamicObject>,
     ns: &str,
@@ -113,8 +218,8 @@ async fn sync(
                 return Ok(());
             }
             let body = serde_json::json!({
-                "apiVersion": "wgpolicyk8s.io/v1alpha2",
-                "kind": "PolicyReport",
+                "apiVersion": format!("{}/{}", report_api.group, report_api.version),
+                "kind": report_api.kind,
                 "metadata": {
                     "name": REPORT_NAME,
                     "namespace": ns,
