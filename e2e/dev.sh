@@ -17,6 +17,9 @@ export KUBECONFIG="$dir/admin.kubeconfig"
 "$KUBECTL" apply -k "$repo/config/default" >/dev/null
 "$KUBECTL" wait --for=condition=Established crd/controlownerships.steward.dev crd/policyexceptions.steward.dev --timeout=30s >/dev/null
 "$KUBECTL" get namespace "$ns" >/dev/null 2>&1 || "$KUBECTL" create namespace "$ns" >/dev/null
+# The samples include grant-ceiling-binding.yaml: as the platform team
+# would, the admin opts the demo namespace in (the controller holds the
+# grant ceiling only where it is bound).
 "$KUBECTL" apply -n "$ns" -f "$repo/config/samples/"
 server_version="$("$KUBECTL" version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')"
 cat <<MSG

@@ -1,7 +1,8 @@
 //! One local control plane per test binary (e2e/control-plane.sh), the
 //! CRDs and RBAC of `config/` applied as the admin, and the controller
 //! running as its own service-account identity. Each test gets a fresh
-//! namespace; kubectl runs as the admin.
+//! namespace, opted in as the platform team would (the grant ceiling bound
+//! to the controller there); kubectl runs as the admin.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -446,8 +447,17 @@ impl Env {
         client_from(&self.admin_kubeconfig).await
     }
 
-    /// A fresh namespace.
+    /// A fresh namespace, opted in (`opt_in`): where Steward manages
+    /// identities.
     pub async fn namespace(&self, prefix: &str) -> String {
+        let name = self.bare_namespace(prefix).await;
+        self.opt_in(&name).await;
+        name
+    }
+
+    /// A fresh namespace the platform has not opted in: the controller
+    /// does not hold the grant ceiling there.
+    pub async fn bare_namespace(&self, prefix: &str) -> String {
         let name = format!("{prefix}-{}", &uuid_like()[..8]);
         let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
         Api::<Namespace>::all(self.admin().await)
@@ -455,6 +465,30 @@ impl Env {
             .await
             .expect("create namespace");
         name
+    }
+
+    /// Opts `ns` in as the platform team does (README): the admin binds the
+    /// grant ceiling to the controller there with the shipped sample, then
+    /// waits until the API server's authorizer has seen it, so the
+    /// controller's first Role there is not refused.
+    pub async fn opt_in(&self, ns: &str) {
+        let sample = repo().join("config/samples/grant-ceiling-binding.yaml");
+        self.kubectl_ok(&["apply", "-n", ns, "-f", sample.to_str().unwrap_or_default()]);
+        eventually(OUTCOME, "the controller holds the grant ceiling", || {
+            self.controller_can(ns, "get", "", "configmaps")
+        })
+        .await;
+    }
+
+    /// Whether the controller's identity may `verb` `resource` (in `group`)
+    /// in `ns`, as the API server's authorizer answers.
+    pub async fn controller_can(&self, ns: &str, verb: &str, group: &str, resource: &str) -> bool {
+        let groups = match self.controller_user.strip_prefix("system:serviceaccount:") {
+            Some(sa) => service_account_groups(sa.split(':').next().unwrap_or_default()),
+            None => vec!["system:authenticated".into()],
+        };
+        self.user_can(&self.controller_user, groups, ns, verb, group, resource)
+            .await
     }
 
     /// Every write (create, update, patch, delete, deletecollection) the
@@ -584,18 +618,30 @@ subjects: [{{kind: ServiceAccount, name: {probe}, namespace: {ns}}}]
     /// Whether service account `sa` of `ns` may `verb` `resource` (in
     /// `group`), as the API server's authorizer answers.
     pub async fn can(&self, ns: &str, sa: &str, verb: &str, group: &str, resource: &str) -> bool {
+        let user = format!("system:serviceaccount:{ns}:{sa}");
+        self.user_can(&user, service_account_groups(ns), ns, verb, group, resource)
+            .await
+    }
+
+    /// Whether `user` in `groups` may `verb` `resource` (in `group`) in
+    /// `ns`, as the API server's authorizer answers.
+    pub async fn user_can(
+        &self,
+        user: &str,
+        groups: Vec<String>,
+        ns: &str,
+        verb: &str,
+        group: &str,
+        resource: &str,
+    ) -> bool {
         let (resource, subresource) = match resource.split_once('/') {
             Some((r, s)) => (r.to_string(), Some(s.to_string())),
             None => (resource.to_string(), None),
         };
         let sar = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
-                user: Some(format!("system:serviceaccount:{ns}:{sa}")),
-                groups: Some(vec![
-                    "system:serviceaccounts".into(),
-                    format!("system:serviceaccounts:{ns}"),
-                    "system:authenticated".into(),
-                ]),
+                user: Some(user.to_string()),
+                groups: Some(groups),
                 resource_attributes: Some(ResourceAttributes {
                     namespace: Some(ns.to_string()),
                     verb: Some(verb.to_string()),
@@ -615,6 +661,15 @@ subjects: [{{kind: ServiceAccount, name: {probe}, namespace: {ns}}}]
             .expect("SubjectAccessReview");
         answer.status.is_some_and(|s| s.allowed)
     }
+}
+
+/// The groups the API server gives every service account of `ns`.
+fn service_account_groups(ns: &str) -> Vec<String> {
+    vec![
+        "system:serviceaccounts".into(),
+        format!("system:serviceaccounts:{ns}"),
+        "system:authenticated".into(),
+    ]
 }
 
 /// A client from a kubeconfig file.

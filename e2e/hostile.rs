@@ -4,6 +4,8 @@
 //! class of attack; the personas are defined here.
 
 mod names;
+mod platform;
+mod records;
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;

@@ -50,6 +50,8 @@ async fn the_readme_install_creates_every_object() {
         "networkpolicy.networking.k8s.io/steward",
         "validatingadmissionpolicy.admissionregistration.k8s.io/steward-expired-exceptions-are-records",
         "validatingadmissionpolicybinding.admissionregistration.k8s.io/steward-expired-exceptions-are-records",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/steward-active-exceptions-are-kept",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io/steward-active-exceptions-are-kept",
     ] {
         assert!(out.contains(kind), "{kind} missing:\n{out}");
     }
@@ -69,6 +71,119 @@ async fn the_readme_install_creates_every_object() {
         "jsonpath={.spec.versions[0].schema.openAPIV3Schema.properties.spec.x-kubernetes-validations[*].message}",
     ]);
     assert!(rules.contains("(InvalidWindow)"), "{rules}");
+}
+
+/// The objects of `config/default`, as kustomize builds them.
+fn installed(env: &harness::Env) -> Vec<serde_json::Value> {
+    let dir = format!("{}/config/default", env!("CARGO_MANIFEST_DIR"));
+    let built = std::process::Command::new(&env.kubectl)
+        .args(["kustomize", &dir])
+        .output()
+        .unwrap();
+    assert!(built.status.success());
+    serde_yaml_ng::Deserializer::from_slice(&built.stdout)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+/// The rules of the installed ClusterRole `name`, as (groups, resources,
+/// verbs).
+fn rules_of(docs: &[serde_json::Value], name: &str) -> Vec<(Vec<String>, Vec<String>, Vec<String>)> {
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("ClusterRole {name} not installed"));
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (strings(&r["apiGroups"]), strings(&r["resources"]), strings(&r["verbs"])))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_installed_rbac_is_least_privilege() {
+    let env = harness::env();
+    let docs = installed(env);
+    // The grant ceiling is bound nowhere by the install: the platform team
+    // binds it per namespace.
+    for d in &docs {
+        let kind = d["kind"].as_str().unwrap_or_default();
+        assert!(
+            !(kind.ends_with("Binding") && d["roleRef"]["name"] == "steward-grantable"),
+            "the install binds the ceiling: {d}"
+        );
+    }
+    // The shipped ceiling creates no workload and mints no token.
+    let workloads = [
+        "pods",
+        "replicationcontrollers",
+        "deployments",
+        "statefulsets",
+        "daemonsets",
+        "replicasets",
+        "jobs",
+        "cronjobs",
+        "serviceaccounts/token",
+    ];
+    for (_, resources, verbs) in rules_of(&docs, "steward-grantable") {
+        let creates = verbs.iter().any(|v| v == "create" || v == "*");
+        let made: Vec<&String> = resources.iter().filter(|r| workloads.contains(&r.as_str())).collect();
+        assert!(!creates || made.is_empty(), "the ceiling may create {made:?}");
+    }
+    // The controller's own rules: no escalation verbs, no wildcard, no PUT
+    // but on finalizers, no write to ClusterRoleBindings or ClusterRoles.
+    for (groups, resources, verbs) in rules_of(&docs, "steward-controller") {
+        for v in &verbs {
+            assert!(
+                !["escalate", "bind", "impersonate", "*"].contains(&v.as_str()),
+                "{v} on {resources:?}"
+            );
+            assert!(
+                v != "update" || resources.iter().all(|r| r.ends_with("/finalizers")),
+                "update on {resources:?}"
+            );
+        }
+        assert!(!groups.contains(&"*".into()) && !resources.contains(&"*".into()));
+        if resources
+            .iter()
+            .any(|r| r == "clusterrolebindings" || r == "clusterroles")
+        {
+            assert_eq!(verbs, ["get", "list", "watch"], "{resources:?}");
+        }
+    }
+    // The API server agrees: in a namespace not opted in the controller
+    // holds nothing of the ceiling, and nowhere can it bind cluster-wide.
+    let ns = env.bare_namespace("least").await;
+    assert!(!env.controller_can(&ns, "get", "", "configmaps").await);
+    let rbac = "rbac.authorization.k8s.io";
+    for (verb, resource) in [
+        ("create", "clusterrolebindings"),
+        ("create", "clusterroles"),
+        ("escalate", "roles"),
+        ("bind", "roles"),
+        ("bind", "clusterroles"),
+    ] {
+        assert!(
+            !env.controller_can(&ns, verb, rbac, resource).await,
+            "the controller may {verb} {resource}"
+        );
+    }
+    assert!(
+        !env.controller_can(&ns, "update", "steward.dev", "policyexceptions")
+            .await
+    );
+    assert!(
+        env.controller_can(&ns, "patch", "steward.dev", "policyexceptions")
+            .await
+    );
 }
 
 #[tokio::test]

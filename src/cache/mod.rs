@@ -89,6 +89,12 @@ impl Caches {
         (caches, watches)
     }
 
+    /// Whether `rb` binds the ceiling ClusterRole: the platform opting its
+    /// namespace in (or out), which decides whether Steward can write there.
+    pub fn binds_ceiling(&self, rb: &k8s_openapi::api::rbac::v1::RoleBinding) -> bool {
+        rb.role_ref.kind == "ClusterRole" && rb.role_ref.name == self.scope.ceiling
+    }
+
     /// The current grant ceiling (empty, and saying so, when its
     /// ClusterRole is missing).
     pub fn ceiling(&self) -> Ceiling {

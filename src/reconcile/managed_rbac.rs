@@ -26,6 +26,22 @@ pub enum PairError {
         /// The name.
         name: String,
     },
+    /// The API server's escalation check refused the write: the controller
+    /// does not hold the grant ceiling in this namespace, which the
+    /// platform team has not opted in (the decision already keeps every
+    /// rule inside the ceiling).
+    #[error(
+        "namespace {namespace} does not hold the grant ceiling: the API server refused Steward's {kind} (403). \
+         A platform admin opts it in with RoleBinding steward-grant-ceiling of ClusterRole {ceiling} to Steward's service account (README)"
+    )]
+    CeilingNotHeld {
+        /// The namespace.
+        namespace: String,
+        /// Role or RoleBinding.
+        kind: &'static str,
+        /// The grant ceiling ClusterRole's name.
+        ceiling: String,
+    },
     /// The API call failed.
     #[error(transparent)]
     Api(#[from] kube::Error),
@@ -35,7 +51,7 @@ impl PairError {
     /// Whether only a person can fix it: retrying the same write cannot.
     pub fn needs_person(&self) -> bool {
         match self {
-            PairError::NameTaken { .. } => true,
+            PairError::NameTaken { .. } | PairError::CeilingNotHeld { .. } => true,
             PairError::Api(kube::Error::Api(s)) => matches!(s.code, 400 | 403 | 422),
             PairError::Api(_) => false,
         }
@@ -81,7 +97,7 @@ where
         if !same_owner(have.meta(), want.meta()) {
             if !replace_foreign {
                 return Err(PairError::NameTaken {
-                    kind: if K::kind(&()) == "Role" { "Role" } else { "RoleBinding" },
+                    kind: kind_of::<K>(),
                     name: key.name.clone(),
                 });
             }
@@ -89,8 +105,24 @@ where
             ctx.writer.delete_namespaced::<K>(&ns, &key.name, have.uid()).await?;
         }
     }
-    ctx.writer.apply(view, want).await?;
-    Ok(())
+    match ctx.writer.apply(view, want).await {
+        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains(ESCALATION_REFUSED) => {
+            Err(PairError::CeilingNotHeld {
+                namespace: key.namespace.clone().unwrap_or_default(),
+                kind: kind_of::<K>(),
+                ceiling: ctx.caches.ceiling().name,
+            })
+        }
+        other => Ok(other?),
+    }
+}
+
+/// What the API server's RBAC escalation check says when it refuses a Role
+/// or RoleBinding beyond the writer's own permissions in that namespace.
+const ESCALATION_REFUSED: &str = "attempting to grant RBAC permissions not currently held";
+
+fn kind_of<K: Namespaced>() -> &'static str {
+    if K::kind(&()) == "Role" { "Role" } else { "RoleBinding" }
 }
 
 /// Whether `have` carries every owner reference (by uid) `want` declares:

@@ -445,6 +445,34 @@ async fn a_foreign_object_at_the_name_is_left_alone_outside_enforce() {
 }
 
 #[tokio::test]
+async fn a_role_the_escalation_check_refuses_says_the_namespace_is_not_opted_in() {
+    let pair = identity_pair(&control_at(now(), false));
+    let name = pair.name();
+    let refused = json!({
+        "apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 403, "reason": "Forbidden",
+        "message": format!("roles.rbac.authorization.k8s.io \"{name}\" is forbidden: user \"system:serviceaccount:steward-system:steward\" (groups=[...]) is attempting to grant RBAC permissions not currently held:\n{{APIGroups:[\"\"], Resources:[\"configmaps\"], Verbs:[\"get\"]}}"),
+    });
+    let mock = expect(vec![
+        Expected::apply(role_at(name), applied(&pair.role)).answers(StatusCode::FORBIDDEN, refused),
+    ]);
+    let result = ensure_as(mock, rbac_caches(vec![], vec![]), &pair, false).await;
+    let Err(Error::Pair(e)) = result else {
+        panic!("the refusal was not reported: {result:?}")
+    };
+    // A person (the platform team) must act: retrying cannot help.
+    assert!(e.needs_person(), "{e}");
+    let msg = e.to_string();
+    for part in [
+        NS,
+        "does not hold the grant ceiling",
+        "steward-grant-ceiling",
+        "steward-grantable",
+    ] {
+        assert!(msg.contains(part), "{part} missing: {msg}");
+    }
+}
+
+#[tokio::test]
 async fn enforce_replaces_a_foreign_object_at_the_name() {
     let pair = identity_pair(&control_at(now(), false));
     let name = pair.name();

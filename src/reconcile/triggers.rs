@@ -129,13 +129,27 @@ type Outcome<K> = Result<
 fn exceptions(ctx: Arc<Context>) -> impl Stream<Item = Outcome<PolicyException>> + Send {
     let caches = &ctx.caches;
     let for_co = caches.clone();
+    let for_ceiling = caches.clone();
     Controller::for_shared_stream(caches.exceptions.subscribe(), caches.exceptions.store())
         .watches_shared_stream(caches.controls.subscribe(), move |co| exceptions_of(&for_co, &co))
         .watches_shared_stream(caches.roles.subscribe(), |r: Arc<Role>| {
             owners_or_named::<Role, PolicyException>(r.as_ref(), rbac::exception_of)
         })
-        .watches_shared_stream(caches.role_bindings.subscribe(), |rb: Arc<RoleBinding>| {
-            owners_or_named::<RoleBinding, PolicyException>(rb.as_ref(), rbac::exception_of)
+        .watches_shared_stream(caches.role_bindings.subscribe(), move |rb: Arc<RoleBinding>| {
+            let mut refs = owners_or_named::<RoleBinding, PolicyException>(rb.as_ref(), rbac::exception_of);
+            // The platform opted the namespace in: grants refused until now
+            // can be made at once, not at the next retry.
+            if for_ceiling.binds_ceiling(&rb) {
+                refs.extend(
+                    for_ceiling
+                        .exceptions
+                        .state()
+                        .iter()
+                        .filter(|e| e.namespace() == rb.namespace())
+                        .map(|e| ObjectRef::from_obj(e.as_ref())),
+                );
+            }
+            refs
         })
         .reconcile_all_on(caches.ceiling_role.subscribe().map(|_| ()))
         .run(exception::reconcile, error_policy, ctx.clone())
@@ -146,6 +160,7 @@ fn controls(ctx: Arc<Context>) -> impl Stream<Item = Outcome<ControlOwnership>> 
     let for_rb = caches.controls.store();
     let for_crb = caches.controls.store();
     let for_rivals = caches.clone();
+    let for_ceiling = caches.clone();
     Controller::for_shared_stream(caches.controls.subscribe(), caches.controls.store())
         // The controls that share a service account with a changed one: the
         // later one's claim depends on the earlier.
@@ -167,6 +182,18 @@ fn controls(ctx: Arc<Context>) -> impl Stream<Item = Outcome<ControlOwnership>> 
             let mut refs: Vec<ObjectRef<ControlOwnership>> = owners_or_named(rb.as_ref(), rbac::control_of);
             let subjects = rb.subjects.as_deref().unwrap_or_default();
             refs.extend(controls_naming(&for_rb, subjects, rb.namespace().as_deref()));
+            // The platform opted the namespace in: identities refused until
+            // now can be applied at once, not at the next retry.
+            if for_ceiling.binds_ceiling(&rb) {
+                refs.extend(
+                    for_ceiling
+                        .controls
+                        .state()
+                        .iter()
+                        .filter(|c| c.namespace() == rb.namespace())
+                        .map(|c| ObjectRef::from_obj(c.as_ref())),
+                );
+            }
             refs
         })
         .watches_shared_stream(

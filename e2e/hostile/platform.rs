@@ -1,0 +1,154 @@
+//! The controller's own blast radius: it holds the grant ceiling only in
+//! namespaces the platform team opted in, cannot opt one in itself, and can
+//! create no workload anywhere (so no Job running as a service account of
+//! kube-system). A namespace not opted in gets nothing, says why on each
+//! identity, and is retried with backoff, not in a hot loop.
+
+use std::time::Duration;
+
+use k8s_openapi::api::rbac::v1::Role;
+use kube::api::Api;
+use steward::api::{ControlOwnership, Phase, PolicyException};
+
+use super::{control, controller_healthy, exception, identity};
+use crate::harness::{Env, OUTCOME, condition, env, eventually, phase_is, wait_for};
+
+/// What the controller must never create: anything that runs a container
+/// (and so could run as any service account of its namespace), or a token.
+const WORKLOADS: [(&str, &str); 9] = [
+    ("", "pods"),
+    ("", "replicationcontrollers"),
+    ("apps", "deployments"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("apps", "replicasets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+    ("", "serviceaccounts/token"),
+];
+
+/// The controller's refused writes of `name`'s Role in `ns`, as the audit
+/// log shows them, once there are at least `n`.
+async fn refused_role_writes(env: &Env, ns: &str, name: &str, n: usize) -> Vec<jiff::Timestamp> {
+    let mut times = Vec::new();
+    eventually(OUTCOME, &format!("{n} refused writes of {name}"), || {
+        times = env
+            .controller_writes()
+            .iter()
+            .filter(|w| w.is("patch", "roles", Some(ns), name) && w.code == 403)
+            .map(|w| w.received)
+            .collect();
+        let ok = times.len() >= n;
+        async move { ok }
+    })
+    .await;
+    times
+}
+
+#[tokio::test]
+async fn a_namespace_gets_nothing_until_the_platform_opts_it_in_and_the_controller_creates_no_workload() {
+    let env = env();
+    let ns = env.bare_namespace("optin").await;
+    env.apply_ok(&ns, &control("payments", "Audit", &["api"]));
+    let client = env.admin().await;
+    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+    let co = wait_for(
+        &cos,
+        "payments",
+        OUTCOME,
+        "api not applied",
+        |c: Option<&ControlOwnership>| c.and_then(|c| identity(c, "api")).is_some_and(|i| i.problem.is_some()),
+    )
+    .await;
+    // The identity says why, and what the platform team binds.
+    let problem = identity(&co, "api").and_then(|i| i.problem.clone()).unwrap_or_default();
+    for part in [
+        ns.as_str(),
+        "does not hold the grant ceiling",
+        "steward-grant-ceiling",
+        "steward-grantable",
+    ] {
+        assert!(problem.contains(part), "{part} missing: {problem}");
+    }
+    let ready = condition(&co, "Ready").expect("Ready");
+    assert_eq!(ready["status"], "False", "{ready}");
+    assert_eq!(ready["reason"], "IdentityNotApplied", "{ready}");
+    let stalled = condition(&co, "Stalled").expect("Stalled: a person must act");
+    assert_eq!(stalled["status"], "True", "{stalled}");
+    let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
+    assert!(roles.get_opt("steward:payments:api").await.unwrap().is_none());
+    // An exception there grants nothing either.
+    let rule = r#"{apiGroups: [""], resources: [configmaps], verbs: [list]}"#;
+    env.apply_ok(&ns, &exception("debug", "payments", "alice@example.com", rule));
+
+    // The controller cannot opt the namespace in itself (RBAC's escalation
+    // check: it does not hold the ceiling there), nor kube-system.
+    for target in [ns.as_str(), "kube-system"] {
+        let out = env.kubectl(&[
+            "--as=system:serviceaccount:steward-system:steward",
+            "-n",
+            target,
+            "create",
+            "rolebinding",
+            "steward-grant-ceiling",
+            "--clusterrole=steward-grantable",
+            "--serviceaccount=steward-system:steward",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("forbidden"), "{target}: {err}");
+    }
+
+    // Retried with backoff, not in a hot loop: the refused attempts spread
+    // out (500 ms doubling; the first two may be back to back, the second
+    // triggered by the failure's own status write).
+    for name in ["steward:payments:api", "steward-x:debug"] {
+        let times = refused_role_writes(env, &ns, name, 5).await;
+        let spread = times[4].duration_since(times[0]);
+        assert!(
+            spread >= jiff::SignedDuration::from_secs(3),
+            "{name}: 5 attempts within {spread:#}: {times:?}"
+        );
+    }
+    controller_healthy(env);
+
+    // The platform team opts the namespace in: both are served at the next
+    // retry (backoff reaches at most a minute).
+    env.opt_in(&ns).await;
+    let served = Duration::from_secs(60) + OUTCOME;
+    wait_for(&cos, "payments", served, "Ready", |c: Option<&ControlOwnership>| {
+        c.and_then(|c| condition(c, "Ready"))
+            .is_some_and(|r| r["status"] == "True")
+    })
+    .await;
+    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
+    wait_for(&pes, "debug", served, "Active", phase_is(Phase::Active)).await;
+    eventually(OUTCOME, "both grants in force", || async {
+        env.can(&ns, "api", "get", "", "configmaps").await && env.can(&ns, "api", "list", "", "configmaps").await
+    })
+    .await;
+
+    // Not in kube-system, nor where it holds the ceiling, may the
+    // controller create a workload or mint a token.
+    for target in ["kube-system", ns.as_str()] {
+        for (group, resource) in WORKLOADS {
+            assert!(
+                !env.controller_can(target, "create", group, resource).await,
+                "the controller may create {resource} in {target}"
+            );
+        }
+    }
+    let out = env.kubectl(&[
+        "auth",
+        "can-i",
+        "--as=system:serviceaccount:steward-system:steward",
+        "create",
+        "jobs",
+        "-n",
+        "kube-system",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
+    // It does hold the ceiling where opted in, and only there.
+    assert!(env.controller_can(&ns, "get", "", "configmaps").await);
+    assert!(!env.controller_can("kube-system", "get", "", "configmaps").await);
+    controller_healthy(env);
+}
