@@ -4,6 +4,7 @@
 //! class of attack; the personas are defined here.
 
 mod names;
+mod webhook;
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;

@@ -83,6 +83,21 @@ pub struct RunArgs {
     /// PEM private key of the webhook.
     #[arg(long, env = "STEWARD_WEBHOOK_KEY")]
     pub webhook_key: Option<std::path::PathBuf>,
+    /// PEM CA certificates: the webhook requires a client certificate signed
+    /// by one of them (the API server's, set in its
+    /// --admission-control-config-file). Read again when it changes, like
+    /// the certificate and key.
+    #[arg(long, env = "STEWARD_WEBHOOK_CLIENT_CA", conflicts_with = "webhook_unauthenticated")]
+    pub webhook_client_ca: Option<std::path::PathBuf>,
+    /// A DNS name the client certificate must carry as a subjectAltName, for
+    /// a client CA that signs other clients too.
+    #[arg(long, env = "STEWARD_WEBHOOK_CLIENT_NAME", requires = "webhook_client_ca")]
+    pub webhook_client_name: Option<String>,
+    /// Serve the webhook to any caller, without a client certificate: for
+    /// clusters whose API server cannot be given one (most managed
+    /// clusters). Then only the NetworkPolicy keeps other callers out.
+    #[arg(long, env = "STEWARD_WEBHOOK_UNAUTHENTICATED")]
+    pub webhook_unauthenticated: bool,
     /// The controller's own user name, whose writes the webhook always admits.
     #[arg(
         long,

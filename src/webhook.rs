@@ -7,10 +7,19 @@
 //! briefly, then gets 503, so the API server applies the webhook's
 //! failurePolicy (Fail for Steward objects, Ignore for bindings) instead of
 //! a verdict from nothing. Objects in namespaces outside `--namespace` are
-//! not Steward's to judge and are admitted.
+//! not Steward's to judge and are admitted. A change to the grant ceiling
+//! ClusterRole is always admitted, with warnings naming what it takes away.
+//!
+//! Callers are authenticated by client certificate (`--webhook-client-ca`),
+//! and the TLS files are read again when they change (`tls`). Verdicts run
+//! on the blocking pool: a burst of large requests must not hold every
+//! runtime worker, which the reconcilers and the watchdog also need.
+
+mod tls;
+
+pub use tls::{Files, TlsError};
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,10 +44,8 @@ use crate::decide::admission::{self, Binding, Verdict};
 pub struct Config {
     /// Listen address.
     pub addr: SocketAddr,
-    /// PEM certificate chain.
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
+    /// Certificate, key and the client CA.
+    pub tls: Files,
     /// The controller's own user name: its writes are always admitted.
     pub controller_user: Option<String>,
 }
@@ -46,12 +53,29 @@ pub struct Config {
 /// Why the webhook could not be served.
 #[derive(Debug, Error)]
 pub enum WebhookError {
-    /// Certificate or key unreadable.
+    /// Certificate, key or client CA unusable.
     #[error("webhook TLS")]
-    Tls(#[source] std::io::Error),
+    Tls(#[source] TlsError),
+    /// Neither a client CA nor the unauthenticated mode was chosen.
+    #[error(
+        "the webhook needs --webhook-client-ca (callers must present a client certificate), or --webhook-unauthenticated to accept any caller"
+    )]
+    NoClientAuth,
     /// Serving failed.
     #[error("webhook server")]
     Serve(#[source] std::io::Error),
+}
+
+/// An error and its sources on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// What the handlers read.
@@ -83,11 +107,20 @@ pub async fn serve(caches: Arc<Caches>, config: Config) -> Result<(), WebhookErr
         caches,
         controller_user: config.controller_user.clone(),
     });
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&config.cert, &config.key)
-        .await
-        .map_err(WebhookError::Tls)?;
+    let authenticated = config.tls.client_ca.is_some();
+    let reloader = tls::Reloader::load(config.tls).map_err(WebhookError::Tls)?;
+    let tls = reloader.tls.clone();
+    tokio::spawn(reloader.watch());
     let app = Router::new().route("/validate", post(validate)).with_state(judge);
-    tracing::info!(addr = %config.addr, "serving the admission webhook");
+    if authenticated {
+        tracing::info!(addr = %config.addr, "serving the admission webhook to callers with a client certificate");
+    } else {
+        tracing::warn!(
+            addr = %config.addr,
+            "serving the admission webhook WITHOUT authenticating callers (--webhook-unauthenticated): \
+             anything that reaches the port can ask for verdicts; restrict it with a NetworkPolicy"
+        );
+    }
     axum_server::bind_rustls(config.addr, tls)
         .serve(app.into_make_service())
         .await
@@ -102,17 +135,97 @@ async fn validate(
         Ok(r) => r,
         Err(e) => return Ok(Json(AdmissionResponse::invalid(e.to_string()).into_review())),
     };
+    let response = AdmissionResponse::from(&request);
+    if is_ceiling(&request, &judge) {
+        let mut response = response;
+        response.warnings = Some(ceiling_warnings(request, judge).await);
+        return Ok(Json(response.into_review()));
+    }
     // Deletes and the controller's own writes (finalizer patches) need no
     // cache: they are answered at once even before the first list.
-    if needs_caches(&request, &judge) && !judge.wait_synced().await {
+    if !needs_caches(&request, &judge) {
+        return Ok(Json(response.into_review()));
+    }
+    if !judge.wait_synced().await {
         return Err((StatusCode::SERVICE_UNAVAILABLE, "admission caches not synced yet"));
     }
-    let response = AdmissionResponse::from(&request);
-    let response = match decide(&request, &judge, jiff::Timestamp::now()) {
+    let now = jiff::Timestamp::now();
+    let verdict = tokio::task::spawn_blocking(move || decide(&request, &judge, now))
+        .await
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "the verdict failed"))?;
+    let response = match verdict {
         Verdict::Allow => response,
         Verdict::Deny(message) => response.deny(message),
     };
     Ok(Json(response.into_review()))
+}
+
+/// Whether the request changes or deletes the grant ceiling ClusterRole.
+fn is_ceiling(request: &AdmissionRequest<DynamicObject>, judge: &Judge) -> bool {
+    request.kind.group == "rbac.authorization.k8s.io"
+        && request.kind.kind == "ClusterRole"
+        && matches!(request.operation, Operation::Update | Operation::Delete)
+        && request.name == judge.caches.ceiling().name
+}
+
+/// The warnings for a change of the grant ceiling: which controls and
+/// exceptions would lose their grants. Never a refusal.
+async fn ceiling_warnings(request: AdmissionRequest<DynamicObject>, judge: Arc<Judge>) -> Vec<String> {
+    if !judge.wait_synced().await {
+        return vec!["Steward's caches have not listed yet: it cannot tell which grants this change removes".into()];
+    }
+    let now = jiff::Timestamp::now();
+    tokio::task::spawn_blocking(move || ceiling_change(&request, &judge.caches, now))
+        .await
+        .unwrap_or_else(|_| vec!["Steward could not tell which grants this change removes".into()])
+}
+
+fn ceiling_change(request: &AdmissionRequest<DynamicObject>, caches: &Caches, now: jiff::Timestamp) -> Vec<String> {
+    use crate::decide::ceiling_change;
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let current = caches.ceiling();
+    let name = current.name.clone();
+    let rules_of = |obj: &Option<DynamicObject>| {
+        obj.as_ref()
+            .and_then(|o| typed::<ClusterRole>(o).ok())
+            .map(|cr| Ceiling::new(name.clone(), cr.rules.unwrap_or_default()))
+    };
+    let old = rules_of(&request.old_object).unwrap_or(current);
+    let deleted = request.operation == Operation::Delete;
+    let new = if deleted {
+        Ceiling::missing(name.clone())
+    } else {
+        match rules_of(&request.object) {
+            Some(new) => new,
+            None => return vec![format!("Steward cannot read the new ClusterRole {name:?}")],
+        }
+    };
+    let controls = caches.controls.state();
+    let controls: Vec<&ControlOwnership> = controls.iter().map(|c| c.as_ref()).collect();
+    let exceptions = caches.exceptions.state();
+    let theirs: Vec<Option<ControlOwnership>> = exceptions
+        .iter()
+        .map(|pe| caches.control_for_exceptions(&pe.namespace().unwrap_or_default(), &pe.spec.control))
+        .collect();
+    let exceptions: Vec<(&PolicyException, Option<&ControlOwnership>)> = exceptions
+        .iter()
+        .zip(&theirs)
+        .map(|(pe, co)| (pe.as_ref(), co.as_ref()))
+        .collect();
+    let lost_controls = ceiling_change::controls(&controls, &old, &new);
+    let lost_exceptions = ceiling_change::exceptions(&exceptions, &old, &new, now);
+    let warnings = ceiling_change::warnings(&name, deleted, &lost_controls, &lost_exceptions);
+    if !warnings.is_empty() {
+        tracing::warn!(
+            ceiling = %name,
+            user = ?request.user_info.username,
+            controls = lost_controls.len(),
+            exceptions = lost_exceptions.len(),
+            dry_run = request.dry_run,
+            "a change to the grant ceiling removes grants"
+        );
+    }
+    warnings
 }
 
 fn typed<K: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<K, serde_json::Error> {
