@@ -300,3 +300,87 @@ rules:
     let _ = ctl.kill();
     let _ = ctl.wait();
 }
+
+/// `kubectl kustomize` of a directory of `config/`, as JSON documents.
+fn built(dir: &str) -> Vec<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/control-plane.sh");
+    let bin = Command::new("bash")
+        .arg(&script)
+        .arg("bindir")
+        .output()
+        .expect("bindir");
+    let kubectl = PathBuf::from(String::from_utf8_lossy(&bin.stdout).trim()).join("kubectl");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(dir);
+    let out = Command::new(kubectl)
+        .arg("kustomize")
+        .arg(path)
+        .output()
+        .expect("kubectl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_yaml_ng::Deserializer::from_slice(&out.stdout)
+        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
+        .collect()
+}
+
+fn find<'a>(docs: &'a [serde_json::Value], kind: &str, name: &str) -> Option<&'a serde_json::Value> {
+    docs.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+}
+
+fn args(docs: &[serde_json::Value]) -> Vec<String> {
+    let deployment = find(docs, "Deployment", "steward").expect("Deployment");
+    serde_json::from_value(deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone()).expect("args")
+}
+
+/// Ports a NetworkPolicy opens, each with whether it names its sources.
+fn opened(policy: &serde_json::Value) -> Vec<(i64, bool)> {
+    let rules = policy["spec"]["ingress"].as_array().cloned().unwrap_or_default();
+    rules
+        .iter()
+        .flat_map(|r| {
+            let restricted = r["from"].as_array().is_some_and(|f| !f.is_empty());
+            let ports = r["ports"].as_array().cloned().unwrap_or_default();
+            ports
+                .into_iter()
+                .map(move |p| (p["port"].as_i64().unwrap_or(0), restricted))
+        })
+        .collect()
+}
+
+#[test]
+fn the_webhook_port_is_open_only_to_authenticated_callers_or_to_the_listed_addresses() {
+    // config/default: no webhook; the metrics port only from scraper
+    // namespaces.
+    let default = built("default");
+    assert!(args(&default).iter().all(|a| !a.starts_with("--webhook")));
+    let policy = find(&default, "NetworkPolicy", "steward").expect("NetworkPolicy");
+    assert_eq!(opened(policy), vec![(8080, true)]);
+    assert!(find(&default, "NetworkPolicy", "steward-webhook").is_none());
+
+    // config/webhook: client certificates required, so 9443 is open.
+    let webhook = built("webhook");
+    assert!(args(&webhook).iter().any(|a| a.starts_with("--webhook-client-ca=")));
+    assert!(!args(&webhook).contains(&"--webhook-unauthenticated".to_string()));
+    let policy = find(&webhook, "NetworkPolicy", "steward-webhook").expect("webhook NetworkPolicy");
+    assert_eq!(opened(policy), vec![(9443, false)]);
+    // The ceiling's webhook names the ClusterRole the controller watches by
+    // default, and never blocks the platform.
+    let config = find(&webhook, "ValidatingWebhookConfiguration", "steward").expect("webhooks");
+    let ceiling = config["webhooks"]
+        .as_array()
+        .and_then(|w| w.iter().find(|h| h["name"] == "ceiling.steward.dev"))
+        .expect("ceiling webhook");
+    assert_eq!(ceiling["failurePolicy"], "Ignore");
+    assert!(
+        ceiling["matchConditions"][0]["expression"]
+            .as_str()
+            .is_some_and(|e| e.contains("'steward-grantable'"))
+    );
+
+    // config/webhook-managed: unauthenticated, so 9443 only from an ipBlock.
+    let managed = built("webhook-managed");
+    assert!(args(&managed).contains(&"--webhook-unauthenticated".to_string()));
+    assert!(args(&managed).iter().all(|a| !a.starts_with("--webhook-client-ca")));
+    let policy = find(&managed, "NetworkPolicy", "steward-webhook").expect("webhook NetworkPolicy");
+    assert_eq!(opened(policy), vec![(9443, true)]);
+    assert!(policy["spec"]["ingress"][0]["from"][0]["ipBlock"]["cidr"].is_string());
+}
