@@ -15,6 +15,7 @@
 //! on the blocking pool: a burst of large requests must not hold every
 //! runtime worker, which the reconcilers and the watchdog also need.
 
+mod ceiling;
 mod tls;
 
 pub use tls::{Files, TlsError};
@@ -136,9 +137,9 @@ async fn validate(
         Err(e) => return Ok(Json(AdmissionResponse::invalid(e.to_string()).into_review())),
     };
     let response = AdmissionResponse::from(&request);
-    if is_ceiling(&request, &judge) {
+    if ceiling::is_ceiling(&request, &judge) {
         let mut response = response;
-        response.warnings = Some(ceiling_warnings(request, judge).await);
+        response.warnings = Some(ceiling::warnings(request, judge).await);
         return Ok(Json(response.into_review()));
     }
     // Deletes and the controller's own writes (finalizer patches) need no
@@ -158,74 +159,6 @@ async fn validate(
         Verdict::Deny(message) => response.deny(message),
     };
     Ok(Json(response.into_review()))
-}
-
-/// Whether the request changes or deletes the grant ceiling ClusterRole.
-fn is_ceiling(request: &AdmissionRequest<DynamicObject>, judge: &Judge) -> bool {
-    request.kind.group == "rbac.authorization.k8s.io"
-        && request.kind.kind == "ClusterRole"
-        && matches!(request.operation, Operation::Update | Operation::Delete)
-        && request.name == judge.caches.ceiling().name
-}
-
-/// The warnings for a change of the grant ceiling: which controls and
-/// exceptions would lose their grants. Never a refusal.
-async fn ceiling_warnings(request: AdmissionRequest<DynamicObject>, judge: Arc<Judge>) -> Vec<String> {
-    if !judge.wait_synced().await {
-        return vec!["Steward's caches have not listed yet: it cannot tell which grants this change removes".into()];
-    }
-    let now = jiff::Timestamp::now();
-    tokio::task::spawn_blocking(move || ceiling_change(&request, &judge.caches, now))
-        .await
-        .unwrap_or_else(|_| vec!["Steward could not tell which grants this change removes".into()])
-}
-
-fn ceiling_change(request: &AdmissionRequest<DynamicObject>, caches: &Caches, now: jiff::Timestamp) -> Vec<String> {
-    use crate::decide::ceiling_change;
-    use k8s_openapi::api::rbac::v1::ClusterRole;
-    let current = caches.ceiling();
-    let name = current.name.clone();
-    let rules_of = |obj: &Option<DynamicObject>| {
-        obj.as_ref()
-            .and_then(|o| typed::<ClusterRole>(o).ok())
-            .map(|cr| Ceiling::new(name.clone(), cr.rules.unwrap_or_default()))
-    };
-    let old = rules_of(&request.old_object).unwrap_or(current);
-    let deleted = request.operation == Operation::Delete;
-    let new = if deleted {
-        Ceiling::missing(name.clone())
-    } else {
-        match rules_of(&request.object) {
-            Some(new) => new,
-            None => return vec![format!("Steward cannot read the new ClusterRole {name:?}")],
-        }
-    };
-    let controls = caches.controls.state();
-    let controls: Vec<&ControlOwnership> = controls.iter().map(|c| c.as_ref()).collect();
-    let exceptions = caches.exceptions.state();
-    let theirs: Vec<Option<ControlOwnership>> = exceptions
-        .iter()
-        .map(|pe| caches.control_for_exceptions(&pe.namespace().unwrap_or_default(), &pe.spec.control))
-        .collect();
-    let exceptions: Vec<(&PolicyException, Option<&ControlOwnership>)> = exceptions
-        .iter()
-        .zip(&theirs)
-        .map(|(pe, co)| (pe.as_ref(), co.as_ref()))
-        .collect();
-    let lost_controls = ceiling_change::controls(&controls, &old, &new);
-    let lost_exceptions = ceiling_change::exceptions(&exceptions, &old, &new, now);
-    let warnings = ceiling_change::warnings(&name, deleted, &lost_controls, &lost_exceptions);
-    if !warnings.is_empty() {
-        tracing::warn!(
-            ceiling = %name,
-            user = ?request.user_info.username,
-            controls = lost_controls.len(),
-            exceptions = lost_exceptions.len(),
-            dry_run = request.dry_run,
-            "a change to the grant ceiling removes grants"
-        );
-    }
-    warnings
 }
 
 fn typed<K: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<K, serde_json::Error> {
@@ -420,5 +353,76 @@ mod tests {
         writers.list(false);
         let answer = validate(judge(caches, None), exception_review()).await;
         assert!(matches!(answer, Err((StatusCode::SERVICE_UNAVAILABLE, _))));
+    }
+
+    fn ceiling_delete_review() -> Json<AdmissionReview<DynamicObject>> {
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "2",
+                "kind": {"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "ClusterRole"},
+                "resource": {"group": "rbac.authorization.k8s.io", "version": "v1", "resource": "clusterroles"},
+                "name": "steward-grantable",
+                "operation": "DELETE",
+                "userInfo": {"username": "platform-admin"},
+                "oldObject": {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRole",
+                    "metadata": {"name": "steward-grantable"},
+                    "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+                },
+                "dryRun": false
+            }
+        });
+        Json(serde_json::from_value(review).expect("AdmissionReview"))
+    }
+
+    fn payments() -> ControlOwnership {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "steward.dev/v1alpha1",
+            "kind": "ControlOwnership",
+            "metadata": {"name": "payments", "namespace": "shop"},
+            "spec": {
+                "layer": "Identity",
+                "owner": {"name": "payments-team"},
+                "backupOwner": {"name": "security-team"},
+                "approvers": ["alice@example.com"],
+                "review": {"interval": "30d", "lastReviewed": "2026-11-20T00:00:00Z"},
+                "workloadIdentities": [{"serviceAccount": "api", "task": "Serves",
+                    "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}]
+            }
+        }))
+        .expect("control")
+    }
+
+    #[tokio::test]
+    async fn deleting_the_ceiling_is_admitted_with_the_controls_it_invalidates() {
+        let caches = Caches::fed(vec![payments()], vec![]);
+        let Ok(Json(review)) = validate(judge(caches, None), ceiling_delete_review()).await else {
+            panic!("the ceiling's change was not answered");
+        };
+        let response = review.response.expect("response");
+        assert!(response.allowed);
+        let warnings = response.warnings.unwrap_or_default();
+        assert!(warnings[0].starts_with("Deleting the grant ceiling"), "{warnings:?}");
+        assert!(
+            warnings[1].starts_with("ControlOwnership shop/payments would become Invalid"),
+            "{warnings:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ceiling_change_before_the_caches_list_is_admitted_saying_it_cannot_tell() {
+        let (caches, _writers) = Caches::unlisted();
+        let Ok(Json(review)) = validate(judge(caches, None), ceiling_delete_review()).await else {
+            panic!("the ceiling's change got a 503, not an admission");
+        };
+        let response = review.response.expect("response");
+        assert!(response.allowed);
+        assert!(
+            response.warnings.unwrap_or_default()[0].contains("cannot tell"),
+            "no warning"
+        );
     }
 }
