@@ -1,7 +1,8 @@
 //! Admission end to end: the webhook registered with `clientConfig.url` on
 //! loopback and a CA made by the test, on a control plane of its own (so
 //! the other tests can still apply invalid objects and watch them be
-//! rejected in status).
+//! rejected in status). The webhook requires the client certificate the
+//! API server presents (`e2e/control-plane.sh` configures it).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use steward::api::{Phase, PolicyException};
 
 use crate::harness::{self, Env, OUTCOME, eventually, from_now, http_get, phase_is, wait_for};
 
-fn pki(dir: &std::path::Path) -> String {
+pub(crate) fn pki(dir: &std::path::Path) -> String {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)
@@ -98,7 +99,7 @@ fn base64_encode(data: &[u8]) -> String {
 /// test's webhook on loopback instead of the in-cluster Service, with the CA
 /// the test made instead of cert-manager's injection. Rules, failure
 /// policies and namespace selectors are exactly what users install.
-fn webhook_config(url: &str, ca: &str) -> String {
+pub(crate) fn webhook_config(url: &str, ca: &str) -> String {
     let shipped = include_str!("../config/webhook/validating_webhook.yaml");
     let mut config: serde_json::Value = serde_yaml_ng::from_str(shipped).expect("webhook YAML");
     config["metadata"]["annotations"] = serde_json::json!({});
@@ -108,7 +109,7 @@ fn webhook_config(url: &str, ca: &str) -> String {
     serde_json::to_string(&config).expect("webhook JSON")
 }
 
-fn control(ns: &str) -> String {
+pub(crate) fn control(ns: &str) -> String {
     let _ = ns;
     format!(
         r##"
@@ -129,7 +130,7 @@ spec:
     )
 }
 
-fn exception(name: &str, approver: &str, starts: String, expires: String, tolerate: &str) -> String {
+pub(crate) fn exception(name: &str, approver: &str, starts: String, expires: String, tolerate: &str) -> String {
     format!(
         r#"
 apiVersion: steward.dev/v1alpha1
@@ -161,7 +162,7 @@ subjects: [{{kind: ServiceAccount, name: api, namespace: {ns}}}]
 
 /// A control plane of its own with a CA and serving certificate for the
 /// webhook, and a free loopback address for it: (env, CA bundle, address).
-fn webhook_env() -> (Env, String, String) {
+pub(crate) fn webhook_env() -> (Env, String, String) {
     let env = harness::isolated();
     let ca = pki(&env.dir);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -172,11 +173,22 @@ fn webhook_env() -> (Env, String, String) {
     (env, ca, format!("127.0.0.1:{port}"))
 }
 
-/// Starts a controller serving the webhook on `addr`; returns it with its
-/// metrics address, without waiting for it.
-fn spawn_webhook(env: &Env, name: &str, addr: &str) -> (std::process::Child, String) {
-    let cert = env.dir.join("webhook.crt");
-    let key = env.dir.join("webhook.key");
+/// The CA of the client certificate the API server presents to webhooks.
+pub(crate) fn client_ca(env: &Env) -> std::path::PathBuf {
+    env.dir.join("pki/webhook-client-ca.crt")
+}
+
+/// Starts a controller serving the webhook on `addr` with the certificate
+/// and key in `dir`, to callers with the API server's client certificate;
+/// returns it with its metrics address, without waiting for it.
+pub(crate) fn spawn_webhook_from(
+    env: &Env,
+    name: &str,
+    addr: &str,
+    dir: &std::path::Path,
+) -> (std::process::Child, String) {
+    let cert = dir.join("webhook.crt");
+    let key = dir.join("webhook.key");
     env.spawn_controller(
         name,
         &[
@@ -186,13 +198,21 @@ fn spawn_webhook(env: &Env, name: &str, addr: &str) -> (std::process::Child, Str
             cert.to_str().unwrap(),
             "--webhook-key",
             key.to_str().unwrap(),
+            "--webhook-client-ca",
+            client_ca(env).to_str().unwrap(),
+            "--webhook-client-name",
+            "kube-apiserver",
         ],
     )
 }
 
+fn spawn_webhook(env: &Env, name: &str, addr: &str) -> (std::process::Child, String) {
+    spawn_webhook_from(env, name, addr, &env.dir)
+}
+
 /// Starts a controller serving the webhook and waits until it is ready;
 /// returns it with the instant it was seen ready.
-fn start(env: &Env, addr: &str) -> (std::process::Child, jiff::Timestamp) {
+pub(crate) fn start(env: &Env, addr: &str) -> (std::process::Child, jiff::Timestamp) {
     let (child, metrics) = spawn_webhook(env, "ctl-webhook", addr);
     let deadline = Instant::now() + Duration::from_secs(60);
     while http_get(&format!("http://{metrics}/readyz")).is_none_or(|(c, _)| c != 200) {

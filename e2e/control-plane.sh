@@ -5,7 +5,9 @@
 #
 #   control-plane.sh install      install packages, build and cache the binaries
 #   control-plane.sh start DIR    start etcd + kube-apiserver on free loopback ports;
-#                                 DIR gets admin.kubeconfig, controller.kubeconfig, env
+#                                 DIR gets admin.kubeconfig, controller.kubeconfig, env;
+#                                 the API server calls webhooks with the client
+#                                 certificate pki/webhook-client.crt (CA: pki/webhook-client-ca.crt)
 #   control-plane.sh stop DIR     SIGTERM, then SIGKILL after a timeout
 #   control-plane.sh version      the full Kubernetes version selected
 #   control-plane.sh bindir       where kube-apiserver and kubectl of that version live
@@ -54,9 +56,10 @@ KUBECTL="$BIN/kubectl"
 ETCD="$ETCD_BIN/etcd"
 
 install_packages() {
-  # openssl: the test PKI; curl: readiness probe; lua5.4 + python3-yaml: the
-  # Argo CD health-check tests.
-  local pkgs=(openssl curl lua5.4 python3-yaml)
+  # openssl: the test PKI; curl: readiness probe. (The Argo CD health checks
+  # run under gopher-lua in e2e/conformance; promtool is installed by
+  # config/prometheus/test.sh.)
+  local pkgs=(openssl curl)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -159,6 +162,35 @@ start() {
   printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$DIR/pki/serving.ext"
   openssl x509 -req -in "$DIR/pki/serving.csr" -CA "$DIR/pki/ca.crt" -CAkey "$DIR/pki/ca.key" -CAcreateserial \
     -days 30 -extfile "$DIR/pki/serving.ext" -out "$DIR/pki/serving.crt" 2>/dev/null
+  # The admission webhooks' caller: the API server presents this client
+  # certificate (signed by a CA of its own, which the test webhook trusts
+  # with --webhook-client-ca) to every webhook, through the
+  # AdmissionConfiguration below.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=webhook-client-ca" \
+    -keyout "$DIR/pki/webhook-client-ca.key" -out "$DIR/pki/webhook-client-ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+    -keyout "$DIR/pki/webhook-client.key" -out "$DIR/pki/webhook-client.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:kube-apiserver\nbasicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' > "$DIR/pki/webhook-client.ext"
+  openssl x509 -req -in "$DIR/pki/webhook-client.csr" -CA "$DIR/pki/webhook-client-ca.crt" \
+    -CAkey "$DIR/pki/webhook-client-ca.key" -CAcreateserial -days 30 \
+    -extfile "$DIR/pki/webhook-client.ext" -out "$DIR/pki/webhook-client.crt" 2>/dev/null
+  cat > "$DIR/pki/webhook-client.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user: {client-certificate: "$DIR/pki/webhook-client.crt", client-key: "$DIR/pki/webhook-client.key"}
+KC
+  cat > "$DIR/pki/admission.yaml" <<ADM
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: ValidatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: "$DIR/pki/webhook-client.kubeconfig"
+ADM
   openssl genrsa -out "$DIR/pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$DIR/pki/sa.key" -pubout -out "$DIR/pki/sa.pub" 2>/dev/null
   local admin_token controller_token
@@ -180,6 +212,7 @@ TOK
     --tls-cert-file "$DIR/pki/serving.crt" --tls-private-key-file "$DIR/pki/serving.key" \
     --token-auth-file "$DIR/pki/tokens.csv" \
     --authorization-mode RBAC \
+    --admission-control-config-file "$DIR/pki/admission.yaml" \
     --service-account-key-file "$DIR/pki/sa.pub" \
     --service-account-signing-key-file "$DIR/pki/sa.key" \
     --service-account-issuer "https://127.0.0.1:$api_port" \
@@ -206,6 +239,9 @@ ADMIN_KUBECONFIG=$DIR/admin.kubeconfig
 CONTROLLER_KUBECONFIG=$DIR/controller.kubeconfig
 CONTROLLER_USER=$CONTROLLER_USER
 AUDIT_LOG=$DIR/audit.log
+WEBHOOK_CLIENT_CA=$DIR/pki/webhook-client-ca.crt
+WEBHOOK_CLIENT_CERT=$DIR/pki/webhook-client.crt
+WEBHOOK_CLIENT_KEY=$DIR/pki/webhook-client.key
 ENV
   log "kube-apiserver $K8S_VERSION ready at $server (admin: $DIR/admin.kubeconfig)"
 }

@@ -6,6 +6,7 @@
 mod names;
 mod platform;
 mod records;
+mod webhook;
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;

@@ -40,6 +40,9 @@ pub enum LogFormat {
 
 /// Flags of `steward run`.
 #[derive(Clone, Debug, clap::Args)]
+// How the webhook authenticates its callers: chosen explicitly, never by
+// omission.
+#[command(group = clap::ArgGroup::new("webhook_auth").args(["webhook_client_ca", "webhook_unauthenticated"]))]
 pub struct RunArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "STEWARD_NAMESPACE")]
@@ -75,7 +78,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 15)]
     pub lease_duration: u64,
     /// Serve the validating admission webhook (HTTPS) on this address.
-    #[arg(long, env = "STEWARD_WEBHOOK_ADDR", requires_all = ["webhook_cert", "webhook_key"])]
+    #[arg(long, env = "STEWARD_WEBHOOK_ADDR", requires_all = ["webhook_cert", "webhook_key", "webhook_auth"])]
     pub webhook_addr: Option<std::net::SocketAddr>,
     /// PEM certificate (chain) of the webhook.
     #[arg(long, env = "STEWARD_WEBHOOK_CERT")]
@@ -83,6 +86,26 @@ pub struct RunArgs {
     /// PEM private key of the webhook.
     #[arg(long, env = "STEWARD_WEBHOOK_KEY")]
     pub webhook_key: Option<std::path::PathBuf>,
+    /// PEM CA certificates: the webhook requires a client certificate signed
+    /// by one of them (the API server's, set in its
+    /// --admission-control-config-file). Read again when it changes, like
+    /// the certificate and key.
+    #[arg(long, env = "STEWARD_WEBHOOK_CLIENT_CA", conflicts_with = "webhook_unauthenticated")]
+    pub webhook_client_ca: Option<std::path::PathBuf>,
+    /// A DNS name the client certificate must carry as a subjectAltName, for
+    /// a client CA that signs other clients too.
+    #[arg(
+        long,
+        env = "STEWARD_WEBHOOK_CLIENT_NAME",
+        requires = "webhook_client_ca",
+        conflicts_with = "webhook_unauthenticated"
+    )]
+    pub webhook_client_name: Option<String>,
+    /// Serve the webhook to any caller, without a client certificate: for
+    /// clusters whose API server cannot be given one (most managed
+    /// clusters). Then only the NetworkPolicy keeps other callers out.
+    #[arg(long, env = "STEWARD_WEBHOOK_UNAUTHENTICATED")]
+    pub webhook_unauthenticated: bool,
     /// The controller's own user name, whose writes the webhook always admits.
     #[arg(
         long,
@@ -117,4 +140,37 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value = "human")]
     pub output: crate::validate_cmd::Format,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    fn run(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let base = [
+            "steward",
+            "run",
+            "--webhook-addr=127.0.0.1:9443",
+            "--webhook-cert=c",
+            "--webhook-key=k",
+        ];
+        Cli::try_parse_from(base.iter().chain(extra))
+    }
+
+    #[test]
+    fn the_webhook_needs_its_callers_authentication_chosen() {
+        assert!(run(&[]).is_err());
+        assert!(run(&["--webhook-client-ca=ca.crt"]).is_ok());
+        assert!(run(&["--webhook-client-ca=ca.crt", "--webhook-client-name=kube-apiserver"]).is_ok());
+        assert!(run(&["--webhook-unauthenticated"]).is_ok());
+        assert!(run(&["--webhook-client-ca=ca.crt", "--webhook-unauthenticated"]).is_err());
+        assert!(run(&["--webhook-unauthenticated", "--webhook-client-name=kube-apiserver"]).is_err());
+    }
+
+    #[test]
+    fn without_a_webhook_no_authentication_is_asked_for() {
+        assert!(Cli::try_parse_from(["steward", "run"]).is_ok());
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use clap::Parser;
 use steward::cache::Caches;
 use steward::cli::{Cli, Command, RunArgs};
+use steward::http::health::{Controllers, Health};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -54,9 +55,11 @@ async fn run(args: RunArgs) -> ExitCode {
         ceiling: args.grant_ceiling.clone(),
     };
     let (caches, watches) = steward::cache::Caches::start(&client, scope);
-    let http = steward::http::serve(args.metrics_addr, caches.clone(), metrics.clone());
+    let health = Arc::new(Health::new());
+    tokio::spawn(health.clone().watchdog());
+    let http = steward::http::serve(args.metrics_addr, caches.clone(), metrics.clone(), health.clone());
     let webhook = webhook(caches.clone(), args.clone());
-    let controllers = controllers(client, caches, args, identity, metrics);
+    let controllers = controllers(client, caches, args, identity, metrics, health);
     tokio::select! {
         _ = shutdown_signal() => {
             // Reconciles are idempotent, so stopping mid-way loses nothing:
@@ -76,7 +79,8 @@ async fn run(args: RunArgs) -> ExitCode {
             ExitCode::from(1)
         }
         res = webhook => {
-            tracing::error!(error = ?res.err(), "admission webhook failed");
+            let error = res.err().map(|e| steward::webhook::chain(&e));
+            tracing::error!(error = ?error, "admission webhook failed");
             ExitCode::from(1)
         }
         res = http => {
@@ -94,18 +98,25 @@ fn default_identity() -> String {
 
 /// Serves the admission webhook if it is configured; otherwise never ends.
 async fn webhook(caches: Arc<Caches>, args: RunArgs) -> Result<(), steward::webhook::WebhookError> {
-    match (args.webhook_addr, args.webhook_cert, args.webhook_key) {
-        (Some(addr), Some(cert), Some(key)) => {
-            let config = steward::webhook::Config {
-                addr,
-                cert,
-                key,
-                controller_user: Some(args.self_user),
-            };
-            steward::webhook::serve(caches, config).await
-        }
-        _ => std::future::pending().await,
+    let (Some(addr), Some(cert), Some(key)) = (args.webhook_addr, args.webhook_cert, args.webhook_key) else {
+        return std::future::pending().await;
+    };
+    // Unauthenticated only when asked for by name: a webhook anyone can
+    // call tells them what Steward would refuse, and costs it CPU.
+    if args.webhook_client_ca.is_none() && !args.webhook_unauthenticated {
+        return Err(steward::webhook::WebhookError::NoClientAuth);
     }
+    let config = steward::webhook::Config {
+        addr,
+        tls: steward::webhook::Files {
+            cert,
+            key,
+            client_ca: args.webhook_client_ca,
+            client_name: args.webhook_client_name,
+        },
+        controller_user: Some(args.self_user),
+    };
+    steward::webhook::serve(caches, config).await
 }
 
 /// Runs the controllers, at once or while holding the lease.
@@ -115,6 +126,7 @@ async fn controllers(
     args: RunArgs,
     identity: String,
     metrics: Arc<steward::metrics::Metrics>,
+    health: Arc<Health>,
 ) -> Result<(), steward::leader::LeaderError> {
     let config = steward::reconcile::Config {
         instance: Some(identity.clone()),
@@ -127,7 +139,11 @@ async fn controllers(
             // has listed.
             if caches.wait_synced().await {
                 tracing::info!("caches synced; reconciling");
+                health.set_controllers(Controllers::Running);
                 steward::reconcile::run(client, caches, config, metrics).await;
+                health.set_controllers(Controllers::Stopped("a controller task ended".into()));
+            } else {
+                health.set_controllers(Controllers::Stopped("a watch ended before listing".into()));
             }
         }
     };

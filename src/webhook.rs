@@ -7,10 +7,20 @@
 //! briefly, then gets 503, so the API server applies the webhook's
 //! failurePolicy (Fail for Steward objects, Ignore for bindings) instead of
 //! a verdict from nothing. Objects in namespaces outside `--namespace` are
-//! not Steward's to judge and are admitted.
+//! not Steward's to judge and are admitted. A change to the grant ceiling
+//! ClusterRole is always admitted, with warnings naming what it takes away.
+//!
+//! Callers are authenticated by client certificate (`--webhook-client-ca`),
+//! and the TLS files are read again when they change (`tls`). Verdicts run
+//! on the blocking pool: a burst of large requests must not hold every
+//! runtime worker, which the reconcilers and the watchdog also need.
+
+mod ceiling;
+mod tls;
+
+pub use tls::{Files, TlsError};
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,10 +45,8 @@ use crate::decide::admission::{self, Binding, Verdict};
 pub struct Config {
     /// Listen address.
     pub addr: SocketAddr,
-    /// PEM certificate chain.
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
+    /// Certificate, key and the client CA.
+    pub tls: Files,
     /// The controller's own user name: its writes are always admitted.
     pub controller_user: Option<String>,
 }
@@ -46,12 +54,29 @@ pub struct Config {
 /// Why the webhook could not be served.
 #[derive(Debug, Error)]
 pub enum WebhookError {
-    /// Certificate or key unreadable.
+    /// Certificate, key or client CA unusable.
     #[error("webhook TLS")]
-    Tls(#[source] std::io::Error),
+    Tls(#[source] TlsError),
+    /// Neither a client CA nor the unauthenticated mode was chosen.
+    #[error(
+        "the webhook needs --webhook-client-ca (callers must present a client certificate), or --webhook-unauthenticated to accept any caller"
+    )]
+    NoClientAuth,
     /// Serving failed.
     #[error("webhook server")]
     Serve(#[source] std::io::Error),
+}
+
+/// An error and its sources on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// What the handlers read.
@@ -83,11 +108,20 @@ pub async fn serve(caches: Arc<Caches>, config: Config) -> Result<(), WebhookErr
         caches,
         controller_user: config.controller_user.clone(),
     });
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&config.cert, &config.key)
-        .await
-        .map_err(WebhookError::Tls)?;
+    let authenticated = config.tls.client_ca.is_some();
+    let reloader = tls::Reloader::load(config.tls).map_err(WebhookError::Tls)?;
+    let tls = reloader.tls.clone();
+    tokio::spawn(reloader.watch());
     let app = Router::new().route("/validate", post(validate)).with_state(judge);
-    tracing::info!(addr = %config.addr, "serving the admission webhook");
+    if authenticated {
+        tracing::info!(addr = %config.addr, "serving the admission webhook to callers with a client certificate");
+    } else {
+        tracing::warn!(
+            addr = %config.addr,
+            "serving the admission webhook WITHOUT authenticating callers (--webhook-unauthenticated): \
+             anything that reaches the port can ask for verdicts; restrict it with a NetworkPolicy"
+        );
+    }
     axum_server::bind_rustls(config.addr, tls)
         .serve(app.into_make_service())
         .await
@@ -102,13 +136,25 @@ async fn validate(
         Ok(r) => r,
         Err(e) => return Ok(Json(AdmissionResponse::invalid(e.to_string()).into_review())),
     };
+    let response = AdmissionResponse::from(&request);
+    if ceiling::is_ceiling(&request, &judge) {
+        let mut response = response;
+        response.warnings = Some(ceiling::warnings(request, judge).await);
+        return Ok(Json(response.into_review()));
+    }
     // Deletes and the controller's own writes (finalizer patches) need no
     // cache: they are answered at once even before the first list.
-    if needs_caches(&request, &judge) && !judge.wait_synced().await {
+    if !needs_caches(&request, &judge) {
+        return Ok(Json(response.into_review()));
+    }
+    if !judge.wait_synced().await {
         return Err((StatusCode::SERVICE_UNAVAILABLE, "admission caches not synced yet"));
     }
-    let response = AdmissionResponse::from(&request);
-    let response = match decide(&request, &judge, jiff::Timestamp::now()) {
+    let now = jiff::Timestamp::now();
+    let verdict = tokio::task::spawn_blocking(move || decide(&request, &judge, now))
+        .await
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "the verdict failed"))?;
+    let response = match verdict {
         Verdict::Allow => response,
         Verdict::Deny(message) => response.deny(message),
     };
@@ -307,5 +353,76 @@ mod tests {
         writers.list(false);
         let answer = validate(judge(caches, None), exception_review()).await;
         assert!(matches!(answer, Err((StatusCode::SERVICE_UNAVAILABLE, _))));
+    }
+
+    fn ceiling_delete_review() -> Json<AdmissionReview<DynamicObject>> {
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "2",
+                "kind": {"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "ClusterRole"},
+                "resource": {"group": "rbac.authorization.k8s.io", "version": "v1", "resource": "clusterroles"},
+                "name": "steward-grantable",
+                "operation": "DELETE",
+                "userInfo": {"username": "platform-admin"},
+                "oldObject": {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRole",
+                    "metadata": {"name": "steward-grantable"},
+                    "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+                },
+                "dryRun": false
+            }
+        });
+        Json(serde_json::from_value(review).expect("AdmissionReview"))
+    }
+
+    fn payments() -> ControlOwnership {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "steward.dev/v1alpha1",
+            "kind": "ControlOwnership",
+            "metadata": {"name": "payments", "namespace": "shop"},
+            "spec": {
+                "layer": "Identity",
+                "owner": {"name": "payments-team"},
+                "backupOwner": {"name": "security-team"},
+                "approvers": ["alice@example.com"],
+                "review": {"interval": "30d", "lastReviewed": "2026-11-20T00:00:00Z"},
+                "workloadIdentities": [{"serviceAccount": "api", "task": "Serves",
+                    "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}]
+            }
+        }))
+        .expect("control")
+    }
+
+    #[tokio::test]
+    async fn deleting_the_ceiling_is_admitted_with_the_controls_it_invalidates() {
+        let caches = Caches::fed(vec![payments()], vec![]);
+        let Ok(Json(review)) = validate(judge(caches, None), ceiling_delete_review()).await else {
+            panic!("the ceiling's change was not answered");
+        };
+        let response = review.response.expect("response");
+        assert!(response.allowed);
+        let warnings = response.warnings.unwrap_or_default();
+        assert!(warnings[0].starts_with("Deleting the grant ceiling"), "{warnings:?}");
+        assert!(
+            warnings[1].starts_with("ControlOwnership shop/payments would become Invalid"),
+            "{warnings:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ceiling_change_before_the_caches_list_is_admitted_saying_it_cannot_tell() {
+        let (caches, _writers) = Caches::unlisted();
+        let Ok(Json(review)) = validate(judge(caches, None), ceiling_delete_review()).await else {
+            panic!("the ceiling's change got a 503, not an admission");
+        };
+        let response = review.response.expect("response");
+        assert!(response.allowed);
+        assert!(
+            response.warnings.unwrap_or_default()[0].contains("cannot tell"),
+            "no warning"
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! | `validate` | the one validation of both kinds (controller, admission, `steward validate`) |
 //! | `invalid_spec` | what a failure looks like: `Invalid`, its `Reason`, the summary message |
 //! | `ceiling` | the grant ceiling and the rules refused whatever it says |
+//! | `ceiling_change` | what narrowing the ceiling takes away, as admission warnings |
 //! | `control` | the ControlOwnership decision, step by step, over a per-control `ControlView` |
 //! | `exception` | the PolicyException lifecycle and decision |
 //! | `admission` | webhook verdicts, from the same view and lifecycle |
@@ -21,6 +22,7 @@
 
 pub mod admission;
 pub mod ceiling;
+pub mod ceiling_change;
 pub mod conditions;
 pub mod control;
 pub mod drift;
