@@ -191,13 +191,13 @@ impl Caches {
     /// Caches whose first list has not arrived, and the means to list them:
     /// fed caches with every view swapped for an unlisted one.
     pub fn unlisted() -> (Self, Unlisted) {
-        fn unlist<K>(view: &mut Arc<View<K>>) -> kube::runtime::reflector::store::Writer<K>
+        fn unlist<K>(view: &mut Arc<View<K>>) -> Feed<K>
         where
             K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync,
         {
             let (unlisted, writer) = View::unlisted();
-            *view = unlisted;
-            writer
+            *view = unlisted.clone();
+            (unlisted, writer)
         }
         let mut caches = Self::fed(vec![], vec![]);
         let writers = Unlisted(
@@ -223,23 +223,28 @@ fn test_scope() -> Scope {
 /// The writers of unlisted test caches.
 #[cfg(test)]
 pub struct Unlisted(
-    kube::runtime::reflector::store::Writer<PolicyException>,
-    kube::runtime::reflector::store::Writer<ControlOwnership>,
-    kube::runtime::reflector::store::Writer<RoleBinding>,
-    kube::runtime::reflector::store::Writer<ClusterRoleBinding>,
-    kube::runtime::reflector::store::Writer<Role>,
-    kube::runtime::reflector::store::Writer<ClusterRole>,
+    Feed<PolicyException>,
+    Feed<ControlOwnership>,
+    Feed<RoleBinding>,
+    Feed<ClusterRoleBinding>,
+    Feed<Role>,
+    Feed<ClusterRole>,
 );
+
+/// A view and the writer of its store, for tests.
+#[cfg(test)]
+type Feed<K> = (Arc<View<K>>, kube::runtime::reflector::store::Writer<K>);
 
 #[cfg(test)]
 impl Unlisted {
     /// Completes an empty first list of every cache, the RBAC kinds' only
     /// if `rbac_too`.
     pub fn list(&mut self, rbac_too: bool) {
-        use kube::runtime::watcher::Event;
-        fn empty<K: Resource<DynamicType = ()> + Clone>(w: &mut kube::runtime::reflector::store::Writer<K>) {
-            w.apply_watcher_event(&Event::Init);
-            w.apply_watcher_event(&Event::InitDone);
+        fn empty<K>((view, writer): &mut Feed<K>)
+        where
+            K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync,
+        {
+            view.list_empty(writer);
         }
         empty(&mut self.0);
         empty(&mut self.1);

@@ -33,6 +33,11 @@ pub struct View<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     own: OwnWrites<K>,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>,
+    /// True from the first complete list on. Kept here rather than asked of
+    /// the store: its readiness future holds one waker, so a probe polling
+    /// it (`/readyz`) would take the wake-up away from a task awaiting it,
+    /// which then waits forever.
+    listed: tokio::sync::watch::Sender<bool>,
 }
 
 impl<K> View<K>
@@ -58,6 +63,7 @@ where
             store,
             own: OwnWrites::default(),
             subscribers: Mutex::default(),
+            listed: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -74,6 +80,8 @@ where
             // reconcile triggered earlier would read the store as it was
             // before the list, older than what the memo was told it shows.
             Ok(watcher::Event::InitDone) => {
+                // The reflector has marked the store ready by now.
+                self.listed.send_replace(true);
                 let listed = self.store.state();
                 for obj in &listed {
                     self.own.seen(obj);
@@ -125,14 +133,13 @@ where
 
     /// Whether the first list has completed.
     pub fn is_listed(&self) -> bool {
-        // `wait_until_ready` resolves at once when the store has listed.
-        futures::FutureExt::now_or_never(self.store.wait_until_ready()).is_some_and(|r| r.is_ok())
+        *self.listed.borrow()
     }
 
-    /// Resolves once the first list has completed; false if the watch is
+    /// Resolves once the first list has completed; false if the view is
     /// gone.
     pub async fn listed(&self) -> bool {
-        self.store.wait_until_ready().await.is_ok()
+        self.listed.subscribe().wait_for(|listed| *listed).await.is_ok()
     }
 
     /// Whether the server is known to hold exactly `fingerprint` at `key`
@@ -184,6 +191,13 @@ where
     pub fn unlisted() -> (Arc<Self>, reflector::store::Writer<K>) {
         let (store, writer) = reflector::store();
         (Arc::new(Self::over(store)), writer)
+    }
+
+    /// Completes an empty first list through `writer`, as the watch would.
+    pub fn list_empty(&self, writer: &mut reflector::store::Writer<K>) {
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        self.saw(Ok(watcher::Event::InitDone));
     }
 }
 
@@ -256,4 +270,25 @@ mod tests {
         view.saw(Ok(watcher::Event::Apply(role("a", "2"))));
         assert_eq!(view.subscribers.lock().map(|s| s.len()).unwrap_or(9), 0);
     }
+
+    /// A readiness probe asking while the controllers wait must not take
+    /// their wake-up (the store's readiness future holds a single waker).
+    #[tokio::test]
+    async fn a_probe_asking_meanwhile_does_not_strand_a_waiter() {
+        let (view, mut w) = View::<Role>::unlisted();
+        let waiter = tokio::spawn({
+            let view = view.clone();
+            async move { view.listed().await }
+        });
+        tokio::task::yield_now().await;
+        for _ in 0..3 {
+            assert!(!view.is_listed());
+            tokio::task::yield_now().await;
+        }
+        view.list_empty(&mut w);
+        assert!(view.is_listed());
+        let done = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
+        assert!(matches!(done, Ok(Ok(true))), "the waiter was never woken: {done:?}");
+    }
 }
+
