@@ -356,8 +356,8 @@ impl Env {
 
     /// Waits until Events with every one of `reasons` were recorded in `ns`.
     pub async fn wait_for_events(&self, ns: &str, reasons: &[&str]) {
-        let what = format!("events {reasons:?} in {ns}");
-        eventually(OUTCOME, &what, || {
+        let deadline = std::time::Instant::now() + OUTCOME;
+        loop {
             let seen = self.kubectl_ok(&[
                 "get",
                 "events.events.k8s.io",
@@ -366,10 +366,31 @@ impl Env {
                 "-o",
                 "jsonpath={.items[*].reason}",
             ]);
-            let ok = reasons.iter().all(|r| seen.split_whitespace().any(|s| s == *r));
-            async move { ok }
-        })
-        .await;
+            if reasons.iter().all(|r| seen.split_whitespace().any(|s| s == *r)) {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "events {reasons:?} not in {ns} within {OUTCOME:?}: saw {seen:?}; controller logs:\n{}",
+                    self.controller_logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every controller log of this control plane (the shared controller's
+    /// and those tests spawned), for failure messages.
+    pub fn controller_logs(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".log") && !["apiserver.log", "etcd.log", "audit.log"].contains(&name.as_str()) {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                out.push_str(&format!("--- {name}\n{text}"));
+            }
+        }
+        out
     }
 
     /// The controller's log so far.

@@ -291,4 +291,3 @@ mod tests {
         assert!(matches!(done, Ok(Ok(true))), "the waiter was never woken: {done:?}");
     }
 }
-

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::view::ControlView;
 use crate::api::{ControlOwnership, ControlOwnershipStatus, IdentityStatus};
-use crate::decide::conditions::{Cond, find, is_true, reasons, types};
+use crate::decide::conditions::{Cond, FALSE, find, is_true, reasons, types};
 use crate::decide::invalid_spec::{Invalid, summary};
 use crate::decide::notice::{self, Notice};
 use crate::decide::time;
@@ -116,22 +116,32 @@ fn invalid(errors: &[Invalid]) -> Vec<Cond> {
     ]
 }
 
-/// A warning for each of Stalled, ReviewOverdue and Drifted that turned
-/// True since `previous`.
+/// A warning when the spec turned invalid (Valid turned False: Stalled may
+/// have been True already, for an identity that could not be applied), and
+/// for each of ReviewOverdue and Drifted that turned True, since `previous`.
 pub fn notices(previous: &[Condition], status: &ControlOwnershipStatus) -> Vec<Notice> {
+    let is_false = |conds: &[Condition], t: &str| find(conds, t).is_some_and(|c| c.status == FALSE);
+    let rejected = (is_false(&status.conditions, types::VALID) && !is_false(previous, types::VALID))
+        .then(|| Notice::warning(notice::reasons::REJECTED, message_of(status, types::VALID)));
     let warned = [
-        (types::STALLED, notice::reasons::REJECTED),
         (types::REVIEW_OVERDUE, notice::reasons::REVIEW_OVERDUE),
         (types::DRIFTED, notice::reasons::DRIFT_DETECTED),
     ];
-    warned
+    rejected
         .into_iter()
-        .filter(|(t, _)| is_true(&status.conditions, t) && !is_true(previous, t))
-        .map(|(t, reason)| {
-            let message = find(&status.conditions, t).map(|c| c.message.clone());
-            Notice::warning(reason, message.unwrap_or_default())
-        })
+        .chain(
+            warned
+                .into_iter()
+                .filter(|(t, _)| is_true(&status.conditions, t) && !is_true(previous, t))
+                .map(|(t, reason)| Notice::warning(reason, message_of(status, t))),
+        )
         .collect()
+}
+
+fn message_of(status: &ControlOwnershipStatus, type_: &str) -> String {
+    find(&status.conditions, type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -275,16 +285,27 @@ mod tests {
         };
         let on = |t| Cond::yes(t, "R", format!("{t} on"));
         let off = |t| Cond::no(t, "R", "off");
+        // Valid is the one warned about when it turns False.
+        let invalid = || Cond::no("Valid", "R", "Valid on");
+        let valid = || Cond::yes("Valid", "R", "valid");
         /// (case, previous, now, event reasons)
         type Case = (&'static str, Vec<Cond>, Vec<Cond>, Vec<&'static str>);
         let cases: Vec<Case> = vec![
-            ("nothing", vec![], vec![off("Stalled")], vec![]),
+            ("nothing", vec![], vec![off("Stalled"), valid()], vec![]),
             (
                 "all three turn on",
-                vec![off("Stalled"), off("ReviewOverdue")],
-                vec![on("Stalled"), on("ReviewOverdue"), on("Drifted")],
+                vec![valid(), off("ReviewOverdue")],
+                vec![invalid(), on("Stalled"), on("ReviewOverdue"), on("Drifted")],
                 vec!["Rejected", "ReviewOverdue", "DriftDetected"],
             ),
+            (
+                "invalid while already Stalled for an identity",
+                vec![valid(), on("Stalled")],
+                vec![invalid(), on("Stalled")],
+                vec!["Rejected"],
+            ),
+            ("still invalid", vec![invalid()], vec![invalid()], vec![]),
+            ("Stalled alone is not a rejection", vec![], vec![on("Stalled")], vec![]),
             ("still on", vec![on("Drifted")], vec![on("Drifted")], vec![]),
             ("Ready is not warned", vec![], vec![on("Ready")], vec![]),
         ];
