@@ -156,6 +156,23 @@ subjects: [{{kind: ServiceAccount, name: drifted-sa, namespace: {ns}}}]
     (ns, cos, pes)
 }
 
+/// Being reconciled: the API server's answer to a spec change of control
+/// `healthy` carries the new generation with the old status.
+fn being_reconciled(env: &Env, ns: &str) -> serde_json::Value {
+    let out = env.kubectl_ok(&[
+        "patch",
+        "-n",
+        ns,
+        "controlownership/healthy",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"description":"changed"}}"#,
+        "-o",
+        "json",
+    ]);
+    serde_json::from_str(&out).unwrap()
+}
+
 #[tokio::test]
 async fn kstatus_of_every_state() {
     let env = env();
@@ -181,21 +198,7 @@ async fn kstatus_of_every_state() {
     // Expiry is the designed end of an exception, not a failure.
     assert_eq!(ks(pe("expired").await), Status::Current);
     assert_eq!(ks(pe("rejected").await), Status::Failed);
-    // Being reconciled: the API server's answer to a spec change carries the
-    // new generation with the old status.
-    let out = env.kubectl_ok(&[
-        "patch",
-        "-n",
-        &ns,
-        "controlownership/healthy",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"description":"changed"}}"#,
-        "-o",
-        "json",
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(ks(v), Status::InProgress);
+    assert_eq!(ks(being_reconciled(env, &ns)), Status::InProgress);
     let settled_again = wait_for(&cos, "healthy", OUTCOME, "re-settled", settled).await;
     assert_eq!(ks(serde_json::to_value(settled_again).unwrap()), Status::Current);
 }
@@ -478,24 +481,7 @@ async fn conformance_with_kstatus_and_gopher_lua() {
             serde_json::to_value(pes.get(name).await.unwrap()).unwrap(),
         );
     }
-    // Being reconciled: the API server's answer to a spec change carries the
-    // new generation with the old status.
-    let out = env.kubectl_ok(&[
-        "patch",
-        "-n",
-        &ns,
-        "controlownership/healthy",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"description":"changed"}}"#,
-        "-o",
-        "json",
-    ]);
-    write(
-        "ControlOwnership",
-        "being-reconciled",
-        serde_json::from_str(&out).unwrap(),
-    );
+    write("ControlOwnership", "being-reconciled", being_reconciled(env, &ns));
 
     let module = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/conformance");
     let out = std::process::Command::new("go")

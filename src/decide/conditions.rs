@@ -68,6 +68,24 @@ pub mod reasons {
     pub const GRANT_NOT_APPLIED: &str = "GrantNotApplied";
 }
 
+/// Puts `wanted` into `conditions` (a status already decided), replacing
+/// conditions of the same type and adding new ones after the first;
+/// `previous` keeps transition times where a status did not flip.
+pub fn amend(
+    conditions: &mut Vec<Condition>,
+    previous: &[Condition],
+    wanted: Vec<Cond>,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    for c in merge(previous, wanted, generation, now) {
+        match conditions.iter_mut().find(|o| o.type_ == c.type_) {
+            Some(slot) => *slot = c,
+            None => conditions.insert(1.min(conditions.len()), c),
+        }
+    }
+}
+
 /// `metav1.Condition` status of a true condition.
 pub const TRUE: &str = "True";
 /// `metav1.Condition` status of a false condition.

@@ -77,6 +77,14 @@ where
     refs
 }
 
+/// References to the `objs` in the namespace of `of`.
+fn in_namespace_of<O: Resource<DynamicType = ()>>(objs: &[Arc<O>], of: &impl Resource) -> Vec<ObjectRef<O>> {
+    objs.iter()
+        .filter(|o| o.namespace() == of.namespace())
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
 fn owners<K: Resource<DynamicType = ()>, O: Resource<DynamicType = ()>>(obj: &K) -> Vec<ObjectRef<O>> {
     let ns = obj.namespace();
     obj.owner_references()
@@ -140,14 +148,7 @@ fn exceptions(ctx: Arc<Context>) -> impl Stream<Item = Outcome<PolicyException>>
             // The platform opted the namespace in: grants refused until now
             // can be made at once, not at the next retry.
             if for_ceiling.binds_ceiling(&rb) {
-                refs.extend(
-                    for_ceiling
-                        .exceptions
-                        .state()
-                        .iter()
-                        .filter(|e| e.namespace() == rb.namespace())
-                        .map(|e| ObjectRef::from_obj(e.as_ref())),
-                );
+                refs.extend(in_namespace_of(&for_ceiling.exceptions.state(), rb.as_ref()));
             }
             refs
         })
@@ -185,14 +186,7 @@ fn controls(ctx: Arc<Context>) -> impl Stream<Item = Outcome<ControlOwnership>> 
             // The platform opted the namespace in: identities refused until
             // now can be applied at once, not at the next retry.
             if for_ceiling.binds_ceiling(&rb) {
-                refs.extend(
-                    for_ceiling
-                        .controls
-                        .state()
-                        .iter()
-                        .filter(|c| c.namespace() == rb.namespace())
-                        .map(|c| ObjectRef::from_obj(c.as_ref())),
-                );
+                refs.extend(in_namespace_of(&for_ceiling.controls.state(), rb.as_ref()));
             }
             refs
         })

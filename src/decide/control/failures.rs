@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use crate::api::ControlOwnershipStatus;
-use crate::decide::conditions::{Cond, merge, reasons, types};
+use crate::decide::conditions::{Cond, amend, reasons, types};
 
 /// Most characters of one identity's problem kept in status.
 const PROBLEM_MAX: usize = 300;
@@ -52,12 +52,7 @@ pub fn with_failures(
     if failures.iter().any(|f| f.needs_person) {
         wanted.push(Cond::yes(types::STALLED, reasons::IDENTITY_NOT_APPLIED, message));
     }
-    for c in merge(previous, wanted, status.observed_generation, now) {
-        match out.conditions.iter_mut().find(|o| o.type_ == c.type_) {
-            Some(slot) => *slot = c,
-            None => out.conditions.insert(1.min(out.conditions.len()), c),
-        }
-    }
+    amend(&mut out.conditions, previous, wanted, status.observed_generation, now);
     out
 }
 
@@ -72,7 +67,7 @@ fn cut(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::api::IdentityStatus;
-    use crate::decide::conditions::{find, is_true};
+    use crate::decide::conditions::{find, is_true, merge};
     use crate::decide::fixtures::ts;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use crate::api::PolicyExceptionStatus;
-use crate::decide::conditions::{Cond, merge, reasons, types};
+use crate::decide::conditions::{Cond, amend, reasons, types};
 
 /// `status` as decided, amended with the grant's failure: no `grantedRole`,
 /// `Ready=False` with reason `GrantNotApplied`, and `Stalled=True` when only
@@ -27,12 +27,7 @@ pub fn with_grant_failure(
     if needs_person {
         wanted.push(Cond::yes(types::STALLED, reasons::GRANT_NOT_APPLIED, message));
     }
-    for c in merge(previous, wanted, status.observed_generation, now) {
-        match out.conditions.iter_mut().find(|o| o.type_ == c.type_) {
-            Some(slot) => *slot = c,
-            None => out.conditions.insert(1.min(out.conditions.len()), c),
-        }
-    }
+    amend(&mut out.conditions, previous, wanted, status.observed_generation, now);
     out
 }
 

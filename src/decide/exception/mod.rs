@@ -85,11 +85,7 @@ pub fn lifecycle_against(pe: &PolicyException, control: Against<'_>, ceiling: &C
     // (down, stalled, handing over the lease): an expiresAt moved forward
     // after that instant must not revive the grant. An extension counts
     // only once the controller has recorded it before the old expiry.
-    let status = pe.status.as_ref();
-    let recorded = status
-        .and_then(|s| s.expires_at.as_deref())
-        .and_then(|t| time::parse(t).ok());
-    let was_expired = status.is_some_and(|s| s.phase == Some(Phase::Expired)) || recorded.is_some_and(|r| now >= r);
+    let (was_expired, recorded) = expiry_recorded(pe, now);
     let alone = validate::exception_alone(&pe.spec, created_at(pe, now));
     let checked = alone
         .clone()
@@ -123,13 +119,20 @@ pub fn lifecycle_against(pe: &PolicyException, control: Against<'_>, ceiling: &C
 /// [`lifecycle`] would, only possibly less (a Rejected exception is left to
 /// its reconciler).
 pub fn window_open(pe: &PolicyException, now: Timestamp) -> bool {
+    let (was_expired, _) = expiry_recorded(pe, now);
+    let window = validate::exception_alone(&pe.spec, created_at(pe, now));
+    !was_expired && window.is_ok_and(|w| w.starts_at <= now && now < w.expires_at)
+}
+
+/// Whether status already records the end (Expired, or a recorded
+/// `expiresAt` that has passed at `now`), and the recorded `expiresAt`.
+fn expiry_recorded(pe: &PolicyException, now: Timestamp) -> (bool, Option<Timestamp>) {
     let status = pe.status.as_ref();
     let recorded = status
         .and_then(|s| s.expires_at.as_deref())
         .and_then(|t| time::parse(t).ok());
-    let was_expired = status.is_some_and(|s| s.phase == Some(Phase::Expired)) || recorded.is_some_and(|r| now >= r);
-    let window = validate::exception_alone(&pe.spec, created_at(pe, now));
-    !was_expired && window.is_ok_and(|w| w.starts_at <= now && now < w.expires_at)
+    let ended = status.is_some_and(|s| s.phase == Some(Phase::Expired)) || recorded.is_some_and(|r| now >= r);
+    (ended, recorded)
 }
 
 /// Everything the reconciler needs to do for one exception.
