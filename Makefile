@@ -44,7 +44,7 @@ unit:
 ## CD embeds) on every fixture (e2e/conformance; the e2e suite runs the same
 ## module on live objects with kstatus).
 conformance:
-	cd e2e/conformance && go vet ./... && go test ./...
+	cd e2e/conformance && go vet ./... && go test -count=1 ./...
 
 ## rules: the Prometheus alerts (config/prometheus) under promtool.
 rules:

@@ -36,6 +36,11 @@ fn fresh() -> String {
     format!(r#"{{interval: 30d, lastReviewed: "{}"}}"#, from_now(-60))
 }
 
+/// Due in 10 days: inside the default 14-day warning.
+fn due_soon() -> String {
+    format!(r#"{{interval: 30d, lastReviewed: "{}"}}"#, from_now(-20 * 86_400))
+}
+
 fn overdue() -> String {
     format!(r#"{{interval: 1d, lastReviewed: "{}"}}"#, from_now(-3 * 86_400))
 }
@@ -72,6 +77,7 @@ async fn every_state(env: &Env, prefix: &str) -> (String, Api<ControlOwnership>,
     let ns = env.namespace(prefix).await;
     let mut docs = vec![
         control("healthy", "team-a", "team-b", &fresh(), "Audit"),
+        control("due-soon", "team-a", "team-b", &due_soon(), "Audit"),
         control("overdue", "team-a", "team-b", &overdue(), "Audit"),
         control("drifted", "team-a", "team-b", &fresh(), "Audit"),
         // Invalid in a way only the controller can tell (the API server
@@ -130,7 +136,7 @@ subjects: [{{kind: ServiceAccount, name: drifted-sa, namespace: {ns}}}]
     let client = env.admin().await;
     let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
     let pes: Api<PolicyException> = Api::namespaced(client, &ns);
-    for name in ["healthy", "overdue", "drifted", "invalid"] {
+    for name in ["healthy", "due-soon", "overdue", "drifted", "invalid"] {
         wait_for(&cos, name, Duration::from_secs(60), "settled", settled).await;
     }
     wait_for(&cos, "drifted", OUTCOME, "drifted", condition_is("Drifted", "True")).await;
@@ -189,6 +195,7 @@ async fn kstatus_of_every_state() {
         async move { serde_json::to_value(pes.get(&name).await.unwrap()).unwrap() }
     };
     assert_eq!(ks(co("healthy").await), Status::Current);
+    assert_eq!(ks(co("due-soon").await), Status::Current);
     assert_eq!(ks(co("overdue").await), Status::Current);
     assert_eq!(ks(co("drifted").await), Status::Current);
     assert_eq!(ks(co("invalid").await), Status::Failed);
@@ -210,7 +217,7 @@ async fn the_policy_report_lists_every_state() {
     let gvk = GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport");
     let (ar, _) = kube::discovery::pinned_kind(&env.admin().await, &gvk).await.unwrap();
     let reports: Api<DynamicObject> = Api::namespaced_with(env.admin().await, &ns, &ar);
-    let want_summary = serde_json::json!({"pass": 6, "fail": 3, "warn": 1, "error": 0, "skip": 2});
+    let want_summary = serde_json::json!({"pass": 7, "fail": 3, "warn": 3, "error": 0, "skip": 1});
     let deadline = std::time::Instant::now() + OUTCOME;
     let report = loop {
         let r = reports.get_opt("steward").await.unwrap();
@@ -243,8 +250,10 @@ async fn the_policy_report_lists_every_state() {
         s("drifted", "no-undeclared-bindings", "fail"),
         s("drifted", "owner-and-backup-owner", "pass"),
         s("drifted", "review-up-to-date", "pass"),
+        s("due-soon", "owner-and-backup-owner", "pass"),
+        s("due-soon", "review-up-to-date", "warn"),
         s("expired", "exception-expired", "warn"),
-        s("expiring-soon", "exception-active", "skip"),
+        s("expiring-soon", "exception-expiring-soon", "warn"),
         s("healthy", "owner-and-backup-owner", "pass"),
         s("healthy", "review-up-to-date", "pass"),
         s("invalid", "owner-and-backup-owner", "pass"),
@@ -253,6 +262,30 @@ async fn the_policy_report_lists_every_state() {
         s("overdue", "review-up-to-date", "fail"),
     ];
     assert_eq!(got, want, "{:#}", report.data);
+    // Warnings carry what Policy Reporter's targets route on.
+    for r in report.data["results"].as_array().unwrap() {
+        assert!(r["category"].is_string() && r["severity"].is_string(), "{r:#}");
+    }
+    let severity_of = |rule: &str| {
+        report.data["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == rule)
+            .map(|r| r["severity"].clone())
+    };
+    assert_eq!(severity_of("exception-expiring-soon"), Some("low".into()));
+    assert_eq!(severity_of("no-undeclared-bindings"), Some("high".into()));
+    // The control whose review falls due within two weeks says so, with an
+    // Event.
+    let cos: Api<ControlOwnership> = Api::namespaced(env.admin().await, &ns);
+    let due = cos.get("due-soon").await.unwrap();
+    let soon = crate::harness::condition(&due, "ReviewDueSoon").expect("ReviewDueSoon");
+    assert_eq!(
+        (soon["status"].as_str(), soon["reason"].as_str()),
+        (Some("True"), Some("ReviewDueSoon"))
+    );
+    env.wait_for_events(&ns, &["ReviewDueSoon"]).await;
     let drift = report.data["results"]
         .as_array()
         .unwrap()
@@ -467,7 +500,7 @@ async fn conformance_with_kstatus_and_gopher_lua() {
     let write = |kind: &str, name: &str, v: serde_json::Value| {
         std::fs::write(dir.join(format!("{kind}_{name}.json")), v.to_string()).unwrap();
     };
-    for name in ["healthy", "overdue", "drifted", "invalid"] {
+    for name in ["healthy", "due-soon", "overdue", "drifted", "invalid"] {
         write(
             "ControlOwnership",
             name,
@@ -497,7 +530,7 @@ async fn conformance_with_kstatus_and_gopher_lua() {
     assert!(!log.contains("SKIP"), "{log}");
     assert_eq!(
         log.matches("--- PASS: TestLiveObjectsFollowTheTable/").count(),
-        10,
+        11,
         "{log}"
     );
     assert!(

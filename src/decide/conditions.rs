@@ -17,6 +17,9 @@ pub mod types {
     pub const VALID: &str = "Valid";
     /// ControlOwnership: the review date has passed.
     pub const REVIEW_OVERDUE: &str = "ReviewOverdue";
+    /// ControlOwnership: the review falls due within the control's warning
+    /// window.
+    pub const REVIEW_DUE_SOON: &str = "ReviewDueSoon";
     /// ControlOwnership: undeclared bindings grant a managed identity something.
     pub const DRIFTED: &str = "Drifted";
     /// PolicyException: in force.
@@ -40,6 +43,8 @@ pub mod reasons {
     pub const REVIEW_OVERDUE: &str = "ReviewOverdue";
     /// ControlOwnership: the review date is ahead.
     pub const REVIEW_UP_TO_DATE: &str = "ReviewUpToDate";
+    /// ControlOwnership: the review falls due soon.
+    pub const REVIEW_DUE_SOON: &str = "ReviewDueSoon";
     /// ControlOwnership: drift found.
     pub const UNDECLARED_BINDINGS: &str = "UndeclaredBindings";
     /// ControlOwnership: no drift.

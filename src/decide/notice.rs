@@ -40,6 +40,8 @@ pub mod reasons {
     pub const REJECTED: &str = "Rejected";
     /// A control's review date has passed.
     pub const REVIEW_OVERDUE: &str = "ReviewOverdue";
+    /// A control's review falls due within its warning window.
+    pub const REVIEW_DUE_SOON: &str = "ReviewDueSoon";
     /// Undeclared bindings grant a managed identity something.
     pub const DRIFT_DETECTED: &str = "DriftDetected";
     /// Enforce deleted a drifting binding.

@@ -1,5 +1,6 @@
-//! The per-namespace PolicyReport (`wgpolicyk8s.io/v1alpha2`, read by
-//! Policy Reporter and friends), built purely from the recorded status of
+//! The per-namespace report (PolicyReport in `wgpolicyk8s.io/v1alpha2`,
+//! Report in `openreports.io/v1alpha1`, read by Policy Reporter and
+//! friends), built purely from the recorded status of
 //! the namespace's Steward objects. No timestamps inside the results, so an
 //! unchanged namespace yields an identical report (and no write).
 
@@ -35,6 +36,10 @@ pub struct ReportResult {
     pub source: String,
     /// Whether the result counts towards a score.
     pub scored: bool,
+    /// How much it matters, for Policy Reporter's targets and filters.
+    pub severity: Severity,
+    /// The area of the check.
+    pub category: String,
     /// The object checked.
     pub resources: Vec<ResourceRef>,
     /// Extra facts (binding names, exception names).
@@ -76,6 +81,22 @@ pub enum Outcome {
     Skip,
 }
 
+/// The upstream severities (`critical` is not used: Steward's findings
+/// are a team's to act on, not an incident).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// A grant or binding beyond what was declared, or a spec that
+    /// enforces nothing.
+    High,
+    /// An ownership or review obligation missed.
+    Medium,
+    /// A deadline coming.
+    Low,
+    /// For the record.
+    Info,
+}
+
 /// Counts per result.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
@@ -110,7 +131,27 @@ fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ResourceRef {
     }
 }
 
+/// Category and severity of each rule's outcome.
+fn rated(rule: &str, outcome: Outcome) -> (&'static str, Severity) {
+    let category = match rule {
+        "owner-and-backup-owner" => "Ownership",
+        "review-up-to-date" => "Review",
+        "no-undeclared-bindings" => "Drift",
+        "valid-spec" => "Validity",
+        _ => "Exceptions",
+    };
+    let severity = match (rule, outcome) {
+        (_, Outcome::Pass | Outcome::Skip) => Severity::Info,
+        ("no-undeclared-bindings" | "valid-spec", _) => Severity::High,
+        ("owner-and-backup-owner" | "review-up-to-date", Outcome::Fail | Outcome::Error) => Severity::Medium,
+        ("exception-expired", _) => Severity::Info,
+        _ => Severity::Low,
+    };
+    (category, severity)
+}
+
 fn result<K: Resource<DynamicType = ()>>(obj: &K, rule: &str, outcome: Outcome, message: String) -> ReportResult {
+    let (category, severity) = rated(rule, outcome);
     ReportResult {
         policy: K::kind(&()).into_owned(),
         rule: rule.into(),
@@ -118,6 +159,8 @@ fn result<K: Resource<DynamicType = ()>>(obj: &K, rule: &str, outcome: Outcome, 
         message,
         source: SOURCE.into(),
         scored: true,
+        severity,
+        category: category.into(),
         resources: vec![reference(obj)],
         properties: BTreeMap::new(),
     }
@@ -163,12 +206,15 @@ fn control_results(co: &ControlOwnership) -> Vec<ReportResult> {
         result(co, "owner-and-backup-owner", Outcome::Fail, message)
     });
     if let Some(review) = find(&status.conditions, types::REVIEW_OVERDUE) {
-        let outcome = if review.status == TRUE {
-            Outcome::Fail
-        } else {
-            Outcome::Pass
+        // Due soon warns (Policy Reporter delivers warnings to its targets)
+        // before overdue fails.
+        let soon = find(&status.conditions, types::REVIEW_DUE_SOON).filter(|c| c.status == TRUE);
+        let (outcome, message) = match (review.status == TRUE, soon) {
+            (true, _) => (Outcome::Fail, review.message.clone()),
+            (false, Some(soon)) => (Outcome::Warn, soon.message.clone()),
+            (false, None) => (Outcome::Pass, review.message.clone()),
         };
-        results.push(result(co, "review-up-to-date", outcome, review.message.clone()));
+        results.push(result(co, "review-up-to-date", outcome, message));
     }
     for id in &status.identities {
         for d in &id.drift {
@@ -191,13 +237,20 @@ fn control_results(co: &ControlOwnership) -> Vec<ReportResult> {
     results
 }
 
-/// An exception's result: Active ones are skipped checks, Expired ones
-/// still present warn; Pending and Rejected ones are not reported.
+/// An exception's result: Active ones are skipped checks, or warn in their
+/// last stretch (ExpiringSoon); Expired ones still present warn; Pending and
+/// Rejected ones are not reported.
 fn exception_result(pe: &PolicyException) -> Option<ReportResult> {
     let status = pe.status.as_ref()?;
     let until = status.expires_at.clone().unwrap_or_default();
     let control = &pe.spec.control;
     let mut r = match status.phase? {
+        Phase::Active if is_true(&status.conditions, types::EXPIRING_SOON) => result(
+            pe,
+            "exception-expiring-soon",
+            Outcome::Warn,
+            format!("exception to {control} expires at {until}; its grant and tolerations end then"),
+        ),
         Phase::Active => result(
             pe,
             "exception-active",
@@ -263,16 +316,26 @@ mod tests {
         let now = ts("2026-11-28T12:00:00Z");
         let co = decided_control(now);
         let active = decided_exception("debug", &co, now);
+        // The fixture's window ends 2026-11-29T10:00Z; its last fifth starts
+        // 2026-11-29T05:12Z.
+        let soon = decided_exception("ending", &co, ts("2026-11-29T06:00:00Z"));
         let expired = decided_exception("old", &co, ts("2026-12-01T00:00:00Z"));
-        let report = build(&[&co], &[&active, &expired]).unwrap();
-        let got: Vec<_> = report.results.iter().map(|r| (r.rule.as_str(), r.result)).collect();
+        // Due 2026-12-20: due soon from 2026-12-06.
+        let due_soon = decided_control(ts("2026-12-10T00:00:00Z"));
+        let report = build(&[&co], &[&active, &soon, &expired]).unwrap();
+        let got: Vec<_> = report
+            .results
+            .iter()
+            .map(|r| (r.rule.as_str(), r.result, r.severity, r.category.as_str()))
+            .collect();
         assert_eq!(
             got,
             [
-                ("owner-and-backup-owner", Outcome::Pass),
-                ("review-up-to-date", Outcome::Pass),
-                ("exception-active", Outcome::Skip),
-                ("exception-expired", Outcome::Warn),
+                ("owner-and-backup-owner", Outcome::Pass, Severity::Info, "Ownership"),
+                ("review-up-to-date", Outcome::Pass, Severity::Info, "Review"),
+                ("exception-active", Outcome::Skip, Severity::Info, "Exceptions"),
+                ("exception-expiring-soon", Outcome::Warn, Severity::Low, "Exceptions"),
+                ("exception-expired", Outcome::Warn, Severity::Info, "Exceptions"),
             ]
         );
         assert_eq!(
@@ -280,10 +343,21 @@ mod tests {
             Summary {
                 pass: 2,
                 fail: 0,
-                warn: 1,
+                warn: 2,
                 error: 0,
                 skip: 1
             }
+        );
+        let review = build(&[&due_soon], &[]).unwrap();
+        let r = &review.results[1];
+        assert_eq!(
+            (r.rule.as_str(), r.result, r.severity),
+            ("review-up-to-date", Outcome::Warn, Severity::Low)
+        );
+        assert!(
+            r.message.contains("review due at 2026-12-20T00:00:00Z"),
+            "{}",
+            r.message
         );
         assert_eq!(report.results[2].properties["exception"], "debug");
         assert!(build(&[], &[]).is_none());

@@ -38,6 +38,8 @@ pub fn conditions(view: &ControlView<'_>, identities: &[IdentityStatus], now: Ti
     };
     let due = review_due(view.control, valid, now);
     let overdue = now >= due;
+    let soon_from = due.checked_sub(review_warning(view.control)).unwrap_or(due);
+    let soon = !overdue && now >= soon_from;
     Conditions {
         conditions: vec![
             Cond::yes(
@@ -51,10 +53,45 @@ pub fn conditions(view: &ControlView<'_>, identities: &[IdentityStatus], now: Ti
                 "the spec is valid and fits the grant ceiling",
             ),
             review(due, overdue),
+            review_due_soon(due, soon_from, soon, overdue),
             drifted(identities),
         ],
         next_review_due: Some(time::format(due)),
-        wake_at: (!overdue).then_some(due),
+        // The next instant a condition changes by itself: the warning, then
+        // the due date.
+        wake_at: (!overdue).then_some(if now < soon_from { soon_from } else { due }),
+    }
+}
+
+/// How long before the due date `ReviewDueSoon` turns on (the default: the
+/// two weeks Teleport gives owners before an access review).
+pub const DEFAULT_REVIEW_WARNING: jiff::SignedDuration = jiff::SignedDuration::from_hours(14 * 24);
+
+/// The control's review warning window.
+fn review_warning(_co: &ControlOwnership) -> jiff::SignedDuration {
+    DEFAULT_REVIEW_WARNING
+}
+
+fn review_due_soon(due: Timestamp, soon_from: Timestamp, soon: bool, overdue: bool) -> Cond {
+    let at = time::format(due);
+    if soon {
+        Cond::yes(
+            types::REVIEW_DUE_SOON,
+            reasons::REVIEW_DUE_SOON,
+            format!("review due at {at}"),
+        )
+    } else if overdue {
+        Cond::no(
+            types::REVIEW_DUE_SOON,
+            reasons::REVIEW_OVERDUE,
+            format!("review was due at {at}"),
+        )
+    } else {
+        Cond::no(
+            types::REVIEW_DUE_SOON,
+            reasons::REVIEW_UP_TO_DATE,
+            format!("review due soon from {}", time::format(soon_from)),
+        )
     }
 }
 
@@ -124,6 +161,7 @@ pub fn notices(previous: &[Condition], status: &ControlOwnershipStatus) -> Vec<N
     let rejected = (is_false(&status.conditions, types::VALID) && !is_false(previous, types::VALID))
         .then(|| Notice::warning(notice::reasons::REJECTED, message_of(status, types::VALID)));
     let warned = [
+        (types::REVIEW_DUE_SOON, notice::reasons::REVIEW_DUE_SOON),
         (types::REVIEW_OVERDUE, notice::reasons::REVIEW_OVERDUE),
         (types::DRIFTED, notice::reasons::DRIFT_DETECTED),
     ];
@@ -159,61 +197,85 @@ mod tests {
     }
 
     /// The fixture was last reviewed 2026-11-20 with a 30d interval, so it
-    /// is due 2026-12-20; created 2026-11-01.
+    /// is due 2026-12-20 and due soon from 2026-12-06 (14 days before);
+    /// created 2026-11-01.
     #[test]
     fn review_table() {
-        // (case, lastReviewed, now, overdue, next review due, wake)
+        // (case, lastReviewed, now, due soon, overdue, next review due, wake)
         type Case = (
             &'static str,
             Option<&'static str>,
             &'static str,
             bool,
-            &'static str,
             bool,
+            &'static str,
+            Option<&'static str>,
         );
-        let cases: [Case; 4] = [
+        const LAST: Option<&str> = Some("2026-11-20T00:00:00Z");
+        const DUE: &str = "2026-12-20T00:00:00Z";
+        let cases: [Case; 6] = [
             (
-                "before",
-                Some("2026-11-20T00:00:00Z"),
+                "long before",
+                LAST,
+                "2026-11-28T00:00:00Z",
+                false,
+                false,
+                DUE,
+                Some("2026-12-06T00:00:00Z"),
+            ),
+            (
+                "just before the warning",
+                LAST,
+                "2026-12-05T23:59:59Z",
+                false,
+                false,
+                DUE,
+                Some("2026-12-06T00:00:00Z"),
+            ),
+            (
+                "the warning starts",
+                LAST,
+                "2026-12-06T00:00:00Z",
+                true,
+                false,
+                DUE,
+                Some(DUE),
+            ),
+            (
+                "just before due",
+                LAST,
                 "2026-12-19T23:59:59Z",
-                false,
-                "2026-12-20T00:00:00Z",
                 true,
-            ),
-            (
-                "at",
-                Some("2026-11-20T00:00:00Z"),
-                "2026-12-20T00:00:00Z",
-                true,
-                "2026-12-20T00:00:00Z",
                 false,
+                DUE,
+                Some(DUE),
             ),
-            (
-                "after",
-                Some("2026-11-20T00:00:00Z"),
-                "2027-01-01T00:00:00Z",
-                true,
-                "2026-12-20T00:00:00Z",
-                false,
-            ),
+            ("at due", LAST, DUE, false, true, DUE, None),
             (
                 "never reviewed: due from creation",
                 None,
                 "2026-11-28T00:00:00Z",
+                false,
                 true,
                 "2026-11-01T00:00:00Z",
-                false,
+                None,
             ),
         ];
         let c = ceiling();
-        for (name, last, now, overdue, due, wake) in cases {
+        for (name, last, now, soon, overdue, due, wake) in cases {
             let mut co = control();
             co.spec.review.last_reviewed = last.map(String::from);
             let got = conditions(&ControlView::new(&co, &c), &[], ts(now));
             let reason = if overdue { "ReviewOverdue" } else { "ReviewUpToDate" };
             assert_eq!(summary_of(&got)[2], ("ReviewOverdue", overdue, reason), "{name}");
+            let soon_reason = match (soon, overdue) {
+                (true, _) => "ReviewDueSoon",
+                (false, true) => "ReviewOverdue",
+                (false, false) => "ReviewUpToDate",
+            };
+            assert_eq!(summary_of(&got)[3], ("ReviewDueSoon", soon, soon_reason), "{name}");
             assert_eq!(got.next_review_due.as_deref(), Some(due), "{name}");
-            assert_eq!(got.wake_at, wake.then(|| ts(due)), "{name}");
+            assert_eq!(got.wake_at, wake.map(ts), "{name}");
             assert_eq!(summary_of(&got)[0], ("Ready", true, "Reconciled"), "{name}");
         }
     }
@@ -269,7 +331,7 @@ mod tests {
         }
         let got = conditions(&ControlView::new(&valid, &c), &drifting, ts("2026-11-28T12:00:00Z"));
         assert_eq!(
-            got.conditions[3].message,
+            got.conditions[4].message,
             "ClusterRoleBinding legacy (ClusterRole/admin) grants api"
         );
         let got = conditions(&ControlView::new(&invalid, &c), &[], ts("2026-11-28T12:00:00Z"));

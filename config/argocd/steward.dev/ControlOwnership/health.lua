@@ -41,4 +41,7 @@ for _, t in ipairs({"ReviewOverdue", "Drifted"}) do
 end
 hs.status = "Healthy"
 hs.message = ready.message
+-- Still healthy, but say what is coming.
+local soon = condition(obj, "ReviewDueSoon")
+if soon ~= nil and soon.status == "True" then hs.message = soon.message end
 return hs
