@@ -38,7 +38,7 @@ lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --locked --lib --bins --test validate
+	$(CARGO) test --locked --lib --bins --test validate --test fuzz_validation
 
 ## argocd-test: Argo CD Lua health checks under a real Lua interpreter.
 argocd-test:

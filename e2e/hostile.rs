@@ -3,7 +3,9 @@
 //! test also checks the controller stays healthy. Each submodule holds one
 //! class of attack; the personas are defined here.
 
+mod bounded;
 mod names;
+mod tolerations;
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
