@@ -38,7 +38,7 @@ lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --locked --lib --bins --test validate
+	$(CARGO) test --locked --lib --bins --test validate --test fuzz_validation
 
 ## conformance: the Argo CD health checks under gopher-lua (the Lua VM Argo
 ## CD embeds) on every fixture (e2e/conformance; the e2e suite runs the same

@@ -282,7 +282,10 @@ async fn admission_refuses_what_status_would_reject() {
         "{err}"
     );
     // Tolerated by an Active exception: admitted.
-    let tolerate = format!("{{kind: ClusterRoleBinding, name: {name}}}");
+    let tolerate = format!(
+        "{{kind: ClusterRoleBinding, name: {name}, roleRef: {{kind: ClusterRole, name: cluster-admin}}, \
+         subjects: [{{kind: ServiceAccount, name: api, namespace: {ns}}}]}}"
+    );
     env.apply_ok(
         &ns,
         &exception("allow", "alice@example.com", from_now(-60), from_now(3600), &tolerate),

@@ -159,7 +159,10 @@ async fn an_expired_exception_is_a_record_the_api_server_keeps() {
         ),
         (
             "add tolerations to an expired exception",
-            format!("{corrected}  tolerate:\n    - {{kind: ClusterRoleBinding, name: legacy-admin}}\n"),
+            format!(
+                "{corrected}  tolerate:\n    - {{kind: ClusterRoleBinding, name: legacy-admin, \
+                 roleRef: {{kind: ClusterRole, name: cluster-admin}}, subjects: [{{kind: ServiceAccount, name: api}}]}}\n"
+            ),
         ),
         (
             "rewrite who approved it",

@@ -3,9 +3,11 @@
 //! test also checks the controller stays healthy. Each submodule holds one
 //! class of attack; the personas are defined here.
 
+mod bounded;
 mod names;
 mod platform;
 mod records;
+mod tolerations;
 mod webhook;
 
 use k8s_openapi::api::rbac::v1::RoleBinding;

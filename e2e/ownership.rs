@@ -216,7 +216,11 @@ spec:
   approver: alice@example.com
   reason: Migration off the legacy admin binding
   expiresAt: "{expires}"
-  tolerate: [{{kind: ClusterRoleBinding, name: {name}}}]
+  tolerate:
+    - kind: ClusterRoleBinding
+      name: {name}
+      roleRef: {{kind: ClusterRole, name: cluster-admin}}
+      subjects: [{{kind: ServiceAccount, name: api, namespace: {ns}}}]
 "#
         ),
     );

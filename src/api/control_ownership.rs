@@ -73,6 +73,7 @@ pub struct ControlOwnershipSpec {
     pub layer: Layer,
     /// What the control covers, in one sentence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::SENTENCE))]
     pub description: Option<String>,
     /// The team accountable for the control.
     pub owner: Owner,
@@ -81,6 +82,7 @@ pub struct ControlOwnershipSpec {
     /// People who may approve exceptions to this control (besides the owner
     /// and backup owner names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = super::limits::APPROVERS), inner(length(max = super::limits::NAME)))]
     pub approvers: Vec<String>,
     /// Review cadence of the control.
     pub review: Review,
@@ -139,6 +141,7 @@ pub struct Owner {
     pub name: String,
     /// How to reach the team: a chat channel, an e-mail address or a pager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::NAME))]
     pub contact: Option<String>,
 }
 
@@ -148,10 +151,12 @@ pub struct Owner {
 pub struct Review {
     /// Time between reviews: units d, h, m, s combined, for example `30d`,
     /// `12h`, `1h30m` or `45s`.
+    #[schemars(length(max = super::limits::DURATION))]
     pub interval: String,
     /// When the owner last reviewed the control (RFC 3339, UTC `Z`). Set in
     /// Git when the review is done. Until it is set the review is due now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::TIMESTAMP))]
     pub last_reviewed: Option<String>,
 }
 
@@ -162,10 +167,12 @@ pub struct ExceptionPolicy {
     /// Longest window any exception to this control may have (default `30d`,
     /// never more than `90d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::DURATION))]
     pub max_duration: Option<String>,
     /// Regular expression every exception ticket must match, for example
     /// `^SEC-[0-9]+$`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::PATTERN))]
     pub ticket_pattern: Option<String>,
 }
 
@@ -190,6 +197,7 @@ pub enum Enforcement {
 }]))]
 pub struct WorkloadIdentity {
     /// Name of a service account in this namespace.
+    #[schemars(length(max = super::limits::OBJECT_NAME))]
     pub service_account: String,
     /// The one task this identity performs, in a sentence.
     #[schemars(length(max = super::limits::SENTENCE))]
@@ -197,6 +205,7 @@ pub struct WorkloadIdentity {
     /// Namespace-scoped RBAC rules the identity holds; they must fit the
     /// grant ceiling.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::rules")]
     pub rules: Vec<PolicyRule>,
 }
 
@@ -209,15 +218,18 @@ pub struct ControlOwnershipStatus {
     pub observed_generation: Option<i64>,
     /// When the next review is due (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::TIMESTAMP))]
     pub next_review_due: Option<String>,
     /// Number of Active PolicyExceptions to this control.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_exceptions: Option<i32>,
     /// Per workload identity: its managed Role and any drift.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = super::limits::IDENTITIES))]
     pub identities: Vec<IdentityStatus>,
     /// Ready, Stalled, Reconciling, Valid, ReviewOverdue and Drifted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::conditions")]
     pub conditions: Vec<Condition>,
 }
 
@@ -226,16 +238,20 @@ pub struct ControlOwnershipStatus {
 #[serde(rename_all = "camelCase")]
 pub struct IdentityStatus {
     /// The service account.
+    #[schemars(length(max = super::limits::OBJECT_NAME))]
     pub service_account: String,
     /// Name of the managed Role and RoleBinding.
+    #[schemars(length(max = super::limits::DERIVED_NAME))]
     pub role: String,
     /// Bindings not managed by Steward that grant this service account
-    /// anything (drift).
+    /// anything (drift): the first ones in kind and name order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = super::limits::DRIFT_LISTED))]
     pub drift: Vec<DriftBinding>,
     /// Why this identity's Role or RoleBinding could not be put in place,
     /// while that lasts (the other identities are unaffected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::PROBLEM))]
     pub problem: Option<String>,
 }
 
@@ -244,9 +260,12 @@ pub struct IdentityStatus {
 #[serde(rename_all = "camelCase")]
 pub struct DriftBinding {
     /// RoleBinding or ClusterRoleBinding.
+    #[schemars(length(max = super::limits::DERIVED_NAME))]
     pub kind: String,
     /// Name of the binding.
+    #[schemars(length(max = super::limits::OBJECT_NAME))]
     pub name: String,
     /// What it binds, as `Kind/name`.
+    #[schemars(length(max = super::limits::DERIVED_NAME))]
     pub role_ref: String,
 }

@@ -9,6 +9,7 @@
 mod control_ownership;
 pub mod limits;
 mod policy_exception;
+mod schema;
 
 pub use control_ownership::*;
 pub use policy_exception::*;

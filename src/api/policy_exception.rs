@@ -103,11 +103,14 @@ pub struct PolicyExceptionSpec {
     /// while the exception is Active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<Grant>,
-    /// Existing bindings excused from drift while the exception is Active.
+    /// Existing bindings excused from drift while the exception is Active,
+    /// each exactly as it stands: its kind, name, roleRef and subjects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = super::limits::TOLERATIONS))]
     pub tolerate: Vec<Toleration>,
     /// Admission policies this exception covers (reported, not enforced).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = super::limits::POLICIES))]
     pub policies: Vec<PolicyReference>,
 }
 
@@ -116,19 +119,114 @@ pub struct PolicyExceptionSpec {
 #[serde(rename_all = "camelCase")]
 pub struct Grant {
     /// Name of a service account in this namespace.
+    #[schemars(length(max = super::limits::OBJECT_NAME))]
     pub service_account: String,
     /// Namespace-scoped RBAC rules granted while Active; they must fit the
     /// grant ceiling.
+    #[schemars(schema_with = "super::schema::rules")]
     pub rules: Vec<PolicyRule>,
 }
 
-/// A binding excused from drift while the exception is Active.
+/// A binding excused from drift while the exception is Active, pinned to
+/// what it binds and to whom: a binding of that kind and name tolerates
+/// only while its roleRef and its set of subjects are exactly these (a
+/// binding swapped for a wider role, or given one more subject, is drift).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+// `roleRef` and `subjects` are required of every new object (the schema
+// says so, with no default); objects stored before they existed still read
+// (empty, so the watches do not fail on them), and are Rejected
+// (MissingField), tolerating nothing.
+#[schemars(extend("required" = ["kind", "name", "roleRef", "subjects"]))]
 pub struct Toleration {
     /// RoleBinding (in this namespace) or ClusterRoleBinding.
     pub kind: BindingKind,
     /// Name of the binding.
+    #[schemars(length(max = super::limits::OBJECT_NAME))]
     pub name: String,
+    /// The role the binding binds, for example `{kind: ClusterRole, name:
+    /// view}`.
+    #[serde(default, skip_serializing_if = "TolerationRoleRef::is_unset")]
+    pub role_ref: TolerationRoleRef,
+    /// Every subject of the binding, in any order, for example
+    /// `[{kind: ServiceAccount, name: api}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = super::limits::SUBJECTS))]
+    pub subjects: Vec<TolerationSubject>,
+}
+
+/// The role a tolerated binding binds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TolerationRoleRef {
+    /// Role (in the binding's namespace) or ClusterRole.
+    pub kind: RoleKind,
+    /// Name of the role.
+    #[schemars(length(max = super::limits::OBJECT_NAME))]
+    pub name: String,
+}
+
+impl TolerationRoleRef {
+    /// Whether it is missing (an object stored before roleRef existed).
+    pub fn is_unset(&self) -> bool {
+        self.name.is_empty()
+    }
+}
+
+/// Kind of the role a binding binds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum RoleKind {
+    /// A namespaced Role.
+    Role,
+    /// A ClusterRole.
+    #[default]
+    ClusterRole,
+}
+
+impl RoleKind {
+    /// The Kubernetes kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleKind::Role => "Role",
+            RoleKind::ClusterRole => "ClusterRole",
+        }
+    }
+}
+
+/// One subject of a tolerated binding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TolerationSubject {
+    /// ServiceAccount, User or Group.
+    pub kind: SubjectKind,
+    /// Name of the service account, user or group.
+    #[schemars(length(max = super::limits::SUBJECT_NAME))]
+    pub name: String,
+    /// Namespace of a ServiceAccount; default: this exception's namespace.
+    /// Not used for users and groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::NAMESPACE))]
+    pub namespace: Option<String>,
+}
+
+/// Kind of an RBAC subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum SubjectKind {
+    /// A service account.
+    ServiceAccount,
+    /// A user.
+    User,
+    /// A group.
+    Group,
+}
+
+impl SubjectKind {
+    /// The Kubernetes kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectKind::ServiceAccount => "ServiceAccount",
+            SubjectKind::User => "User",
+            SubjectKind::Group => "Group",
+        }
+    }
 }
 
 /// Kind of an RBAC binding.
@@ -154,11 +252,17 @@ impl BindingKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PolicyReference {
     /// Policy engine, for example `kyverno` or `gatekeeper`.
+    #[schemars(length(max = super::limits::NAME))]
     pub engine: String,
     /// Policy name.
+    #[schemars(length(max = super::limits::OBJECT_NAME))]
     pub name: String,
     /// Rules of the policy covered; all when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = super::limits::POLICY_RULES),
+        inner(length(max = super::limits::OBJECT_NAME))
+    )]
     pub rules: Vec<String>,
 }
 
@@ -199,11 +303,14 @@ pub struct PolicyExceptionStatus {
     pub phase: Option<Phase>,
     /// When the exception ends (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::TIMESTAMP))]
     pub expires_at: Option<String>,
     /// Name of the Role and RoleBinding holding the grant, while Active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::DERIVED_NAME))]
     pub granted_role: Option<String>,
     /// Ready, Stalled, Reconciling, Valid, Active, Expired and ExpiringSoon.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::conditions")]
     pub conditions: Vec<Condition>,
 }

@@ -48,6 +48,9 @@ pub struct Caches {
     /// The grant-ceiling ClusterRole (a watch of that one name).
     pub ceiling_role: Arc<View<ClusterRole>>,
     scope: Scope,
+    /// The ceiling indexed from the cached ClusterRole it was built from:
+    /// built once per version, not once per evaluation.
+    ceiling_memo: std::sync::Mutex<Option<(Arc<ClusterRole>, Ceiling)>>,
 }
 
 impl Caches {
@@ -71,6 +74,7 @@ impl Caches {
             roles,
             ceiling_role,
             scope,
+            ceiling_memo: Default::default(),
         });
         // Each watch is its own task, so they use every core and a busy
         // reader never delays them.
@@ -96,13 +100,22 @@ impl Caches {
     }
 
     /// The current grant ceiling (empty, and saying so, when its
-    /// ClusterRole is missing).
+    /// ClusterRole is missing). Indexed once per cached version of the
+    /// ClusterRole; a clone shares the index.
     pub fn ceiling(&self) -> Ceiling {
         let name = &self.scope.ceiling;
-        self.ceiling_role
-            .get(&ObjectRef::new(name))
-            .map(|cr| Ceiling::new(name.clone(), cr.rules.clone().unwrap_or_default()))
-            .unwrap_or_else(|| Ceiling::missing(name.clone()))
+        let Some(cr) = self.ceiling_role.get(&ObjectRef::new(name)) else {
+            return Ceiling::missing(name.clone());
+        };
+        let mut memo = self.ceiling_memo.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((from, ceiling)) = memo.as_ref()
+            && Arc::ptr_eq(from, &cr)
+        {
+            return ceiling.clone();
+        }
+        let ceiling = Ceiling::new(name.clone(), cr.rules.clone().unwrap_or_default());
+        *memo = Some((cr, ceiling.clone()));
+        ceiling
     }
 
     /// The other controls of `co`'s namespace that declare one of its
@@ -185,6 +198,7 @@ impl Caches {
             roles: View::fed(vec![]).0,
             ceiling_role: View::fed(vec![]).0,
             scope: test_scope(),
+            ceiling_memo: Default::default(),
         }
     }
 

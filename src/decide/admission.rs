@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use super::ceiling::Ceiling;
 use super::conditions::reasons;
 use super::control::ControlView;
-use super::drift::{is_bootstrap, names_service_account};
+use super::drift::{Pinned, is_bootstrap, names_service_account};
 use super::exception::{Lifecycle, lifecycle};
 use super::invalid_spec::Invalid;
 use super::rbac;
@@ -26,9 +26,21 @@ pub enum Verdict {
     Deny(String),
 }
 
+/// Most failures an admission message lists; the rest are counted. A spec
+/// with thousands of failures must not make a message of megabytes.
+const DENY_DETAILS: usize = 20;
+
 fn deny(kind: &str, name: &str, errors: &[Invalid]) -> Verdict {
     let reason = errors.first().map(|e| e.reason.as_str()).unwrap_or(reasons::INVALID);
-    let details = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+    let mut details = errors
+        .iter()
+        .take(DENY_DETAILS)
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if errors.len() > DENY_DETAILS {
+        details.push_str(&format!("; and {} more", errors.len() - DENY_DETAILS));
+    }
     Verdict::Deny(format!("{kind} {name} is invalid ({reason}): {details}"))
 }
 
@@ -93,8 +105,9 @@ pub struct Binding<'a> {
 }
 
 /// Refuses a binding that names a service account managed by a control in
-/// Enforce mode, unless it is Steward's own or tolerated by an Active
-/// exception to that control. The message names the control, its owner and
+/// Enforce mode, unless it is Steward's own or tolerated, exactly as it
+/// stands (kind, name, roleRef, subjects), by an Active exception to that
+/// control. The message names the control, its owner and
 /// how to ask for an exception.
 pub fn binding(
     b: &Binding<'_>,
@@ -117,7 +130,8 @@ pub fn binding(
             && b.role_ref.name == b.name
             && (named.iter().any(|sa| rbac::identity_name(&view.name, sa) == b.name)
                 || classified.grants.contains(b.name));
-        if ours || classified.tolerates(b.kind, b.name) {
+        let pinned = Pinned::binding(b.kind, b.name, b.namespace, b.role_ref, b.subjects);
+        if ours || classified.tolerates(&pinned) {
             continue;
         }
         return Verdict::Deny(refusal(b, co, &view, &named));
@@ -173,13 +187,38 @@ fn refusal(b: &Binding<'_>, co: &ControlOwnership, view: &ControlView<'_>, named
     format!(
         "{} {} would grant service account(s) {} undeclared permissions: they are managed by ControlOwnership {ns}/{name} \
          in Enforce mode, owned by {}{contact}. Declare the permissions in the control, or file a PolicyException \
-         to control {name} with tolerate: [{{kind: {}, name: {}}}], approved by one of: {approvers}",
+         to control {name} with tolerate: [{}], approved by one of: {approvers}",
         b.kind.as_str(),
         b.name,
         named.join(", "),
         co.spec.owner.name,
+        toleration_yaml(b),
+    )
+}
+
+/// The toleration that would excuse `b` exactly as it stands, in YAML flow
+/// style (subjects listed up to a point: a user can copy the rest).
+fn toleration_yaml(b: &Binding<'_>) -> String {
+    const SHOWN: usize = 5;
+    let mut subjects: Vec<String> = b
+        .subjects
+        .iter()
+        .take(SHOWN)
+        .map(|s| match s.namespace.as_deref().filter(|n| !n.is_empty()) {
+            Some(ns) => format!("{{kind: {}, name: {}, namespace: {ns}}}", s.kind, s.name),
+            None => format!("{{kind: {}, name: {}}}", s.kind, s.name),
+        })
+        .collect();
+    if b.subjects.len() > SHOWN {
+        subjects.push("…".into());
+    }
+    format!(
+        "{{kind: {}, name: {}, roleRef: {{kind: {}, name: {}}}, subjects: [{}]}}",
         b.kind.as_str(),
         b.name,
+        b.role_ref.kind,
+        b.role_ref.name,
+        subjects.join(", ")
     )
 }
 
@@ -253,9 +292,31 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("PolicyException"), "{msg}");
+        assert!(
+            msg.contains("roleRef: {kind: ClusterRole, name: cluster-admin}")
+                && msg.contains("subjects: [{kind: ServiceAccount, name: api, namespace: shop}]"),
+            "{msg}"
+        );
         // Tolerated by the Active fixture exception.
         let pe = pe_fixture();
         assert_eq!(binding(&b, &[&co], &[&pe], &ceiling(), now), Verdict::Allow);
+        // Not under the same name with another role, nor with one more
+        // subject: the toleration pins both.
+        let other_role = role_ref("ClusterRole", "system:aggregate-to-admin");
+        let swapped = Binding {
+            role_ref: &other_role,
+            ..b
+        };
+        assert!(matches!(
+            binding(&swapped, &[&co], &[&pe], &ceiling(), now),
+            Verdict::Deny(_)
+        ));
+        let wider = [sa("api", "shop"), sa("default", "shop")];
+        let widened = Binding { subjects: &wider, ..b };
+        assert!(matches!(
+            binding(&widened, &[&co], &[&pe], &ceiling(), now),
+            Verdict::Deny(_)
+        ));
         // Not once it expired.
         assert!(matches!(
             binding(&b, &[&co], &[&pe], &ceiling(), ts("2026-11-29T10:00:00Z")),

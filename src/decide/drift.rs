@@ -8,7 +8,94 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use kube::ResourceExt;
 
-use crate::api::{BindingKind, DriftBinding};
+use crate::api::{BindingKind, DriftBinding, Toleration};
+
+/// A binding as a toleration pins it: kind, name, what it binds and the
+/// set of its subjects, normalized so that two spellings of the same
+/// binding compare equal (subject order, repeats, a ServiceAccount's
+/// namespace left to default) and anything else does not.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pinned {
+    /// RoleBinding or ClusterRoleBinding.
+    pub kind: BindingKind,
+    /// Its name.
+    pub name: String,
+    /// The roleRef's kind (`Role` or `ClusterRole`).
+    pub role_kind: String,
+    /// The roleRef's name.
+    pub role_name: String,
+    /// Its subjects.
+    pub subjects: BTreeSet<PinnedSubject>,
+}
+
+/// One subject of a [`Pinned`] binding.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PinnedSubject {
+    /// ServiceAccount, User or Group (any other kind never matches a
+    /// toleration).
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// A ServiceAccount's namespace; empty for users and groups.
+    pub namespace: String,
+}
+
+impl PinnedSubject {
+    fn new(kind: &str, name: &str, namespace: Option<&str>, default_ns: Option<&str>) -> Self {
+        let namespace = match kind {
+            "ServiceAccount" => namespace.filter(|n| !n.is_empty()).or(default_ns).unwrap_or_default(),
+            _ => "",
+        };
+        PinnedSubject {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        }
+    }
+}
+
+impl Pinned {
+    /// A binding found in the cluster (`namespace`: a RoleBinding's own,
+    /// where its ServiceAccount subjects default to).
+    pub fn binding(
+        kind: BindingKind,
+        name: &str,
+        namespace: Option<&str>,
+        role_ref: &RoleRef,
+        subjects: &[Subject],
+    ) -> Self {
+        let binding_ns = match kind {
+            BindingKind::RoleBinding => namespace,
+            BindingKind::ClusterRoleBinding => None,
+        };
+        Pinned {
+            kind,
+            name: name.to_string(),
+            role_kind: role_ref.kind.clone(),
+            role_name: role_ref.name.clone(),
+            subjects: subjects
+                .iter()
+                .map(|s| PinnedSubject::new(&s.kind, &s.name, s.namespace.as_deref(), binding_ns))
+                .collect(),
+        }
+    }
+
+    /// What a toleration of an exception in `namespace` pins (its
+    /// ServiceAccount subjects default to that namespace).
+    pub fn toleration(t: &Toleration, namespace: &str) -> Self {
+        Pinned {
+            kind: t.kind,
+            name: t.name.clone(),
+            role_kind: t.role_ref.kind.as_str().to_string(),
+            role_name: t.role_ref.name.clone(),
+            subjects: t
+                .subjects
+                .iter()
+                .map(|s| PinnedSubject::new(s.kind.as_str(), &s.name, s.namespace.as_deref(), Some(namespace)))
+                .collect(),
+        }
+    }
+}
 
 /// A binding that names a service account.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -19,6 +106,8 @@ pub struct Found {
     pub name: String,
     /// What it binds, `Kind/name`.
     pub role_ref: String,
+    /// The binding as a toleration must pin it to excuse it.
+    pub pinned: Pinned,
     /// Whether every subject is one of the given managed service accounts,
     /// so Enforce may delete it without touching anyone else.
     pub only_managed_subjects: bool,
@@ -127,6 +216,13 @@ pub fn bindings_for(
                 kind: BindingKind::RoleBinding,
                 name: rb.name_any(),
                 role_ref: role_ref(&rb.role_ref),
+                pinned: Pinned::binding(
+                    BindingKind::RoleBinding,
+                    &rb.name_any(),
+                    Some(ns),
+                    &rb.role_ref,
+                    subjects,
+                ),
                 only_managed_subjects: only_managed(subjects, Some(ns), ns, managed),
                 uid: rb.metadata.uid.clone(),
             });
@@ -142,6 +238,13 @@ pub fn bindings_for(
                 kind: BindingKind::ClusterRoleBinding,
                 name: crb.name_any(),
                 role_ref: role_ref(&crb.role_ref),
+                pinned: Pinned::binding(
+                    BindingKind::ClusterRoleBinding,
+                    &crb.name_any(),
+                    None,
+                    &crb.role_ref,
+                    subjects,
+                ),
                 only_managed_subjects: only_managed(subjects, None, ns, managed),
                 uid: crb.metadata.uid.clone(),
             });

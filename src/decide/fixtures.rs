@@ -76,7 +76,10 @@ spec:
     rules:
       - {apiGroups: [""], resources: [pods/log], verbs: [get]}
   tolerate:
-    - {kind: ClusterRoleBinding, name: legacy-admin}
+    - kind: ClusterRoleBinding
+      name: legacy-admin
+      roleRef: {kind: ClusterRole, name: cluster-admin}
+      subjects: [{kind: ServiceAccount, name: api, namespace: shop}]
 "#
 }
 

@@ -10,14 +10,15 @@ use regex::Regex;
 use super::ceiling::Ceiling;
 use super::invalid_spec::{Invalid, Reason, summary};
 use super::{duration, time};
-use crate::api::{ControlOwnershipSpec, PolicyExceptionSpec, limits};
+use crate::api::{ControlOwnershipSpec, PolicyExceptionSpec, Toleration, limits};
 
 /// Default longest exception window.
 pub const DEFAULT_MAX_DURATION: SignedDuration = SignedDuration::from_hours(30 * 24);
 /// No control may allow a longer exception window than this.
 pub const HARD_CAP_MAX_DURATION: SignedDuration = SignedDuration::from_hours(90 * 24);
-/// Longest regex source accepted for ticketPattern.
-const MAX_PATTERN_LEN: usize = 1024;
+/// Longest regex source accepted for ticketPattern (bytes: never more
+/// than the CRD's limit in characters).
+const MAX_PATTERN_LEN: usize = limits::PATTERN;
 
 /// What exceptions to a control must satisfy, parsed from its spec once
 /// (the ticket pattern is compiled here, not per exception).
@@ -68,6 +69,10 @@ fn required(value: &str, field: &str, errors: &mut Vec<Invalid>) {
 /// longer value; checking here too keeps `steward validate` in step offline.
 /// Counted in characters, as the API server counts them.
 fn at_most(value: &str, max: usize, field: &str, errors: &mut Vec<Invalid>) {
+    // No more bytes than the limit: no more characters either.
+    if value.len() <= max {
+        return;
+    }
     let n = value.chars().count();
     if n > max {
         errors.push(Invalid::new(
@@ -76,6 +81,82 @@ fn at_most(value: &str, max: usize, field: &str, errors: &mut Vec<Invalid>) {
             format!("{field} is {n} characters long; at most {max} are allowed"),
         ));
     }
+}
+
+/// The CRDs bound these lists (`maxItems`). Returns whether `len` is
+/// within `max`; the entries of a longer list are not looked at, so the
+/// work and the report stay bounded whatever the input.
+fn at_most_items(len: usize, max: usize, field: &str, errors: &mut Vec<Invalid>) -> bool {
+    if len > max {
+        errors.push(Invalid::new(
+            Reason::TooLong,
+            field,
+            format!("{field} has {len} entries; at most {max} are allowed"),
+        ));
+        return false;
+    }
+    true
+}
+
+/// Every string of `list` (at `field`) within `max` characters, the list
+/// within `max_items` entries. Returns whether both hold.
+fn strings_at_most(list: &[String], max_items: usize, max: usize, field: &str, errors: &mut Vec<Invalid>) -> bool {
+    if !at_most_items(list.len(), max_items, field, errors) {
+        return false;
+    }
+    let before = errors.len();
+    for (i, value) in list.iter().enumerate() {
+        if value.len() > max {
+            at_most(value, max, &format!("{field}[{i}]"), errors);
+        }
+    }
+    errors.len() == before
+}
+
+/// The sizes of RBAC rules at `field` against the CRD's limits (the
+/// schema of `api::schema::rules`). Returns whether they all fit: only
+/// then are the rules checked further, so a hostile list costs no more
+/// than its size.
+pub fn check_rule_sizes(rules: &[PolicyRule], field: &str, errors: &mut Vec<Invalid>) -> bool {
+    if !at_most_items(rules.len(), limits::RULES, field, errors) {
+        return false;
+    }
+    let mut ok = true;
+    for (i, rule) in rules.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let lists: [(&str, Option<&[String]>, usize, usize); 5] = [
+            (
+                "apiGroups",
+                rule.api_groups.as_deref(),
+                limits::RULE_API_GROUPS,
+                limits::API_GROUP,
+            ),
+            (
+                "resources",
+                rule.resources.as_deref(),
+                limits::RULE_RESOURCES,
+                limits::RESOURCE,
+            ),
+            ("verbs", Some(&rule.verbs), limits::RULE_VERBS, limits::VERB),
+            (
+                "resourceNames",
+                rule.resource_names.as_deref(),
+                limits::RULE_RESOURCE_NAMES,
+                limits::OBJECT_NAME,
+            ),
+            (
+                "nonResourceURLs",
+                rule.non_resource_urls.as_deref(),
+                limits::RULE_NON_RESOURCE_URLS,
+                limits::URL,
+            ),
+        ];
+        for (name, list, max_items, max) in lists {
+            let list = list.unwrap_or_default();
+            ok &= strings_at_most(list, max_items, max, &format!("{at}.{name}"), errors);
+        }
+    }
+    ok
 }
 
 /// A service account name must be a plain name in the object's own
@@ -87,6 +168,8 @@ pub fn check_service_account(name: &str, field: &str, errors: &mut Vec<Invalid>)
             field,
             format!("{field} is required and must not be empty"),
         ));
+    } else if name.chars().count() > limits::OBJECT_NAME {
+        at_most(name, limits::OBJECT_NAME, field, errors);
     } else if name.contains(':') || name.contains('/') {
         errors.push(Invalid::new(
             Reason::OutsideNamespace,
@@ -168,6 +251,10 @@ fn max_duration(value: Option<&str>, errors: &mut Vec<Invalid>) -> Option<Signed
     let Some(s) = value else {
         return Some(DEFAULT_MAX_DURATION);
     };
+    if s.chars().count() > limits::DURATION {
+        at_most(s, limits::DURATION, FIELD, errors);
+        return None;
+    }
     let d = parse_duration(s, FIELD, errors)?;
     if d > HARD_CAP_MAX_DURATION {
         errors.push(Invalid::new(
@@ -231,7 +318,10 @@ pub fn identity_errors(
     check_service_account(service_account, &format!("{at}.serviceAccount"), &mut errors);
     required(task, &format!("{at}.task"), &mut errors);
     at_most(task, limits::SENTENCE, &format!("{at}.task"), &mut errors);
-    errors.extend(ceiling.check(rules, &format!("{at}.rules")));
+    let field = format!("{at}.rules");
+    if check_rule_sizes(rules, &field, &mut errors) {
+        errors.extend(ceiling.check(rules, &field));
+    }
     errors
 }
 
@@ -252,11 +342,17 @@ pub struct CheckedControl {
 pub fn check_control(spec: &ControlOwnershipSpec, ceiling: &Ceiling) -> CheckedControl {
     let mut errors = Vec::new();
     check_owners(spec, &mut errors);
-    let review_interval = parse_duration(&spec.review.interval, "spec.review.interval", &mut errors);
+    check_control_sizes(spec, &mut errors);
+    let review_interval = if spec.review.interval.chars().count() > limits::DURATION {
+        None
+    } else {
+        parse_duration(&spec.review.interval, "spec.review.interval", &mut errors)
+    };
     let last_reviewed = spec
         .review
         .last_reviewed
         .as_deref()
+        .filter(|s| s.chars().count() <= limits::TIMESTAMP)
         .and_then(|s| parse_time(s, "spec.review.lastReviewed", &mut errors));
     let exception_rules = exception_rules(spec);
     if let Err(e) = &exception_rules {
@@ -312,6 +408,38 @@ fn check_owners(spec: &ControlOwnershipSpec, errors: &mut Vec<Invalid>) {
     }
 }
 
+/// The CRD's limits on the control's other strings and lists (the
+/// identities' own are checked with each identity, maxDuration and
+/// ticketPattern with the exception rules).
+fn check_control_sizes(spec: &ControlOwnershipSpec, errors: &mut Vec<Invalid>) {
+    let owner_contact = spec.owner.contact.as_deref().unwrap_or_default();
+    let backup_contact = spec.backup_owner.contact.as_deref().unwrap_or_default();
+    for (value, max, field) in [
+        (
+            spec.description.as_deref().unwrap_or_default(),
+            limits::SENTENCE,
+            "spec.description",
+        ),
+        (owner_contact, limits::NAME, "spec.owner.contact"),
+        (backup_contact, limits::NAME, "spec.backupOwner.contact"),
+        (&spec.review.interval, limits::DURATION, "spec.review.interval"),
+        (
+            spec.review.last_reviewed.as_deref().unwrap_or_default(),
+            limits::TIMESTAMP,
+            "spec.review.lastReviewed",
+        ),
+    ] {
+        at_most(value, max, field, errors);
+    }
+    strings_at_most(
+        &spec.approvers,
+        limits::APPROVERS,
+        limits::NAME,
+        "spec.approvers",
+        errors,
+    );
+}
+
 /// Each identity once: its own errors, then a repeated service account.
 /// Returns, per identity, whether its own declaration is valid.
 fn check_identities(spec: &ControlOwnershipSpec, ceiling: &Ceiling, errors: &mut Vec<Invalid>) -> Vec<bool> {
@@ -363,16 +491,73 @@ pub fn exception_alone(spec: &PolicyExceptionSpec, created: Timestamp) -> Result
                 "a grant must list at least one rule",
             ));
         }
-        for (i, rule) in grant.rules.iter().enumerate() {
-            errors.extend(super::ceiling::refused(rule, &format!("spec.grant.rules[{i}]")));
+        if check_rule_sizes(&grant.rules, "spec.grant.rules", &mut errors) {
+            for (i, rule) in grant.rules.iter().enumerate() {
+                errors.extend(super::ceiling::refused(rule, &format!("spec.grant.rules[{i}]")));
+            }
         }
     }
-    for (i, t) in spec.tolerate.iter().enumerate() {
-        required(&t.name, &format!("spec.tolerate[{i}].name"), &mut errors);
+    if at_most_items(spec.tolerate.len(), limits::TOLERATIONS, "spec.tolerate", &mut errors) {
+        for (i, t) in spec.tolerate.iter().enumerate() {
+            check_toleration(t, &format!("spec.tolerate[{i}]"), &mut errors);
+        }
     }
+    check_policies(spec, &mut errors);
     match (errors.is_empty(), window) {
         (true, Some(window)) => Ok(window),
         _ => Err(errors),
+    }
+}
+
+/// A toleration names its binding, the role it binds and every subject.
+fn check_toleration(t: &Toleration, at: &str, errors: &mut Vec<Invalid>) {
+    for (value, field) in [
+        (&t.name, format!("{at}.name")),
+        (&t.role_ref.name, format!("{at}.roleRef.name")),
+    ] {
+        required(value, &field, errors);
+        at_most(value, limits::OBJECT_NAME, &field, errors);
+    }
+    let field = format!("{at}.subjects");
+    if t.subjects.is_empty() {
+        errors.push(Invalid::new(
+            Reason::MissingField,
+            &field,
+            format!("{field} is required: list every subject of the binding tolerated"),
+        ));
+    }
+    if !at_most_items(t.subjects.len(), limits::SUBJECTS, &field, errors) {
+        return;
+    }
+    for (j, s) in t.subjects.iter().enumerate() {
+        let at = format!("{field}[{j}]");
+        required(&s.name, &format!("{at}.name"), errors);
+        at_most(&s.name, limits::SUBJECT_NAME, &format!("{at}.name"), errors);
+        at_most(
+            s.namespace.as_deref().unwrap_or_default(),
+            limits::NAMESPACE,
+            &format!("{at}.namespace"),
+            errors,
+        );
+    }
+}
+
+/// The admission policies an exception covers, within the CRD's limits.
+fn check_policies(spec: &PolicyExceptionSpec, errors: &mut Vec<Invalid>) {
+    if !at_most_items(spec.policies.len(), limits::POLICIES, "spec.policies", errors) {
+        return;
+    }
+    for (i, p) in spec.policies.iter().enumerate() {
+        let at = format!("spec.policies[{i}]");
+        at_most(&p.engine, limits::NAME, &format!("{at}.engine"), errors);
+        at_most(&p.name, limits::OBJECT_NAME, &format!("{at}.name"), errors);
+        strings_at_most(
+            &p.rules,
+            limits::POLICY_RULES,
+            limits::OBJECT_NAME,
+            &format!("{at}.rules"),
+            errors,
+        );
     }
 }
 
@@ -572,7 +757,209 @@ fn check_length(window: Window, rules: &ExceptionRules, errors: &mut Vec<Invalid
 mod tests {
     use super::*;
     use crate::api::WorkloadIdentity;
-    use crate::decide::fixtures::{ceiling, control, exception, ts};
+    use crate::decide::fixtures::{ceiling, control, exception, rule, ts};
+
+    type RuleEdit = fn(&mut PolicyRule, usize, String);
+
+    /// Every list and string of an RBAC rule: (field, most entries, most
+    /// characters, set `n` entries of this value).
+    fn rule_fields() -> [(&'static str, usize, usize, RuleEdit); 5] {
+        [
+            ("apiGroups", limits::RULE_API_GROUPS, limits::API_GROUP, |r, n, v| {
+                r.api_groups = Some(vec![v; n])
+            }),
+            ("resources", limits::RULE_RESOURCES, limits::RESOURCE, |r, n, v| {
+                r.resources = Some(vec![v; n])
+            }),
+            ("verbs", limits::RULE_VERBS, limits::VERB, |r, n, v| {
+                r.verbs = vec![v; n]
+            }),
+            (
+                "resourceNames",
+                limits::RULE_RESOURCE_NAMES,
+                limits::OBJECT_NAME,
+                |r, n, v| r.resource_names = Some(vec![v; n]),
+            ),
+            (
+                "nonResourceURLs",
+                limits::RULE_NON_RESOURCE_URLS,
+                limits::URL,
+                |r, n, v| r.non_resource_urls = Some(vec![v; n]),
+            ),
+        ]
+    }
+
+    /// The errors of a control whose first identity holds `rules`, and of
+    /// an exception granting them.
+    fn rule_errors(rules: Vec<PolicyRule>) -> [(&'static str, Vec<Invalid>); 2] {
+        let mut co = control().spec;
+        co.workload_identities[0].rules = rules.clone();
+        let mut pe = exception().spec;
+        pe.grant.as_mut().expect("fixture grant").rules = rules;
+        let created = ts("2026-11-28T00:00:00Z");
+        [
+            (
+                "spec.workloadIdentities[0].rules",
+                super::control(&co, &ceiling()).err().unwrap_or_default(),
+            ),
+            (
+                "spec.grant.rules",
+                exception_alone(&pe, created).err().unwrap_or_default(),
+            ),
+        ]
+    }
+
+    /// Each list of a rule at its limit passes the size check, one entry
+    /// more is TooLong at that list; each string at its limit passes, one
+    /// character more is TooLong at that entry: where the API server stops.
+    #[test]
+    fn rule_sizes_stop_where_the_crd_stops() {
+        for (name, max_items, max_len, edit) in rule_fields() {
+            for (items, len, too_long) in [
+                (max_items, 1, false),
+                (max_items + 1, 1, true),
+                (1, max_len, false),
+                (1, max_len + 1, true),
+            ] {
+                let mut r = rule(&[""], &["configmaps"], &["get"]);
+                edit(&mut r, items, "é".repeat(len));
+                for (base, errors) in rule_errors(vec![r]) {
+                    let field = if items > max_items || len <= max_len {
+                        format!("{base}[0].{name}")
+                    } else {
+                        format!("{base}[0].{name}[0]")
+                    };
+                    assert_eq!(
+                        reasons_at(&errors, &field).contains(&Reason::TooLong),
+                        too_long,
+                        "{field} with {items} × {len}: {errors:?}"
+                    );
+                    // Too large: nothing else is looked at.
+                    if too_long {
+                        assert!(
+                            errors.iter().all(|e| e.reason == Reason::TooLong),
+                            "{field}: {errors:?}"
+                        );
+                    }
+                }
+            }
+        }
+        for (n, too_long) in [(limits::RULES, false), (limits::RULES + 1, true)] {
+            let rules = vec![rule(&[""], &["configmaps"], &["get"]); n];
+            for (base, errors) in rule_errors(rules) {
+                assert_eq!(
+                    reasons_at(&errors, base).contains(&Reason::TooLong),
+                    too_long,
+                    "{base} with {n} rules: {errors:?}"
+                );
+            }
+        }
+    }
+
+    /// The control's other strings and lists: too long is TooLong alone
+    /// (a duration too long to store is not also reported as unparsable).
+    #[test]
+    fn control_sizes_stop_where_the_crd_stops() {
+        let mut co = control().spec;
+        co.description = Some("x".repeat(limits::SENTENCE + 1));
+        co.owner.contact = Some("x".repeat(limits::NAME + 1));
+        co.review.interval = "1d".repeat(limits::DURATION);
+        co.review.last_reviewed = Some("x".repeat(limits::TIMESTAMP + 1));
+        co.approvers = vec!["a@example.com".into(); limits::APPROVERS + 1];
+        co.exception_policy.as_mut().expect("fixture policy").max_duration = Some("1d".repeat(limits::DURATION));
+        co.workload_identities[0].service_account = "a".repeat(limits::OBJECT_NAME + 1);
+        let errors = super::control(&co, &ceiling()).err().unwrap_or_default();
+        for field in [
+            "spec.description",
+            "spec.owner.contact",
+            "spec.review.interval",
+            "spec.review.lastReviewed",
+            "spec.approvers",
+            "spec.exceptionPolicy.maxDuration",
+            "spec.workloadIdentities[0].serviceAccount",
+        ] {
+            assert_eq!(reasons_at(&errors, field), [Reason::TooLong], "{field}: {errors:?}");
+        }
+        let mut co = control().spec;
+        co.approvers = vec!["x".repeat(limits::NAME + 1)];
+        let errors = super::control(&co, &ceiling()).err().unwrap_or_default();
+        assert_eq!(reasons_at(&errors, "spec.approvers[0]"), [Reason::TooLong]);
+    }
+
+    /// A toleration names the role and every subject; one stored before
+    /// those fields existed reads, and is refused for lacking them.
+    #[test]
+    fn a_toleration_must_pin_its_role_and_subjects() {
+        let created = ts("2026-11-28T00:00:00Z");
+        let legacy: PolicyExceptionSpec = serde_yaml_ng::from_str(
+            r#"
+control: payments
+ticket: SEC-1
+approver: alice@example.com
+reason: r
+expiresAt: "2026-11-29T10:00:00Z"
+tolerate: [{kind: ClusterRoleBinding, name: legacy-admin}]
+"#,
+        )
+        .expect("a legacy toleration still reads");
+        let errors = exception_alone(&legacy, created).err().unwrap_or_default();
+        for field in ["spec.tolerate[0].roleRef.name", "spec.tolerate[0].subjects"] {
+            assert_eq!(
+                reasons_at(&errors, field),
+                [Reason::MissingField],
+                "{field}: {errors:?}"
+            );
+        }
+        assert!(exception_alone(&exception().spec, created).is_ok());
+        let mut spec = exception().spec;
+        let t = spec.tolerate[0].clone();
+        spec.tolerate = vec![t.clone(); limits::TOLERATIONS + 1];
+        let errors = exception_alone(&spec, created).err().unwrap_or_default();
+        assert_eq!(reasons_at(&errors, "spec.tolerate"), [Reason::TooLong]);
+        let mut spec = exception().spec;
+        let mut t = t;
+        t.subjects = vec![t.subjects[0].clone(); limits::SUBJECTS + 1];
+        spec.tolerate = vec![t.clone()];
+        let errors = exception_alone(&spec, created).err().unwrap_or_default();
+        assert_eq!(reasons_at(&errors, "spec.tolerate[0].subjects"), [Reason::TooLong]);
+        t.subjects.truncate(1);
+        t.subjects[0].name = "x".repeat(limits::SUBJECT_NAME + 1);
+        t.subjects[0].namespace = Some("x".repeat(limits::NAMESPACE + 1));
+        t.role_ref.name = "x".repeat(limits::OBJECT_NAME + 1);
+        spec.tolerate = vec![t];
+        let errors = exception_alone(&spec, created).err().unwrap_or_default();
+        for field in [
+            "spec.tolerate[0].subjects[0].name",
+            "spec.tolerate[0].subjects[0].namespace",
+            "spec.tolerate[0].roleRef.name",
+        ] {
+            assert_eq!(reasons_at(&errors, field), [Reason::TooLong], "{field}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn policies_stop_where_the_crd_stops() {
+        let created = ts("2026-11-28T00:00:00Z");
+        let policy = crate::api::PolicyReference {
+            engine: "kyverno".into(),
+            name: "disallow-privileged".into(),
+            rules: vec!["r".into(); limits::POLICY_RULES],
+        };
+        let mut spec = exception().spec;
+        spec.policies = vec![policy.clone(); limits::POLICIES];
+        assert!(exception_alone(&spec, created).is_ok());
+        spec.policies.push(policy.clone());
+        let errors = exception_alone(&spec, created).err().unwrap_or_default();
+        assert_eq!(reasons_at(&errors, "spec.policies"), [Reason::TooLong]);
+        let mut long = policy;
+        long.rules.push("r".into());
+        long.engine = "x".repeat(limits::NAME + 1);
+        spec.policies = vec![long];
+        let errors = exception_alone(&spec, created).err().unwrap_or_default();
+        for field in ["spec.policies[0].rules", "spec.policies[0].engine"] {
+            assert_eq!(reasons_at(&errors, field), [Reason::TooLong], "{field}: {errors:?}");
+        }
+    }
 
     fn reasons_at(errors: &[Invalid], field: &str) -> Vec<Reason> {
         errors.iter().filter(|e| e.field == field).map(|e| e.reason).collect()

@@ -9,7 +9,8 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::view::ControlView;
-use crate::api::{BindingKind, Phase, PolicyException};
+use crate::api::{Phase, PolicyException};
+use crate::decide::drift::Pinned;
 use crate::decide::exception::Lifecycle;
 use crate::decide::rbac;
 
@@ -22,16 +23,20 @@ pub struct Exceptions<'e> {
     /// this control's Active exceptions, and of other controls' exceptions
     /// whose recorded phase is Active.
     pub grants: BTreeSet<String>,
-    /// Bindings excused from drift by an Active exception to this control.
-    pub tolerated: BTreeSet<(BindingKind, String)>,
+    /// Bindings excused from drift by an Active exception to this control,
+    /// each exactly as tolerated: kind, name, roleRef and subjects.
+    pub tolerated: BTreeSet<Pinned>,
     /// Next instant one of this control's exceptions starts or ends.
     pub wake_at: Option<Timestamp>,
 }
 
 impl Exceptions<'_> {
-    /// Does an Active exception to this control tolerate this binding?
-    pub fn tolerates(&self, kind: BindingKind, name: &str) -> bool {
-        self.tolerated.contains(&(kind, name.to_string()))
+    /// Does an Active exception to this control tolerate this binding, as
+    /// it stands? Only a toleration naming its kind and name, its roleRef
+    /// and exactly its set of subjects does: the same name bound to a
+    /// wider role, or to one more subject, is not tolerated.
+    pub fn tolerates(&self, binding: &Pinned) -> bool {
+        self.tolerated.contains(binding)
     }
 
     fn wake(&mut self, t: Timestamp, now: Timestamp) {
@@ -68,7 +73,7 @@ impl ControlView<'_> {
                 Lifecycle::Active(w) => {
                     out.wake(w.expires_at, now);
                     out.grants.insert(rbac::exception_name(&pe.name_any()));
-                    let tolerated = pe.spec.tolerate.iter().map(|t| (t.kind, t.name.clone()));
+                    let tolerated = pe.spec.tolerate.iter().map(|t| Pinned::toleration(t, &self.namespace));
                     out.tolerated.extend(tolerated);
                     out.active.push(pe);
                 }
@@ -82,8 +87,30 @@ impl ControlView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::PolicyExceptionStatus;
-    use crate::decide::fixtures::{ceiling, control, exception, ts};
+    use crate::api::{BindingKind, PolicyExceptionStatus};
+    use crate::decide::fixtures::{ceiling, control, exception, sa, ts};
+    use k8s_openapi::api::rbac::v1::{RoleRef, Subject};
+
+    fn role_ref(kind: &str, name: &str) -> RoleRef {
+        RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The ClusterRoleBinding the fixture exception tolerates, as it
+    /// stands in the cluster.
+    fn legacy_admin(kind: BindingKind) -> Pinned {
+        let subjects = [sa("api", "shop")];
+        Pinned::binding(
+            kind,
+            "legacy-admin",
+            Some("shop"),
+            &role_ref("ClusterRole", "cluster-admin"),
+            &subjects,
+        )
+    }
 
     fn recorded(mut pe: PolicyException, phase: Phase) -> PolicyException {
         pe.status = Some(PolicyExceptionStatus {
@@ -138,9 +165,9 @@ mod tests {
             let got = view.classify([&pe], ts(now));
             assert_eq!(got.active.len(), usize::from(active), "{name}");
             assert_eq!(got.grants.contains("steward-x:debug"), grants, "{name}");
-            let legacy = got.tolerates(BindingKind::ClusterRoleBinding, "legacy-admin");
+            let legacy = got.tolerates(&legacy_admin(BindingKind::ClusterRoleBinding));
             assert_eq!(legacy, tolerates, "{name}");
-            assert!(!got.tolerates(BindingKind::RoleBinding, "legacy-admin"), "{name}");
+            assert!(!got.tolerates(&legacy_admin(BindingKind::RoleBinding)), "{name}");
             assert_eq!(got.wake_at, wake.map(ts), "{name}");
         }
     }
@@ -200,6 +227,83 @@ mod tests {
                 None,
             ),
         ]);
+    }
+
+    /// A toleration excuses the binding only as it stands: the same kind
+    /// and name bound to another role, to another set of subjects, or to
+    /// one more subject, is not tolerated. Subject order, repeats and a
+    /// ServiceAccount's defaulted namespace do not matter.
+    #[test]
+    fn a_toleration_pins_the_role_and_the_subjects() {
+        let (co, c) = (control(), ceiling());
+        let view = ControlView::new(&co, &c);
+        let pe = exception();
+        let got = view.classify([&pe], ts("2026-11-28T12:00:00Z"));
+        let user = Subject {
+            kind: "User".into(),
+            name: "mallory".into(),
+            namespace: None,
+            api_group: Some("rbac.authorization.k8s.io".into()),
+        };
+        let crb = BindingKind::ClusterRoleBinding;
+        let admin = role_ref("ClusterRole", "cluster-admin");
+        let pin = |role: &RoleRef, subjects: &[Subject]| Pinned::binding(crb, "legacy-admin", None, role, subjects);
+        // (case, roleRef, subjects, tolerated?)
+        let cases: [(&str, RoleRef, Vec<Subject>, bool); 7] = [
+            ("as tolerated", admin.clone(), vec![sa("api", "shop")], true),
+            (
+                "a subject repeated",
+                admin.clone(),
+                vec![sa("api", "shop"), sa("api", "shop")],
+                true,
+            ),
+            (
+                "another role of the same name",
+                role_ref("Role", "cluster-admin"),
+                vec![sa("api", "shop")],
+                false,
+            ),
+            (
+                "a wider role",
+                role_ref("ClusterRole", "system:masters"),
+                vec![sa("api", "shop")],
+                false,
+            ),
+            (
+                "one more subject",
+                admin.clone(),
+                vec![sa("api", "shop"), user.clone()],
+                false,
+            ),
+            (
+                "the service account of another namespace",
+                admin.clone(),
+                vec![sa("api", "other")],
+                false,
+            ),
+            ("no subject", admin.clone(), vec![], false),
+        ];
+        for (case, role, subjects, tolerated) in cases {
+            assert_eq!(got.tolerates(&pin(&role, &subjects)), tolerated, "{case}");
+        }
+        // A RoleBinding's ServiceAccount subject without a namespace is in
+        // the binding's; so is a toleration's without one.
+        let mut rb_pe = exception();
+        rb_pe.spec.tolerate[0].kind = BindingKind::RoleBinding;
+        rb_pe.spec.tolerate[0].subjects[0].namespace = None;
+        let got = view.classify([&rb_pe], ts("2026-11-28T12:00:00Z"));
+        let mut bare = sa("api", "shop");
+        bare.namespace = None;
+        for subject in [bare, sa("api", "shop")] {
+            let found = Pinned::binding(
+                BindingKind::RoleBinding,
+                "legacy-admin",
+                Some("shop"),
+                &admin,
+                &[subject],
+            );
+            assert!(got.tolerates(&found), "{found:?}");
+        }
     }
 
     #[test]

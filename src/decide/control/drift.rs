@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use super::Observed;
 use super::classify::Exceptions;
 use super::view::ControlView;
-use crate::api::{BindingKind, Enforcement, IdentityStatus};
+use crate::api::{BindingKind, Enforcement, IdentityStatus, limits};
 use crate::decide::drift::{Found, bindings_for};
 use crate::decide::rbac;
 
@@ -59,13 +59,15 @@ pub fn drift(
             &managed,
         );
         let mut reported = Vec::new();
-        for f in found.into_iter().filter(|f| !exceptions.tolerates(f.kind, &f.name)) {
+        for f in found.into_iter().filter(|f| !exceptions.tolerates(&f.pinned)) {
             // A control is namespaced: Enforce deletes only bindings of its
             // own namespace. ClusterRoleBindings are the platform's; they
             // are reported (and refused at admission), never deleted.
             if enforce && f.only_managed_subjects && f.kind == BindingKind::RoleBinding {
                 out.remove_once(f);
-            } else {
+            } else if reported.len() < limits::DRIFT_LISTED {
+                // Status lists the first ones (kind, then name): thousands
+                // of bindings must not make it too large to write.
                 reported.push(f.to_status());
             }
         }
@@ -101,6 +103,7 @@ impl Drift {
 mod tests {
     use super::*;
     use crate::api::ControlOwnership;
+    use crate::decide::drift::Pinned;
     use crate::decide::fixtures::{ceiling, control, nothing_observed};
     use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 
@@ -150,6 +153,33 @@ mod tests {
             },
             role_ref: role_ref(),
             subjects: Some(subjects),
+        }
+    }
+
+    /// A tenant who makes a thousand bindings gets the first ones listed
+    /// (status stays writable); Enforce still removes every one.
+    #[test]
+    fn status_lists_a_bounded_number_of_bindings() {
+        let rbs: Vec<RoleBinding> = (0..limits::DRIFT_LISTED + 10)
+            .map(|i| rb(&format!("b{i:04}"), vec![sa("api")]))
+            .collect();
+        let observed = Observed {
+            role_bindings: &rbs,
+            ..nothing_observed()
+        };
+        let c = ceiling();
+        for (enforcement, listed, removed) in [
+            (Enforcement::Audit, limits::DRIFT_LISTED, 0),
+            (Enforcement::Enforce, 0, rbs.len()),
+        ] {
+            let mut co: ControlOwnership = control();
+            co.spec.enforcement = Some(enforcement);
+            let view = ControlView::new(&co, &c);
+            let d = drift(&view, &observed, &BTreeSet::new(), &Exceptions::default());
+            let api = &d.identities[0].drift;
+            assert_eq!(api.len(), listed, "{enforcement:?}");
+            assert_eq!(api.first().map(|b| b.name.as_str()), (listed > 0).then_some("b0000"));
+            assert_eq!(d.remove.len(), removed, "{enforcement:?}");
         }
     }
 
@@ -221,9 +251,16 @@ mod tests {
             let view = ControlView::new(&co, &c);
             let mut exceptions = Exceptions::default();
             if tolerate {
-                exceptions
-                    .tolerated
-                    .insert((BindingKind::ClusterRoleBinding, "cluster".into()));
+                let found = &crbs[0];
+                let subjects = found.subjects.as_deref().unwrap_or_default();
+                let pinned = Pinned::binding(
+                    BindingKind::ClusterRoleBinding,
+                    "cluster",
+                    None,
+                    &found.role_ref,
+                    subjects,
+                );
+                exceptions.tolerated.insert(pinned);
             }
             let d = drift(&view, &observed, &ours, &exceptions);
             let api: Vec<&str> = d.identities[0].drift.iter().map(|b| b.name.as_str()).collect();

@@ -3,8 +3,9 @@
 //! reconciles (a thousand exceptions expiring in the same second) opens a
 //! connection per request and the pool keeps them all, each with its TLS
 //! buffers. The bound covers a request until its response headers arrive,
-//! so long-running watches do not hold a slot. Waiting requests are served
-//! in order, so the first writes of a burst (revocations) go first.
+//! so long-running watches do not hold a slot. Deletes (revocations) have a
+//! lane of their own (`lanes`), so no flood of other writes delays them;
+//! within a lane, requests are served in order.
 //! Every request is counted by verb (`steward_api_requests_total`) and
 //! carries a User-Agent naming this process (`steward/<version> (<identity>)`),
 //! so the API server's audit log tells replicas apart.
@@ -12,10 +13,13 @@
 use std::sync::Arc;
 
 use kube::client::{Body, ClientBuilder};
-use tower::limit::ConcurrencyLimitLayer;
 use tower::util::MapRequestLayer;
 
 use crate::metrics::Metrics;
+
+mod lanes;
+
+use lanes::LanesLayer;
 
 /// Builds the client from the inferred configuration; `identity` names
 /// this process in the User-Agent.
@@ -28,9 +32,15 @@ pub async fn build(max_in_flight: u16, identity: &str, metrics: Arc<Metrics>) ->
         req
     });
     Ok(ClientBuilder::try_from(config)?
-        .with_layer(&ConcurrencyLimitLayer::new(usize::from(max_in_flight)))
+        .with_layer(&LanesLayer::new(delete_lane(max_in_flight), usize::from(max_in_flight)))
         .with_layer(&count)
         .build())
+}
+
+/// Deletes in flight beside `max_in_flight` other requests: a quarter as
+/// many, at least 8.
+fn delete_lane(max_in_flight: u16) -> usize {
+    (usize::from(max_in_flight) / 4).max(8)
 }
 
 /// `steward/<version> (<identity>)`, without the characters a header
