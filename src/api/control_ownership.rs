@@ -158,6 +158,11 @@ pub struct Review {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = super::limits::TIMESTAMP))]
     pub last_reviewed: Option<String>,
+    /// How long before the due date `ReviewDueSoon` turns on, with a
+    /// warning Event and a `warn` report result (default `14d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::DURATION))]
+    pub warn_before: Option<String>,
 }
 
 /// Limits on exceptions to a control.

@@ -35,6 +35,11 @@ pub struct ExceptionRules {
     pub grantees: BTreeSet<String>,
 }
 
+/// How long before its due date a review is due soon, unless the control
+/// says otherwise (the two weeks Teleport gives owners before an access
+/// review).
+pub const DEFAULT_REVIEW_WARNING: SignedDuration = SignedDuration::from_hours(14 * 24);
+
 /// A ControlOwnership spec that passed validation, with parsed values.
 #[derive(Clone, Debug)]
 pub struct ValidControl {
@@ -42,6 +47,8 @@ pub struct ValidControl {
     pub review_interval: SignedDuration,
     /// When it was last reviewed.
     pub last_reviewed: Option<Timestamp>,
+    /// How long before the due date the review is due soon.
+    pub review_warning: SignedDuration,
     /// Rules for exceptions to it.
     pub exceptions: ExceptionRules,
 }
@@ -354,15 +361,21 @@ pub fn check_control(spec: &ControlOwnershipSpec, ceiling: &Ceiling) -> CheckedC
         .as_deref()
         .filter(|s| s.chars().count() <= limits::TIMESTAMP)
         .and_then(|s| parse_time(s, "spec.review.lastReviewed", &mut errors));
+    let review_warning = match spec.review.warn_before.as_deref() {
+        None => Some(DEFAULT_REVIEW_WARNING),
+        Some(s) if s.chars().count() > limits::DURATION => None,
+        Some(s) => parse_duration(s, "spec.review.warnBefore", &mut errors),
+    };
     let exception_rules = exception_rules(spec);
     if let Err(e) = &exception_rules {
         errors.extend(e.iter().cloned());
     }
     let identity_ok = check_identities(spec, ceiling, &mut errors);
-    let result = match (errors.is_empty(), review_interval, &exception_rules) {
-        (true, Some(review_interval), Ok(rules)) => Ok(ValidControl {
+    let result = match (errors.is_empty(), review_interval, review_warning, &exception_rules) {
+        (true, Some(review_interval), Some(review_warning), Ok(rules)) => Ok(ValidControl {
             review_interval,
             last_reviewed,
+            review_warning,
             exceptions: rules.clone(),
         }),
         _ => Err(errors),
@@ -423,6 +436,11 @@ fn check_control_sizes(spec: &ControlOwnershipSpec, errors: &mut Vec<Invalid>) {
         (owner_contact, limits::NAME, "spec.owner.contact"),
         (backup_contact, limits::NAME, "spec.backupOwner.contact"),
         (&spec.review.interval, limits::DURATION, "spec.review.interval"),
+        (
+            spec.review.warn_before.as_deref().unwrap_or_default(),
+            limits::DURATION,
+            "spec.review.warnBefore",
+        ),
         (
             spec.review.last_reviewed.as_deref().unwrap_or_default(),
             limits::TIMESTAMP,

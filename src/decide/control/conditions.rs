@@ -38,7 +38,7 @@ pub fn conditions(view: &ControlView<'_>, identities: &[IdentityStatus], now: Ti
     };
     let due = review_due(view.control, valid, now);
     let overdue = now >= due;
-    let soon_from = due.checked_sub(review_warning(view.control)).unwrap_or(due);
+    let soon_from = due.checked_sub(valid.review_warning).unwrap_or(due);
     let soon = !overdue && now >= soon_from;
     Conditions {
         conditions: vec![
@@ -61,15 +61,6 @@ pub fn conditions(view: &ControlView<'_>, identities: &[IdentityStatus], now: Ti
         // the due date.
         wake_at: (!overdue).then_some(if now < soon_from { soon_from } else { due }),
     }
-}
-
-/// How long before the due date `ReviewDueSoon` turns on (the default: the
-/// two weeks Teleport gives owners before an access review).
-pub const DEFAULT_REVIEW_WARNING: jiff::SignedDuration = jiff::SignedDuration::from_hours(14 * 24);
-
-/// The control's review warning window.
-fn review_warning(_co: &ControlOwnership) -> jiff::SignedDuration {
-    DEFAULT_REVIEW_WARNING
 }
 
 fn review_due_soon(due: Timestamp, soon_from: Timestamp, soon: bool, overdue: bool) -> Cond {
@@ -278,6 +269,30 @@ mod tests {
             assert_eq!(got.wake_at, wake.map(ts), "{name}");
             assert_eq!(summary_of(&got)[0], ("Ready", true, "Reconciled"), "{name}");
         }
+    }
+
+    #[test]
+    fn the_warning_window_is_the_controls() {
+        let c = ceiling();
+        // (warnBefore, now, due soon, wake)
+        let cases = [
+            ("1d", "2026-12-18T23:59:59Z", false, "2026-12-19T00:00:00Z"),
+            ("1d", "2026-12-19T00:00:00Z", true, "2026-12-20T00:00:00Z"),
+        ];
+        for (warn, now, soon, wake) in cases {
+            let mut co = control();
+            co.spec.review.last_reviewed = Some("2026-11-20T00:00:00Z".into());
+            co.spec.review.warn_before = Some(warn.into());
+            let got = conditions(&ControlView::new(&co, &c), &[], ts(now));
+            let all = summary_of(&got);
+            assert!(all.len() > 3, "{warn}: {all:?}");
+            assert_eq!(all[3].1, soon, "{warn} at {now}");
+            assert_eq!(got.wake_at, Some(ts(wake)), "{warn} at {now}");
+        }
+        let mut bad = control();
+        bad.spec.review.warn_before = Some("two weeks".into());
+        let got = conditions(&ControlView::new(&bad, &c), &[], ts("2026-11-28T00:00:00Z"));
+        assert!(!summary_of(&got)[0].1, "an unparsable window is an invalid spec");
     }
 
     #[test]
