@@ -485,6 +485,39 @@ subjects: [{{kind: ServiceAccount, name: owner-sa, namespace: {ns}}}]
         "jsonpath={.items[*].reportingController}",
     ]);
     assert!(who.split_whitespace().all(|c| c == "steward"), "{who}");
+    // The record outlives the Events: each exception lists its own
+    // transitions, in order, with their times.
+    let history = |pe: PolicyException| -> Vec<String> {
+        pe.status
+            .map(|s| s.history.into_iter().map(|h| h.reason).collect())
+            .unwrap_or_default()
+    };
+    let short = wait_for(&pes, "short", OUTCOME, "Expired", phase_is(Phase::Expired)).await;
+    assert_eq!(
+        history(short.clone()).first().map(String::as_str),
+        Some("Granted"),
+        "{:?}",
+        history(short.clone())
+    );
+    assert_eq!(
+        history(short.clone()).last().map(String::as_str),
+        Some("Expired"),
+        "{:?}",
+        history(short)
+    );
+    let revoke = pes.get("revoke").await.unwrap();
+    assert_eq!(
+        history(revoke.clone()).first().map(String::as_str),
+        Some("Granted"),
+        "{:?}",
+        history(revoke.clone())
+    );
+    assert_eq!(
+        history(revoke.clone()).last().map(String::as_str),
+        Some("Rejected"),
+        "{:?}",
+        history(revoke)
+    );
 }
 
 /// The README's status table, checked with the libraries other tools run:

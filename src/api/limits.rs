@@ -84,3 +84,9 @@ pub const DERIVED_NAME: usize = 1024;
 pub const DRIFT_LISTED: usize = 50;
 /// Status: an identity's problem (Steward writes at most 300 characters).
 pub const PROBLEM: usize = 1024;
+
+/// Entries of an exception's `status.history`: its transitions, newest
+/// last; older ones drop off.
+pub const HISTORY: usize = 20;
+/// A CamelCase reason.
+pub const REASON: usize = 128;

@@ -313,4 +313,25 @@ pub struct PolicyExceptionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::schema::conditions")]
     pub conditions: Vec<Condition>,
+    /// What happened to the exception, newest last, for auditors after the
+    /// Events are gone: each transition (pending, granted, activated,
+    /// expiring soon, expired, rejected) with its time and reason; the
+    /// oldest drop off beyond 20.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = super::limits::HISTORY))]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One transition of an exception.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HistoryEntry {
+    /// When (RFC 3339).
+    #[schemars(length(max = super::limits::TIMESTAMP))]
+    pub time: String,
+    /// What, as the Event's reason.
+    #[schemars(length(max = super::limits::REASON))]
+    pub reason: String,
+    /// The Event's note.
+    #[schemars(length(max = super::limits::SENTENCE))]
+    pub message: String,
 }

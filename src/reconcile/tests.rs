@@ -639,6 +639,7 @@ async fn an_expired_exception_is_revoked_before_its_status_is_written() {
         expires_at: Some(time::format(expires)),
         granted_role: Some(rbac::exception_name("debug")),
         conditions: vec![],
+        history: vec![],
     });
     let grant = rbac::pair(
         &rbac::exception_name("debug"),

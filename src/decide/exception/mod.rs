@@ -27,6 +27,7 @@ use crate::api::{ControlOwnership, Phase, PolicyException, PolicyExceptionStatus
 
 mod conditions;
 mod grant_failure;
+mod history;
 mod transition;
 
 use conditions::conditions_and_wake;
@@ -165,14 +166,16 @@ pub fn decide(pe: &PolicyException, control: Option<&ControlOwnership>, ceiling:
         // through Rejected does not wipe the record that makes expiry sticky.
         Lifecycle::Rejected(_) => previous.expires_at.clone(),
     };
-    let status = PolicyExceptionStatus {
+    let mut status = PolicyExceptionStatus {
         observed_generation: generation,
         phase: Some(lifecycle.phase()),
         expires_at,
         granted_role: grant.as_ref().map(|g| g.name().to_string()),
         conditions: merge(&previous.conditions, conditions, generation, now),
+        history: previous.history.clone(),
     };
     let event = transition(previous.phase, &lifecycle, pe.spec.grant.is_some(), &status);
+    status.history = history::recorded(&previous, &status, event.as_ref(), now);
     Decision {
         lifecycle,
         grant,
