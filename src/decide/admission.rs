@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use super::ceiling::Ceiling;
 use super::conditions::reasons;
 use super::control::ControlView;
-use super::drift::{Pinned, is_bootstrap, names_service_account};
+use super::drift::{Pinned, binds_only, is_bootstrap, names_service_account};
 use super::exception::{Lifecycle, lifecycle};
 use super::invalid_spec::Invalid;
 use super::rbac;
@@ -124,12 +124,19 @@ pub fn binding(
         let view = ControlView::new(co, ceiling);
         let classified = view.classify(exceptions.iter().copied(), now);
         // Steward's own names count only for what Steward writes under
-        // them: a binding of the Role of the same name.
+        // them: a binding of the Role of the same name to exactly the one
+        // service account that name is for.
+        let binds = |sa: &str| binds_only(b.subjects, sa, b.namespace);
         let ours = b.kind == BindingKind::RoleBinding
             && b.role_ref.kind == "Role"
             && b.role_ref.name == b.name
-            && (named.iter().any(|sa| rbac::identity_name(&view.name, sa) == b.name)
-                || classified.grants.contains(b.name));
+            && (named
+                .iter()
+                .any(|sa| rbac::identity_name(&view.name, sa) == b.name && binds(sa))
+                || classified
+                    .grants
+                    .get(b.name)
+                    .is_some_and(|own| binds(&own.service_account)));
         let pinned = Pinned::binding(b.kind, b.name, b.namespace, b.role_ref, b.subjects);
         if ours || classified.tolerates(&pinned) {
             continue;

@@ -3,7 +3,7 @@
 //! user name) or through the groups `system:serviceaccounts` and
 //! `system:serviceaccounts:<namespace>`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use kube::ResourceExt;
@@ -186,12 +186,45 @@ pub fn is_bootstrap(name: &str, role_ref: &RoleRef) -> bool {
     BOOTSTRAP_CLUSTER_ROLE_BINDINGS.contains(&name) && role_ref.kind == "ClusterRole" && role_ref.name == name
 }
 
-/// Whether `rb` is one of Steward's own RoleBindings: named in `ours`, and
-/// binding the Role of its own name, as every binding Steward writes does.
-/// A binding that only borrows a Steward name (another roleRef) is not.
-pub fn is_steward_binding(rb: &RoleBinding, ours: &BTreeSet<String>) -> bool {
+/// Whether `rb` is one of Steward's own RoleBindings: named in `ours`,
+/// binding the Role of its own name to exactly the one service account
+/// Steward binds under that name, and owned by the object that name belongs
+/// to. A binding that only borrows a Steward name (another roleRef, another
+/// subject, another owner) is not, and is judged as drift like any other.
+pub fn is_steward_binding(rb: &RoleBinding, ours: &Ours) -> bool {
     let name = rb.name_any();
-    ours.contains(&name) && rb.role_ref.kind == "Role" && rb.role_ref.name == name
+    let Some(own) = ours.get(&name) else {
+        return false;
+    };
+    let ns = rb.namespace();
+    rb.role_ref.kind == "Role"
+        && rb.role_ref.name == name
+        && binds_only(
+            rb.subjects.as_deref().unwrap_or_default(),
+            &own.service_account,
+            ns.as_deref(),
+        )
+        && rb.owner_references().iter().any(|o| o.uid == own.owner_uid)
+}
+
+/// What Steward writes under one of its names: a RoleBinding of the Role
+/// of that name to exactly one service account, owned by one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnBinding {
+    /// The uid of the control or exception it belongs to.
+    pub owner_uid: String,
+    /// The one service account it binds.
+    pub service_account: String,
+}
+
+/// Steward's own binding names in a namespace, with what each must be.
+pub type Ours = BTreeMap<String, OwnBinding>;
+
+/// Whether `subjects` are exactly the service account `sa` of `ns`.
+pub fn binds_only(subjects: &[Subject], sa: &str, ns: Option<&str>) -> bool {
+    matches!(subjects, [s] if s.kind == "ServiceAccount"
+        && s.name == sa
+        && s.namespace.as_deref().is_none_or(|n| Some(n) == ns))
 }
 
 /// Every binding that names `sa` of `ns`, except Steward's own RoleBindings
@@ -202,7 +235,7 @@ pub fn bindings_for(
     ns: &str,
     role_bindings: &[RoleBinding],
     cluster_role_bindings: &[ClusterRoleBinding],
-    ours: &BTreeSet<String>,
+    ours: &Ours,
     managed: &BTreeSet<&str>,
 ) -> Vec<Found> {
     let mut found = Vec::new();
@@ -332,8 +365,20 @@ mod tests {
         }
     }
 
+    fn owned(mut rb: RoleBinding) -> RoleBinding {
+        rb.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            uid: "co-uid".into(),
+            ..Default::default()
+        }]);
+        rb
+    }
+
     fn drifting(rbs: &[RoleBinding], crbs: &[ClusterRoleBinding]) -> Vec<String> {
-        let ours: BTreeSet<String> = ["steward:payments:api".to_string()].into();
+        let own = OwnBinding {
+            owner_uid: "co-uid".into(),
+            service_account: "api".into(),
+        };
+        let ours: Ours = [("steward:payments:api".to_string(), own)].into();
         bindings_for("api", "shop", rbs, crbs, &ours, &["api"].into())
             .into_iter()
             .map(|f| f.name)
@@ -417,13 +462,33 @@ mod tests {
             ),
             (
                 "Steward's own",
+                Ok(owned(rb(
+                    "steward:payments:api",
+                    role_ref("Role", "steward:payments:api"),
+                    vec![sa("api", "shop")],
+                    &[],
+                ))),
+                false,
+            ),
+            (
+                "Steward's name and Role, not owned by the control",
                 Ok(rb(
                     "steward:payments:api",
                     role_ref("Role", "steward:payments:api"),
                     vec![sa("api", "shop")],
                     &[],
                 )),
-                false,
+                true,
+            ),
+            (
+                "Steward's name, Role and owner, one subject more",
+                Ok(owned(rb(
+                    "steward:payments:api",
+                    role_ref("Role", "steward:payments:api"),
+                    vec![sa("api", "shop"), sa("other", "shop")],
+                    &[],
+                ))),
+                true,
             ),
         ];
         for (case, binding, drift) in cases {

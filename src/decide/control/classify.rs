@@ -10,7 +10,7 @@ use kube::ResourceExt;
 
 use super::view::ControlView;
 use crate::api::{Phase, PolicyException};
-use crate::decide::drift::Pinned;
+use crate::decide::drift::{Ours, OwnBinding, Pinned};
 use crate::decide::exception::Lifecycle;
 use crate::decide::rbac;
 
@@ -19,10 +19,11 @@ use crate::decide::rbac;
 pub struct Exceptions<'e> {
     /// This control's exceptions in force.
     pub active: Vec<&'e PolicyException>,
-    /// Names of the grant pairs that may exist in the namespace: those of
-    /// this control's Active exceptions, and of other controls' exceptions
-    /// whose recorded phase is Active.
-    pub grants: BTreeSet<String>,
+    /// The grant pairs that may exist in the namespace, by name, with the
+    /// exception that owns each and the one service account it binds: those
+    /// of this control's Active exceptions with a grant, and of other
+    /// controls' exceptions with a grant whose recorded phase is Active.
+    pub grants: Ours,
     /// Bindings excused from drift by an Active exception to this control,
     /// each exactly as tolerated: kind, name, roleRef and subjects.
     pub tolerated: BTreeSet<Pinned>,
@@ -31,6 +32,17 @@ pub struct Exceptions<'e> {
 }
 
 impl Exceptions<'_> {
+    /// Records `pe`'s grant pair, if it has a grant.
+    fn grant(&mut self, pe: &PolicyException) {
+        if let Some(g) = &pe.spec.grant {
+            let own = OwnBinding {
+                owner_uid: pe.uid().unwrap_or_default(),
+                service_account: g.service_account.clone(),
+            };
+            self.grants.insert(rbac::exception_name(&pe.name_any()), own);
+        }
+    }
+
     /// Does an Active exception to this control tolerate this binding, as
     /// it stands? Only a toleration naming its kind and name, its roleRef
     /// and exactly its set of subjects does: the same name bound to a
@@ -64,7 +76,7 @@ impl ControlView<'_> {
                 // reconciler; their recorded phase says whether their grant
                 // may exist.
                 if pe.status.as_ref().and_then(|s| s.phase) == Some(Phase::Active) {
-                    out.grants.insert(rbac::exception_name(&pe.name_any()));
+                    out.grant(pe);
                 }
                 continue;
             }
@@ -72,7 +84,7 @@ impl ControlView<'_> {
                 Lifecycle::Pending(w) => out.wake(w.starts_at, now),
                 Lifecycle::Active(w) => {
                     out.wake(w.expires_at, now);
-                    out.grants.insert(rbac::exception_name(&pe.name_any()));
+                    out.grant(pe);
                     let tolerated = pe.spec.tolerate.iter().map(|t| Pinned::toleration(t, &self.namespace));
                     out.tolerated.extend(tolerated);
                     out.active.push(pe);
@@ -164,7 +176,7 @@ mod tests {
             };
             let got = view.classify([&pe], ts(now));
             assert_eq!(got.active.len(), usize::from(active), "{name}");
-            assert_eq!(got.grants.contains("steward-x:debug"), grants, "{name}");
+            assert_eq!(got.grants.contains_key("steward-x:debug"), grants, "{name}");
             let legacy = got.tolerates(&legacy_admin(BindingKind::ClusterRoleBinding));
             assert_eq!(legacy, tolerates, "{name}");
             assert!(!got.tolerates(&legacy_admin(BindingKind::RoleBinding)), "{name}");

@@ -9,7 +9,7 @@ use super::Observed;
 use super::classify::Exceptions;
 use super::view::ControlView;
 use crate::api::{BindingKind, Enforcement, IdentityStatus, limits};
-use crate::decide::drift::{Found, bindings_for};
+use crate::decide::drift::{Found, Ours, bindings_for};
 use crate::decide::rbac;
 
 /// A binding Enforce must delete.
@@ -36,12 +36,7 @@ pub struct Drift {
 
 /// Finds the drift of `view`'s valid identities. `ours` names Steward's own
 /// RoleBindings in the namespace (identity pairs and grants that may exist).
-pub fn drift(
-    view: &ControlView<'_>,
-    observed: &Observed<'_>,
-    ours: &BTreeSet<String>,
-    exceptions: &Exceptions<'_>,
-) -> Drift {
+pub fn drift(view: &ControlView<'_>, observed: &Observed<'_>, ours: &Ours, exceptions: &Exceptions<'_>) -> Drift {
     let enforce = view.control.spec.enforcement == Some(Enforcement::Enforce);
     let managed: BTreeSet<&str> = view
         .valid_identities
@@ -65,12 +60,20 @@ pub fn drift(
             // are reported (and refused at admission), never deleted.
             if enforce && f.only_managed_subjects && f.kind == BindingKind::RoleBinding {
                 out.remove_once(f);
-            } else if reported.len() < limits::DRIFT_LISTED {
-                // Status lists the first ones (kind, then name): thousands
-                // of bindings must not make it too large to write.
-                reported.push(f.to_status());
+            } else {
+                reported.push(f);
             }
         }
+        // Status lists at most DRIFT_LISTED (kind, then name): thousands of
+        // bindings must not make it too large to write. When that bites,
+        // ClusterRoleBindings go first: a tenant's pile of RoleBindings must
+        // not push a cluster-wide grant out of sight.
+        if reported.len() > limits::DRIFT_LISTED {
+            reported.sort_by_key(|f| f.kind != BindingKind::ClusterRoleBinding);
+            reported.truncate(limits::DRIFT_LISTED);
+            reported.sort();
+        }
+        let reported: Vec<_> = reported.into_iter().map(|f| f.to_status()).collect();
         out.identities.push(IdentityStatus {
             service_account: id.service_account.clone(),
             role: rbac::identity_name(&view.name, &id.service_account),
@@ -163,22 +166,25 @@ mod tests {
         let rbs: Vec<RoleBinding> = (0..limits::DRIFT_LISTED + 10)
             .map(|i| rb(&format!("b{i:04}"), vec![sa("api")]))
             .collect();
+        let crbs = [crb("cluster-wide", vec![sa("api")])];
         let observed = Observed {
             role_bindings: &rbs,
+            cluster_role_bindings: &crbs,
             ..nothing_observed()
         };
         let c = ceiling();
         for (enforcement, listed, removed) in [
             (Enforcement::Audit, limits::DRIFT_LISTED, 0),
-            (Enforcement::Enforce, 0, rbs.len()),
+            (Enforcement::Enforce, 1, rbs.len()),
         ] {
             let mut co: ControlOwnership = control();
             co.spec.enforcement = Some(enforcement);
             let view = ControlView::new(&co, &c);
-            let d = drift(&view, &observed, &BTreeSet::new(), &Exceptions::default());
+            let d = drift(&view, &observed, &Ours::new(), &Exceptions::default());
             let api = &d.identities[0].drift;
             assert_eq!(api.len(), listed, "{enforcement:?}");
-            assert_eq!(api.first().map(|b| b.name.as_str()), (listed > 0).then_some("b0000"));
+            // The ClusterRoleBinding is never pushed out by RoleBindings.
+            assert!(api.iter().any(|b| b.name == "cluster-wide"), "{enforcement:?}");
             assert_eq!(d.remove.len(), removed, "{enforcement:?}");
         }
     }
@@ -231,6 +237,10 @@ mod tests {
         let mut grant = rb("steward-x:debug", vec![sa("api")]);
         grant.role_ref.kind = "Role".into();
         grant.role_ref.name = "steward-x:debug".into();
+        grant.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            uid: "pe-uid".into(),
+            ..Default::default()
+        }]);
         let rbs = [
             rb("solo", vec![sa("api")]),
             rb("shared", vec![sa("api"), user("jane")]),
@@ -244,7 +254,15 @@ mod tests {
             ..nothing_observed()
         };
         let c = ceiling();
-        let ours: BTreeSet<String> = ["steward:payments:api", "steward-x:debug"].map(String::from).into();
+        let own = |uid: &str| crate::decide::drift::OwnBinding {
+            owner_uid: uid.into(),
+            service_account: "api".into(),
+        };
+        let ours: Ours = [
+            ("steward:payments:api".to_string(), own("co-uid")),
+            ("steward-x:debug".to_string(), own("pe-uid")),
+        ]
+        .into();
         for (name, enforcement, tolerate, reported, removed) in cases {
             let mut co: ControlOwnership = control();
             co.spec.enforcement = Some(enforcement);

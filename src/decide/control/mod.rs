@@ -15,16 +15,16 @@
 //!   → Decision                 what to apply, delete and write, and when to wake
 //! ```
 
-use std::collections::BTreeSet;
-
 use jiff::Timestamp;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 
 use super::ceiling::Ceiling;
 use super::conditions::merge;
+use super::drift::{Ours, OwnBinding};
 use super::notice::Notice;
-use super::rbac::RbacPair;
+use super::rbac::{self, RbacPair};
 use crate::api::{ControlOwnership, ControlOwnershipStatus, PolicyException};
+use kube::ResourceExt;
 
 pub mod claims;
 pub mod classify;
@@ -76,12 +76,21 @@ pub fn decide(co: &ControlOwnership, observed: &Observed<'_>, ceiling: &Ceiling,
     let view = ControlView::new(co, ceiling).with_claims(observed.controls);
     let desired = desired::desired(&view, observed.managed_names);
     let exceptions = view.classify(observed.exceptions, now);
-    // Steward's own RoleBindings: identity pairs and grants that may exist.
-    let ours: BTreeSet<String> = desired
-        .names()
-        .map(String::from)
-        .chain(exceptions.grants.iter().cloned())
+    // Steward's own RoleBindings: identity pairs and grants that may exist,
+    // each with its owner and its one service account.
+    let control_uid = co.uid().unwrap_or_default();
+    let mut ours: Ours = view
+        .valid_identities
+        .iter()
+        .map(|id| {
+            let own = OwnBinding {
+                owner_uid: control_uid.clone(),
+                service_account: id.service_account.clone(),
+            };
+            (rbac::identity_name(&view.name, &id.service_account), own)
+        })
         .collect();
+    ours.extend(exceptions.grants.clone());
     let drift = drift::drift(&view, observed, &ours, &exceptions);
     let conds = conditions::conditions(&view, &drift.identities, now);
 
