@@ -67,9 +67,9 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, 
     // it shows is not what the server holds: the watch event of that write
     // triggers the next reconcile, which compares against the real one.
     // (Grants and revocations above never wait for this.)
-    let previous = pe.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let previous = pe.status.clone().unwrap_or_default();
     let status = match &failure {
-        Some(e) => exception::with_grant_failure(&d.status, previous, &e.to_string(), true, now),
+        Some(e) => exception::with_grant_failure(&d.status, &previous, &e.to_string(), true, now),
         None => d.status.clone(),
     };
     let changed = pe.status.as_ref() != Some(&status);

@@ -4,7 +4,6 @@
 //! stays what the window says; the grant is simply not there.
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use crate::api::PolicyExceptionStatus;
 use crate::decide::conditions::{Cond, amend, reasons, types};
@@ -13,9 +12,11 @@ use crate::decide::conditions::{Cond, amend, reasons, types};
 /// `Ready=False` with reason `GrantNotApplied`, and `Stalled=True` when only
 /// a person can fix it. `previous` conditions keep their transition times
 /// where the status did not flip.
+/// Its history is `previous`'s, with one `GrantNotApplied` entry (not a
+/// Granted one: nothing was granted).
 pub fn with_grant_failure(
     status: &PolicyExceptionStatus,
-    previous: &[Condition],
+    previous: &PolicyExceptionStatus,
     problem: &str,
     needs_person: bool,
     now: Timestamp,
@@ -23,6 +24,11 @@ pub fn with_grant_failure(
     let mut out = status.clone();
     out.granted_role = None;
     let message = format!("the grant is not in place: {problem}");
+    out.history = previous.history.clone();
+    if out.history.last().map(|h| h.reason.as_str()) != Some(reasons::GRANT_NOT_APPLIED) {
+        super::history::append(&mut out.history, now, reasons::GRANT_NOT_APPLIED, &message);
+    }
+    let previous = previous.conditions.as_slice();
     let mut wanted = vec![Cond::no(types::READY, reasons::GRANT_NOT_APPLIED, message.clone())];
     if needs_person {
         wanted.push(Cond::yes(types::STALLED, reasons::GRANT_NOT_APPLIED, message));
@@ -44,7 +50,10 @@ mod tests {
         let d = decide(&exception(), Some(&control()), &ceiling(), now);
         assert!(d.status.granted_role.is_some());
         for (needs_person, stalled) in [(true, true), (false, false)] {
-            let s = with_grant_failure(&d.status, &d.status.conditions, "Role taken", needs_person, now);
+            let before = PolicyExceptionStatus::default();
+            let s = with_grant_failure(&d.status, &before, "Role taken", needs_person, now);
+            assert_eq!(s.history.last().map(|h| h.reason.as_str()), Some("GrantNotApplied"));
+            assert!(s.history.iter().all(|h| h.reason != "Granted"), "{:?}", s.history);
             assert_eq!(s.granted_role, None);
             assert_eq!(s.phase, d.status.phase, "the window decides the phase");
             let ready = find(&s.conditions, types::READY).expect("Ready");

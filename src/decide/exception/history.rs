@@ -19,9 +19,8 @@ pub fn recorded(
     now: Timestamp,
 ) -> Vec<HistoryEntry> {
     let mut history = previous.history.clone();
-    let at = time::format(now);
     if let Some(e) = event {
-        history.push(entry(&at, e.reason, &e.note));
+        append(&mut history, now, e.reason, &e.note);
     }
     let soon = types::EXPIRING_SOON;
     if is_true(&status.conditions, soon) && !is_true(&previous.conditions, soon) {
@@ -30,19 +29,20 @@ pub fn recorded(
             .as_deref()
             .map(|t| format!("expires at {t}"))
             .unwrap_or_default();
-        history.push(entry(&at, reasons::EXPIRING_SOON, &note));
+        append(&mut history, now, reasons::EXPIRING_SOON, &note);
     }
-    let excess = history.len().saturating_sub(limits::HISTORY);
-    history.drain(..excess);
     history
 }
 
-fn entry(at: &str, reason: &str, note: &str) -> HistoryEntry {
-    HistoryEntry {
-        time: at.to_string(),
+/// Appends one entry at `now`; the oldest drop off beyond the limit.
+pub fn append(history: &mut Vec<HistoryEntry>, now: Timestamp, reason: &str, note: &str) {
+    history.push(HistoryEntry {
+        time: time::format(now),
         reason: reason.to_string(),
         message: note.chars().take(limits::SENTENCE).collect(),
-    }
+    });
+    let excess = history.len().saturating_sub(limits::HISTORY);
+    history.drain(..excess);
 }
 
 #[cfg(test)]

@@ -174,7 +174,7 @@ pub fn decide(pe: &PolicyException, control: Option<&ControlOwnership>, ceiling:
         conditions: merge(&previous.conditions, conditions, generation, now),
         history: previous.history.clone(),
     };
-    let event = transition(previous.phase, &lifecycle, pe.spec.grant.is_some(), &status);
+    let event = transition(&previous, &lifecycle, pe.spec.grant.is_some(), &status);
     status.history = history::recorded(&previous, &status, event.as_ref(), now);
     Decision {
         lifecycle,

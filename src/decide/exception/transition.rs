@@ -7,14 +7,19 @@ use crate::decide::notice::{Notice, reasons};
 use crate::decide::time;
 
 /// The Event for moving from `previous` to `lifecycle`; `has_grant`: the
-/// spec asks for a grant; `status` is the one about to be held.
+/// spec asks for a grant; `status` is the one about to be held. An Active
+/// exception whose grant was not in place (its name held by another
+/// object) gets its Granted Event when the grant is finally made.
 pub fn transition(
-    previous: Option<Phase>,
+    previous: &PolicyExceptionStatus,
     lifecycle: &Lifecycle,
     has_grant: bool,
     status: &PolicyExceptionStatus,
 ) -> Option<Notice> {
-    if previous == Some(lifecycle.phase()) {
+    let granted_late =
+        previous.phase == Some(Phase::Active) && previous.granted_role.is_none() && status.granted_role.is_some();
+    let previous = previous.phase;
+    if previous == Some(lifecycle.phase()) && !granted_late {
         return None;
     }
     Some(match lifecycle {
@@ -118,9 +123,36 @@ mod tests {
             ),
         ];
         for (name, previous, lifecycle, has_grant, want) in cases {
-            let got = transition(previous, &lifecycle, has_grant, &status);
+            let before = PolicyExceptionStatus {
+                phase: previous,
+                granted_role: status.granted_role.clone(),
+                ..Default::default()
+            };
+            let got = transition(&before, &lifecycle, has_grant, &status);
             let got = got.as_ref().map(|n| (n.reason, n.warning, n.note.as_str()));
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    /// A grant made late (its name was held by another object) is Granted
+    /// then, once; staying Active with it in place says nothing.
+    #[test]
+    fn a_grant_made_late_is_granted_once() {
+        let w = Window {
+            starts_at: ts("2026-11-28T10:00:00Z"),
+            expires_at: ts("2026-11-29T10:00:00Z"),
+        };
+        let granted = PolicyExceptionStatus {
+            phase: Some(Phase::Active),
+            granted_role: Some("steward-x:debug".into()),
+            ..Default::default()
+        };
+        let not_yet = PolicyExceptionStatus {
+            granted_role: None,
+            ..granted.clone()
+        };
+        let late = transition(&not_yet, &Lifecycle::Active(w), true, &granted);
+        assert_eq!(late.map(|n| n.reason), Some("Granted"));
+        assert_eq!(transition(&granted, &Lifecycle::Active(w), true, &granted), None);
     }
 }
