@@ -53,6 +53,7 @@ async fn run(args: RunArgs) -> ExitCode {
     let scope = steward::cache::Scope {
         namespace: args.namespace.clone(),
         ceiling: args.grant_ceiling.clone(),
+        controller_user: args.self_user.clone(),
     };
     let (caches, watches) = steward::cache::Caches::start(&client, scope);
     let health = Arc::new(Health::new());

@@ -31,6 +31,9 @@ pub struct Scope {
     pub namespace: Option<String>,
     /// Name of the grant-ceiling ClusterRole.
     pub ceiling: String,
+    /// The controller's own user name
+    /// (`system:serviceaccount:<namespace>:<name>`).
+    pub controller_user: String,
 }
 
 /// One view per kind Steward reads.
@@ -95,8 +98,25 @@ impl Caches {
 
     /// Whether `rb` binds the ceiling ClusterRole: the platform opting its
     /// namespace in (or out), which decides whether Steward can write there.
+    /// Only a binding to Steward's own service account counts: a tenant's
+    /// bindings of the ceiling to anyone else must not make every control
+    /// and exception of the namespace reconcile on each change.
     pub fn binds_ceiling(&self, rb: &k8s_openapi::api::rbac::v1::RoleBinding) -> bool {
-        rb.role_ref.kind == "ClusterRole" && rb.role_ref.name == self.scope.ceiling
+        let ns = rb.metadata.namespace.as_deref();
+        rb.role_ref.kind == "ClusterRole"
+            && rb.role_ref.name == self.scope.ceiling
+            && rb.subjects.iter().flatten().any(|s| {
+                let user = match s.kind.as_str() {
+                    "ServiceAccount" => format!(
+                        "system:serviceaccount:{}:{}",
+                        s.namespace.as_deref().or(ns).unwrap_or_default(),
+                        s.name
+                    ),
+                    "User" => s.name.clone(),
+                    _ => return false,
+                };
+                user == self.scope.controller_user
+            })
     }
 
     /// The current grant ceiling (empty, and saying so, when its
@@ -231,6 +251,7 @@ fn test_scope() -> Scope {
     Scope {
         namespace: None,
         ceiling: "steward-grantable".into(),
+        controller_user: "system:serviceaccount:steward-system:steward".into(),
     }
 }
 
@@ -268,5 +289,48 @@ impl Unlisted {
             empty(&mut self.3);
             empty(&mut self.4);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::rbac::v1::{RoleRef, Subject};
+
+    fn binding(role: &str, subject: Subject) -> RoleBinding {
+        RoleBinding {
+            metadata: kube::api::ObjectMeta {
+                name: Some("b".into()),
+                namespace: Some("shop".into()),
+                ..Default::default()
+            },
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: role.into(),
+            },
+            subjects: Some(vec![subject]),
+        }
+    }
+
+    fn service_account(ns: Option<&str>, name: &str) -> Subject {
+        Subject {
+            kind: "ServiceAccount".into(),
+            name: name.into(),
+            namespace: ns.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    /// Only the platform's binding of the ceiling to Steward wakes a
+    /// namespace, not a tenant's binding of it to anyone else.
+    #[test]
+    fn only_the_ceiling_bound_to_steward_opts_a_namespace_in() {
+        let caches = Caches::fed(vec![], vec![]);
+        let steward = service_account(Some("steward-system"), "steward");
+        assert!(caches.binds_ceiling(&binding("steward-grantable", steward.clone())));
+        assert!(!caches.binds_ceiling(&binding("view", steward)));
+        assert!(!caches.binds_ceiling(&binding("steward-grantable", service_account(None, "steward"))));
+        assert!(!caches.binds_ceiling(&binding("steward-grantable", service_account(Some("shop"), "app"))));
     }
 }
