@@ -440,15 +440,18 @@ async fn every_transition_records_an_event() {
     // Rejected event must come from the approver change.
     let cos: Api<ControlOwnership> = Api::namespaced(env.admin().await, &ns);
     wait_for(&cos, "owner", Duration::from_secs(60), "settled", settled).await;
+    // Long enough for a loaded machine to see it Active (and record
+    // Granted) before it expires.
     env.apply_ok(
         &ns,
-        &exception("short", "owner", "alice@example.com", from_now(-1), from_now(3)),
+        &exception("short", "owner", "alice@example.com", from_now(-1), from_now(12)),
     );
     env.apply_ok(
         &ns,
         &exception("revoke", "owner", "alice@example.com", from_now(-1), from_now(3600)),
     );
     let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    wait_for(&pes, "short", OUTCOME, "Active", phase_is(Phase::Active)).await;
     wait_for(&pes, "revoke", OUTCOME, "Active", phase_is(Phase::Active)).await;
     // Approver no longer allowed: the grant is revoked and the exception rejected.
     env.apply_ok(
