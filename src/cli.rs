@@ -107,6 +107,16 @@ pub struct RunArgs {
     /// clusters). Then only the NetworkPolicy keeps other callers out.
     #[arg(long, env = "STEWARD_WEBHOOK_UNAUTHENTICATED")]
     pub webhook_unauthenticated: bool,
+    /// Secret (in the --leader-election-namespace, the controller's own)
+    /// holding the key that signs approval records; created with a random
+    /// key when missing.
+    #[arg(long, env = "STEWARD_APPROVAL_KEY_SECRET", default_value = "steward-approval-key")]
+    pub approval_key_secret: String,
+    /// Serve the admission webhook only, without the controllers: for a
+    /// webhook Deployment of its own, which keeps admitting (and recording
+    /// approvals) while the controllers are rolled or down.
+    #[arg(long, requires = "webhook_addr")]
+    pub webhook_only: bool,
     /// The controller's own user name, whose writes the webhook always admits.
     #[arg(
         long,

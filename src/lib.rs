@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod approval_key;
 pub mod cache;
 pub mod cli;
 pub mod client;

@@ -55,12 +55,28 @@ async fn run(args: RunArgs) -> ExitCode {
         ceiling: args.grant_ceiling.clone(),
         controller_user: args.self_user.clone(),
     };
+    // Every replica signs (webhook) and verifies (controllers) approvals
+    // with the same key; nothing is admitted or reconciled without it.
+    let key = match approval_key(&client, &args).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %steward::webhook::chain(&e), "no approval signing key");
+            return ExitCode::from(1);
+        }
+    };
     let (caches, watches) = steward::cache::Caches::start(&client, scope);
     let health = Arc::new(Health::new());
     tokio::spawn(health.clone().watchdog());
     let http = steward::http::serve(args.metrics_addr, caches.clone(), metrics.clone(), health.clone());
-    let webhook = webhook(caches.clone(), args.clone());
-    let controllers = controllers(client, caches, args, identity, metrics, health);
+    let webhook = webhook(caches.clone(), args.clone(), key.clone());
+    let controllers = async {
+        if args.webhook_only {
+            tracing::info!("--webhook-only: no controllers in this process");
+            health.set_controllers(Controllers::Running);
+            return std::future::pending().await;
+        }
+        controllers(client, caches, args, identity, metrics, health.clone(), key).await
+    };
     tokio::select! {
         _ = shutdown_signal() => {
             // Reconciles are idempotent, so stopping mid-way loses nothing:
@@ -98,7 +114,37 @@ fn default_identity() -> String {
 }
 
 /// Serves the admission webhook if it is configured; otherwise never ends.
-async fn webhook(caches: Arc<Caches>, args: RunArgs) -> Result<(), steward::webhook::WebhookError> {
+/// The approval key, retried for a while: the API server may still be
+/// starting with the controller.
+async fn approval_key(
+    client: &kube::Client,
+    args: &RunArgs,
+) -> Result<steward::decide::approval::Key, steward::approval_key::KeyError> {
+    let mut attempt = 0;
+    loop {
+        match steward::approval_key::load_or_create(
+            client.clone(),
+            &args.leader_election_namespace,
+            &args.approval_key_secret,
+        )
+        .await
+        {
+            Ok(k) => return Ok(k),
+            Err(e) if attempt < 20 => {
+                attempt += 1;
+                tracing::warn!(error = %steward::webhook::chain(&e), attempt, "approval key not available yet; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn webhook(
+    caches: Arc<Caches>,
+    args: RunArgs,
+    signing: steward::decide::approval::Key,
+) -> Result<(), steward::webhook::WebhookError> {
     let (Some(addr), Some(cert), Some(key)) = (args.webhook_addr, args.webhook_cert, args.webhook_key) else {
         return std::future::pending().await;
     };
@@ -116,6 +162,7 @@ async fn webhook(caches: Arc<Caches>, args: RunArgs) -> Result<(), steward::webh
             client_name: args.webhook_client_name,
         },
         controller_user: Some(args.self_user),
+        key: signing,
     };
     steward::webhook::serve(caches, config).await
 }
@@ -128,9 +175,11 @@ async fn controllers(
     identity: String,
     metrics: Arc<steward::metrics::Metrics>,
     health: Arc<Health>,
+    key: steward::decide::approval::Key,
 ) -> Result<(), steward::leader::LeaderError> {
     let config = steward::reconcile::Config {
         instance: Some(identity.clone()),
+        key,
     };
     let work = {
         let (client, metrics) = (client.clone(), metrics.clone());

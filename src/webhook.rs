@@ -16,6 +16,7 @@
 //! runtime worker, which the reconcilers and the watchdog also need.
 
 mod ceiling;
+mod mutate;
 mod tls;
 
 pub use tls::{Files, TlsError};
@@ -39,6 +40,7 @@ use crate::api::{BindingKind, ControlOwnership, PolicyException};
 use crate::cache::Caches;
 use crate::decide::Ceiling;
 use crate::decide::admission::{self, Binding, Verdict};
+use crate::decide::approval::Trust;
 
 /// How the webhook is served.
 #[derive(Clone, Debug)]
@@ -49,6 +51,8 @@ pub struct Config {
     pub tls: Files,
     /// The controller's own user name: its writes are always admitted.
     pub controller_user: Option<String>,
+    /// Signs approval records.
+    pub key: crate::decide::approval::Key,
 }
 
 /// Why the webhook could not be served.
@@ -85,6 +89,8 @@ pub struct Judge {
     pub caches: Arc<Caches>,
     /// The controller's own user.
     pub controller_user: Option<String>,
+    /// Signs and verifies approval records.
+    pub key: crate::decide::approval::Key,
 }
 
 /// How long a request that arrives before the caches have listed waits for
@@ -107,12 +113,16 @@ pub async fn serve(caches: Arc<Caches>, config: Config) -> Result<(), WebhookErr
     let judge = Arc::new(Judge {
         caches,
         controller_user: config.controller_user.clone(),
+        key: config.key.clone(),
     });
     let authenticated = config.tls.client_ca.is_some();
     let reloader = tls::Reloader::load(config.tls).map_err(WebhookError::Tls)?;
     let tls = reloader.tls.clone();
     tokio::spawn(reloader.watch());
-    let app = Router::new().route("/validate", post(validate)).with_state(judge);
+    let app = Router::new()
+        .route("/validate", post(validate))
+        .route("/mutate", post(mutate::mutate))
+        .with_state(judge);
     if authenticated {
         tracing::info!(addr = %config.addr, "serving the admission webhook to callers with a client certificate");
     } else {
@@ -205,7 +215,7 @@ pub fn decide(request: &AdmissionRequest<DynamicObject>, judge: &Judge, now: jif
             Ok(pe) => exception_verdict(request, &pe, caches, &ceiling, now),
             Err(e) => unreadable(e),
         },
-        "RoleBinding" | "ClusterRoleBinding" => binding_verdict(request, obj, caches, &ceiling, now),
+        "RoleBinding" | "ClusterRoleBinding" => binding_verdict(request, obj, caches, &ceiling, &judge.key, now),
         _ => Verdict::Allow,
     }
 }
@@ -238,6 +248,7 @@ fn binding_verdict(
     obj: &DynamicObject,
     caches: &Caches,
     ceiling: &Ceiling,
+    key: &crate::decide::approval::Key,
     now: jiff::Timestamp,
 ) -> Verdict {
     let read = if request.kind.kind == "RoleBinding" {
@@ -267,7 +278,7 @@ fn binding_verdict(
     let exceptions = caches.exceptions.state();
     let controls: Vec<&ControlOwnership> = controls.iter().map(|c| c.as_ref()).collect();
     let exceptions: Vec<&PolicyException> = exceptions.iter().map(|e| e.as_ref()).collect();
-    admission::binding(&b, &controls, &exceptions, ceiling, now)
+    admission::binding(&b, &controls, &exceptions, ceiling, Trust::Verify(key), now)
 }
 
 #[cfg(test)]
@@ -305,6 +316,7 @@ mod tests {
         State(Arc::new(Judge {
             caches: Arc::new(caches),
             controller_user: controller_user.map(String::from),
+            key: crate::decide::approval::Key::new(&[7; 32]).expect("a 32-byte key"),
         }))
     }
 

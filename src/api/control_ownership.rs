@@ -79,11 +79,20 @@ pub struct ControlOwnershipSpec {
     pub owner: Owner,
     /// The team that stands in for the owner; must differ from the owner.
     pub backup_owner: Owner,
-    /// People who may approve exceptions to this control (besides the owner
-    /// and backup owner names).
+    /// Users who may approve exceptions to this control, by the user name
+    /// the API server authenticates them as (for example
+    /// `alice@example.com`). An approval is an act of that identity
+    /// (`kubectl annotate ... steward.dev/approve=<your user name>`); the
+    /// owner and backup owner names are also accepted as the claimed
+    /// `spec.approver` of an exception.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = super::limits::APPROVERS), inner(length(max = super::limits::NAME)))]
     pub approvers: Vec<String>,
+    /// Groups whose members may approve exceptions to this control, as the
+    /// API server authenticates them (the request's `userInfo.groups`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = super::limits::APPROVERS), inner(length(max = super::limits::NAME)))]
+    pub approver_groups: Vec<String>,
     /// Review cadence of the control.
     pub review: Review,
     /// Limits on exceptions to this control. Defaults apply when omitted.
@@ -179,6 +188,40 @@ pub struct ExceptionPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = super::limits::PATTERN))]
     pub ticket_pattern: Option<String>,
+    /// How many distinct approvers, none of them the requester, must
+    /// approve an exception before it applies (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = super::limits::MIN_APPROVALS))]
+    pub min_approvals: Option<u32>,
+    /// User names of GitOps controllers (for example
+    /// `system:serviceaccount:argocd:argocd-application-controller`): an
+    /// exception they create, or change when they also wrote its previous
+    /// content, counts as approved through the Git review that merged it.
+    /// Whoever can merge to that repository can then approve: protect the
+    /// branch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = super::limits::APPROVERS), inner(length(max = super::limits::NAME)))]
+    pub trusted_appliers: Vec<String>,
+    /// Emergency self-approval: members of these groups may approve an
+    /// exception themselves (`steward.dev/break-glass=<your user name>`)
+    /// when its window is at most `maxDuration`. Such an exception is
+    /// reported loudly (condition BreakGlass, a Warning Event, a `fail`
+    /// report result, a metric) until an approver reviews it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlass>,
+}
+
+/// Who may approve their own exception in an emergency, and for how long.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakGlass {
+    /// Groups whose members may break glass.
+    #[schemars(length(min = 1, max = super::limits::APPROVERS), inner(length(max = super::limits::NAME)))]
+    pub groups: Vec<String>,
+    /// Longest window a break-glass exception may have, for example `4h`
+    /// (at most the control's `maxDuration`).
+    #[schemars(length(max = super::limits::DURATION))]
+    pub max_duration: String,
 }
 
 /// What the controller does about drift.

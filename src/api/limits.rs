@@ -30,8 +30,15 @@ pub const PATTERN: usize = 1024;
 
 /// Workload identities of one control.
 pub const IDENTITIES: usize = 100;
-/// Approvers of one control.
+/// Approvers of one control (and approver groups, trusted appliers,
+/// break-glass groups).
 pub const APPROVERS: usize = 64;
+/// The most approvals a control may require.
+pub const MIN_APPROVALS: u32 = 10;
+/// Approval records kept on one exception.
+pub const APPROVAL_RECORDS: usize = 16;
+/// Groups recorded for one identity (only those the control names).
+pub const RECORDED_GROUPS: usize = 16;
 
 /// RBAC rules of one workload identity or of one grant.
 pub const RULES: usize = 64;

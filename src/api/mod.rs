@@ -6,11 +6,13 @@
 // clippy mistakes for a duplicated attribute.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod approval;
 mod control_ownership;
 pub mod limits;
 mod policy_exception;
 mod schema;
 
+pub use approval::{ApprovalEntry, ApprovalStatus};
 pub use control_ownership::*;
 pub use policy_exception::*;
 

@@ -36,7 +36,19 @@ use serde::{Deserialize, Serialize};
         name = "Approver",
         type_ = "string",
         json_path = ".spec.approver",
-        description = "Who approved it"
+        description = "Who approved it, as claimed in the spec"
+    ),
+    printcolumn(
+        name = "Approved-By",
+        type_ = "string",
+        json_path = ".status.approval.approvedBy",
+        description = "Who approved it, as verified by admission"
+    ),
+    printcolumn(
+        name = "Requested-By",
+        type_ = "string",
+        json_path = ".status.approval.requestedBy",
+        description = "Who asked for it, as verified by admission"
     ),
     printcolumn(
         name = "Phase",
@@ -81,11 +93,14 @@ pub struct PolicyExceptionSpec {
     /// Tracking ticket; must match the control's ticketPattern when it has one.
     #[schemars(length(max = super::limits::TICKET))]
     pub ticket: String,
-    /// Who approved the exception: one of the control's approvers, or its
-    /// owner or backup owner name.
+    /// Who approved the exception, as claimed: one of the control's
+    /// approvers, or its owner or backup owner name. The approval itself is
+    /// an act of the approver's own identity, shown in `status.approval`;
+    /// through a trusted GitOps applier, the reviewer Git named.
     #[schemars(length(max = super::limits::NAME))]
     pub approver: String,
-    /// Who asked for the exception; must differ from the approver.
+    /// Who asked for the exception, as claimed; must differ from the
+    /// approver. The verified requester is in `status.approval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = super::limits::NAME))]
     pub requester: Option<String>,
@@ -313,6 +328,9 @@ pub struct PolicyExceptionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::schema::conditions")]
     pub conditions: Vec<Condition>,
+    /// Who asked for it and who approved it, as verified by admission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<super::ApprovalStatus>,
     /// What happened to the exception, newest last, for auditors after the
     /// Events are gone: each transition (pending, granted, activated,
     /// expiring soon, expired, rejected) with its time and reason; the

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::rbac::v1::{RoleRef, Subject};
 use kube::ResourceExt;
 
+use super::approval::Trust;
 use super::ceiling::Ceiling;
 use super::conditions::reasons;
 use super::control::ControlView;
@@ -63,10 +64,18 @@ pub fn exception(
     ceiling: &Ceiling,
     now: Timestamp,
 ) -> Verdict {
-    // Admission judges the spec as submitted, never a recorded phase.
+    // Admission judges the spec as submitted, never a recorded phase, and
+    // not its approval, which comes after (and which the mutating webhook
+    // records).
     let mut fresh = pe.clone();
     fresh.status = None;
-    match lifecycle(&fresh, control, ceiling, now) {
+    match lifecycle(
+        &fresh,
+        control,
+        ceiling,
+        crate::decide::approval::Trust::AssumeApproved,
+        now,
+    ) {
         Lifecycle::Rejected(errors) => deny("PolicyException", &pe.name_any(), &errors),
         _ => Verdict::Allow,
     }
@@ -114,6 +123,7 @@ pub fn binding(
     controls: &[&ControlOwnership],
     exceptions: &[&PolicyException],
     ceiling: &Ceiling,
+    trust: Trust<'_>,
     now: Timestamp,
 ) -> Verdict {
     for co in controls {
@@ -121,7 +131,7 @@ pub fn binding(
         if named.is_empty() {
             continue;
         }
-        let view = ControlView::new(co, ceiling);
+        let view = ControlView::new(co, ceiling, trust);
         let classified = view.classify(exceptions.iter().copied(), now);
         // Steward's own names count only for what Steward writes under
         // them: a binding of the Role of the same name to exactly the one
@@ -291,7 +301,14 @@ mod tests {
             role_ref: &admin,
         };
         let now = ts("2026-11-28T12:00:00Z");
-        let Verdict::Deny(msg) = binding(&b, &[&co], &[], &ceiling(), now) else {
+        let Verdict::Deny(msg) = binding(
+            &b,
+            &[&co],
+            &[],
+            &ceiling(),
+            crate::decide::approval::Trust::AssumeApproved,
+            now,
+        ) else {
             panic!("admitted")
         };
         assert!(
@@ -306,7 +323,17 @@ mod tests {
         );
         // Tolerated by the Active fixture exception.
         let pe = pe_fixture();
-        assert_eq!(binding(&b, &[&co], &[&pe], &ceiling(), now), Verdict::Allow);
+        assert_eq!(
+            binding(
+                &b,
+                &[&co],
+                &[&pe],
+                &ceiling(),
+                crate::decide::approval::Trust::AssumeApproved,
+                now
+            ),
+            Verdict::Allow
+        );
         // Not under the same name with another role, nor with one more
         // subject: the toleration pins both.
         let other_role = role_ref("ClusterRole", "system:aggregate-to-admin");
@@ -315,23 +342,54 @@ mod tests {
             ..b
         };
         assert!(matches!(
-            binding(&swapped, &[&co], &[&pe], &ceiling(), now),
+            binding(
+                &swapped,
+                &[&co],
+                &[&pe],
+                &ceiling(),
+                crate::decide::approval::Trust::AssumeApproved,
+                now
+            ),
             Verdict::Deny(_)
         ));
         let wider = [sa("api", "shop"), sa("default", "shop")];
         let widened = Binding { subjects: &wider, ..b };
         assert!(matches!(
-            binding(&widened, &[&co], &[&pe], &ceiling(), now),
+            binding(
+                &widened,
+                &[&co],
+                &[&pe],
+                &ceiling(),
+                crate::decide::approval::Trust::AssumeApproved,
+                now
+            ),
             Verdict::Deny(_)
         ));
         // Not once it expired.
         assert!(matches!(
-            binding(&b, &[&co], &[&pe], &ceiling(), ts("2026-11-29T10:00:00Z")),
+            binding(
+                &b,
+                &[&co],
+                &[&pe],
+                &ceiling(),
+                crate::decide::approval::Trust::AssumeApproved,
+                ts("2026-11-29T10:00:00Z")
+            ),
             Verdict::Deny(_)
         ));
         // Audit mode never refuses.
         co.spec.enforcement = Some(Enforcement::Audit);
-        assert_eq!(binding(&b, &[&co], &[], &ceiling(), now), Verdict::Allow);
+        assert_eq!(
+            binding(
+                &b,
+                &[&co],
+                &[],
+                &ceiling(),
+                crate::decide::approval::Trust::AssumeApproved,
+                now
+            ),
+            Verdict::Allow
+        );
     }
 
     #[test]
@@ -342,7 +400,17 @@ mod tests {
         let own_role = role_ref("Role", "steward:payments:api");
         let ours = role_binding("steward:payments:api", &subjects, &own_role);
         let now = ts("2026-11-28T12:00:00Z");
-        assert_eq!(binding(&ours, &[&co], &[], &ceiling(), now), Verdict::Allow);
+        assert_eq!(
+            binding(
+                &ours,
+                &[&co],
+                &[],
+                &ceiling(),
+                crate::decide::approval::Trust::AssumeApproved,
+                now
+            ),
+            Verdict::Allow
+        );
         // Steward's name with another roleRef is not Steward's binding.
         let admin = role_ref("ClusterRole", "cluster-admin");
         let squatter = Binding {
@@ -350,12 +418,29 @@ mod tests {
             ..ours
         };
         assert!(matches!(
-            binding(&squatter, &[&co], &[], &ceiling(), now),
+            binding(
+                &squatter,
+                &[&co],
+                &[],
+                &ceiling(),
+                crate::decide::approval::Trust::AssumeApproved,
+                now
+            ),
             Verdict::Deny(_)
         ));
         let other_subjects = [sa("frontend", "shop")];
         let other = role_binding("x", &other_subjects, &admin);
-        assert_eq!(binding(&other, &[&co], &[], &ceiling(), now), Verdict::Allow);
+        assert_eq!(
+            binding(
+                &other,
+                &[&co],
+                &[],
+                &ceiling(),
+                crate::decide::approval::Trust::AssumeApproved,
+                now
+            ),
+            Verdict::Allow
+        );
         let group = [Subject {
             kind: "Group".into(),
             name: "system:serviceaccounts:shop".into(),
@@ -364,7 +449,14 @@ mod tests {
         }];
         let via_group = role_binding("all", &group, &admin);
         assert!(matches!(
-            binding(&via_group, &[&co], &[], &ceiling(), now),
+            binding(
+                &via_group,
+                &[&co],
+                &[],
+                &ceiling(),
+                crate::decide::approval::Trust::AssumeApproved,
+                now
+            ),
             Verdict::Deny(_)
         ));
     }

@@ -10,6 +10,7 @@
 use jiff::Timestamp;
 use kube::ResourceExt;
 
+use super::approval::Trust;
 use super::ceiling::Ceiling;
 use super::exception::{Lifecycle, lifecycle};
 use super::invalid_spec::Invalid;
@@ -73,13 +74,14 @@ pub fn exceptions(
     exceptions: &[(&PolicyException, Option<&ControlOwnership>)],
     old: &Ceiling,
     new: &Ceiling,
+    trust: Trust<'_>,
     now: Timestamp,
 ) -> Vec<Loss> {
     exceptions
         .iter()
-        .filter(|(pe, control)| matches!(lifecycle(pe, *control, old, now), Lifecycle::Active(_)))
+        .filter(|(pe, control)| matches!(lifecycle(pe, *control, old, trust, now), Lifecycle::Active(_)))
         .filter_map(|(pe, control)| {
-            let Lifecycle::Rejected(errors) = lifecycle(pe, *control, new, now) else {
+            let Lifecycle::Rejected(errors) = lifecycle(pe, *control, new, trust, now) else {
                 return None;
             };
             let why = errors.into_iter().next()?;
@@ -180,7 +182,13 @@ mod tests {
                 rule(&["batch"], &["jobs"], &["get", "create"]),
             ],
         );
-        let lost = exceptions(&[(&pe, Some(&co))], &ceiling(), &no_logs, during);
+        let lost = exceptions(
+            &[(&pe, Some(&co))],
+            &ceiling(),
+            &no_logs,
+            crate::decide::approval::Trust::AssumeApproved,
+            during,
+        );
         assert_eq!(lost.len(), 1, "{lost:?}");
         assert_eq!(lost[0].what, "PolicyException shop/debug");
         assert!(lost[0].loses.contains("control payments"));
@@ -188,7 +196,16 @@ mod tests {
         assert!(controls(&[&co], &ceiling(), &no_logs).is_empty());
         // Not yet started: nothing is lost now (it will be Rejected, and say so).
         let before = ts("2026-11-28T09:30:00Z");
-        assert!(exceptions(&[(&pe, Some(&co))], &ceiling(), &no_logs, before).is_empty());
+        assert!(
+            exceptions(
+                &[(&pe, Some(&co))],
+                &ceiling(),
+                &no_logs,
+                crate::decide::approval::Trust::AssumeApproved,
+                before
+            )
+            .is_empty()
+        );
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub mod types {
     pub const EXPIRED: &str = "Expired";
     /// PolicyException: in the last part of its window.
     pub const EXPIRING_SOON: &str = "ExpiringSoon";
+    /// PolicyException: approved, as verified, as it stands.
+    pub const APPROVED: &str = "Approved";
+    /// PolicyException: approved by break glass and not yet reviewed.
+    pub const BREAK_GLASS: &str = "BreakGlass";
 }
 
 /// Condition reasons, besides the validation reasons of

@@ -49,6 +49,9 @@ pub enum Reason {
     /// Another control of the namespace, created first, already manages
     /// this service account.
     ServiceAccountClaimed,
+    /// `minApprovals` is out of range, or more than the control's approvers
+    /// could ever give.
+    MinApprovalsUnreachable,
 }
 
 impl Reason {
@@ -75,6 +78,7 @@ impl Reason {
             Reason::TooLong => "TooLong",
             Reason::GrantOutsideControl => "GrantOutsideControl",
             Reason::ServiceAccountClaimed => "ServiceAccountClaimed",
+            Reason::MinApprovalsUnreachable => "MinApprovalsUnreachable",
         }
     }
 }

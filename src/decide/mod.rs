@@ -12,6 +12,7 @@
 //! | `control` | the ControlOwnership decision, step by step, over a per-control `ControlView` |
 //! | `exception` | the PolicyException lifecycle and decision |
 //! | `admission` | webhook verdicts, from the same view and lifecycle |
+//! | `approval` | verified requesters and approvals: records, signatures, the verdict |
 //! | `drift` | which bindings name a service account |
 //! | `rbac` | the Role/RoleBinding pairs Steward manages |
 //! | `sweep` | which managed objects have lost their owner |
@@ -21,6 +22,7 @@
 //! | `time`, `duration` | timestamps and durations as users write them |
 
 pub mod admission;
+pub mod approval;
 pub mod ceiling;
 pub mod ceiling_change;
 pub mod conditions;

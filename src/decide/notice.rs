@@ -60,4 +60,10 @@ pub mod reasons {
     pub const IDENTITY_NOT_APPLIED: &str = "IdentityNotApplied";
     /// An exception's grant could not be put in place.
     pub const GRANT_NOT_APPLIED: &str = "GrantNotApplied";
+    /// PolicyException: valid, waiting for approval; nothing applies.
+    pub const AWAITING_APPROVAL: &str = "AwaitingApproval";
+    /// PolicyException: approved by its own requester in an emergency.
+    pub const BREAK_GLASS: &str = "BreakGlass";
+    /// PolicyException: a break-glass exception reviewed by an approver.
+    pub const BREAK_GLASS_REVIEWED: &str = "BreakGlassReviewed";
 }

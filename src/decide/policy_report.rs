@@ -298,7 +298,16 @@ mod tests {
     /// nothing else observed.
     fn decided_control(now: Timestamp) -> ControlOwnership {
         let mut co = co_fixture();
-        co.status = Some(control::decide(&co, &nothing_observed(), &ceiling(), now).status);
+        co.status = Some(
+            control::decide(
+                &co,
+                &nothing_observed(),
+                &ceiling(),
+                crate::decide::approval::Trust::AssumeApproved,
+                now,
+            )
+            .status,
+        );
         co
     }
 
@@ -307,7 +316,16 @@ mod tests {
     fn decided_exception(name: &str, co: &ControlOwnership, now: Timestamp) -> PolicyException {
         let mut pe = pe_fixture();
         pe.metadata.name = Some(name.into());
-        pe.status = Some(exception::decide(&pe, Some(co), &ceiling(), now).status);
+        pe.status = Some(
+            exception::decide(
+                &pe,
+                Some(co),
+                &ceiling(),
+                crate::decide::approval::Trust::AssumeApproved,
+                now,
+            )
+            .status,
+        );
         pe
     }
 

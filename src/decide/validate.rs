@@ -28,8 +28,11 @@ pub struct ExceptionRules {
     pub max_duration: SignedDuration,
     /// Pattern tickets must match.
     pub ticket_pattern: Option<Regex>,
-    /// Who may approve: approvers plus owner and backup owner names.
+    /// Who may be named as `spec.approver`: approvers plus owner and
+    /// backup owner names.
     pub approvers: Vec<String>,
+    /// Who may really approve, and how many.
+    pub approval: super::approval::Policy,
     /// Service accounts a grant may go to: the control's declared workload
     /// identities.
     pub grantees: BTreeSet<String>,
@@ -232,6 +235,7 @@ pub fn exception_rules(spec: &ControlOwnershipSpec) -> Result<ExceptionRules, Ve
         .ticket_pattern
         .as_deref()
         .and_then(|p| ticket_pattern(p, &mut errors));
+    let approval = super::approval::parse(spec, max_duration.unwrap_or(DEFAULT_MAX_DURATION), &mut errors);
     let mut approvers: Vec<String> = spec.approvers.clone();
     approvers.push(spec.owner.name.clone());
     approvers.push(spec.backup_owner.name.clone());
@@ -246,6 +250,7 @@ pub fn exception_rules(spec: &ControlOwnershipSpec) -> Result<ExceptionRules, Ve
             max_duration,
             ticket_pattern,
             approvers,
+            approval,
             grantees,
         }),
         _ => Err(errors),

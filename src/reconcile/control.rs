@@ -11,6 +11,7 @@ use kube::runtime::finalizer::Event as FinalizerEvent;
 
 use super::{Context, Error, LOST_EVENT_RETRY, managed_rbac, requeue_at};
 use crate::api::{ControlOwnership, Enforcement, PolicyException};
+use crate::decide::approval::Trust;
 use crate::decide::control::drift::Removal;
 use crate::decide::control::failures::IdentityFailure;
 use crate::decide::control::{self, Decision, Observed};
@@ -110,7 +111,7 @@ async fn apply_control(co: &ControlOwnership, ctx: &Context) -> Result<Action, E
         controls: &controls,
     };
     let now = Timestamp::now();
-    let d = control::decide(co, &observed, &ctx.caches.ceiling(), now);
+    let d = control::decide(co, &observed, &ctx.caches.ceiling(), Trust::Verify(&ctx.key), now);
     write(co, &d, ctx).await?;
     Ok(requeue_at(d.wake_at, now))
 }

@@ -10,6 +10,7 @@ use kube::runtime::finalizer::Event as FinalizerEvent;
 
 use super::{Context, Error, managed_rbac, requeue_at};
 use crate::api::{Enforcement, PolicyException};
+use crate::decide::approval::Trust;
 use crate::decide::exception::{self, Lifecycle};
 use crate::decide::notice::{Notice, reasons};
 use crate::decide::rbac;
@@ -30,7 +31,13 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, 
     let ns = pe.namespace().unwrap_or_default();
     let control = ctx.caches.control_for_exceptions(&ns, &pe.spec.control);
     let now = Timestamp::now();
-    let d = exception::decide(pe, control.as_ref(), &ctx.caches.ceiling(), now);
+    let d = exception::decide(
+        pe,
+        control.as_ref(),
+        &ctx.caches.ceiling(),
+        Trust::Verify(&ctx.key),
+        now,
+    );
 
     let name = rbac::exception_name(&pe.name_any());
     let uid = pe.uid().unwrap_or_default();
@@ -92,6 +99,9 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, 
         return Err(e.into());
     }
     if let Some(t) = &d.event {
+        ctx.writer.event(pe, t).await;
+    }
+    if let Some(t) = &d.break_glass_event {
         ctx.writer.event(pe, t).await;
     }
     Ok(requeue_at(d.wake_at, now))

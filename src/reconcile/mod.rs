@@ -81,6 +81,8 @@ pub struct Context {
     pub writer: Writer,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Verifies approval records.
+    pub key: crate::decide::approval::Key,
     /// Namespaces whose PolicyReport must be rebuilt.
     reports: futures::channel::mpsc::UnboundedSender<String>,
     failures: Mutex<HashMap<String, u32>>,
@@ -126,10 +128,18 @@ impl Context {
             caches,
             writer: Writer::new(client, reporter),
             metrics: Arc::new(Metrics::new()),
+            key: test_key(),
             reports: futures::channel::mpsc::unbounded().0,
             failures: Mutex::default(),
         }
     }
+}
+
+/// The key unit tests sign and verify approvals with.
+#[cfg(test)]
+pub fn test_key() -> crate::decide::approval::Key {
+    // 32 bytes: long enough by construction.
+    crate::decide::approval::Key::new(&[7; 32]).expect("a 32-byte key")
 }
 
 /// Requeue at `wake_at` exactly (never a polling interval), or wait for a

@@ -16,6 +16,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::{Resource, ResourceExt};
 
 use super::Context;
+use crate::decide::approval::Trust;
 use crate::decide::exception::window_open;
 use crate::decide::rbac::exception_name;
 use crate::decide::sweep::{Keeps, ManagedKind, orphans};
@@ -79,7 +80,7 @@ async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String>
         .filter_map(|e| {
             let keeps = Keeps::Exception {
                 name: exception_name(&e.name_any()),
-                open: window_open(e, now),
+                open: window_open(e, Trust::Verify(&ctx.key), now),
             };
             Some((e.meta().uid.as_deref()?, keeps))
         })

@@ -5,6 +5,7 @@
 
 mod mock_api;
 
+use crate::decide::approval::Trust;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -89,9 +90,9 @@ fn control_at(now: Timestamp, enforce: bool) -> ControlOwnership {
 }
 
 /// An exception to `control_at`'s control granting `api` pods/log, from
-/// `starts_at` to `expires_at`.
+/// `starts_at` to `expires_at`, requested by carol and approved by alice.
 fn exception_at(starts_at: Timestamp, expires_at: Timestamp) -> PolicyException {
-    serde_json::from_value(json!({
+    let pe = serde_json::from_value(json!({
         "apiVersion": "steward.dev/v1alpha1",
         "kind": "PolicyException",
         "metadata": {
@@ -113,7 +114,8 @@ fn exception_at(starts_at: Timestamp, expires_at: Timestamp) -> PolicyException 
             },
         },
     }))
-    .expect("fixture exception")
+    .expect("fixture exception");
+    crate::decide::approval::approved_for_tests(pe, &super::test_key(), "carol@example.com", "alice@example.com")
 }
 
 /// An exception Active from 20 days ago for 40 days: ExpiringSoon turns on
@@ -237,7 +239,7 @@ fn control_status(co: &ControlOwnership, role_bindings: &[RoleBinding]) -> Contr
         managed_names: &[rbac::identity_name("payments", "api")],
         controls: &[],
     };
-    crate::decide::control::decide(co, &observed, &ceiling(), now()).status
+    crate::decide::control::decide(co, &observed, &ceiling(), Trust::Verify(&super::test_key()), now()).status
 }
 
 /// A control whose status is what the reconciler decides, with its RBAC in
@@ -254,7 +256,7 @@ fn settled_control(now: Timestamp) -> (ControlOwnership, Role, RoleBinding) {
 fn settled_exception(now: Timestamp) -> (PolicyException, ControlOwnership, RbacPair) {
     let co = control_at(now, false);
     let mut pe = active_exception(now);
-    let d = crate::decide::exception::decide(&pe, Some(&co), &ceiling(), now);
+    let d = crate::decide::exception::decide(&pe, Some(&co), &ceiling(), Trust::Verify(&super::test_key()), now);
     let grant = d.grant.expect("an Active exception grants");
     pe.status = Some(d.status);
     (pe, co, grant)
@@ -639,6 +641,7 @@ async fn an_expired_exception_is_revoked_before_its_status_is_written() {
         expires_at: Some(time::format(expires)),
         granted_role: Some(rbac::exception_name("debug")),
         conditions: vec![],
+        approval: None,
         history: vec![],
     });
     let grant = rbac::pair(

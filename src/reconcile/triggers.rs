@@ -24,6 +24,8 @@ use crate::metrics::Metrics;
 pub struct Config {
     /// Reporting instance for Events (pod name).
     pub instance: Option<String>,
+    /// Verifies approval records.
+    pub key: crate::decide::approval::Key,
 }
 
 /// COs that manage a service account these subjects name (in a binding of
@@ -113,6 +115,7 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
         caches: caches.clone(),
         writer: Writer::new(client.clone(), reporter),
         metrics,
+        key: config.key.clone(),
         reports: reports_tx,
         failures: std::sync::Mutex::default(),
     });

@@ -135,7 +135,14 @@ pub fn check(docs: &[Document], opts: &Options) -> Vec<Finding> {
             .iter()
             .find(|(cns, co, _)| *cns == ns && co.name_any() == pe.spec.control)
             .map(|(_, co, _)| co);
-        match lifecycle(&pe, control, &ceiling, opts.now) {
+        // Who asked and who approved are facts only the cluster knows.
+        match lifecycle(
+            &pe,
+            control,
+            &ceiling,
+            crate::decide::approval::Trust::AssumeApproved,
+            opts.now,
+        ) {
             Lifecycle::Rejected(errors) => {
                 for e in errors {
                     findings.push(d.finding(&ns, Severity::Error, &e.field, e.reason.as_str(), &e.message));
@@ -153,7 +160,7 @@ pub fn check(docs: &[Document], opts: &Options) -> Vec<Finding> {
                 );
                 findings.push(d.finding(&ns, severity, "spec.expiresAt", "Expired", &msg));
             }
-            Lifecycle::Pending(w) | Lifecycle::Active(w) => {
+            Lifecycle::Pending(w) | Lifecycle::Awaiting(w, _) | Lifecycle::Active(w) => {
                 if w.expires_at.duration_since(opts.now) <= opts.warn_within {
                     let msg = format!("expires at {}", crate::decide::time::format(w.expires_at));
                     findings.push(d.finding(&ns, Severity::Warning, "spec.expiresAt", "ExpiringSoon", &msg));

@@ -14,6 +14,7 @@ use super::{Judge, typed};
 use crate::api::{ControlOwnership, PolicyException};
 use crate::cache::Caches;
 use crate::decide::Ceiling;
+use crate::decide::approval::{Key, Trust};
 use crate::decide::ceiling_change;
 
 /// Whether the request changes or deletes the grant ceiling ClusterRole.
@@ -31,12 +32,12 @@ pub(super) async fn warnings(request: AdmissionRequest<DynamicObject>, judge: Ar
         return vec!["Steward's caches have not listed yet: it cannot tell which grants this change removes".into()];
     }
     let now = jiff::Timestamp::now();
-    tokio::task::spawn_blocking(move || removed(&request, &judge.caches, now))
+    tokio::task::spawn_blocking(move || removed(&request, &judge.caches, &judge.key, now))
         .await
         .unwrap_or_else(|_| vec!["Steward could not tell which grants this change removes".into()])
 }
 
-fn removed(request: &AdmissionRequest<DynamicObject>, caches: &Caches, now: jiff::Timestamp) -> Vec<String> {
+fn removed(request: &AdmissionRequest<DynamicObject>, caches: &Caches, key: &Key, now: jiff::Timestamp) -> Vec<String> {
     let current = caches.ceiling();
     let name = current.name.clone();
     let rules_of = |obj: &Option<DynamicObject>| {
@@ -67,7 +68,7 @@ fn removed(request: &AdmissionRequest<DynamicObject>, caches: &Caches, now: jiff
         .map(|(pe, co)| (pe.as_ref(), co.as_ref()))
         .collect();
     let lost_controls = ceiling_change::controls(&controls, &old, &new);
-    let lost_exceptions = ceiling_change::exceptions(&exceptions, &old, &new, now);
+    let lost_exceptions = ceiling_change::exceptions(&exceptions, &old, &new, Trust::Verify(key), now);
     let warnings = ceiling_change::warnings(&name, deleted, &lost_controls, &lost_exceptions);
     if !warnings.is_empty() {
         tracing::warn!(

@@ -89,7 +89,9 @@ impl ControlView<'_> {
                     out.tolerated.extend(tolerated);
                     out.active.push(pe);
                 }
-                Lifecycle::Rejected(_) | Lifecycle::Expired(_) => {}
+                // Nothing applies until approved; approval is not a
+                // matter of time, so there is nothing to wake for.
+                Lifecycle::Awaiting(..) | Lifecycle::Rejected(_) | Lifecycle::Expired(_) => {}
             }
         }
         out
@@ -167,7 +169,7 @@ mod tests {
 
     fn check(cases: Vec<Case>) {
         let (co, c) = (control(), ceiling());
-        let view = ControlView::new(&co, &c);
+        let view = ControlView::new(&co, &c, crate::decide::approval::Trust::AssumeApproved);
         for (name, pe, now, counted, wake) in cases {
             let (active, grants, tolerates) = match counted {
                 Counted::Nothing => (false, false, false),
@@ -248,7 +250,7 @@ mod tests {
     #[test]
     fn a_toleration_pins_the_role_and_the_subjects() {
         let (co, c) = (control(), ceiling());
-        let view = ControlView::new(&co, &c);
+        let view = ControlView::new(&co, &c, crate::decide::approval::Trust::AssumeApproved);
         let pe = exception();
         let got = view.classify([&pe], ts("2026-11-28T12:00:00Z"));
         let user = Subject {
@@ -321,7 +323,7 @@ mod tests {
     #[test]
     fn the_earliest_instant_wakes() {
         let (co, c) = (control(), ceiling());
-        let view = ControlView::new(&co, &c);
+        let view = ControlView::new(&co, &c, crate::decide::approval::Trust::AssumeApproved);
         let mut later = exception();
         later.metadata.name = Some("later".into());
         later.spec.starts_at = Some("2026-11-28T11:00:00Z".into());

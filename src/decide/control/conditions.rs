@@ -256,7 +256,11 @@ mod tests {
         for (name, last, now, soon, overdue, due, wake) in cases {
             let mut co = control();
             co.spec.review.last_reviewed = last.map(String::from);
-            let got = conditions(&ControlView::new(&co, &c), &[], ts(now));
+            let got = conditions(
+                &ControlView::new(&co, &c, crate::decide::approval::Trust::AssumeApproved),
+                &[],
+                ts(now),
+            );
             let reason = if overdue { "ReviewOverdue" } else { "ReviewUpToDate" };
             assert_eq!(summary_of(&got)[2], ("ReviewOverdue", overdue, reason), "{name}");
             let soon_reason = match (soon, overdue) {
@@ -283,7 +287,11 @@ mod tests {
             let mut co = control();
             co.spec.review.last_reviewed = Some("2026-11-20T00:00:00Z".into());
             co.spec.review.warn_before = Some(warn.into());
-            let got = conditions(&ControlView::new(&co, &c), &[], ts(now));
+            let got = conditions(
+                &ControlView::new(&co, &c, crate::decide::approval::Trust::AssumeApproved),
+                &[],
+                ts(now),
+            );
             let all = summary_of(&got);
             assert!(all.len() > 3, "{warn}: {all:?}");
             assert_eq!(all[3].1, soon, "{warn} at {now}");
@@ -291,7 +299,11 @@ mod tests {
         }
         let mut bad = control();
         bad.spec.review.warn_before = Some("two weeks".into());
-        let got = conditions(&ControlView::new(&bad, &c), &[], ts("2026-11-28T00:00:00Z"));
+        let got = conditions(
+            &ControlView::new(&bad, &c, crate::decide::approval::Trust::AssumeApproved),
+            &[],
+            ts("2026-11-28T00:00:00Z"),
+        );
         assert!(!summary_of(&got)[0].1, "an unparsable window is an invalid spec");
     }
 
@@ -339,17 +351,29 @@ mod tests {
             ),
         ];
         for (name, co, identities, want) in cases {
-            let got = conditions(&ControlView::new(co, &c), identities, ts("2026-11-28T12:00:00Z"));
+            let got = conditions(
+                &ControlView::new(co, &c, crate::decide::approval::Trust::AssumeApproved),
+                identities,
+                ts("2026-11-28T12:00:00Z"),
+            );
             let all = summary_of(&got);
             let tail = &all[all.len() - want.len()..];
             assert_eq!(tail, want, "{name}");
         }
-        let got = conditions(&ControlView::new(&valid, &c), &drifting, ts("2026-11-28T12:00:00Z"));
+        let got = conditions(
+            &ControlView::new(&valid, &c, crate::decide::approval::Trust::AssumeApproved),
+            &drifting,
+            ts("2026-11-28T12:00:00Z"),
+        );
         assert_eq!(
             got.conditions[4].message,
             "ClusterRoleBinding legacy (ClusterRole/admin) grants api"
         );
-        let got = conditions(&ControlView::new(&invalid, &c), &[], ts("2026-11-28T12:00:00Z"));
+        let got = conditions(
+            &ControlView::new(&invalid, &c, crate::decide::approval::Trust::AssumeApproved),
+            &[],
+            ts("2026-11-28T12:00:00Z"),
+        );
         assert_eq!((got.next_review_due, got.wake_at), (None, None));
     }
 

@@ -110,7 +110,10 @@ mod tests {
             let mut co = control();
             edit(&mut co);
             let existing: Vec<String> = existing.iter().map(|s| s.to_string()).collect();
-            let d = desired(&ControlView::new(&co, &c), &existing);
+            let d = desired(
+                &ControlView::new(&co, &c, crate::decide::approval::Trust::AssumeApproved),
+                &existing,
+            );
             assert_eq!(d.names().collect::<Vec<_>>(), want, "{name}");
             assert_eq!(d.delete, deleted, "{name}");
         }
@@ -119,7 +122,10 @@ mod tests {
     #[test]
     fn each_pair_is_owned_labelled_and_binds_its_one_service_account() {
         let (co, c) = (control(), ceiling());
-        let d = desired(&ControlView::new(&co, &c), &[]);
+        let d = desired(
+            &ControlView::new(&co, &c, crate::decide::approval::Trust::AssumeApproved),
+            &[],
+        );
         let worker = &d.pairs[1];
         assert_eq!(
             worker.role.rules.as_deref(),

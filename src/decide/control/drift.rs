@@ -179,7 +179,7 @@ mod tests {
         ] {
             let mut co: ControlOwnership = control();
             co.spec.enforcement = Some(enforcement);
-            let view = ControlView::new(&co, &c);
+            let view = ControlView::new(&co, &c, crate::decide::approval::Trust::AssumeApproved);
             let d = drift(&view, &observed, &Ours::new(), &Exceptions::default());
             let api = &d.identities[0].drift;
             assert_eq!(api.len(), listed, "{enforcement:?}");
@@ -266,7 +266,7 @@ mod tests {
         for (name, enforcement, tolerate, reported, removed) in cases {
             let mut co: ControlOwnership = control();
             co.spec.enforcement = Some(enforcement);
-            let view = ControlView::new(&co, &c);
+            let view = ControlView::new(&co, &c, crate::decide::approval::Trust::AssumeApproved);
             let mut exceptions = Exceptions::default();
             if tolerate {
                 let found = &crbs[0];

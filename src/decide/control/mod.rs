@@ -18,6 +18,7 @@
 use jiff::Timestamp;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 
+use super::approval::Trust;
 use super::ceiling::Ceiling;
 use super::conditions::merge;
 use super::drift::{Ours, OwnBinding};
@@ -72,8 +73,14 @@ pub struct Decision {
 }
 
 /// Decides the desired state of `co` at `now`.
-pub fn decide(co: &ControlOwnership, observed: &Observed<'_>, ceiling: &Ceiling, now: Timestamp) -> Decision {
-    let view = ControlView::new(co, ceiling).with_claims(observed.controls);
+pub fn decide(
+    co: &ControlOwnership,
+    observed: &Observed<'_>,
+    ceiling: &Ceiling,
+    trust: Trust<'_>,
+    now: Timestamp,
+) -> Decision {
+    let view = ControlView::new(co, ceiling, trust).with_claims(observed.controls);
     let desired = desired::desired(&view, observed.managed_names);
     let exceptions = view.classify(observed.exceptions, now);
     // Steward's own RoleBindings: identity pairs and grants that may exist,
@@ -163,7 +170,13 @@ mod tests {
             cluster_role_bindings: crbs,
             ..nothing_observed()
         };
-        decide(co, &observed, &ceiling(), ts(now))
+        decide(
+            co,
+            &observed,
+            &ceiling(),
+            crate::decide::approval::Trust::AssumeApproved,
+            ts(now),
+        )
     }
 
     /// Decides `co` at noon on 2026-11-28 with the pairs of both fixture
@@ -174,7 +187,13 @@ mod tests {
             managed_names: &managed,
             ..nothing_observed()
         };
-        decide(co, &observed, &ceiling(), ts("2026-11-28T12:00:00Z"))
+        decide(
+            co,
+            &observed,
+            &ceiling(),
+            crate::decide::approval::Trust::AssumeApproved,
+            ts("2026-11-28T12:00:00Z"),
+        )
     }
 
     /// Names of the bindings reported drifting for the identity at `index`
@@ -278,19 +297,37 @@ mod tests {
             phase: Some(Phase::Active),
             ..Default::default()
         });
-        let grant = crate::decide::exception::decide(&pe, Some(&control()), &ceiling(), ts("2026-11-28T12:00:00Z"))
-            .grant
-            .unwrap();
+        let grant = crate::decide::exception::decide(
+            &pe,
+            Some(&control()),
+            &ceiling(),
+            crate::decide::approval::Trust::AssumeApproved,
+            ts("2026-11-28T12:00:00Z"),
+        )
+        .grant
+        .unwrap();
         let rbs = vec![grant.binding];
         let observed = Observed {
             exceptions: std::slice::from_ref(&pe),
             role_bindings: &rbs,
             ..nothing_observed()
         };
-        let d = decide(&control(), &observed, &ceiling(), ts("2026-11-28T12:00:00Z"));
+        let d = decide(
+            &control(),
+            &observed,
+            &ceiling(),
+            crate::decide::approval::Trust::AssumeApproved,
+            ts("2026-11-28T12:00:00Z"),
+        );
         assert_eq!(cond(&d, "Drifted").unwrap().0, "False");
         // The same binding after expiry is drift until it is removed.
-        let d = decide(&control(), &observed, &ceiling(), ts("2026-11-29T10:00:00Z"));
+        let d = decide(
+            &control(),
+            &observed,
+            &ceiling(),
+            crate::decide::approval::Trust::AssumeApproved,
+            ts("2026-11-29T10:00:00Z"),
+        );
         assert_eq!(cond(&d, "Drifted").unwrap().0, "True");
     }
 

@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::{ControlOwnership, PolicyException, WorkloadIdentity};
+use crate::decide::approval::Trust;
 use crate::decide::ceiling::Ceiling;
 use crate::decide::exception::{Lifecycle, lifecycle_against};
 use crate::decide::invalid_spec::Invalid;
@@ -26,6 +27,8 @@ pub struct ControlView<'a> {
     pub namespace: String,
     /// The ceiling it was validated against.
     pub ceiling: &'a Ceiling,
+    /// How its exceptions' approvals are judged.
+    pub trust: Trust<'a>,
     /// The whole spec: valid, or every failure in order.
     pub checked: Result<ValidControl, Vec<Invalid>>,
     /// The rules its exceptions are judged by (valid even when another part
@@ -39,7 +42,7 @@ pub struct ControlView<'a> {
 
 impl<'a> ControlView<'a> {
     /// Validates `control` against `ceiling`, once.
-    pub fn new(control: &'a ControlOwnership, ceiling: &'a Ceiling) -> Self {
+    pub fn new(control: &'a ControlOwnership, ceiling: &'a Ceiling, trust: Trust<'a>) -> Self {
         let CheckedControl {
             result,
             exception_rules,
@@ -50,6 +53,7 @@ impl<'a> ControlView<'a> {
             name: control.name_any(),
             namespace: control.namespace().unwrap_or_default(),
             ceiling,
+            trust,
             checked: result,
             exception_rules,
             valid_identities: valid_identities(&control.spec.workload_identities, &identity_ok),
@@ -100,7 +104,13 @@ impl<'a> ControlView<'a> {
     /// Where one of this control's exceptions is at `now`, judged by the
     /// rules parsed once for the control.
     pub fn lifecycle(&self, pe: &PolicyException, now: Timestamp) -> Lifecycle {
-        lifecycle_against(pe, Against::of(Some(&self.exception_rules)), self.ceiling, now)
+        lifecycle_against(
+            pe,
+            Against::of(Some(&self.exception_rules)),
+            self.ceiling,
+            self.trust,
+            now,
+        )
     }
 }
 
@@ -172,7 +182,7 @@ mod tests {
         for (name, identities, want, valid) in cases {
             let mut co = control();
             co.spec.workload_identities = identities;
-            let view = ControlView::new(&co, &c);
+            let view = ControlView::new(&co, &c, crate::decide::approval::Trust::AssumeApproved);
             let got: Vec<&str> = view
                 .valid_identities
                 .iter()
@@ -184,13 +194,16 @@ mod tests {
         // The first valid of a duplicate keeps its own task.
         let mut co = control();
         co.spec.workload_identities = vec![identity("a", "first", &["get"]), identity("a", "second", &["get"])];
-        assert_eq!(ControlView::new(&co, &c).valid_identities[0].task, "first");
+        assert_eq!(
+            ControlView::new(&co, &c, crate::decide::approval::Trust::AssumeApproved).valid_identities[0].task,
+            "first"
+        );
     }
 
     #[test]
     fn exceptions_are_judged_by_the_rules_parsed_for_the_view() {
         let (co, c) = (control(), ceiling());
-        let view = ControlView::new(&co, &c);
+        let view = ControlView::new(&co, &c, crate::decide::approval::Trust::AssumeApproved);
         let now = ts("2026-11-28T12:00:00Z");
         type Case = (&'static str, fn(&mut PolicyException), Option<Reason>);
         let cases: Vec<Case> = vec![
@@ -220,7 +233,13 @@ mod tests {
             };
             assert_eq!(got, want, "{name}");
             // The same answer as judging it alone.
-            let alone = crate::decide::exception::lifecycle(&pe, Some(&co), &c, now);
+            let alone = crate::decide::exception::lifecycle(
+                &pe,
+                Some(&co),
+                &c,
+                crate::decide::approval::Trust::AssumeApproved,
+                now,
+            );
             assert_eq!(view.lifecycle(&pe, now), alone, "{name}");
         }
     }
@@ -228,7 +247,7 @@ mod tests {
     #[test]
     fn owns_only_its_own_exceptions_in_its_own_namespace() {
         let (co, c) = (control(), ceiling());
-        let view = ControlView::new(&co, &c);
+        let view = ControlView::new(&co, &c, crate::decide::approval::Trust::AssumeApproved);
         let mut other_control = exception();
         other_control.spec.control = "other".into();
         let mut other_ns = exception();

@@ -3,7 +3,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::Lifecycle;
+use super::{Lifecycle, Waiting};
 use crate::decide::conditions::{Cond, reasons, types};
 use crate::decide::invalid_spec::{Invalid, summary};
 use crate::decide::time;
@@ -29,6 +29,7 @@ pub fn conditions_and_wake(lifecycle: &Lifecycle, granted: bool, now: Timestamp)
     match lifecycle {
         Lifecycle::Rejected(errors) => (rejected(errors), None),
         Lifecycle::Pending(w) => (pending(*w), Some(w.starts_at)),
+        Lifecycle::Awaiting(w, why) => (awaiting(*w, why), Some(w.expires_at)),
         Lifecycle::Active(w) => active(*w, granted, now),
         Lifecycle::Expired(w) => (expired(*w), None),
     }
@@ -57,6 +58,27 @@ fn pending(w: Window) -> Vec<Cond> {
             format!("expires at {}", time::format(w.expires_at)),
         ),
         Cond::no(types::EXPIRING_SOON, reasons::NOT_STARTED, starts),
+    ]
+}
+
+/// Valid but not approved: Ready (kstatus Current, like Pending: it waits
+/// for a person, not for the controller), nothing applies, and the
+/// condition says who may approve and how.
+fn awaiting(w: Window, why: &Waiting) -> Vec<Cond> {
+    vec![
+        Cond::yes(
+            types::READY,
+            why.reason,
+            format!("valid; awaiting approval, nothing applies: {}", why.message),
+        ),
+        Cond::yes(types::VALID, reasons::VALID, VALID_MESSAGE),
+        Cond::no(types::ACTIVE, why.reason, why.message.clone()),
+        Cond::no(
+            types::EXPIRED,
+            reasons::NOT_EXPIRED,
+            format!("expires at {}", time::format(w.expires_at)),
+        ),
+        Cond::no(types::EXPIRING_SOON, why.reason, "not approved"),
     ]
 }
 

@@ -47,7 +47,13 @@ mod tests {
     #[test]
     fn a_grant_not_in_place_is_not_claimed() {
         let now = ts("2026-11-28T12:00:00Z");
-        let d = decide(&exception(), Some(&control()), &ceiling(), now);
+        let d = decide(
+            &exception(),
+            Some(&control()),
+            &ceiling(),
+            crate::decide::approval::Trust::AssumeApproved,
+            now,
+        );
         assert!(d.status.granted_role.is_some());
         for (needs_person, stalled) in [(true, true), (false, false)] {
             let before = PolicyExceptionStatus::default();

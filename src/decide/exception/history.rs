@@ -66,7 +66,13 @@ mod tests {
             "2026-11-29T10:00:00Z",
             "2026-11-30T00:00:00Z",
         ] {
-            let d = decide(&pe, Some(&co), &c, ts(now));
+            let d = decide(
+                &pe,
+                Some(&co),
+                &c,
+                crate::decide::approval::Trust::AssumeApproved,
+                ts(now),
+            );
             pe.status = Some(d.status);
             reasons = pe
                 .status
@@ -86,7 +92,13 @@ mod tests {
     #[test]
     fn the_oldest_drop_off_beyond_the_limit() {
         let (mut pe, co, c) = (exception(), control(), ceiling());
-        let d = decide(&pe, Some(&co), &c, ts("2026-11-28T09:00:00Z"));
+        let d = decide(
+            &pe,
+            Some(&co),
+            &c,
+            crate::decide::approval::Trust::AssumeApproved,
+            ts("2026-11-28T09:00:00Z"),
+        );
         let mut status = d.status;
         status.history = (0..crate::api::limits::HISTORY)
             .map(|i| crate::api::HistoryEntry {
@@ -97,7 +109,13 @@ mod tests {
             .collect();
         status.phase = Some(Phase::Pending);
         pe.status = Some(status);
-        let d = decide(&pe, Some(&co), &c, ts("2026-11-28T10:00:00Z"));
+        let d = decide(
+            &pe,
+            Some(&co),
+            &c,
+            crate::decide::approval::Trust::AssumeApproved,
+            ts("2026-11-28T10:00:00Z"),
+        );
         assert_eq!(d.status.history.len(), crate::api::limits::HISTORY);
         assert_eq!(d.status.history[0].time, "t1");
         assert_eq!(d.status.history.last().map(|h| h.reason.as_str()), Some("Granted"));

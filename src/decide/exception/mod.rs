@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!   invalid spec ───────────────────────────────► Rejected
+//!   not approved (see `approval`), before expiry ► Pending, AwaitingApproval (wake at expiresAt)
 //!   now < startsAt ─────────────────────────────► Pending   (wake at startsAt)
 //!   startsAt ≤ now < expiresAt ─────────────────► Active    (wake at ExpiringSoon, expiresAt)
 //!   now ≥ expiresAt, or previously Expired,
@@ -16,6 +17,7 @@
 use jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
+use super::approval::{self, Judged, State, Trust};
 use super::ceiling::Ceiling;
 use super::conditions::merge;
 use super::invalid_spec::Invalid;
@@ -25,6 +27,7 @@ use super::time;
 use super::validate::{self, Against, Window};
 use crate::api::{ControlOwnership, Phase, PolicyException, PolicyExceptionStatus};
 
+mod approval_conditions;
 mod conditions;
 mod grant_failure;
 mod history;
@@ -42,6 +45,8 @@ pub enum Lifecycle {
     Rejected(Vec<Invalid>),
     /// Valid, not yet started.
     Pending(Window),
+    /// Valid, but not approved as it stands: nothing applies.
+    Awaiting(Window, Waiting),
     /// Valid and in force.
     Active(Window),
     /// Over. `window` is `None` when the spec was changed into something
@@ -49,12 +54,21 @@ pub enum Lifecycle {
     Expired(Option<Window>),
 }
 
+/// Why an exception waits for approval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    /// AwaitingApproval or RequesterUnverified.
+    pub reason: &'static str,
+    /// What is missing, and how to give it.
+    pub message: String,
+}
+
 impl Lifecycle {
     /// The phase written to status.
     pub fn phase(&self) -> Phase {
         match self {
             Lifecycle::Rejected(_) => Phase::Rejected,
-            Lifecycle::Pending(_) => Phase::Pending,
+            Lifecycle::Pending(_) | Lifecycle::Awaiting(..) => Phase::Pending,
             Lifecycle::Active(_) => Phase::Active,
             Lifecycle::Expired(_) => Phase::Expired,
         }
@@ -73,14 +87,21 @@ pub fn lifecycle(
     pe: &PolicyException,
     control: Option<&ControlOwnership>,
     ceiling: &Ceiling,
+    trust: Trust<'_>,
     now: Timestamp,
 ) -> Lifecycle {
     let rules = control.map(|c| validate::exception_rules(&c.spec));
-    lifecycle_against(pe, Against::of(rules.as_ref()), ceiling, now)
+    lifecycle_against(pe, Against::of(rules.as_ref()), ceiling, trust, now)
 }
 
 /// Classifies an exception at `now` against its control's parsed rules.
-pub fn lifecycle_against(pe: &PolicyException, control: Against<'_>, ceiling: &Ceiling, now: Timestamp) -> Lifecycle {
+pub fn lifecycle_against(
+    pe: &PolicyException,
+    control: Against<'_>,
+    ceiling: &Ceiling,
+    trust: Trust<'_>,
+    now: Timestamp,
+) -> Lifecycle {
     // Expiry is sticky from the moment the window the controller last
     // recorded in status is over, even if it never got to write Expired
     // (down, stalled, handing over the lease): an expiresAt moved forward
@@ -107,9 +128,26 @@ pub fn lifecycle_against(pe: &PolicyException, control: Against<'_>, ceiling: &C
             Ok(w) if now >= w.expires_at => Lifecycle::Expired(Some(w)),
             _ => Lifecycle::Rejected(errors),
         },
-        Ok(w) if now < w.starts_at => Lifecycle::Pending(w),
-        Ok(w) if now < w.expires_at => Lifecycle::Active(w),
-        Ok(w) => Lifecycle::Expired(Some(w)),
+        Ok(w) if now >= w.expires_at => Lifecycle::Expired(Some(w)),
+        Ok(w) => match judged(pe, control, trust, w).map(|j| j.state) {
+            Some(State::Awaiting { reason, message }) => Lifecycle::Awaiting(w, Waiting { reason, message }),
+            _ if now < w.starts_at => Lifecycle::Pending(w),
+            _ => Lifecycle::Active(w),
+        },
+    }
+}
+
+/// The approval verdict of `pe` with window `w`, when its control's rules
+/// are known.
+fn judged(pe: &PolicyException, control: Against<'_>, trust: Trust<'_>, w: Window) -> Option<Judged> {
+    match control {
+        Against::Rules(rules) => Some(approval::judge(
+            pe,
+            &rules.approval,
+            trust,
+            w.expires_at.duration_since(w.starts_at),
+        )),
+        _ => None,
     }
 }
 
@@ -119,10 +157,27 @@ pub fn lifecycle_against(pe: &PolicyException, control: Against<'_>, ceiling: &C
 /// neither the control nor the ceiling, so it never keeps more than
 /// [`lifecycle`] would, only possibly less (a Rejected exception is left to
 /// its reconciler).
-pub fn window_open(pe: &PolicyException, now: Timestamp) -> bool {
+/// With a key, it also needs a signed approval of the content as it
+/// stands (whether its approver still counts is the reconciler's call).
+pub fn window_open(pe: &PolicyException, trust: Trust<'_>, now: Timestamp) -> bool {
     let (was_expired, _) = expiry_recorded(pe, now);
     let window = validate::exception_alone(&pe.spec, created_at(pe, now));
-    !was_expired && window.is_ok_and(|w| w.starts_at <= now && now < w.expires_at)
+    !was_expired && window.is_ok_and(|w| w.starts_at <= now && now < w.expires_at) && signed_approval(pe, trust)
+}
+
+/// Whether `pe` carries a verified requester and at least one approval
+/// signed for its current content.
+fn signed_approval(pe: &PolicyException, trust: Trust<'_>) -> bool {
+    let Trust::Verify(key) = trust else {
+        return true;
+    };
+    let d = approval::digest(pe);
+    let (ns, name) = (pe.namespace().unwrap_or_default(), pe.name_any());
+    approval::verified_requester(pe, key).is_some()
+        && approval::records(pe)
+            .1
+            .iter()
+            .any(|r| r.digest == d && key.verifies(&ns, &name, r))
 }
 
 /// Whether status already records the end (Expired, or a recorded
@@ -148,23 +203,52 @@ pub struct Decision {
     /// The next instant the decision changes by itself.
     pub wake_at: Option<Timestamp>,
     /// Event for a phase change, if any: Granted, Activated, Expired,
-    /// Rejected or Pending.
+    /// Rejected, Pending or AwaitingApproval.
     pub event: Option<Notice>,
+    /// Event for a break-glass approval, or its review.
+    pub break_glass_event: Option<Notice>,
+    /// Approved by break glass and not reviewed yet (reported loudly).
+    pub break_glass_unreviewed: bool,
 }
 
 /// Decides the desired state of one exception at `now`.
-pub fn decide(pe: &PolicyException, control: Option<&ControlOwnership>, ceiling: &Ceiling, now: Timestamp) -> Decision {
-    let lifecycle = lifecycle(pe, control, ceiling, now);
+pub fn decide(
+    pe: &PolicyException,
+    control: Option<&ControlOwnership>,
+    ceiling: &Ceiling,
+    trust: Trust<'_>,
+    now: Timestamp,
+) -> Decision {
+    let rules = control.map(|c| validate::exception_rules(&c.spec));
+    let against = Against::of(rules.as_ref());
+    let lifecycle = lifecycle_against(pe, against, ceiling, trust, now);
     let grant = grant(pe, &lifecycle);
-    let (conditions, wake_at) = conditions_and_wake(&lifecycle, grant.is_some(), now);
+    let (mut conditions, wake_at) = conditions_and_wake(&lifecycle, grant.is_some(), now);
     let previous = pe.status.clone().unwrap_or_default();
+    let judged = match &lifecycle {
+        Lifecycle::Rejected(_) | Lifecycle::Expired(None) => None,
+        Lifecycle::Pending(w) | Lifecycle::Active(w) | Lifecycle::Awaiting(w, _) | Lifecycle::Expired(Some(w)) => {
+            judged(pe, against, trust, *w)
+        }
+    };
+    if let Some(j) = &judged {
+        conditions.extend(approval_conditions::conditions(j, &pe.spec.approver));
+    }
     let generation = pe.metadata.generation;
     let expires_at = match &lifecycle {
-        Lifecycle::Pending(w) | Lifecycle::Active(w) | Lifecycle::Expired(Some(w)) => Some(time::format(w.expires_at)),
+        Lifecycle::Pending(w) | Lifecycle::Awaiting(w, _) | Lifecycle::Active(w) | Lifecycle::Expired(Some(w)) => {
+            Some(time::format(w.expires_at))
+        }
         Lifecycle::Expired(None) => previous.expires_at.clone(),
         // Keeps the expiry of the last window it was valid for, so a detour
         // through Rejected does not wipe the record that makes expiry sticky.
         Lifecycle::Rejected(_) => previous.expires_at.clone(),
+    };
+    let approval = match &judged {
+        Some(j) => j.status.clone(),
+        // Rejected, or expired into something invalid: the last verified
+        // record stays.
+        None => previous.approval.clone(),
     };
     let mut status = PolicyExceptionStatus {
         observed_generation: generation,
@@ -172,16 +256,25 @@ pub fn decide(pe: &PolicyException, control: Option<&ControlOwnership>, ceiling:
         expires_at,
         granted_role: grant.as_ref().map(|g| g.name().to_string()),
         conditions: merge(&previous.conditions, conditions, generation, now),
+        approval,
         history: previous.history.clone(),
     };
     let event = transition(&previous, &lifecycle, pe.spec.grant.is_some(), &status);
+    let break_glass_event = approval_conditions::break_glass_event(&previous, &status);
     status.history = history::recorded(&previous, &status, event.as_ref(), now);
+    if let Some(e) = &break_glass_event {
+        history::append(&mut status.history, now, e.reason, &e.note);
+    }
+    let break_glass_unreviewed = matches!(lifecycle, Lifecycle::Active(_) | Lifecycle::Pending(_))
+        && judged.as_ref().is_some_and(|j| j.break_glass == Some(false));
     Decision {
         lifecycle,
         grant,
         status,
         wake_at,
         event,
+        break_glass_event,
+        break_glass_unreviewed,
     }
 }
 

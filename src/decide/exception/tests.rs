@@ -17,7 +17,13 @@ fn phase_at_each_edge() {
     ];
     let (pe, co, c) = (exception(), control(), ceiling());
     for (now, phase, wake) in cases {
-        let d = decide(&pe, Some(&co), &c, ts(now));
+        let d = decide(
+            &pe,
+            Some(&co),
+            &c,
+            crate::decide::approval::Trust::AssumeApproved,
+            ts(now),
+        );
         assert_eq!(d.lifecycle.phase(), phase, "at {now}");
         assert_eq!(d.wake_at, wake.map(ts), "wake-up at {now}");
         assert_eq!(d.grant.is_some(), phase == Phase::Active, "grant at {now}");
@@ -36,17 +42,41 @@ fn conditions_follow_the_table_of_the_contract() {
             .find(|x| x.type_ == t)
             .map(|x| (x.status.clone(), x.reason.clone()))
     };
-    let pending = decide(&pe, Some(&co), &c, ts("2026-11-28T09:00:00Z"));
+    let pending = decide(
+        &pe,
+        Some(&co),
+        &c,
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-28T09:00:00Z"),
+    );
     assert_eq!(get(&pending, "Ready"), Some(("True".into(), "Pending".into())));
     assert_eq!(get(&pending, "Active"), Some(("False".into(), "NotStarted".into())));
     assert_eq!(get(&pending, "Stalled"), None);
-    let active = decide(&pe, Some(&co), &c, ts("2026-11-28T12:00:00Z"));
+    let active = decide(
+        &pe,
+        Some(&co),
+        &c,
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-28T12:00:00Z"),
+    );
     assert_eq!(get(&active, "Ready"), Some(("True".into(), "Active".into())));
     assert_eq!(get(&active, "Active"), Some(("True".into(), "Active".into())));
     assert_eq!(get(&active, "ExpiringSoon").map(|x| x.0), Some("False".into()));
-    let soon = decide(&pe, Some(&co), &c, ts("2026-11-29T06:00:00Z"));
+    let soon = decide(
+        &pe,
+        Some(&co),
+        &c,
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-29T06:00:00Z"),
+    );
     assert_eq!(get(&soon, "ExpiringSoon").map(|x| x.0), Some("True".into()));
-    let expired = decide(&pe, Some(&co), &c, ts("2026-11-30T00:00:00Z"));
+    let expired = decide(
+        &pe,
+        Some(&co),
+        &c,
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-30T00:00:00Z"),
+    );
     assert_eq!(get(&expired, "Ready"), Some(("True".into(), "Expired".into())));
     assert_eq!(get(&expired, "Stalled"), None, "expiry is an end, not a failure");
     assert_eq!(get(&expired, "Expired"), Some(("True".into(), "Expired".into())));
@@ -55,12 +85,24 @@ fn conditions_follow_the_table_of_the_contract() {
 #[test]
 fn expiry_is_sticky() {
     let (mut pe, co, c) = (exception(), control(), ceiling());
-    let expired = decide(&pe, Some(&co), &c, ts("2026-11-30T00:00:00Z"));
+    let expired = decide(
+        &pe,
+        Some(&co),
+        &c,
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-30T00:00:00Z"),
+    );
     pe.status = Some(expired.status);
     // Someone extends the window after it ended: still Expired.
     pe.spec.expires_at = "2026-11-30T06:00:00Z".into();
     pe.spec.starts_at = Some("2026-11-29T12:00:00Z".into());
-    let again = decide(&pe, Some(&co), &c, ts("2026-11-30T00:00:01Z"));
+    let again = decide(
+        &pe,
+        Some(&co),
+        &c,
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-30T00:00:01Z"),
+    );
     assert_eq!(again.lifecycle.phase(), Phase::Expired);
     assert!(again.grant.is_none());
     assert_eq!(again.wake_at, None);
@@ -71,7 +113,16 @@ fn expiry_is_sticky() {
 #[test]
 fn a_window_extended_after_the_recorded_expiry_stays_expired() {
     let (mut pe, co, c) = (exception(), control(), ceiling());
-    pe.status = Some(decide(&pe, Some(&co), &c, ts("2026-11-28T12:00:00Z")).status);
+    pe.status = Some(
+        decide(
+            &pe,
+            Some(&co),
+            &c,
+            crate::decide::approval::Trust::AssumeApproved,
+            ts("2026-11-28T12:00:00Z"),
+        )
+        .status,
+    );
     assert_eq!(
         pe.status.as_ref().unwrap().expires_at.as_deref(),
         Some("2026-11-29T10:00:00Z")
@@ -85,39 +136,90 @@ fn a_window_extended_after_the_recorded_expiry_stays_expired() {
         ("2026-11-30T09:00:00Z", Phase::Expired),
     ];
     for (now, phase) in cases {
-        let d = decide(&pe, Some(&co), &c, ts(now));
+        let d = decide(
+            &pe,
+            Some(&co),
+            &c,
+            crate::decide::approval::Trust::AssumeApproved,
+            ts(now),
+        );
         assert_eq!(d.lifecycle.phase(), phase, "at {now}");
         assert_eq!(d.grant.is_some(), phase == Phase::Active, "grant at {now}");
     }
     // The record keeps the window that really ended.
-    let after = decide(&pe, Some(&co), &c, ts("2026-11-29T10:00:01Z"));
+    let after = decide(
+        &pe,
+        Some(&co),
+        &c,
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-29T10:00:01Z"),
+    );
     assert_eq!(after.status.expires_at.as_deref(), Some("2026-11-29T10:00:00Z"));
     // A detour through Rejected keeps the recorded expiry, so fixing the
     // spec after it does not revive the grant either.
     let mut detour = pe.clone();
     detour.spec.ticket = "JIRA-1".into();
-    let rejected = decide(&detour, Some(&co), &c, ts("2026-11-29T09:00:00Z"));
+    let rejected = decide(
+        &detour,
+        Some(&co),
+        &c,
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-29T09:00:00Z"),
+    );
     assert_eq!(rejected.lifecycle.phase(), Phase::Rejected);
     assert_eq!(rejected.status.expires_at.as_deref(), Some("2026-11-29T10:00:00Z"));
     detour.status = Some(rejected.status);
     detour.spec.ticket = pe.spec.ticket.clone();
-    let fixed = decide(&detour, Some(&co), &c, ts("2026-11-29T11:00:00Z"));
+    let fixed = decide(
+        &detour,
+        Some(&co),
+        &c,
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-29T11:00:00Z"),
+    );
     assert_eq!(fixed.lifecycle.phase(), Phase::Expired);
     assert!(fixed.grant.is_none());
     // Once the extension is recorded (before the old expiry), the new
     // window holds.
-    pe.status = Some(decide(&pe, Some(&co), &c, ts("2026-11-29T09:59:59Z")).status);
-    let later = decide(&pe, Some(&co), &c, ts("2026-11-29T12:00:00Z"));
+    pe.status = Some(
+        decide(
+            &pe,
+            Some(&co),
+            &c,
+            crate::decide::approval::Trust::AssumeApproved,
+            ts("2026-11-29T09:59:59Z"),
+        )
+        .status,
+    );
+    let later = decide(
+        &pe,
+        Some(&co),
+        &c,
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-29T12:00:00Z"),
+    );
     assert_eq!(later.lifecycle.phase(), Phase::Active);
 }
 
 #[test]
 fn unchanged_input_gives_identical_status_and_no_event() {
     let (mut pe, co, c) = (exception(), control(), ceiling());
-    let first = decide(&pe, Some(&co), &c, ts("2026-11-28T12:00:00Z"));
+    let first = decide(
+        &pe,
+        Some(&co),
+        &c,
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-28T12:00:00Z"),
+    );
     assert_eq!(first.event.as_ref().map(|e| e.reason), Some("Granted"));
     pe.status = Some(first.status.clone());
-    let second = decide(&pe, Some(&co), &c, ts("2026-11-28T13:00:00Z"));
+    let second = decide(
+        &pe,
+        Some(&co),
+        &c,
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-28T13:00:00Z"),
+    );
     assert_eq!(second.status, first.status);
     assert_eq!(second.event, None);
 }
@@ -127,7 +229,13 @@ fn every_rejection_reason() {
     for (name, reason, field, edit) in rejections() {
         let (mut pe, mut co) = (exception(), control());
         edit(&mut pe, &mut co);
-        let d = decide(&pe, Some(&co), &ceiling(), ts("2026-11-28T12:00:00Z"));
+        let d = decide(
+            &pe,
+            Some(&co),
+            &ceiling(),
+            crate::decide::approval::Trust::AssumeApproved,
+            ts("2026-11-28T12:00:00Z"),
+        );
         let Lifecycle::Rejected(errors) = &d.lifecycle else {
             panic!("{name}: not rejected: {:?}", d.lifecycle)
         };
@@ -141,7 +249,13 @@ fn every_rejection_reason() {
         let stalled = d.status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
         assert_eq!(stalled.reason, reason.as_str());
     }
-    let d = decide(&exception(), None, &ceiling(), ts("2026-11-28T12:00:00Z"));
+    let d = decide(
+        &exception(),
+        None,
+        &ceiling(),
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-28T12:00:00Z"),
+    );
     assert!(matches!(&d.lifecycle, Lifecycle::Rejected(e) if e[0].reason == Reason::ControlNotFound));
 }
 
@@ -220,13 +334,25 @@ fn rejections() -> Vec<(&'static str, Reason, &'static str, Edit)> {
 #[test]
 fn an_over_window_stays_expired_even_without_its_control() {
     let pe = exception();
-    let d = decide(&pe, None, &ceiling(), ts("2026-12-01T00:00:00Z"));
+    let d = decide(
+        &pe,
+        None,
+        &ceiling(),
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-12-01T00:00:00Z"),
+    );
     assert_eq!(d.lifecycle.phase(), Phase::Expired);
 }
 
 #[test]
 fn the_grant_is_exactly_one_role_and_one_binding() {
-    let d = decide(&exception(), Some(&control()), &ceiling(), ts("2026-11-28T12:00:00Z"));
+    let d = decide(
+        &exception(),
+        Some(&control()),
+        &ceiling(),
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-28T12:00:00Z"),
+    );
     let g = d.grant.unwrap();
     assert_eq!(g.name(), "steward-x:debug");
     assert_eq!(
@@ -246,7 +372,13 @@ fn the_grant_is_exactly_one_role_and_one_binding() {
 fn default_start_is_creation() {
     let mut pe = exception();
     pe.spec.starts_at = None;
-    let d = decide(&pe, Some(&control()), &ceiling(), ts("2026-11-28T09:30:00Z"));
+    let d = decide(
+        &pe,
+        Some(&control()),
+        &ceiling(),
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-28T09:30:00Z"),
+    );
     assert_eq!(d.lifecycle.phase(), Phase::Active);
     // created 09:00, expires next day 10:00: 25 h < 2 d.
 }
@@ -262,25 +394,60 @@ fn window_open_matches_the_active_phase_and_honours_recorded_expiry() {
         "2026-11-29T09:59:59.999Z",
         "2026-11-29T10:00:00Z",
     ] {
-        let active = decide(&pe, Some(&co), &c, ts(now)).lifecycle.phase() == Phase::Active;
-        assert_eq!(window_open(&pe, ts(now)), active, "at {now}");
+        let active = decide(
+            &pe,
+            Some(&co),
+            &c,
+            crate::decide::approval::Trust::AssumeApproved,
+            ts(now),
+        )
+        .lifecycle
+        .phase()
+            == Phase::Active;
+        assert_eq!(
+            window_open(&pe, crate::decide::approval::Trust::AssumeApproved, ts(now)),
+            active,
+            "at {now}"
+        );
     }
     let mut moved = pe.clone();
     moved.status = Some(PolicyExceptionStatus {
         expires_at: Some("2026-11-28T12:00:00Z".into()),
         ..Default::default()
     });
-    assert!(window_open(&moved, ts("2026-11-28T11:59:59Z")));
+    assert!(window_open(
+        &moved,
+        crate::decide::approval::Trust::AssumeApproved,
+        ts("2026-11-28T11:59:59Z")
+    ));
     assert!(
-        !window_open(&moved, ts("2026-11-28T12:00:00Z")),
+        !window_open(
+            &moved,
+            crate::decide::approval::Trust::AssumeApproved,
+            ts("2026-11-28T12:00:00Z")
+        ),
         "recorded expiry passed"
     );
     moved.status = Some(PolicyExceptionStatus {
         phase: Some(Phase::Expired),
         ..Default::default()
     });
-    assert!(!window_open(&moved, ts("2026-11-28T11:00:00Z")), "recorded Expired");
+    assert!(
+        !window_open(
+            &moved,
+            crate::decide::approval::Trust::AssumeApproved,
+            ts("2026-11-28T11:00:00Z")
+        ),
+        "recorded Expired"
+    );
     let mut broken = pe;
     broken.spec.expires_at = "tomorrow".into();
-    assert!(!window_open(&broken, ts("2026-11-28T11:00:00Z")), "unparsable window");
+    assert!(
+        !window_open(
+            &broken,
+            crate::decide::approval::Trust::AssumeApproved,
+            ts("2026-11-28T11:00:00Z")
+        ),
+        "unparsable window"
+    );
 }

@@ -2,6 +2,8 @@
 
 use super::Lifecycle;
 use crate::api::{Phase, PolicyExceptionStatus};
+use crate::decide::approval::reasons::{AWAITING_APPROVAL as AWAITING, REQUESTER_UNVERIFIED as UNVERIFIED};
+use crate::decide::conditions::{find, types};
 use crate::decide::invalid_spec::summary;
 use crate::decide::notice::{Notice, reasons};
 use crate::decide::time;
@@ -18,12 +20,19 @@ pub fn transition(
 ) -> Option<Notice> {
     let granted_late =
         previous.phase == Some(Phase::Active) && previous.granted_role.is_none() && status.granted_role.is_some();
+    let awaiting = |s: &PolicyExceptionStatus| {
+        find(&s.conditions, types::ACTIVE).is_some_and(|c| c.reason == AWAITING || c.reason == UNVERIFIED)
+    };
+    // Waiting for approval and waiting for the start are both Pending: a
+    // move between them is a transition of its own.
+    let wait_changed = matches!(lifecycle, Lifecycle::Awaiting(..)) != awaiting(previous);
     let previous = previous.phase;
-    if previous == Some(lifecycle.phase()) && !granted_late {
+    if previous == Some(lifecycle.phase()) && !granted_late && !wait_changed {
         return None;
     }
     Some(match lifecycle {
         Lifecycle::Rejected(errors) => Notice::warning(reasons::REJECTED, summary(errors)),
+        Lifecycle::Awaiting(_, why) => Notice::normal(reasons::AWAITING_APPROVAL, why.message.clone()),
         Lifecycle::Pending(w) => Notice::normal(
             reasons::PENDING,
             format!("valid; starts at {}", time::format(w.starts_at)),
