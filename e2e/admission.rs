@@ -4,7 +4,6 @@
 //! rejected in status). The webhook requires the client certificate the
 //! API server presents (`e2e/control-plane.sh` configures it).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
@@ -13,87 +12,7 @@ use steward::api::{Phase, PolicyException};
 
 use crate::harness::{self, Env, OUTCOME, eventually, from_now, http_get, phase_is, wait_for};
 
-pub(crate) fn pki(dir: &std::path::Path) -> String {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=webhook-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "webhook.key",
-        "-out",
-        "webhook.csr",
-    ]);
-    std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "webhook.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-        "-out",
-        "webhook.crt",
-    ]);
-    base64_encode(&std::fs::read(dir.join("ca.crt")).unwrap())
-}
-
-fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+pub(crate) use crate::harness::pki;
 
 /// The shipped `config/webhook/validating_webhook.yaml`, pointed at the
 /// test's webhook on loopback instead of the in-cluster Service, with the CA
@@ -122,11 +41,13 @@ spec:
   backupOwner: {{name: security-team}}
   approvers: [alice@example.com]
   review: {{interval: 30d, lastReviewed: "{}"}}
+  exceptionPolicy: {{trustedAppliers: [{}]}}
   enforcement: Enforce
   workloadIdentities:
     - {{serviceAccount: api, task: Serves, rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get]}}]}}
 "##,
-        from_now(-60)
+        from_now(-60),
+        harness::ADMIN_USER
     )
 }
 

@@ -23,14 +23,15 @@ spec:
   backupOwner: {{name: security-team}}
   approvers: [alice@example.com]
   review: {{interval: 30d, lastReviewed: "{reviewed}"}}
-  exceptionPolicy: {{maxDuration: 2d, ticketPattern: "^SEC-[0-9]+$"}}
+  exceptionPolicy: {{maxDuration: 2d, ticketPattern: "^SEC-[0-9]+$", trustedAppliers: [{admin}]}}
   workloadIdentities:
     - serviceAccount: api
       task: Serves the API
       rules:
         - {{apiGroups: [""], resources: [configmaps], verbs: [get]}}
 {extra}"#,
-        reviewed = from_now(-3600)
+        reviewed = from_now(-3600),
+        admin = crate::harness::ADMIN_USER
     )
 }
 

@@ -140,6 +140,90 @@ impl AuditLog {
     }
 }
 
+/// A CA and a serving certificate for 127.0.0.1 in `dir` (`ca.crt`,
+/// `webhook.crt`, `webhook.key`); returns the CA bundle, base64.
+pub fn pki(dir: &std::path::Path) -> String {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=webhook-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "webhook.key",
+        "-out",
+        "webhook.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "webhook.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "webhook.crt",
+    ]);
+    base64_encode(&std::fs::read(dir.join("ca.crt")).unwrap())
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -167,6 +251,7 @@ pub fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
         let env = start();
+        env.start_approvals_webhook();
         env.start_controller();
         env
     })
@@ -180,10 +265,19 @@ pub fn without_controller() -> &'static Env {
 }
 
 /// A control plane of its own, with config/ applied and no controller
-/// running, for tests that start and kill controllers themselves.
+/// running, for tests that start and kill controllers themselves. The
+/// approvals webhook runs in a process of its own, so exceptions are
+/// recorded and approved while those controllers come and go.
 pub fn isolated() -> Env {
-    start()
+    let env = start();
+    env.start_approvals_webhook();
+    env
 }
+
+/// The user the tests' kubectl runs as (system:masters). Controls in the
+/// tests list it as a trusted applier, so what the admin applies is
+/// approved as if merged from Git; tests of approval itself use personas.
+pub const ADMIN_USER: &str = "steward-admin";
 
 fn start() -> Env {
     let dir = tempfile::Builder::new()
@@ -266,6 +360,92 @@ fn start() -> Env {
 }
 
 impl Env {
+    /// Serves the approvals (mutating) webhook from a `--webhook-only`
+    /// process of its own, registers the shipped
+    /// `config/webhook/mutating_webhook.yaml` pointed at it, and waits until
+    /// the API server calls it (a server-side dry run comes back with the
+    /// requester recorded).
+    pub fn start_approvals_webhook(&self) {
+        let dir = self.dir.join("approvals-pki");
+        std::fs::create_dir_all(&dir).expect("pki dir");
+        let ca = pki(&dir);
+        let addr = format!("127.0.0.1:{}", free_port());
+        let (child, metrics) = self.spawn_controller(
+            "approvals-webhook",
+            &[
+                "--webhook-only",
+                "--webhook-addr",
+                &addr,
+                "--webhook-cert",
+                dir.join("webhook.crt").to_str().unwrap_or_default(),
+                "--webhook-key",
+                dir.join("webhook.key").to_str().unwrap_or_default(),
+                "--webhook-client-ca",
+                self.dir.join("pki/webhook-client-ca.crt").to_str().unwrap_or_default(),
+                "--webhook-client-name",
+                "kube-apiserver",
+            ],
+        );
+        std::mem::forget(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while http_get(&format!("http://{metrics}/readyz")).is_none_or(|(c, _)| c != 200) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "approvals webhook not ready:\n{}",
+                self.controller_logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let config = mutating_webhook_config(&format!("https://{addr}/mutate"), &ca);
+        let mut child = Command::new(&self.kubectl)
+            .args(["apply", "-f", "-"])
+            .env("KUBECONFIG", &self.admin_kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(config.as_bytes())
+            .expect("write config");
+        let out = child.wait_with_output().expect("kubectl apply");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let probe = r#"{"apiVersion": "steward.dev/v1alpha1", "kind": "PolicyException",
+            "metadata": {"name": "webhook-probe", "namespace": "default"},
+            "spec": {"control": "none", "ticket": "SEC-1", "approver": "a", "reason": "probe",
+                     "expiresAt": "2999-01-01T00:00:00Z"}}"#;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut child = Command::new(&self.kubectl)
+                .args(["create", "--dry-run=server", "-o", "json", "-f", "-"])
+                .env("KUBECONFIG", &self.admin_kubeconfig)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("kubectl");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(probe.as_bytes())
+                .expect("write probe");
+            let out = child.wait_with_output().expect("kubectl create");
+            if String::from_utf8_lossy(&out.stdout).contains("steward.dev/requested-by") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the API server does not call the approvals webhook: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Starts the controller as the controller identity and waits for
     /// `/readyz`.
     pub fn start_controller(&self) {
@@ -837,10 +1017,24 @@ spec:
   backupOwner: {{name: security-team}}
   approvers: [alice@example.com]
   review: {review}
+  exceptionPolicy: {{trustedAppliers: [{ADMIN_USER}]}}
   enforcement: {enforcement}
   workloadIdentities:
 {identities}"#
     )
+}
+
+/// The shipped `config/webhook/mutating_webhook.yaml`, pointed at `url`
+/// with the CA bundle `ca` instead of the in-cluster Service and
+/// cert-manager's injection; everything else exactly as users install it.
+pub fn mutating_webhook_config(url: &str, ca: &str) -> String {
+    let shipped = include_str!("../config/webhook/mutating_webhook.yaml");
+    let mut config: serde_json::Value = serde_yaml_ng::from_str(shipped).expect("webhook YAML");
+    config["metadata"]["annotations"] = serde_json::json!({});
+    for hook in config["webhooks"].as_array_mut().expect("webhooks") {
+        hook["clientConfig"] = serde_json::json!({"url": url, "caBundle": ca});
+    }
+    serde_json::to_string(&config).expect("webhook JSON")
 }
 
 /// A RoleBinding `name` of the ClusterRole `admin` to service account `sa`

@@ -279,10 +279,12 @@ spec:
   backupOwner: {{name: b}}
   approvers: [alice]
   review: {{interval: 30d, lastReviewed: "{}"}}
+  exceptionPolicy: {{trustedAppliers: [{}]}}
   workloadIdentities:
     - {{serviceAccount: api, task: Serves, rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get]}}]}}
 "#,
-            from_now(-60)
+            from_now(-60),
+            crate::harness::ADMIN_USER
         ),
     );
     // Rounded to the second: 7.5 to 8.5 s away, so a loaded machine has

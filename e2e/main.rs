@@ -3,6 +3,7 @@
 
 mod admission;
 mod api_rules;
+mod approvals;
 mod caches;
 mod exceptions;
 mod foundation;

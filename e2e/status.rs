@@ -22,13 +22,15 @@ spec:
   backupOwner: {{name: {backup}}}
   approvers: [alice@example.com]
   review: {review}
+  exceptionPolicy: {{trustedAppliers: [{admin}]}}
   enforcement: {enforcement}
   workloadIdentities:
     - serviceAccount: {name}-sa
       task: Does one thing
       rules:
         - {{apiGroups: [""], resources: [configmaps], verbs: [get]}}
-"#
+"#,
+        admin = crate::harness::ADMIN_USER
     )
 }
 

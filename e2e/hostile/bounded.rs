@@ -333,8 +333,29 @@ spec:
         let api: Api<PolicyException> = Api::namespaced(mallory, &ns);
         async move {
             let post = kube::api::PostParams::default();
-            let creates = hostile.iter().map(|pe| api.create(&post, pe));
-            futures::future::join_all(creates).await
+            // The approvals webhook reads each one in full; one it could
+            // not answer in time is refused (failurePolicy Fail), and the
+            // tenant sends it again.
+            let creates = hostile.iter().map(|pe| {
+                let (api, post) = (api.clone(), post.clone());
+                async move {
+                    let mut attempt = 0;
+                    loop {
+                        match api.create(&post, pe).await {
+                            Err(kube::Error::Api(e))
+                                if e.code == 500 && e.message.contains("failed calling webhook") && attempt < 20 =>
+                            {
+                                attempt += 1;
+                            }
+                            other => return (other, attempt),
+                        }
+                    }
+                }
+            });
+            let results = futures::future::join_all(creates).await;
+            let resent: usize = results.iter().map(|(_, a)| a).sum();
+            eprintln!("hostile creates the webhook could not answer in time and the tenant sent again: {resent}");
+            results.into_iter().map(|(r, _)| r).collect::<Vec<_>>()
         }
     });
     for created in flood.await.expect("flood task") {

@@ -56,6 +56,11 @@ pub struct Record {
     pub via: Via,
     /// Digest of what was requested or approved.
     pub digest: String,
+    /// A request record: its writer wrote all of the content (created the
+    /// exception, or changed content it had written itself), so a trusted
+    /// applier's request is Git's content and approved through Git.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub whole: bool,
     /// When (RFC 3339).
     pub at: String,
     /// Signature over everything above and the exception's namespace and

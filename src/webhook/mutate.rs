@@ -13,16 +13,17 @@ use axum::http::StatusCode;
 use kube::api::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 
-use super::{Judge, typed};
+use super::Judge;
 use crate::api::PolicyException;
 use crate::decide::approval::{self, Caller};
 use crate::decide::validate;
 
 type Answer = Result<Json<AdmissionReview<DynamicObject>>, (StatusCode, &'static str)>;
 
-/// Answers one mutating admission review.
-pub async fn mutate(State(judge): State<Arc<Judge>>, Json(review): Json<AdmissionReview<DynamicObject>>) -> Answer {
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+/// Answers one mutating admission review. Read straight into the typed
+/// object: an exception may be megabytes, and each copy costs.
+pub async fn mutate(State(judge): State<Arc<Judge>>, Json(review): Json<AdmissionReview<PolicyException>>) -> Answer {
+    let request: AdmissionRequest<PolicyException> = match review.try_into() {
         Ok(r) => r,
         Err(e) => return Ok(Json(AdmissionResponse::invalid(e.to_string()).into_review())),
     };
@@ -70,25 +71,25 @@ pub async fn mutate(State(judge): State<Arc<Judge>>, Json(review): Json<Admissio
 /// The patch and warnings for one request (`None`: nothing to change), or
 /// why it is refused. Pure apart from reading the caches.
 pub fn decide(
-    request: &AdmissionRequest<DynamicObject>,
+    request: &AdmissionRequest<PolicyException>,
     judge: &Judge,
     now: jiff::Timestamp,
 ) -> Result<Option<(json_patch::Patch, Vec<String>)>, String> {
-    let Some(obj) = &request.object else {
+    let Some(new) = &request.object else {
         return Ok(None);
     };
     let ns = request.namespace.clone().unwrap_or_default();
     if !judge.caches.covers(&ns) {
         return Ok(None);
     }
-    let mut new: PolicyException = typed(obj).map_err(|e| format!("cannot read the object: {e}"))?;
+    let mut new = new.clone();
     new.metadata.namespace = Some(ns.clone());
     if new.metadata.name.as_deref().is_none_or(str::is_empty) && !request.name.is_empty() {
         new.metadata.name = Some(request.name.clone());
     }
     let old: Option<PolicyException> = match (&request.operation, &request.old_object) {
         (Operation::Update, Some(o)) => {
-            let mut old: PolicyException = typed(o).map_err(|e| format!("cannot read the stored object: {e}"))?;
+            let mut old = o.clone();
             old.metadata.namespace = Some(ns.clone());
             Some(old)
         }

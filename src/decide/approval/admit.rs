@@ -13,7 +13,7 @@ use jiff::Timestamp;
 
 use super::judge::verified_requester;
 use super::policy::Policy;
-use super::signing::{Key, digest, record};
+use super::signing::{Key, digest, record, request_record};
 use crate::api::PolicyException;
 use crate::api::approval::{
     APPROVALS_ANNOTATION, APPROVE_ANNOTATION, BREAK_GLASS_ANNOTATION, REQUESTED_BY_ANNOTATION, Record, Via,
@@ -100,20 +100,14 @@ pub fn admit(
             });
         }
         let groups = policy.map(|p| p.relevant_groups(caller.groups)).unwrap_or_default();
-        let requester = sign(caller.user, groups, Via::Request);
-        // Git approved what a trusted applier writes, provided the content
-        // it replaces was also Git's: a patch over someone else's edit
-        // could keep fields Git never had.
-        let trusted = policy.is_ok_and(|p| {
-            p.is_trusted_applier(caller.user)
-                && old.is_none_or(|o| verified_requester(o, key).is_some_and(|r| p.is_trusted_applier(&r.user)))
-        });
-        let approvals: Vec<Record> = if trusted {
-            vec![sign(caller.user, Vec::new(), Via::TrustedApplier)]
-        } else {
-            Vec::new()
-        };
-        put(&mut annotations, &requester, &approvals);
+        // The writer wrote all of the content when it created it, or
+        // changed content it had written itself; a patch over someone
+        // else's edit may keep fields the writer never had. (Whether the
+        // writer is a trusted applier is the control's call, judged later:
+        // the control may not be in the cache yet when Git applies both.)
+        let whole = old.is_none_or(|o| verified_requester(o, key).is_some_and(|r| r.user == caller.user));
+        let requester = request_record(key, (&ns, &name), caller.user, groups, whole, &d, &stamp);
+        put(&mut annotations, &requester, &[]);
         return Ok(Admitted { annotations, warnings });
     }
     let (value, via) = match (approve, glass) {

@@ -144,7 +144,9 @@ pub fn judge(pe: &PolicyException, policy: &Policy, trust: Trust<'_>, window: Si
     let d = digest(pe);
     let (_, approvals) = records(pe);
     let mut approvers: Vec<&Record> = Vec::new();
-    let mut via_git: Option<&Record> = None;
+    // A trusted applier approves what it wrote whole: Git's content.
+    let via_git: Option<&Record> =
+        (requester.whole && policy.is_trusted_applier(&requester.user)).then_some(&requester);
     let mut break_glass: Option<&Record> = None;
     for r in approvals.iter().filter(|r| r.digest == d && verifies(key, pe, r)) {
         match r.via {
@@ -155,7 +157,6 @@ pub fn judge(pe: &PolicyException, policy: &Policy, trust: Trust<'_>, window: Si
             {
                 approvers.push(r)
             }
-            Via::TrustedApplier if policy.is_trusted_applier(&r.user) => via_git = via_git.or(Some(r)),
             Via::BreakGlass
                 if policy
                     .break_glass_for(&r.groups)
@@ -168,7 +169,10 @@ pub fn judge(pe: &PolicyException, policy: &Policy, trust: Trust<'_>, window: Si
     }
     let entry = |r: &Record, reviewer: Option<String>| ApprovalEntry {
         user: r.user.clone(),
-        via: r.via.as_str().into(),
+        via: match r.via {
+            Via::Request => Via::TrustedApplier.as_str().into(),
+            via => via.as_str().into(),
+        },
         time: r.at.clone(),
         reviewer,
     };

@@ -52,6 +52,7 @@ fn signed_bytes(ns: &str, name: &str, r: &Record) -> Vec<u8> {
         r.via.as_str(),
         &r.digest,
         &r.at,
+        r.whole,
     );
     // Serializing strings and a list of strings cannot fail.
     serde_json::to_vec(&tuple).unwrap_or_default()
@@ -79,7 +80,8 @@ pub fn digest(pe: &PolicyException) -> String {
 }
 
 /// A signed record of `user` (with `groups`) acting `via` on the content
-/// with `digest` of the exception `(namespace, name)`, at `at`.
+/// with `digest` of the exception `(namespace, name)`, at `at`. (A request
+/// record of a writer of the whole content: [`request_record`].)
 pub fn record(
     key: &Key,
     (ns, name): (&str, &str),
@@ -94,9 +96,26 @@ pub fn record(
         groups,
         via,
         digest: digest.to_string(),
+        whole: false,
         at: at.to_string(),
         sig: String::new(),
     };
+    r.sig = key.sign(ns, name, &r);
+    r
+}
+
+/// A signed request record; `whole`: the writer wrote all of the content.
+pub fn request_record(
+    key: &Key,
+    (ns, name): (&str, &str),
+    user: &str,
+    groups: Vec<String>,
+    whole: bool,
+    digest: &str,
+    at: &str,
+) -> Record {
+    let mut r = record(key, (ns, name), user, groups, Via::Request, digest, at);
+    r.whole = whole;
     r.sig = key.sign(ns, name, &r);
     r
 }
@@ -148,6 +167,7 @@ mod tests {
             Box::new(|r| r.via = Via::TrustedApplier),
             Box::new(|r| r.digest = "sha256:cd".into()),
             Box::new(|r| r.at = "2026-11-29T00:00:00Z".into()),
+            Box::new(|r| r.whole = true),
             Box::new(|r| r.sig = "zz".into()),
             Box::new(|r| r.sig = String::new()),
             Box::new(|r| r.sig.truncate(10)),

@@ -1,0 +1,544 @@
+//! Verified approvals end to end, with the approvals webhook registered as
+//! users install it and personas impersonated with `--as`/`--as-group`:
+//! erin (a namespace editor who files exceptions), alice and bob
+//! (approvers, bob not of this control), dave (on call, may break glass),
+//! and Argo CD's application controller (a trusted applier).
+
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::Api;
+use steward::api::{Phase, PolicyException};
+
+use crate::harness::{self, Env, OUTCOME, condition, condition_is, env, eventually, from_now, phase_is, wait_for};
+
+const ARGOCD: &str = "system:serviceaccount:argocd:argocd-application-controller";
+const ONCALL: &str = "payments-oncall";
+
+/// The personas' RBAC in `ns`: everyone may file and read exceptions;
+/// alice and bob also hold the approver role (so what refuses bob is
+/// Steward's admission, not RBAC).
+fn personas(env: &Env, ns: &str) {
+    env.apply_ok(
+        ns,
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: exception-editors}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: steward-editor}
+subjects:
+  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}
+  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice@example.com}
+  - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: payments-oncall}
+  - {kind: ServiceAccount, name: argocd-application-controller, namespace: argocd}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: exception-viewers}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: steward-viewer}
+subjects:
+  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}
+  - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: payments-oncall}
+  - {kind: ServiceAccount, name: argocd-application-controller, namespace: argocd}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: exception-approvers}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: steward-approver}
+subjects:
+  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice@example.com}
+  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: bob@example.com}
+  - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: payments-oncall}
+"#,
+    );
+}
+
+/// The control `payments`: approvers alice (and bob when `min` is 2), Argo
+/// CD trusted, on-call may break glass for at most an hour.
+fn control(min: u32) -> String {
+    let approvers = if min > 1 {
+        "[alice@example.com, bob@example.com]"
+    } else {
+        "[alice@example.com]"
+    };
+    format!(
+        r#"
+apiVersion: steward.dev/v1alpha1
+kind: ControlOwnership
+metadata: {{name: payments}}
+spec:
+  layer: Identity
+  owner: {{name: payments-team}}
+  backupOwner: {{name: security-team}}
+  approvers: {approvers}
+  review: {{interval: 30d, lastReviewed: "{reviewed}"}}
+  exceptionPolicy:
+    minApprovals: {min}
+    trustedAppliers: ["{ARGOCD}"]
+    breakGlass: {{groups: [{ONCALL}], maxDuration: 1h}}
+  workloadIdentities:
+    - serviceAccount: api
+      task: Serves the API
+      rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get]}}]
+"#,
+        reviewed = harness::reviewed_recently()
+    )
+}
+
+/// An exception `name` granting `api` `verbs` on pods/log for `secs`.
+fn exception(name: &str, verbs: &str, secs: i64) -> String {
+    format!(
+        r#"
+apiVersion: steward.dev/v1alpha1
+kind: PolicyException
+metadata: {{name: {name}}}
+spec:
+  control: payments
+  ticket: SEC-7
+  approver: alice@example.com
+  requester: erin
+  reason: Debug a stuck payout
+  expiresAt: "{expires}"
+  grant:
+    serviceAccount: api
+    rules: [{{apiGroups: [""], resources: [pods/log], verbs: {verbs}}}]
+"#,
+        expires = from_now(secs)
+    )
+}
+
+/// A namespace with the personas and the control, Ready.
+async fn setup(env: &Env, prefix: &str, min: u32) -> String {
+    let ns = env.namespace(prefix).await;
+    personas(env, &ns);
+    env.apply_ok(&ns, &control(min));
+    let cos: Api<steward::api::ControlOwnership> = Api::namespaced(env.admin().await, &ns);
+    wait_for(&cos, "payments", OUTCOME, "Ready", condition_is("Ready", "True")).await;
+    ns
+}
+
+/// `kubectl apply` of `yaml` as `who` (`--as`, then `--as-group`s).
+fn apply_as(env: &Env, ns: &str, yaml: &str, who: &[&str]) -> std::process::Output {
+    env.apply_with(ns, yaml, who)
+}
+
+/// `kubectl annotate --overwrite policyexception NAME KEY=VALUE` as `who`.
+fn annotate_as(env: &Env, ns: &str, name: &str, kv: &str, who: &[&str]) -> std::process::Output {
+    let mut args: Vec<&str> = who.to_vec();
+    args.extend(["-n", ns, "annotate", "--overwrite", "policyexception", name, kv]);
+    env.kubectl(&args)
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn ok(out: std::process::Output, what: &str) {
+    assert!(out.status.success(), "{what} failed: {}", stderr(&out));
+}
+
+fn refused(out: std::process::Output, what: &str, says: &str) {
+    assert!(!out.status.success(), "{what} was admitted");
+    let err = stderr(&out);
+    assert!(err.contains(says), "{what}: the refusal does not say {says:?}: {err}");
+}
+
+/// Waits until the exception's `Approved` condition has `reason`.
+async fn approval_is(pes: &Api<PolicyException>, name: &str, reason: &'static str) -> PolicyException {
+    wait_for(pes, name, OUTCOME, reason, move |pe: Option<&PolicyException>| {
+        pe.and_then(|pe| condition(pe, "Approved"))
+            .is_some_and(|c| c["reason"] == reason)
+    })
+    .await
+}
+
+fn approval(pe: &PolicyException) -> steward::api::ApprovalStatus {
+    pe.status.as_ref().and_then(|s| s.approval.clone()).unwrap_or_default()
+}
+
+const ERIN: &[&str] = &["--as=erin"];
+const ALICE: &[&str] = &["--as=alice@example.com"];
+const BOB: &[&str] = &["--as=bob@example.com"];
+const DAVE: &[&str] = &[
+    "--as=dave",
+    "--as-group=payments-oncall",
+    "--as-group=system:authenticated",
+];
+const ARGO: &[&str] = &["--as=system:serviceaccount:argocd:argocd-application-controller"];
+
+#[tokio::test]
+async fn a_claimed_approver_grants_nothing_until_the_approver_approves_as_herself() {
+    let env = env();
+    let ns = setup(env, "approve", 1).await;
+    let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    let rbs: Api<RoleBinding> = Api::namespaced(env.admin().await, &ns);
+
+    // erin writes `approver: alice@example.com`: a claim, not an approval.
+    ok(
+        apply_as(env, &ns, &exception("debug", "[get]", 3600), ERIN),
+        "erin files",
+    );
+    let pe = approval_is(&pes, "debug", "AwaitingApproval").await;
+    assert_eq!(pe.status.as_ref().and_then(|s| s.phase), Some(Phase::Pending));
+    assert_eq!(approval(&pe).requested_by.as_deref(), Some("erin"));
+    assert!(approval(&pe).approved_by.is_none());
+    assert!(rbs.get_opt("steward-x:debug").await.unwrap().is_none());
+    assert!(!env.can(&ns, "api", "get", "", "pods/log").await, "granted on a claim");
+
+    // Refused, each with a message that says why.
+    refused(
+        annotate_as(env, &ns, "debug", "steward.dev/approve=bob@example.com", BOB),
+        "bob, not an approver of payments",
+        "is not an approver of ControlOwnership \"payments\"",
+    );
+    refused(
+        annotate_as(env, &ns, "debug", "steward.dev/approve=alice@example.com", ERIN),
+        "erin naming alice",
+        "but you are \"erin\"",
+    );
+    refused(
+        annotate_as(env, &ns, "debug", "steward.dev/approve=bob@example.com", ALICE),
+        "alice naming bob",
+        "but you are \"alice@example.com\"",
+    );
+    // Forged records are replaced, not trusted.
+    let forged = r#"steward.dev/approvals=[{"user":"alice@example.com","via":"Approver","digest":"x","at":"2026-01-01T00:00:00Z","sig":"00"}]"#;
+    let out = annotate_as(env, &ns, "debug", forged, ERIN);
+    assert!(
+        stderr(&out).contains("written by Steward's admission only"),
+        "no warning: {}",
+        stderr(&out)
+    );
+    let pe = approval_is(&pes, "debug", "AwaitingApproval").await;
+    assert!(approval(&pe).approvals.is_empty());
+    assert!(!env.can(&ns, "api", "get", "", "pods/log").await);
+
+    // alice approves as herself: granted within a second.
+    ok(
+        annotate_as(env, &ns, "debug", "steward.dev/approve=alice@example.com", ALICE),
+        "alice approves",
+    );
+    let approved = env
+        .audited(OUTCOME, "alice's approval", |w| {
+            w.user == "alice@example.com" && w.is("patch", "policyexceptions", Some(&ns), "debug") && w.code == 200
+        })
+        .await;
+    let granted = env
+        .controller_write(OUTCOME, "the grant", |w| {
+            w.resource == "rolebindings" && w.name == "steward-x:debug" && w.namespace.as_deref() == Some(ns.as_str())
+        })
+        .await;
+    let lag = granted.completed.duration_since(approved.completed);
+    eprintln!("approval to grant: {lag:?}");
+    assert!(
+        lag < jiff::SignedDuration::from_secs(1),
+        "granted {lag:?} after the approval"
+    );
+    let pe = wait_for(&pes, "debug", OUTCOME, "Active", phase_is(Phase::Active)).await;
+    assert_eq!(approval(&pe).approved_by.as_deref(), Some("alice@example.com"));
+    assert_eq!(approval(&pe).requested_by.as_deref(), Some("erin"));
+    eventually(OUTCOME, "the grant in force", || {
+        env.can(&ns, "api", "get", "", "pods/log")
+    })
+    .await;
+
+    // Editing the grant voids the approval: revoked until approved again.
+    ok(
+        apply_as(env, &ns, &exception("debug", "[get, list]", 3600), ERIN),
+        "erin widens it",
+    );
+    approval_is(&pes, "debug", "AwaitingApproval").await;
+    eventually(OUTCOME, "revoked", || async {
+        !env.can(&ns, "api", "get", "", "pods/log").await
+    })
+    .await;
+    assert!(!env.can(&ns, "api", "list", "", "pods/log").await);
+    ok(
+        annotate_as(env, &ns, "debug", "steward.dev/approve=alice@example.com", ALICE),
+        "alice approves the new content",
+    );
+    eventually(OUTCOME, "granted again, as changed", || {
+        env.can(&ns, "api", "list", "", "pods/log")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_requester_cannot_approve_their_own_request() {
+    let env = env();
+    let ns = setup(env, "self", 1).await;
+    let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    ok(
+        apply_as(env, &ns, &exception("mine", "[get]", 3600), ALICE),
+        "alice files",
+    );
+    approval_is(&pes, "mine", "AwaitingApproval").await;
+    refused(
+        annotate_as(env, &ns, "mine", "steward.dev/approve=alice@example.com", ALICE),
+        "alice approving her own request",
+        "someone else must approve it",
+    );
+    assert!(!env.can(&ns, "api", "get", "", "pods/log").await);
+}
+
+#[tokio::test]
+async fn two_distinct_approvers_are_needed_when_the_control_says_two() {
+    let env = env();
+    let ns = setup(env, "twice", 2).await;
+    let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    ok(
+        apply_as(env, &ns, &exception("debug", "[get]", 3600), ERIN),
+        "erin files",
+    );
+    approval_is(&pes, "debug", "AwaitingApproval").await;
+    for _ in 0..2 {
+        ok(
+            annotate_as(env, &ns, "debug", "steward.dev/approve=alice@example.com", ALICE),
+            "alice approves",
+        );
+    }
+    // alice's approval is recorded once, and one is not two.
+    let pe = wait_for(
+        &pes,
+        "debug",
+        OUTCOME,
+        "alice's approval in status",
+        |pe: Option<&PolicyException>| pe.is_some_and(|pe| approval(pe).approved_by.is_some()),
+    )
+    .await;
+    assert_eq!(approval(&pe).approvals.len(), 1, "{:?}", approval(&pe));
+    assert_eq!(condition(&pe, "Approved").unwrap()["reason"], "AwaitingApproval");
+    assert!(
+        !env.can(&ns, "api", "get", "", "pods/log").await,
+        "granted on one of two"
+    );
+    ok(
+        annotate_as(env, &ns, "debug", "steward.dev/approve=bob@example.com", BOB),
+        "bob approves",
+    );
+    let pe = approval_is(&pes, "debug", "Approved").await;
+    assert_eq!(
+        approval(&pe).approved_by.as_deref(),
+        Some("alice@example.com, bob@example.com")
+    );
+    eventually(OUTCOME, "granted", || env.can(&ns, "api", "get", "", "pods/log")).await;
+}
+
+#[tokio::test]
+async fn a_trusted_applier_grants_and_a_plain_editor_applying_the_same_does_not() {
+    let env = env();
+    let ns = setup(env, "gitops", 1).await;
+    let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    ok(
+        apply_as(env, &ns, &exception("from-git", "[get]", 3600), ARGO),
+        "Argo CD applies",
+    );
+    let pe = approval_is(&pes, "from-git", "ApprovedViaTrustedApplier").await;
+    let a = approval(&pe);
+    assert_eq!(a.approvals[0].via, "TrustedApplier");
+    assert_eq!(a.approvals[0].reviewer.as_deref(), Some("alice@example.com"));
+    assert!(a.approved_by.unwrap_or_default().contains("via trusted applier"));
+    eventually(OUTCOME, "granted", || env.can(&ns, "api", "get", "", "pods/log")).await;
+
+    // The same manifest applied by erin under another name: nothing.
+    ok(
+        apply_as(env, &ns, &exception("by-hand", "[list]", 3600), ERIN),
+        "erin applies",
+    );
+    approval_is(&pes, "by-hand", "AwaitingApproval").await;
+    assert!(!env.can(&ns, "api", "list", "", "pods/log").await);
+
+    // erin edits Git's exception: a human must approve it now, and Argo
+    // CD writing over her edit does not count as Git's approval either.
+    ok(
+        apply_as(env, &ns, &exception("from-git", "[get, watch]", 3600), ERIN),
+        "erin edits",
+    );
+    approval_is(&pes, "from-git", "AwaitingApproval").await;
+    ok(
+        apply_as(env, &ns, &exception("from-git", "[get]", 3600), ARGO),
+        "Argo CD reverts",
+    );
+    approval_is(&pes, "from-git", "AwaitingApproval").await;
+    eventually(OUTCOME, "revoked", || async {
+        !env.can(&ns, "api", "get", "", "pods/log").await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn break_glass_grants_at_once_within_its_cap_and_is_reported_until_reviewed() {
+    let env = env();
+    let ns = setup(env, "glass", 1).await;
+    let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    // Longer than breakGlass.maxDuration (1h): refused.
+    ok(
+        apply_as(env, &ns, &exception("long", "[get]", 7200), DAVE),
+        "dave files a long one",
+    );
+    approval_is(&pes, "long", "AwaitingApproval").await;
+    refused(
+        annotate_as(env, &ns, "long", "steward.dev/break-glass=dave", DAVE),
+        "break glass beyond maxDuration",
+        "break glass is limited to windows of 1h",
+    );
+    // erin is not on call.
+    ok(
+        apply_as(env, &ns, &exception("erins", "[get]", 1800), ERIN),
+        "erin files",
+    );
+    approval_is(&pes, "erins", "AwaitingApproval").await;
+    refused(
+        annotate_as(env, &ns, "erins", "steward.dev/break-glass=erin", ERIN),
+        "erin breaking glass",
+        "is in none of the break-glass groups",
+    );
+
+    ok(
+        apply_as(env, &ns, &exception("incident", "[get]", 1800), DAVE),
+        "dave files",
+    );
+    ok(
+        annotate_as(env, &ns, "incident", "steward.dev/break-glass=dave", DAVE),
+        "dave breaks glass",
+    );
+    let pe = approval_is(&pes, "incident", "BreakGlass").await;
+    assert_eq!(condition(&pe, "BreakGlass").unwrap()["status"], "True");
+    eventually(OUTCOME, "granted", || env.can(&ns, "api", "get", "", "pods/log")).await;
+    env.wait_for_events(&ns, &["BreakGlass"]).await;
+
+    // alice reviews it after the fact.
+    ok(
+        annotate_as(env, &ns, "incident", "steward.dev/approve=alice@example.com", ALICE),
+        "alice reviews",
+    );
+    let pe = approval_is(&pes, "incident", "Approved").await;
+    assert_eq!(condition(&pe, "BreakGlass").unwrap()["reason"], "Reviewed");
+    env.wait_for_events(&ns, &["BreakGlassReviewed"]).await;
+}
+
+#[tokio::test]
+async fn only_the_controller_writes_status() {
+    let env = env();
+    let ns = setup(env, "status", 1).await;
+    let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    ok(
+        apply_as(env, &ns, &exception("debug", "[get]", 3600), ERIN),
+        "erin files",
+    );
+    approval_is(&pes, "debug", "AwaitingApproval").await;
+    // erin (with the status subresource in her reach through a role of her
+    // own) still may not write status.
+    env.apply_ok(
+        &ns,
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: status-writer}
+rules: [{apiGroups: [steward.dev], resources: [policyexceptions/status], verbs: [get, patch, update]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: status-writer}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: status-writer}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}]
+"#,
+    );
+    let patch = r#"{"status":{"phase":"Active","approval":{"approvedBy":"alice@example.com"}}}"#;
+    let args = [
+        "--as=erin",
+        "-n",
+        ns.as_str(),
+        "patch",
+        "policyexception",
+        "debug",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+    ];
+    // The API server loads policies asynchronously: retried until refused
+    // by the policy, which is the outcome asserted.
+    let mut last = String::new();
+    eventually(OUTCOME, "the status policy in force", || {
+        let out = env.kubectl(&args);
+        last = stderr(&out);
+        let refused = !out.status.success() && last.contains("StatusIsStewards");
+        async move { refused }
+    })
+    .await;
+    assert!(!env.can(&ns, "api", "get", "", "pods/log").await);
+}
+
+/// The webhook unregistered (a control plane of its own): an exception
+/// carrying another exception's genuine records, and an "approved" status
+/// written by a cluster admin, grant nothing.
+#[tokio::test]
+async fn without_the_webhook_a_hand_written_approval_grants_nothing() {
+    let env = harness::isolated();
+    let (mut ctl, _) = env.spawn_ready_controller("ctl-unregistered", &[]).await;
+    let ns = setup(&env, "forged", 1).await;
+    let client = env.admin().await;
+    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
+    // A genuine, approved exception, to copy its records from.
+    ok(
+        apply_as(&env, &ns, &exception("genuine", "[get]", 3600), ERIN),
+        "erin files",
+    );
+    approval_is(&pes, "genuine", "AwaitingApproval").await;
+    ok(
+        annotate_as(&env, &ns, "genuine", "steward.dev/approve=alice@example.com", ALICE),
+        "alice approves",
+    );
+    let genuine = approval_is(&pes, "genuine", "Approved").await;
+    eventually(OUTCOME, "granted", || env.can(&ns, "api", "get", "", "pods/log")).await;
+    let records = genuine.metadata.annotations.clone().unwrap_or_default();
+
+    env.kubectl_ok(&["delete", "mutatingwebhookconfiguration", "steward"]);
+    // Until the API server has dropped the webhook, its records would be
+    // written by it: wait until a dry run comes back unrecorded.
+    let probe = exception("probe", "[get]", 3600);
+    eventually(OUTCOME, "the webhook no longer called", || {
+        let out = env.apply_with(&ns, &probe, &["--dry-run=server", "-o", "json"]);
+        let called = String::from_utf8_lossy(&out.stdout).contains("steward.dev/requested-by");
+        async move { !called }
+    })
+    .await;
+
+    // The copy: same content, another name, the genuine records.
+    let mut copy: serde_json::Value = serde_yaml_ng::from_str(&exception("copy", "[list]", 3600)).unwrap();
+    copy["metadata"]["annotations"] = serde_json::json!({
+        "steward.dev/requested-by": records["steward.dev/requested-by"],
+        "steward.dev/approvals": records["steward.dev/approvals"],
+    });
+    env.apply_ok(&ns, &serde_json::to_string(&copy).unwrap());
+    let pe = approval_is(&pes, "copy", "RequesterUnverified").await;
+    assert!(approval(&pe).approved_by.is_none());
+    // A cluster admin writes an approved, Active status over it.
+    let status = r#"{"status":{"phase":"Active","approval":{"requestedBy":"erin","approvedBy":"alice@example.com","approvals":[{"user":"alice@example.com","via":"Approver","time":"2026-01-01T00:00:00Z"}]}}}"#;
+    env.kubectl_ok(&[
+        "-n",
+        &ns,
+        "patch",
+        "policyexception",
+        "copy",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ]);
+    // The controller puts its own account back, and grants nothing.
+    let rbs: Api<RoleBinding> = Api::namespaced(client, &ns);
+    wait_for(
+        &pes,
+        "copy",
+        OUTCOME,
+        "status corrected",
+        |pe: Option<&PolicyException>| {
+            pe.is_some_and(|pe| pe.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Pending)))
+        },
+    )
+    .await;
+    assert!(rbs.get_opt("steward-x:copy").await.unwrap().is_none());
+    assert!(!env.can(&ns, "api", "list", "", "pods/log").await, "the copy granted");
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+}
