@@ -69,7 +69,7 @@ spec:
   owner: {{name: payments-team}}
   backupOwner: {{name: security-team}}
   approvers: {approvers}
-  review: {{interval: 30d, lastReviewed: "{reviewed}"}}
+  review: {reviewed}
   exceptionPolicy:
     minApprovals: {min}
     trustedAppliers: ["{ARGOCD}"]
@@ -218,7 +218,9 @@ async fn a_claimed_approver_grants_nothing_until_the_approver_approves_as_hersel
     );
     let approved = env
         .audited(OUTCOME, "alice's approval", |w| {
-            w.user == "alice@example.com" && w.is("patch", "policyexceptions", Some(&ns), "debug") && w.code == 200
+            w.as_user.as_deref() == Some("alice@example.com")
+                && w.is("patch", "policyexceptions", Some(&ns), "debug")
+                && w.code == 200
         })
         .await;
     let granted = env

@@ -58,6 +58,8 @@ const AUDIT_POLL: Duration = Duration::from_millis(100);
 pub struct ApiWrite {
     /// Who made it.
     pub user: String,
+    /// Whom it impersonated (`--as`), if anyone.
+    pub as_user: Option<String>,
     /// create, update, patch, delete or deletecollection.
     pub verb: String,
     /// The resource, with its subresource: `controlownerships/status`.
@@ -125,6 +127,7 @@ impl AuditLog {
             };
             self.writes.push(ApiWrite {
                 user: str_of(&e["user"]["username"]),
+                as_user: e["impersonatedUser"]["username"].as_str().map(str::to_string),
                 verb: str_of(&e["verb"]),
                 resource: match o["subresource"].as_str() {
                     Some(sub) => format!("{}/{sub}", str_of(&o["resource"])),
