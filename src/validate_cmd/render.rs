@@ -26,6 +26,12 @@ fn what(f: &Finding) -> String {
     )
 }
 
+/// What `steward validate` cannot check, said in every human and JSON
+/// output: identities exist only in the cluster.
+pub const IDENTITY_NOTE: &str = "who requested and who approved each exception are checked in the cluster \
+(admission records the authenticated identities, the controller verifies them); here spec.requester and \
+spec.approver are checked as claims only";
+
 /// Renders findings (and how many documents were checked).
 pub fn render(findings: &[Finding], documents: usize, format: Format) -> String {
     let (errors, warnings) = counts(findings);
@@ -40,13 +46,14 @@ pub fn render(findings: &[Finding], documents: usize, format: Format) -> String 
                 };
                 out.push_str(&format!("{}:{}:{}: {sev}: {}\n", f.file, f.line, f.column, what(f)));
             }
+            out.push_str(&format!("note: {IDENTITY_NOTE}\n"));
             out.push_str(&format!(
                 "{documents} documents checked: {errors} errors, {warnings} warnings\n"
             ));
             out
         }
         Format::Json => {
-            let v = serde_json::json!({"findings": findings, "documents": documents, "errors": errors, "warnings": warnings});
+            let v = serde_json::json!({"findings": findings, "documents": documents, "errors": errors, "warnings": warnings, "note": IDENTITY_NOTE});
             format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
         }
         Format::Github => {

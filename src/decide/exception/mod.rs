@@ -166,15 +166,19 @@ pub fn window_open(pe: &PolicyException, trust: Trust<'_>, now: Timestamp) -> bo
 }
 
 /// Whether `pe` carries a verified requester and at least one approval
-/// signed for its current content.
+/// signed for its current content, or a requester who wrote all of it (a
+/// trusted applier's, when the control lists it: the reconciler's call).
 fn signed_approval(pe: &PolicyException, trust: Trust<'_>) -> bool {
     let Trust::Verify(key) = trust else {
         return true;
     };
     let d = approval::digest(pe);
     let (ns, name) = (pe.namespace().unwrap_or_default(), pe.name_any());
-    approval::verified_requester(pe, key).is_some()
-        && approval::records(pe)
+    let Some(requester) = approval::verified_requester(pe, key) else {
+        return false;
+    };
+    requester.whole
+        || approval::records(pe)
             .1
             .iter()
             .any(|r| r.digest == d && key.verifies(&ns, &name, r))
