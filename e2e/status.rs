@@ -123,6 +123,20 @@ async fn every_state(env: &Env, prefix: &str) -> (String, Api<ControlOwnership>,
         from_now(3600),
     ));
     env.apply_ok(&ns, &docs.join("---\n"));
+    // Filed by someone who is not a trusted applier (the admin's powers,
+    // another name), and approved by nobody.
+    let out = env.apply_with(
+        &ns,
+        &exception(
+            "awaiting-approval",
+            "healthy",
+            "alice@example.com",
+            from_now(-60),
+            from_now(3600),
+        ),
+        &["--as=erin", "--as-group=system:masters"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     env.apply_ok(
         &ns,
         &format!(
@@ -149,6 +163,7 @@ subjects: [{{kind: ServiceAccount, name: drifted-sa, namespace: {ns}}}]
         ("active", Phase::Active),
         ("expiring-soon", Phase::Active),
         ("pending", Phase::Pending),
+        ("awaiting-approval", Phase::Pending),
         ("expired", Phase::Expired),
         ("rejected", Phase::Rejected),
     ] {
@@ -545,7 +560,14 @@ async fn conformance_with_kstatus_and_gopher_lua() {
             serde_json::to_value(cos.get(name).await.unwrap()).unwrap(),
         );
     }
-    for name in ["active", "expiring-soon", "pending", "expired", "rejected"] {
+    for name in [
+        "active",
+        "expiring-soon",
+        "pending",
+        "awaiting-approval",
+        "expired",
+        "rejected",
+    ] {
         write(
             "PolicyException",
             name,
@@ -568,7 +590,7 @@ async fn conformance_with_kstatus_and_gopher_lua() {
     assert!(!log.contains("SKIP"), "{log}");
     assert_eq!(
         log.matches("--- PASS: TestLiveObjectsFollowTheTable/").count(),
-        11,
+        12,
         "{log}"
     );
     assert!(
