@@ -43,8 +43,9 @@ fn control_yaml(name: &str, identities: usize) -> String {
         ));
     }
     format!(
-        "apiVersion: steward.dev/v1alpha1\nkind: ControlOwnership\nmetadata: {{name: {name}}}\nspec:\n  layer: Identity\n  owner: {{name: a}}\n  backupOwner: {{name: b}}\n  approvers: [alice]\n  review: {{interval: 30d, lastReviewed: \"{}\"}}\n  exceptionPolicy: {{maxDuration: 1d}}\n  workloadIdentities:\n{ids}",
-        Timestamp::now()
+        "apiVersion: steward.dev/v1alpha1\nkind: ControlOwnership\nmetadata: {{name: {name}}}\nspec:\n  layer: Identity\n  owner: {{name: a}}\n  backupOwner: {{name: b}}\n  approvers: [alice]\n  review: {{interval: 30d, lastReviewed: \"{}\"}}\n  exceptionPolicy: {{maxDuration: 1d, trustedAppliers: [{admin}]}}\n  workloadIdentities:\n{ids}",
+        Timestamp::now(),
+        admin = harness::ADMIN_USER
     )
 }
 
