@@ -451,3 +451,330 @@ fn window_open_matches_the_active_phase_and_honours_recorded_expiry() {
         "unparsable window"
     );
 }
+
+// ------------------------------------------------- verified approvals
+
+use crate::api::approval::{APPROVALS_ANNOTATION, REQUESTED_BY_ANNOTATION, Via};
+use crate::api::{BreakGlass, ExceptionPolicy};
+use crate::decide::approval::{Key, approved_for_tests, record};
+
+const CAROL: &str = "carol@example.com";
+const ALICE: &str = "alice@example.com";
+const DAN: &str = "dan@example.com";
+
+fn key() -> Key {
+    Key::new(&[3; 32]).expect("key")
+}
+
+fn verify(key: &Key) -> Trust<'_> {
+    Trust::Verify(key)
+}
+
+/// `pe` as admission would leave it: requested by `requester` (with
+/// groups) and approved by each of `approvals`, all of its content now.
+fn signed(mut pe: PolicyException, requester: (&str, &[&str]), approvals: &[(&str, &[&str], Via)]) -> PolicyException {
+    let (k, d, at) = (key(), approval::digest(&pe), "2026-11-28T09:00:00Z");
+    let id = ("shop", "debug");
+    let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let r = record(&k, id, requester.0, g(requester.1), Via::Request, &d, at);
+    let a: Vec<_> = approvals
+        .iter()
+        .map(|(user, groups, via)| record(&k, id, user, g(groups), *via, &d, at))
+        .collect();
+    let annotations = pe.metadata.annotations.get_or_insert_with(Default::default);
+    annotations.insert(REQUESTED_BY_ANNOTATION.into(), serde_json::to_string(&r).expect("json"));
+    if !a.is_empty() {
+        annotations.insert(APPROVALS_ANNOTATION.into(), serde_json::to_string(&a).expect("json"));
+    }
+    pe
+}
+
+/// The fixture control, letting `oncall` break glass for up to a day.
+fn control_with_break_glass() -> ControlOwnership {
+    let mut co = control();
+    let policy = co.spec.exception_policy.get_or_insert_with(ExceptionPolicy::default);
+    policy.break_glass = Some(BreakGlass {
+        groups: vec!["oncall".into()],
+        max_duration: "1d".into(),
+    });
+    co
+}
+
+/// (status, reason) of a condition.
+fn cond(d: &Decision, type_: &str) -> Option<(String, String)> {
+    d.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+fn is(status: &str, reason: &str) -> Option<(String, String)> {
+    Some((status.into(), reason.into()))
+}
+
+/// Decides again with the status just decided fed back, a little later:
+/// nothing changed, so nothing is said and the status is the same.
+fn settled(pe: &mut PolicyException, co: &ControlOwnership, d: &Decision, now: &str) {
+    pe.status = Some(d.status.clone());
+    let k = key();
+    let again = decide(pe, Some(co), &ceiling(), verify(&k), ts(now));
+    assert_eq!(again.event, None, "event at {now}");
+    assert_eq!(again.break_glass_event, None, "break-glass event at {now}");
+    assert_eq!(again.status, d.status, "status at {now}");
+    assert_eq!(again.grant, d.grant, "grant at {now}");
+}
+
+#[test]
+fn awaiting_approval_holds_nothing_until_it_expires() {
+    let (co, c, k) = (control(), ceiling(), key());
+    // (case, exception, Active=False reason)
+    let cases = [
+        (
+            "requested, not approved",
+            signed(exception(), (CAROL, &[]), &[]),
+            "AwaitingApproval",
+        ),
+        ("no verified requester", exception(), "RequesterUnverified"),
+        (
+            "approved by its own requester",
+            signed(exception(), (ALICE, &[]), &[(ALICE, &[], Via::Approver)]),
+            "AwaitingApproval",
+        ),
+    ];
+    for (case, pe, reason) in cases {
+        let mut pe = pe;
+        let mut first = true;
+        for now in [
+            "2026-11-28T09:00:00Z",
+            "2026-11-28T10:00:00Z",
+            "2026-11-28T12:00:00Z",
+            "2026-11-29T09:59:59Z",
+        ] {
+            let d = decide(&pe, Some(&co), &c, verify(&k), ts(now));
+            let at = format!("{case} at {now}");
+            assert!(
+                matches!(d.lifecycle, Lifecycle::Awaiting(..)),
+                "{at}: {:?}",
+                d.lifecycle
+            );
+            assert_eq!(d.status.phase, Some(Phase::Pending), "{at}");
+            assert!(d.grant.is_none(), "{at}: granted");
+            assert_eq!(d.status.granted_role, None, "{at}");
+            assert_eq!(d.wake_at, Some(ts("2026-11-29T10:00:00Z")), "{at}");
+            assert_eq!(cond(&d, "Ready"), is("True", reason), "{at}");
+            assert_eq!(cond(&d, "Active"), is("False", reason), "{at}");
+            assert_eq!(cond(&d, "Approved"), is("False", reason), "{at}");
+            assert_eq!(cond(&d, "BreakGlass"), None, "{at}");
+            assert!(!d.break_glass_unreviewed, "{at}");
+            // The sweeper's backstop needs a signed approval; whether its
+            // approver counts is left to the reconciler.
+            if case != "approved by its own requester" {
+                assert!(!window_open(&pe, verify(&k), ts(now)), "{at}: the sweeper keeps it");
+            }
+            let event = d.event.as_ref().map(|e| (e.reason, e.warning));
+            if first {
+                assert_eq!(event, Some(("AwaitingApproval", false)), "{at}");
+                let note = &d.event.as_ref().expect("event").note;
+                let approval = d.status.approval.as_ref().expect("approval status");
+                if reason == "AwaitingApproval" {
+                    assert!(note.contains("steward.dev/approve=<their user name>"), "{at}: {note}");
+                    assert!(approval.requested_by.is_some(), "{at}");
+                } else {
+                    assert!(note.contains("no verified record"), "{at}: {note}");
+                    assert_eq!(approval.requested_by, None, "{at}");
+                }
+                assert_eq!(approval.approved_by, None, "{at}");
+                first = false;
+            } else {
+                assert_eq!(event, None, "{at}");
+            }
+            settled(&mut pe, &co, &d, now);
+        }
+        let d = decide(&pe, Some(&co), &c, verify(&k), ts("2026-11-29T10:00:00Z"));
+        assert_eq!(d.lifecycle.phase(), Phase::Expired, "{case}");
+        assert!(d.grant.is_none(), "{case}");
+        assert_eq!(d.wake_at, None, "{case}");
+        assert_eq!(
+            d.event.as_ref().map(|e| e.note.as_str()),
+            Some("expired; nothing is granted or tolerated"),
+            "{case}"
+        );
+        let history: Vec<_> = d.status.history.iter().map(|h| h.reason.as_str()).collect();
+        assert_eq!(history, ["AwaitingApproval", "Expired"], "{case}");
+    }
+}
+
+#[test]
+fn approved_it_is_pending_then_active_with_its_grant() {
+    let (co, c, k) = (control(), ceiling(), key());
+    let mut pe = approved_for_tests(exception(), &k, CAROL, ALICE);
+    let pending = decide(&pe, Some(&co), &c, verify(&k), ts("2026-11-28T09:00:00Z"));
+    assert_eq!(pending.lifecycle.phase(), Phase::Pending);
+    assert!(matches!(pending.lifecycle, Lifecycle::Pending(_)));
+    assert_eq!(pending.wake_at, Some(ts("2026-11-28T10:00:00Z")));
+    assert_eq!(cond(&pending, "Active"), is("False", "NotStarted"));
+    assert_eq!(cond(&pending, "Approved"), is("True", "Approved"));
+    assert_eq!(pending.event.as_ref().map(|e| e.reason), Some("Pending"));
+    settled(&mut pe, &co, &pending, "2026-11-28T09:30:00Z");
+    let active = decide(&pe, Some(&co), &c, verify(&k), ts("2026-11-28T12:00:00Z"));
+    assert_eq!(active.lifecycle.phase(), Phase::Active);
+    assert_eq!(active.grant.as_ref().map(|g| g.name()), Some("steward-x:debug"));
+    assert_eq!(active.status.granted_role.as_deref(), Some("steward-x:debug"));
+    assert_eq!(cond(&active, "Active"), is("True", "Active"));
+    assert_eq!(cond(&active, "Approved"), is("True", "Approved"));
+    assert_eq!(cond(&active, "BreakGlass"), None);
+    assert_eq!(active.event.as_ref().map(|e| e.reason), Some("Granted"));
+    assert_eq!(active.break_glass_event, None);
+    assert!(!active.break_glass_unreviewed);
+    assert!(window_open(&pe, verify(&k), ts("2026-11-28T12:00:00Z")));
+    let approved = active
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Approved")
+        .expect("Approved");
+    assert_eq!(approved.message, "approved by alice@example.com");
+    let approval = active.status.approval.clone().expect("approval status");
+    assert_eq!(approval.requested_by.as_deref(), Some(CAROL));
+    assert_eq!(approval.approved_by.as_deref(), Some(ALICE));
+    assert_eq!(approval.required, Some(1));
+    settled(&mut pe, &co, &active, "2026-11-28T13:00:00Z");
+    let history: Vec<_> = active.status.history.iter().map(|h| h.reason.as_str()).collect();
+    assert_eq!(history, ["Pending", "Granted"]);
+}
+
+#[test]
+fn a_change_after_approval_waits_for_a_new_one() {
+    let (co, c, k) = (control(), ceiling(), key());
+    let mut pe = approved_for_tests(exception(), &k, CAROL, ALICE);
+    let active = decide(&pe, Some(&co), &c, verify(&k), ts("2026-11-28T12:00:00Z"));
+    assert_eq!(active.lifecycle.phase(), Phase::Active);
+    pe.status = Some(active.status.clone());
+    let mut edited = pe.clone();
+    edited.spec.grant.as_mut().expect("grant").rules[0]
+        .verbs
+        .push("list".into());
+    // (case, the edited exception, Active=False reason)
+    let cases = [
+        // Admission re-records the writer and clears the approval.
+        (
+            "through the webhook",
+            {
+                let mut e = signed(edited.clone(), ("bob@example.com", &[]), &[]);
+                e.status = pe.status.clone();
+                e.metadata
+                    .annotations
+                    .as_mut()
+                    .expect("annotations")
+                    .remove(APPROVALS_ANNOTATION);
+                e
+            },
+            "AwaitingApproval",
+        ),
+        // Written while the webhook was not called: the records are stale.
+        ("around the webhook", edited, "RequesterUnverified"),
+    ];
+    for (case, mut e, reason) in cases {
+        let d = decide(&e, Some(&co), &c, verify(&k), ts("2026-11-28T13:00:00Z"));
+        assert!(
+            matches!(d.lifecycle, Lifecycle::Awaiting(..)),
+            "{case}: {:?}",
+            d.lifecycle
+        );
+        assert_eq!(d.status.phase, Some(Phase::Pending), "{case}");
+        assert!(d.grant.is_none(), "{case}: granted");
+        assert_eq!(d.status.granted_role, None, "{case}");
+        assert_eq!(cond(&d, "Active"), is("False", reason), "{case}");
+        assert_eq!(cond(&d, "Approved"), is("False", reason), "{case}");
+        assert_eq!(
+            d.event.as_ref().map(|e| (e.reason, e.warning)),
+            Some(("AwaitingApproval", false)),
+            "{case}"
+        );
+        assert_eq!(d.wake_at, Some(ts("2026-11-29T10:00:00Z")), "{case}");
+        assert!(!window_open(&e, verify(&k), ts("2026-11-28T13:00:00Z")), "{case}");
+        settled(&mut e, &co, &d, "2026-11-28T14:00:00Z");
+        // Approved again: Active again, granted again.
+        let mut again = signed(e.clone(), ("bob@example.com", &[]), &[(ALICE, &[], Via::Approver)]);
+        again.status = e.status.clone();
+        let d = decide(&again, Some(&co), &c, verify(&k), ts("2026-11-28T15:00:00Z"));
+        assert_eq!(d.lifecycle.phase(), Phase::Active, "{case}");
+        assert!(d.grant.is_some(), "{case}");
+        assert_eq!(d.event.as_ref().map(|e| e.reason), Some("Granted"), "{case}");
+    }
+}
+
+#[test]
+fn break_glass_is_loud_until_an_approver_reviews_it() {
+    let (co, c, k) = (control_with_break_glass(), ceiling(), key());
+    let mut pe = signed(exception(), (DAN, &["oncall"]), &[(DAN, &["oncall"], Via::BreakGlass)]);
+    let broken = decide(&pe, Some(&co), &c, verify(&k), ts("2026-11-28T12:00:00Z"));
+    assert_eq!(broken.lifecycle.phase(), Phase::Active);
+    assert!(broken.grant.is_some());
+    assert_eq!(cond(&broken, "Approved"), is("True", "BreakGlass"));
+    assert_eq!(cond(&broken, "BreakGlass"), is("True", "BreakGlass"));
+    assert_eq!(broken.event.as_ref().map(|e| e.reason), Some("Granted"));
+    let event = broken.break_glass_event.as_ref().expect("a break-glass event");
+    assert_eq!((event.reason, event.warning), ("BreakGlass", true));
+    assert!(event.note.contains("dan@example.com (break glass)"), "{}", event.note);
+    assert!(event.note.contains("an approver must review it"), "{}", event.note);
+    assert!(broken.break_glass_unreviewed);
+    assert_eq!(
+        broken.status.approval.as_ref().and_then(|a| a.approved_by.as_deref()),
+        Some("dan@example.com (break glass)")
+    );
+    settled(&mut pe, &co, &broken, "2026-11-28T12:30:00Z");
+
+    let mut reviewed = signed(
+        pe.clone(),
+        (DAN, &["oncall"]),
+        &[(DAN, &["oncall"], Via::BreakGlass), (ALICE, &[], Via::Approver)],
+    );
+    reviewed.status = pe.status.clone();
+    let d = decide(&reviewed, Some(&co), &c, verify(&k), ts("2026-11-28T13:00:00Z"));
+    assert_eq!(d.lifecycle.phase(), Phase::Active);
+    assert!(d.grant.is_some());
+    assert_eq!(d.event, None, "still Active");
+    assert_eq!(cond(&d, "Approved"), is("True", "Approved"));
+    assert_eq!(cond(&d, "BreakGlass"), is("False", "Reviewed"));
+    let event = d.break_glass_event.as_ref().expect("a review event");
+    assert_eq!((event.reason, event.warning), ("BreakGlassReviewed", false));
+    assert!(!d.break_glass_unreviewed);
+    let history: Vec<_> = d.status.history.iter().map(|h| h.reason.as_str()).collect();
+    assert_eq!(history, ["Granted", "BreakGlass", "BreakGlassReviewed"]);
+    settled(&mut reviewed, &co, &d, "2026-11-28T14:00:00Z");
+
+    // The same break glass against a control that allows none: waits.
+    pe.status = None;
+    let d = decide(&pe, Some(&control()), &c, verify(&k), ts("2026-11-28T12:00:00Z"));
+    assert!(matches!(d.lifecycle, Lifecycle::Awaiting(..)), "{:?}", d.lifecycle);
+    assert_eq!(cond(&d, "BreakGlass"), None);
+    assert_eq!(d.break_glass_event, None);
+    assert!(!d.break_glass_unreviewed);
+}
+
+/// Approved before its start: from waiting for approval to waiting for the
+/// start is a transition of its own, then the grant comes at the start.
+#[test]
+fn approved_before_its_start_waits_for_it() {
+    let (co, c, k) = (control(), ceiling(), key());
+    let mut pe = signed(exception(), (CAROL, &[]), &[]);
+    let waiting = decide(&pe, Some(&co), &c, verify(&k), ts("2026-11-28T09:00:00Z"));
+    assert!(matches!(waiting.lifecycle, Lifecycle::Awaiting(..)));
+    pe.status = Some(waiting.status);
+    let mut approved = signed(pe.clone(), (CAROL, &[]), &[(ALICE, &[], Via::Approver)]);
+    approved.status = pe.status.clone();
+    let d = decide(&approved, Some(&co), &c, verify(&k), ts("2026-11-28T09:30:00Z"));
+    assert!(matches!(d.lifecycle, Lifecycle::Pending(_)), "{:?}", d.lifecycle);
+    assert_eq!(d.event.as_ref().map(|e| e.reason), Some("Pending"));
+    assert_eq!(d.wake_at, Some(ts("2026-11-28T10:00:00Z")));
+    assert_eq!(cond(&d, "Approved"), is("True", "Approved"));
+    assert!(d.grant.is_none());
+    settled(&mut approved, &co, &d, "2026-11-28T09:45:00Z");
+    let d = decide(&approved, Some(&co), &c, verify(&k), ts("2026-11-28T10:00:00Z"));
+    assert_eq!(d.lifecycle.phase(), Phase::Active);
+    assert!(d.grant.is_some());
+    let history: Vec<_> = d.status.history.iter().map(|h| h.reason.as_str()).collect();
+    assert_eq!(history, ["AwaitingApproval", "Pending", "Granted"]);
+}
