@@ -169,6 +169,14 @@ pub fn admit(
             policy.relevant_groups(caller.groups)
         }
         _ => {
+            if caller.user != requester.user {
+                return Err(format!(
+                    "break glass approves your own exception only; {} asked for this one, so an approver \
+                     of ControlOwnership {control:?} must approve it ({})",
+                    requester.user,
+                    policy.describe_approvers()
+                ));
+            }
             let Some(bg) = policy.break_glass_for(caller.groups) else {
                 return Err(match &policy.break_glass {
                     None => format!("ControlOwnership {control:?} allows no break glass"),

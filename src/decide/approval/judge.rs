@@ -157,10 +157,13 @@ pub fn judge(pe: &PolicyException, policy: &Policy, trust: Trust<'_>, window: Si
             {
                 approvers.push(r)
             }
+            // Break glass is self-approval: by the requester of this very
+            // content, nobody else.
             Via::BreakGlass
-                if policy
-                    .break_glass_for(&r.groups)
-                    .is_some_and(|b| window <= b.max_duration) =>
+                if r.user == requester.user
+                    && policy
+                        .break_glass_for(&r.groups)
+                        .is_some_and(|b| window <= b.max_duration) =>
             {
                 break_glass = break_glass.or(Some(r))
             }

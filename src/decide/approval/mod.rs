@@ -24,7 +24,7 @@ mod signing;
 pub use admit::{Admitted, Caller, PolicyOf, admit};
 pub use judge::{How, Judged, State, Trust, judge, reasons, records, verified_requester};
 pub use policy::{BreakGlass, Policy, parse};
-pub use signing::{Key, MIN_KEY_LEN, digest, record};
+pub use signing::{Key, MIN_KEY_LEN, digest, record, request_record};
 
 /// Signs `pe` as it stands as requested by `requester` and approved by
 /// `approver` (an approver of the fixture control), for tests of what

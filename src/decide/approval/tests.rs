@@ -349,7 +349,11 @@ fn a_change_of_what_an_approval_covers_clears_it_and_records_the_writer() {
 fn a_trusted_applier_approves_what_git_alone_wrote() {
     let p = rich();
     let by_git = created_by(ARGO, &["system:serviceaccounts"], &p);
-    assert_eq!(approvals_of(&by_git), vec![(ARGO.to_string(), Via::TrustedApplier)]);
+    // Judged from the request record (the applier wrote all of it), not
+    // from an approval record: whether the applier is trusted is the
+    // control's call when the controller judges, not when admission ran.
+    assert!(approvals_of(&by_git).is_empty());
+    assert!(requester_of(&by_git).is_some_and(|r| r.whole));
     assert_eq!(state(&by_git, &p), State::Approved(How::TrustedApplier));
     let mut edited = by_git.clone();
     edited.spec.ticket = "SEC-2".into();
@@ -366,18 +370,16 @@ fn a_trusted_applier_approves_what_git_alone_wrote() {
     for (case, old, new, writer, approved) in cases {
         let pe = ok(writer, &[], Some(old), new, &p);
         assert_eq!(requester_of(&pe).map(|r| r.user).as_deref(), Some(writer), "{case}");
-        let want = if approved {
-            vec![(ARGO.to_string(), Via::TrustedApplier)]
-        } else {
-            vec![]
-        };
-        assert_eq!(approvals_of(&pe), want, "{case}");
+        assert!(approvals_of(&pe).is_empty(), "{case}");
         assert_eq!(state(&pe, &p).applies(), approved, "{case}");
     }
     // Not listed: no approval through Git.
-    let plain = created_by(ARGO, &[], &policy_with(|_| {}));
-    assert!(approvals_of(&plain).is_empty());
-    // Without the control's rules, nobody is trusted.
+    let not_trusted = policy_with(|_| {});
+    let plain = created_by(ARGO, &[], &not_trusted);
+    assert!(!state(&plain, &not_trusted).applies());
+    // Without the control's rules at admission (Git applied the control
+    // and the exception together): recorded, and judged by the control
+    // once it is known.
     let g: Vec<String> = vec![];
     let a = admit(
         Caller { user: ARGO, groups: &g },
@@ -389,7 +391,9 @@ fn a_trusted_applier_approves_what_git_alone_wrote() {
     )
     .expect("a create without a control is recorded");
     assert!(!a.annotations.contains_key(APPROVALS_ANNOTATION));
-    assert!(a.annotations.contains_key(REQUESTED_BY_ANNOTATION));
+    let mut later = fresh();
+    later.metadata.annotations = Some(a.annotations);
+    assert_eq!(state(&later, &p), State::Approved(How::TrustedApplier));
 }
 
 #[test]
@@ -765,6 +769,7 @@ fn a_forged_record_does_not_block_a_real_approval() {
                 groups: vec![],
                 via: Via::Approver,
                 digest: d.clone(),
+                whole: false,
                 at: NOW.into(),
                 sig: String::new(),
             },
@@ -979,20 +984,41 @@ fn judge_reports_who_approved_how() {
         }
     );
     let one = approve(&by_git, ALICE, &[], &p);
-    let broken = annotate(&one, DAN, &["oncall"], BREAK_GLASS_ANNOTATION, DAN, &p).expect("break glass");
+    // Break glass is for one's own exception only: dan did not ask for this.
+    let refused = annotate(&one, DAN, &["oncall"], BREAK_GLASS_ANNOTATION, DAN, &p).expect_err("not his");
+    assert!(
+        refused.contains("break glass approves your own exception only"),
+        "{refused}"
+    );
+    // A signed break-glass record by someone else than the requester (the
+    // webhook never writes one) does not count either.
+    let d = digest(&one);
+    let (_, mut records_now) = records(&one);
+    records_now.push(signing::record(
+        &key(),
+        ("shop", "debug"),
+        DAN,
+        vec!["oncall".into()],
+        Via::BreakGlass,
+        &d,
+        NOW,
+    ));
+    let not_his = with(one.clone(), APPROVALS_ANNOTATION, &json(&records_now));
+    assert_eq!(verdict(&not_his, &p).break_glass, None);
+    // dan's own exception, broken and then reviewed by alice.
+    let mut own = created_by(DAN, &["oncall"], &p);
+    own = annotate(&own, DAN, &["oncall"], BREAK_GLASS_ANNOTATION, DAN, &p).expect("break glass");
+    let broken = approve(&own, ALICE, &[], &p);
     let j = verdict(&broken, &p);
-    assert_eq!(j.state, State::Approved(How::TrustedApplier));
+    assert_eq!(j.state, State::Approved(How::BreakGlass), "one of two approvers");
     assert_eq!(j.break_glass, Some(true), "alice approved the same content");
     let s = j.status.expect("status");
     assert_eq!(
         s.approved_by.as_deref(),
-        Some(
-            "alice@example.com (via trusted applier system:serviceaccount:argocd:argocd-application-controller), \
-             dan@example.com (break glass), alice@example.com"
-        )
+        Some("dan@example.com (break glass), alice@example.com")
     );
     let vias: Vec<&str> = s.approvals.iter().map(|e| e.via.as_str()).collect();
-    assert_eq!(vias, ["TrustedApplier", "BreakGlass", "Approver"]);
+    assert_eq!(vias, ["BreakGlass", "Approver"]);
     let two = approve(&broken, BOB, &[], &p);
     assert_eq!(state(&two, &p), State::Approved(How::Approvers));
     // Assumed approved: no status, nothing to verify.

@@ -154,9 +154,10 @@ fn judged(pe: &PolicyException, control: Against<'_>, trust: Trust<'_>, w: Windo
 /// May this exception hold its grant at `now`, judged from its own stored
 /// spec and status alone: its window parses, has started, has not ended,
 /// and expiry has not been recorded. The sweeper's backstop rule; it needs
-/// neither the control nor the ceiling, so it never keeps more than
-/// [`lifecycle`] would, only possibly less (a Rejected exception is left to
-/// its reconciler).
+/// neither the control nor the ceiling. It can keep a grant [`lifecycle`]
+/// would not (a Rejected exception, an approver the control no longer
+/// lists): those are its reconciler's to revoke, at once, on the change
+/// that caused them.
 /// With a key, it also needs a signed approval of the content as it
 /// stands (whether its approver still counts is the reconciler's call).
 pub fn window_open(pe: &PolicyException, trust: Trust<'_>, now: Timestamp) -> bool {

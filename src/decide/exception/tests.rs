@@ -778,3 +778,50 @@ fn approved_before_its_start_waits_for_it() {
     let history: Vec<_> = d.status.history.iter().map(|h| h.reason.as_str()).collect();
     assert_eq!(history, ["AwaitingApproval", "Pending", "Granted"]);
 }
+
+/// The sweeper's backstop keeps a grant only for an exception that came
+/// through admission: a verified requester and a signed approval of the
+/// content as it stands, or a requester who wrote all of it (a trusted
+/// applier's, which only the control can tell).
+#[test]
+fn window_open_needs_records_that_verify() {
+    let k = key();
+    let now = ts("2026-11-28T12:00:00Z");
+    let bare = exception();
+    assert!(window_open(&bare, Trust::AssumeApproved, now));
+    assert!(!window_open(&bare, verify(&k), now), "no records");
+    let approved = signed(bare.clone(), (CAROL, &[]), &[(ALICE, &[], Via::Approver)]);
+    assert!(window_open(&approved, verify(&k), now));
+    assert!(
+        !window_open(&approved, verify(&Key::new(&[9; 32]).expect("key")), now),
+        "another key"
+    );
+    let mut changed = approved.clone();
+    changed.spec.ticket = "SEC-9".into();
+    assert!(!window_open(&changed, verify(&k), now), "approval of other content");
+    let requested_only = signed(bare.clone(), (CAROL, &[]), &[]);
+    assert!(
+        !window_open(&requested_only, verify(&k), now),
+        "requested, not approved"
+    );
+    let d = crate::decide::approval::digest(&bare);
+    let whole = crate::decide::approval::request_record(
+        &k,
+        ("shop", "debug"),
+        "argocd",
+        vec![],
+        true,
+        &d,
+        "2026-11-28T09:00:00Z",
+    );
+    let mut by_git = bare.clone();
+    by_git.metadata.annotations.get_or_insert_with(Default::default).insert(
+        REQUESTED_BY_ANNOTATION.into(),
+        serde_json::to_string(&whole).expect("json"),
+    );
+    assert!(window_open(&by_git, verify(&k), now), "written whole by its requester");
+    assert!(
+        !window_open(&by_git, verify(&k), ts("2026-11-29T10:00:00Z")),
+        "at expiry"
+    );
+}
