@@ -1,7 +1,8 @@
 //! Prometheus metrics. Counters and histograms are updated by the
-//! reconcilers; gauges describing the objects (exceptions by phase, seconds
-//! to the next expiry, overdue reviews, drift bindings) are computed from
-//! the caches at scrape time, so they cost nothing between scrapes.
+//! reconcilers; gauges describing the objects (exceptions by phase, those
+//! awaiting approval, unreviewed break glass, seconds to the next expiry,
+//! overdue reviews, drift bindings) are computed from the caches at scrape
+//! time, so they cost nothing between scrapes.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -17,6 +18,7 @@ use prometheus_client::registry::Registry;
 use crate::api::Phase;
 use crate::cache::Caches;
 use crate::decide::conditions::{is_true, types};
+use crate::decide::policy_report::{awaits_approval, break_glass_unreviewed};
 
 /// `kind` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,6 +50,27 @@ pub struct ExceptionLabels {
     pub namespace: String,
     /// Its name.
     pub name: String,
+    /// The control it is an exception to.
+    pub control: String,
+}
+
+/// `namespace` label: bounded by the number of namespaces holding
+/// exceptions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabel {
+    /// The namespace.
+    pub namespace: String,
+}
+
+/// Labels of a per-exception break-glass series: one per exception standing
+/// on a break-glass approval no approver has reviewed, so an alert can name
+/// it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakGlassLabels {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub exception: String,
     /// The control it is an exception to.
     pub control: String,
 }
@@ -86,6 +109,8 @@ pub struct Metrics {
     requests: Family<VerbLabel, Counter>,
     expiry_at: Family<ExceptionLabels, Seconds>,
     review_due_at: Family<ControlLabels, Seconds>,
+    awaiting: Family<NamespaceLabel, Gauge>,
+    break_glass: Family<BreakGlassLabels, Gauge>,
     /// The caches the gauges describe; set by the leader only, so that the
     /// replicas of one Deployment do not all report the same objects.
     caches: OnceLock<Arc<Caches>>,
@@ -116,6 +141,18 @@ impl Metrics {
         let requests = Family::<VerbLabel, Counter>::default();
         let expiry_at = Family::<ExceptionLabels, Seconds>::default();
         let review_due_at = Family::<ControlLabels, Seconds>::default();
+        let awaiting = Family::<NamespaceLabel, Gauge>::default();
+        let break_glass = Family::<BreakGlassLabels, Gauge>::default();
+        registry.register(
+            "exceptions_awaiting_approval",
+            "Pending PolicyExceptions awaiting approval (or a verified requester), by namespace (absent: none)",
+            awaiting.clone(),
+        );
+        registry.register(
+            "exceptions_break_glass",
+            "1 for each Pending or Active PolicyException approved by break glass and not yet reviewed by an approver",
+            break_glass.clone(),
+        );
         registry.register(
             "exception_expiry_timestamp_seconds",
             "When each Pending or Active PolicyException expires (Unix time)",
@@ -184,6 +221,8 @@ impl Metrics {
             requests,
             expiry_at,
             review_due_at,
+            awaiting,
+            break_glass,
             caches: OnceLock::new(),
         }
     }
@@ -233,10 +272,26 @@ impl Metrics {
         // Rebuilt at each scrape: a deleted or expired object's series goes.
         self.expiry_at.clear();
         self.review_due_at.clear();
+        self.awaiting.clear();
+        self.break_glass.clear();
+        let mut awaiting = std::collections::BTreeMap::<String, i64>::new();
         for pe in c.exceptions.state() {
             let Some(status) = &pe.status else { continue };
             let Some(phase) = status.phase else { continue };
             *by_phase.entry(phase.as_str()).or_default() += 1;
+            let namespace = || pe.metadata.namespace.clone().unwrap_or_default();
+            if awaits_approval(status) {
+                *awaiting.entry(namespace()).or_default() += 1;
+            }
+            if break_glass_unreviewed(status) {
+                self.break_glass
+                    .get_or_create(&BreakGlassLabels {
+                        namespace: namespace(),
+                        exception: pe.metadata.name.clone().unwrap_or_default(),
+                        control: pe.spec.control.clone(),
+                    })
+                    .set(1);
+            }
             if matches!(phase, Phase::Pending | Phase::Active)
                 && let Some(t) = status.expires_at.as_deref().and_then(|s| s.parse::<Timestamp>().ok())
             {
@@ -262,6 +317,9 @@ impl Metrics {
                     phase: p.as_str().into(),
                 })
                 .set(n);
+        }
+        for (namespace, n) in awaiting {
+            self.awaiting.get_or_create(&NamespaceLabel { namespace }).set(n);
         }
         self.next_expiry.set(next.unwrap_or(f64::NAN));
         let controls = c.controls.state();
@@ -316,3 +374,84 @@ fn unix_seconds(t: Timestamp) -> f64 {
 
 /// Shared handle.
 pub type SharedMetrics = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::policy_report::approval_fixtures::{awaiting, break_glass, reviewed, unverified};
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("a timestamp")
+    }
+
+    /// The exposition of `exceptions` at `now`, as the leader serves it.
+    fn scrape(exceptions: Vec<crate::api::PolicyException>, now: Timestamp) -> Vec<String> {
+        let metrics = Metrics::new();
+        metrics.attach(Arc::new(Caches::fed(vec![], exceptions)));
+        metrics.render(now).lines().map(String::from).collect()
+    }
+
+    fn series<'a>(lines: &'a [String], metric: &str) -> Vec<&'a str> {
+        let mut found: Vec<&str> = lines
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn exceptions_awaiting_approval_are_counted_by_namespace() {
+        let now = ts("2026-11-28T12:00:00Z");
+        let lines = scrape(
+            vec![
+                awaiting("shop", "a", now),
+                unverified("shop", "b", now),
+                awaiting("bank", "c", now),
+                // Approved (break glass reviewed): not awaiting.
+                reviewed("ledger", "d", now),
+                // Expired unapproved: it can no longer be approved.
+                awaiting("ledger", "e", ts("2026-12-01T00:00:00Z")),
+            ],
+            now,
+        );
+        assert_eq!(
+            series(&lines, "steward_exceptions_awaiting_approval"),
+            [
+                r#"steward_exceptions_awaiting_approval{namespace="bank"} 1"#,
+                r#"steward_exceptions_awaiting_approval{namespace="shop"} 2"#,
+            ]
+        );
+        // They are Pending, as the phase gauge says.
+        assert!(
+            lines.contains(&r#"steward_exceptions{phase="Pending"} 3"#.to_string()),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn each_unreviewed_break_glass_has_its_own_series_none_once_reviewed_or_expired() {
+        let now = ts("2026-11-28T12:00:00Z");
+        let lines = scrape(
+            vec![
+                break_glass("shop", "glass", now),
+                reviewed("shop", "checked", now),
+                break_glass("bank", "over", ts("2026-12-01T00:00:00Z")),
+                awaiting("bank", "waiting", now),
+            ],
+            now,
+        );
+        assert_eq!(
+            series(&lines, "steward_exceptions_break_glass"),
+            [r#"steward_exceptions_break_glass{namespace="shop",exception="glass",control="payments"} 1"#]
+        );
+        // Reviewed: no series.
+        let none = scrape(vec![reviewed("shop", "glass", now)], now);
+        assert!(series(&none, "steward_exceptions_break_glass").is_empty(), "{none:#?}");
+        assert!(
+            series(&none, "steward_exceptions_awaiting_approval").is_empty(),
+            "{none:#?}"
+        );
+    }
+}

@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 
-use super::conditions::{TRUE, find, is_true, types};
-use crate::api::{ControlOwnership, Phase, PolicyException};
+use super::approval::reasons as approval;
+use super::conditions::{FALSE, TRUE, find, is_true, types};
+use crate::api::approval::APPROVE_ANNOTATION;
+use crate::api::{ControlOwnership, Phase, PolicyException, PolicyExceptionStatus};
 
 /// Name of the report in every namespace.
 pub const REPORT_NAME: &str = "steward";
@@ -86,8 +88,9 @@ pub enum Outcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
-    /// A grant or binding beyond what was declared, or a spec that
-    /// enforces nothing.
+    /// A grant or binding beyond what was declared, a spec that enforces
+    /// nothing, or an exception in force that no approver has approved
+    /// (break glass not yet reviewed).
     High,
     /// An ownership or review obligation missed.
     Medium,
@@ -131,6 +134,31 @@ fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ResourceRef {
     }
 }
 
+/// Rule of an exception in force on a break-glass approval no approver has
+/// reviewed yet.
+pub const EXCEPTION_BREAK_GLASS: &str = "exception-break-glass";
+/// Rule of an exception that waits for approval (nothing applies).
+pub const EXCEPTION_AWAITING_APPROVAL: &str = "exception-awaiting-approval";
+
+/// Whether `status` says the exception awaits approval: Pending, with
+/// `Active=False` for AwaitingApproval or RequesterUnverified. (An exception
+/// that expired unapproved awaits nothing: it can no longer be approved.)
+pub fn awaits_approval(status: &PolicyExceptionStatus) -> bool {
+    status.phase == Some(Phase::Pending)
+        && find(&status.conditions, types::ACTIVE).is_some_and(|c| {
+            c.status == FALSE
+                && [approval::AWAITING_APPROVAL, approval::REQUESTER_UNVERIFIED].contains(&c.reason.as_str())
+        })
+}
+
+/// Whether `status` says the exception stands on a break-glass approval no
+/// approver has reviewed: `BreakGlass=True` while Pending or Active. Once
+/// Expired it can no longer be reviewed (admission refuses approvals of an
+/// expired exception), so it is no longer reported as awaiting review.
+pub fn break_glass_unreviewed(status: &PolicyExceptionStatus) -> bool {
+    matches!(status.phase, Some(Phase::Pending | Phase::Active)) && is_true(&status.conditions, types::BREAK_GLASS)
+}
+
 /// Category and severity of each rule's outcome.
 fn rated(rule: &str, outcome: Outcome) -> (&'static str, Severity) {
     let category = match rule {
@@ -138,11 +166,13 @@ fn rated(rule: &str, outcome: Outcome) -> (&'static str, Severity) {
         "review-up-to-date" => "Review",
         "no-undeclared-bindings" => "Drift",
         "valid-spec" => "Validity",
+        EXCEPTION_BREAK_GLASS => "Break Glass",
+        EXCEPTION_AWAITING_APPROVAL => "Approval",
         _ => "Exceptions",
     };
     let severity = match (rule, outcome) {
         (_, Outcome::Pass | Outcome::Skip) => Severity::Info,
-        ("no-undeclared-bindings" | "valid-spec", _) => Severity::High,
+        ("no-undeclared-bindings" | "valid-spec" | EXCEPTION_BREAK_GLASS, _) => Severity::High,
         ("owner-and-backup-owner" | "review-up-to-date", Outcome::Fail | Outcome::Error) => Severity::Medium,
         ("exception-expired", _) => Severity::Info,
         _ => Severity::Low,
@@ -237,14 +267,46 @@ fn control_results(co: &ControlOwnership) -> Vec<ReportResult> {
     results
 }
 
-/// An exception's result: Active ones are skipped checks, or warn in their
-/// last stretch (ExpiringSoon); Expired ones still present warn; Pending and
-/// Rejected ones are not reported.
+/// An exception's result: one in force (or about to be) on a break-glass
+/// approval no approver has reviewed fails, whatever its phase; one awaiting
+/// approval warns; Active ones are skipped checks, or warn in their last
+/// stretch (ExpiringSoon); Expired ones still present warn; other Pending
+/// ones and Rejected ones are not reported.
 fn exception_result(pe: &PolicyException) -> Option<ReportResult> {
     let status = pe.status.as_ref()?;
     let until = status.expires_at.clone().unwrap_or_default();
     let control = &pe.spec.control;
+    let approved_by = status
+        .approval
+        .as_ref()
+        .and_then(|a| a.approved_by.clone())
+        .filter(|by| !by.is_empty());
+    let by = approved_by.as_deref().unwrap_or("an unknown user");
     let mut r = match status.phase? {
+        _ if break_glass_unreviewed(status) => result(
+            pe,
+            EXCEPTION_BREAK_GLASS,
+            Outcome::Fail,
+            format!(
+                "exception to {control} was approved by break glass ({by}), not by an approver, and no approver \
+                 has reviewed it yet; an approver of {control} must review it: kubectl annotate policyexception {} \
+                 -n {} {APPROVE_ANNOTATION}=<their user name>",
+                pe.name_any(),
+                pe.namespace().unwrap_or_default(),
+            ),
+        ),
+        Phase::Pending if awaits_approval(status) => {
+            let why = find(&status.conditions, types::APPROVED)
+                .or_else(|| find(&status.conditions, types::ACTIVE))
+                .map(|c| c.message.as_str())
+                .unwrap_or_default();
+            result(
+                pe,
+                EXCEPTION_AWAITING_APPROVAL,
+                Outcome::Warn,
+                format!("exception to {control} awaits approval; nothing applies until then: {why}"),
+            )
+        }
         Phase::Active if is_true(&status.conditions, types::EXPIRING_SOON) => result(
             pe,
             "exception-expiring-soon",
@@ -257,17 +319,24 @@ fn exception_result(pe: &PolicyException) -> Option<ReportResult> {
             Outcome::Skip,
             format!("exception to {control} active until {until}"),
         ),
-        Phase::Expired => result(
-            pe,
-            "exception-expired",
-            Outcome::Warn,
-            format!("exception to {control} expired at {until} and is still present; remove it from Git"),
-        ),
+        Phase::Expired => {
+            let mut message =
+                format!("exception to {control} expired at {until} and is still present; remove it from Git");
+            if is_true(&status.conditions, types::BREAK_GLASS) {
+                message.push_str(&format!(
+                    "; it was approved by break glass ({by}) and no approver reviewed it before it expired"
+                ));
+            }
+            result(pe, "exception-expired", Outcome::Warn, message)
+        }
         Phase::Rejected | Phase::Pending => return None,
     };
     r.properties.insert("exception".into(), pe.name_any());
     r.properties.insert("control".into(), control.clone());
     r.properties.insert("ticket".into(), pe.spec.ticket.clone());
+    if let Some(by) = approved_by {
+        r.properties.insert("approvedBy".into(), by);
+    }
     Some(r)
 }
 
@@ -382,6 +451,139 @@ mod tests {
     }
 
     #[test]
+    fn an_unreviewed_break_glass_fails_loudly_until_an_approver_reviews_it() {
+        use super::approval_fixtures::{break_glass, reviewed};
+        let now = ts("2026-11-28T12:00:00Z");
+        let co = decided_control(now);
+        let glass = break_glass("shop", "glass", now);
+        assert!(break_glass_unreviewed(glass.status.as_ref().expect("decided")));
+        let report = build(&[&co], &[&glass]).unwrap();
+        let r = &report.results[2];
+        assert_eq!(
+            (r.rule.as_str(), r.result, r.severity, r.category.as_str()),
+            (EXCEPTION_BREAK_GLASS, Outcome::Fail, Severity::High, "Break Glass")
+        );
+        // Who approved it, and that an approver must review it (and how).
+        assert!(r.message.contains("carol@example.com (break glass)"), "{}", r.message);
+        assert!(
+            r.message.contains("an approver of payments must review it"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message
+                .contains("kubectl annotate policyexception glass -n shop steward.dev/approve="),
+            "{}",
+            r.message
+        );
+        assert_eq!(r.properties["approvedBy"], "carol@example.com (break glass)");
+        assert_eq!(report.summary.fail, 1);
+        // Even in its last stretch it fails rather than warns.
+        let late = break_glass("shop", "glass", ts("2026-11-29T06:00:00Z"));
+        let r = &build(&[], &[&late]).unwrap().results[0];
+        assert_eq!((r.rule.as_str(), r.result), (EXCEPTION_BREAK_GLASS, Outcome::Fail));
+
+        // Reviewed: back to the result of any Active exception.
+        let done = reviewed("shop", "glass", now);
+        let report = build(&[], &[&done]).unwrap();
+        let r = &report.results[0];
+        assert_eq!(
+            (r.rule.as_str(), r.result, r.severity, r.category.as_str()),
+            ("exception-active", Outcome::Skip, Severity::Info, "Exceptions")
+        );
+        assert_eq!(
+            r.properties["approvedBy"],
+            "carol@example.com (break glass), alice@example.com"
+        );
+        assert_eq!(report.summary.fail, 0);
+
+        // Expired unreviewed: no longer reviewable, so the expired warning,
+        // which says it was never reviewed.
+        let over = break_glass("shop", "glass", ts("2026-12-01T00:00:00Z"));
+        assert!(!break_glass_unreviewed(over.status.as_ref().expect("decided")));
+        let r = &build(&[], &[&over]).unwrap().results[0];
+        assert_eq!((r.rule.as_str(), r.result), ("exception-expired", Outcome::Warn));
+        assert!(
+            r.message
+                .contains("approved by break glass (carol@example.com (break glass)) and no approver reviewed it"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn an_exception_awaiting_approval_warns_with_what_is_missing() {
+        use super::approval_fixtures::{awaiting, unverified};
+        let now = ts("2026-11-28T12:00:00Z");
+        let waiting = awaiting("shop", "waiting", now);
+        let nobody = unverified("shop", "nobody", now);
+        for pe in [&waiting, &nobody] {
+            let status = pe.status.as_ref().expect("decided");
+            assert_eq!(status.phase, Some(Phase::Pending));
+            assert!(awaits_approval(status));
+            assert!(!break_glass_unreviewed(status));
+        }
+        let report = build(&[], &[&nobody, &waiting]).unwrap();
+        let got: Vec<_> = report
+            .results
+            .iter()
+            .map(|r| {
+                (
+                    r.properties["exception"].as_str(),
+                    r.rule.as_str(),
+                    r.result,
+                    r.severity,
+                    r.category.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "nobody",
+                    EXCEPTION_AWAITING_APPROVAL,
+                    Outcome::Warn,
+                    Severity::Low,
+                    "Approval"
+                ),
+                (
+                    "waiting",
+                    EXCEPTION_AWAITING_APPROVAL,
+                    Outcome::Warn,
+                    Severity::Low,
+                    "Approval"
+                ),
+            ]
+        );
+        // The message is the Approved condition's: what is missing, how to give it.
+        let approved = find(&waiting.status.as_ref().expect("decided").conditions, types::APPROVED).expect("Approved");
+        assert_eq!(approved.status, FALSE);
+        let r = &report.results[1];
+        assert!(
+            r.message.starts_with("exception to payments awaits approval"),
+            "{}",
+            r.message
+        );
+        assert!(r.message.ends_with(&approved.message), "{}", r.message);
+        assert!(r.message.contains("approved by 0 of the 1"), "{}", r.message);
+        assert!(
+            report.results[0]
+                .message
+                .contains("no verified record of who wrote this exception"),
+            "{}",
+            report.results[0].message
+        );
+        assert_eq!(report.summary.warn, 2);
+
+        // Once it expires unapproved it awaits nothing: the expired warning.
+        let over = awaiting("shop", "waiting", ts("2026-12-01T00:00:00Z"));
+        assert!(!awaits_approval(over.status.as_ref().expect("decided")));
+        let r = &build(&[], &[&over]).unwrap().results[0];
+        assert_eq!((r.rule.as_str(), r.result), ("exception-expired", Outcome::Warn));
+    }
+
+    #[test]
     fn large_namespaces_list_failures_first_and_count_everything() {
         let now = ts("2026-12-01T00:00:00Z");
         let co = co_fixture();
@@ -401,5 +603,102 @@ mod tests {
         assert_eq!(report.results[0].result, Outcome::Fail);
         assert_eq!(report.summary.warn, 1200);
         assert_eq!(report.summary.fail, 1);
+    }
+}
+
+/// Exceptions whose status the controller decided from signed approval
+/// records (awaiting approval, break glass, reviewed), for the tests of
+/// everything that reads that status.
+#[cfg(test)]
+pub(crate) mod approval_fixtures {
+    use jiff::Timestamp;
+
+    use crate::api::approval::{APPROVALS_ANNOTATION, REQUESTED_BY_ANNOTATION, Via};
+    use crate::api::{BreakGlass, ControlOwnership, PolicyException};
+    use crate::decide::approval::{Key, Trust, digest, record};
+    use crate::decide::exception;
+    use crate::decide::fixtures::{ceiling, control, exception as pe_fixture};
+
+    /// The requester of every fixture exception.
+    pub const REQUESTER: &str = "carol@example.com";
+    /// An approver of the fixture control.
+    pub const APPROVER: &str = "alice@example.com";
+    /// The group that may break glass.
+    pub const ON_CALL: &str = "oncall";
+
+    fn key() -> Key {
+        Key::new(&[7; 32]).expect("a long enough key")
+    }
+
+    /// The fixture control, whose `oncall` members may break glass for a
+    /// day (the fixture exception's whole window).
+    pub fn control_with_break_glass() -> ControlOwnership {
+        let mut co = control();
+        co.spec
+            .exception_policy
+            .get_or_insert_with(Default::default)
+            .break_glass = Some(BreakGlass {
+            groups: vec![ON_CALL.into()],
+            max_duration: "1d".into(),
+        });
+        co
+    }
+
+    /// The fixture exception named `name` in `namespace`, with the records
+    /// admission would write: requested by [`REQUESTER`] (unless
+    /// `requested` is false), then each of `approvals` (user, how).
+    pub fn signed(namespace: &str, name: &str, requested: bool, approvals: &[(&str, Via)]) -> PolicyException {
+        let mut pe = pe_fixture();
+        pe.metadata.name = Some(name.into());
+        pe.metadata.namespace = Some(namespace.into());
+        let key = key();
+        let d = digest(&pe);
+        let at = "2026-11-28T09:30:00Z";
+        let sign = |user: &str, via: Via| {
+            let groups = if via == Via::BreakGlass {
+                vec![ON_CALL.to_string()]
+            } else {
+                vec![]
+            };
+            record(&key, (namespace, name), user, groups, via, &d, at)
+        };
+        let annotations = pe.metadata.annotations.get_or_insert_with(Default::default);
+        if requested {
+            let r = sign(REQUESTER, Via::Request);
+            annotations.insert(REQUESTED_BY_ANNOTATION.into(), serde_json::to_string(&r).expect("json"));
+        }
+        let a: Vec<_> = approvals.iter().map(|(user, via)| sign(user, *via)).collect();
+        annotations.insert(APPROVALS_ANNOTATION.into(), serde_json::to_string(&a).expect("json"));
+        pe
+    }
+
+    /// `pe` with the status the controller decides for it at `now`,
+    /// verifying its records, against [`control_with_break_glass`].
+    pub fn decided(mut pe: PolicyException, now: Timestamp) -> PolicyException {
+        let co = control_with_break_glass();
+        let key = key();
+        pe.status = Some(exception::decide(&pe, Some(&co), &ceiling(), Trust::Verify(&key), now).status);
+        pe
+    }
+
+    /// Approved by its own requester in an emergency, not reviewed.
+    pub fn break_glass(namespace: &str, name: &str, now: Timestamp) -> PolicyException {
+        decided(signed(namespace, name, true, &[(REQUESTER, Via::BreakGlass)]), now)
+    }
+
+    /// Approved by break glass, then reviewed by an approver.
+    pub fn reviewed(namespace: &str, name: &str, now: Timestamp) -> PolicyException {
+        let approvals = [(REQUESTER, Via::BreakGlass), (APPROVER, Via::Approver)];
+        decided(signed(namespace, name, true, &approvals), now)
+    }
+
+    /// Requested, not approved.
+    pub fn awaiting(namespace: &str, name: &str, now: Timestamp) -> PolicyException {
+        decided(signed(namespace, name, true, &[]), now)
+    }
+
+    /// Without a verified requester.
+    pub fn unverified(namespace: &str, name: &str, now: Timestamp) -> PolicyException {
+        decided(signed(namespace, name, false, &[]), now)
     }
 }
