@@ -84,7 +84,7 @@ pub struct ApprovalStatus {
     pub approved_by: Option<String>,
     /// Distinct approvers the control requires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub required: Option<u32>,
+    pub required: Option<i32>,
     /// The verified approvals of the exception as it stands.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = super::limits::APPROVAL_RECORDS))]

@@ -192,7 +192,7 @@ pub struct ExceptionPolicy {
     /// approve an exception before it applies (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = super::limits::MIN_APPROVALS))]
-    pub min_approvals: Option<u32>,
+    pub min_approvals: Option<i32>,
     /// User names of GitOps controllers (for example
     /// `system:serviceaccount:argocd:argocd-application-controller`): an
     /// exception they create, or change when they also wrote its previous

@@ -34,7 +34,7 @@ pub const IDENTITIES: usize = 100;
 /// break-glass groups).
 pub const APPROVERS: usize = 64;
 /// The most approvals a control may require.
-pub const MIN_APPROVALS: u32 = 10;
+pub const MIN_APPROVALS: i32 = 10;
 /// Approval records kept on one exception.
 pub const APPROVAL_RECORDS: usize = 16;
 /// Groups recorded for one identity (only those the control names).

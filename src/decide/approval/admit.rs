@@ -146,7 +146,13 @@ pub fn admit(
     };
     let created = old.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
     let window = validate::exception_alone(&old.spec, created).ok();
-    if window.is_some_and(|w| now >= w.expires_at) {
+    // After expiry an approval changes nothing, except the review a
+    // break-glass exception still owes: that may come after the fact.
+    let broken_glass = super::judge::records(old)
+        .1
+        .iter()
+        .any(|r| r.via == Via::BreakGlass && r.digest == d && key.verifies(&ns, &name, r));
+    if window.is_some_and(|w| now >= w.expires_at) && !(via == Via::Approver && broken_glass) {
         return Err("the exception has expired: an approval would change nothing".into());
     }
     let control = &old.spec.control;

@@ -136,7 +136,7 @@ pub fn judge(pe: &PolicyException, policy: &Policy, trust: Trust<'_>, window: Si
             },
             break_glass: None,
             status: Some(ApprovalStatus {
-                required: Some(required),
+                required: i32::try_from(required).ok(),
                 ..Default::default()
             }),
         };
@@ -225,7 +225,7 @@ pub fn judge(pe: &PolicyException, policy: &Policy, trust: Trust<'_>, window: Si
         status: Some(ApprovalStatus {
             requested_by: Some(requester.user.clone()),
             approved_by,
-            required: Some(required),
+            required: i32::try_from(required).ok(),
             approvals: entries,
         }),
     }

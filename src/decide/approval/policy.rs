@@ -77,15 +77,17 @@ pub fn parse(spec: &ControlOwnershipSpec, max_duration: SignedDuration, errors: 
     let policy = spec.exception_policy.clone().unwrap_or_default();
     let users: Vec<String> = clean(&spec.approvers);
     let groups: Vec<String> = clean(&spec.approver_groups);
-    let min_approvals = policy.min_approvals.unwrap_or(1);
+    let asked = policy.min_approvals.unwrap_or(1);
+    // In range (checked below) it is positive; out of range it is refused.
+    let min_approvals = u32::try_from(asked).unwrap_or(1);
     const MIN: &str = "spec.exceptionPolicy.minApprovals";
-    if !(1..=limits::MIN_APPROVALS).contains(&min_approvals) {
+    if !(1..=limits::MIN_APPROVALS).contains(&asked) {
         errors.push(Invalid::new(
             Reason::MinApprovalsUnreachable,
             MIN,
-            format!("must be between 1 and {}, not {min_approvals}", limits::MIN_APPROVALS),
+            format!("must be between 1 and {}, not {asked}", limits::MIN_APPROVALS),
         ));
-    } else if policy.min_approvals.is_some() && groups.is_empty() && (users.len() as u32) < min_approvals {
+    } else if policy.min_approvals.is_some() && groups.is_empty() && users.len() < min_approvals as usize {
         errors.push(Invalid::new(
             Reason::MinApprovalsUnreachable,
             MIN,
@@ -162,7 +164,7 @@ mod tests {
         (p, errors)
     }
 
-    fn policy(min: Option<u32>, bg: Option<(&[&str], &str)>) -> impl Fn(&mut ControlOwnershipSpec) {
+    fn policy(min: Option<i32>, bg: Option<(&[&str], &str)>) -> impl Fn(&mut ControlOwnershipSpec) {
         move |s| {
             s.exception_policy = Some(ExceptionPolicy {
                 min_approvals: min,
@@ -180,7 +182,7 @@ mod tests {
         // (case, minApprovals, approver groups, break glass, first error)
         type Case = (
             &'static str,
-            Option<u32>,
+            Option<i32>,
             &'static [&'static str],
             Option<(&'static [&'static str], &'static str)>,
             Option<(Reason, &'static str)>,

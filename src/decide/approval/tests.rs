@@ -72,7 +72,7 @@ fn rich_with(edit: impl FnOnce(&mut ControlOwnershipSpec)) -> Policy {
     })
 }
 
-fn min_approvals(n: u32) -> impl FnOnce(&mut ControlOwnershipSpec) {
+fn min_approvals(n: i32) -> impl FnOnce(&mut ControlOwnershipSpec) {
     move |s| s.exception_policy.get_or_insert_with(Default::default).min_approvals = Some(n)
 }
 
@@ -748,6 +748,33 @@ fn break_glass_within_its_longest_window_then_review() {
     let broken = annotate(&twelve, DAN, &["oncall"], BREAK_GLASS_ANNOTATION, DAN, &short).expect("12h");
     let j = judge(&broken, &short, Trust::Verify(&key()), SignedDuration::from_hours(12));
     assert_eq!(j.state, State::Approved(How::BreakGlass));
+}
+
+/// The review a break-glass exception owes may come after its window
+/// ended; any other approval of an expired exception changes nothing and
+/// is refused.
+#[test]
+fn break_glass_is_reviewed_even_after_expiry() {
+    let p = rich();
+    let after = "2026-11-29T11:00:00Z".parse::<Timestamp>().expect("ts");
+    let review = |pe: &PolicyException| {
+        let new = with(pe.clone(), APPROVE_ANNOTATION, ALICE);
+        admitted(ALICE, &[], Some(pe), &new, &p, after)
+    };
+    let broken = annotate(
+        &created_by(DAN, &["oncall"], &p),
+        DAN,
+        &["oncall"],
+        BREAK_GLASS_ANNOTATION,
+        DAN,
+        &p,
+    )
+    .expect("break glass");
+    let (reviewed, _) = review(&broken).expect("a late review of break glass");
+    assert_eq!(verdict(&reviewed, &p).break_glass, Some(true));
+    let plain = created_by(CAROL, &[], &p);
+    let err = review(&plain).expect_err("an expired exception approved");
+    assert!(err.contains("has expired"), "{err}");
 }
 
 /// A record written under an approver's name while the webhook was not
