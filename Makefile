@@ -10,7 +10,7 @@ OLDEST_KUBERNETES ?= 1.33
 export KUBERNETES
 # Scenarios `make test` also runs on the oldest release: the install, the
 # API server's own rules, exceptions and ownership.
-OLDEST_E2E ?= install:: api_rules:: exceptions:: ownership::
+OLDEST_E2E ?= install:: api_rules:: exceptions:: ownership:: approvals::
 STEWARD_DEV_DIR ?= $(or $(TMPDIR),/tmp)/steward-dev
 DEV_NAMESPACE ?= steward-demo
 

@@ -406,6 +406,23 @@ async fn break_glass_grants_at_once_within_its_cap_and_is_reported_until_reviewe
     assert_eq!(condition(&pe, "BreakGlass").unwrap()["status"], "True");
     eventually(OUTCOME, "granted", || env.can(&ns, "api", "get", "", "pods/log")).await;
     env.wait_for_events(&ns, &["BreakGlass"]).await;
+    // Reported: the metric an alert pages on, and a `fail` result.
+    let broken_glass = |env: &Env| {
+        env.metrics().samples.iter().any(|s| {
+            s.metric == "steward_exceptions_break_glass"
+                && s.labels.get("namespace") == Some(ns.as_str())
+                && s.labels.get("exception") == Some("incident")
+                && matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 1.0)
+        })
+    };
+    eventually(OUTCOME, "the break-glass metric", || {
+        let seen = broken_glass(env);
+        async move { seen }
+    })
+    .await;
+    let report = report_result(env, &ns, "exception-break-glass").await;
+    assert_eq!(report["result"], "fail", "{report:#}");
+    assert_eq!(report["severity"], "high", "{report:#}");
 
     // alice reviews it after the fact.
     ok(
@@ -415,6 +432,35 @@ async fn break_glass_grants_at_once_within_its_cap_and_is_reported_until_reviewe
     let pe = approval_is(&pes, "incident", "Approved").await;
     assert_eq!(condition(&pe, "BreakGlass").unwrap()["reason"], "Reviewed");
     env.wait_for_events(&ns, &["BreakGlassReviewed"]).await;
+    eventually(OUTCOME, "the metric gone once reviewed", || {
+        let seen = broken_glass(env);
+        async move { !seen }
+    })
+    .await;
+}
+
+/// The result of `rule` in the namespace's PolicyReport, once there.
+async fn report_result(env: &Env, ns: &str, rule: &str) -> serde_json::Value {
+    use kube::api::{DynamicObject, GroupVersionKind};
+    let gvk = GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport");
+    let client = env.admin().await;
+    let (ar, _) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
+    let reports: Api<DynamicObject> = Api::namespaced_with(client, ns, &ar);
+    let deadline = std::time::Instant::now() + OUTCOME;
+    loop {
+        if let Some(r) = reports.get_opt("steward").await.ok().flatten()
+            && let Some(hit) = r.data["results"]
+                .as_array()
+                .and_then(|rs| rs.iter().find(|x| x["rule"] == rule).cloned())
+        {
+            return hit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {rule} result in the PolicyReport of {ns} within {OUTCOME:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

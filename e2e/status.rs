@@ -234,7 +234,7 @@ async fn the_policy_report_lists_every_state() {
     let gvk = GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport");
     let (ar, _) = kube::discovery::pinned_kind(&env.admin().await, &gvk).await.unwrap();
     let reports: Api<DynamicObject> = Api::namespaced_with(env.admin().await, &ns, &ar);
-    let want_summary = serde_json::json!({"pass": 7, "fail": 3, "warn": 3, "error": 0, "skip": 1});
+    let want_summary = serde_json::json!({"pass": 7, "fail": 3, "warn": 4, "error": 0, "skip": 1});
     let deadline = std::time::Instant::now() + OUTCOME;
     let report = loop {
         let r = reports.get_opt("steward").await.unwrap();
@@ -264,6 +264,7 @@ async fn the_policy_report_lists_every_state() {
     let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
     let want = vec![
         s("active", "exception-active", "skip"),
+        s("awaiting-approval", "exception-awaiting-approval", "warn"),
         s("drifted", "no-undeclared-bindings", "fail"),
         s("drifted", "owner-and-backup-owner", "pass"),
         s("drifted", "review-up-to-date", "pass"),
