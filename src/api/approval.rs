@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 /// Set by an approver, with their own user name as the value, to approve
 /// the exception as it stands. Admission turns it into a record.
 pub const APPROVE_ANNOTATION: &str = "steward.dev/approve";
+/// Set with [`APPROVE_ANNOTATION`] (or [`BREAK_GLASS_ANNOTATION`]) to the
+/// digest the approver reviewed (`status.approval.digest`, or its first 19
+/// characters): admission refuses the approval if the exception changed
+/// since.
+pub const APPROVE_DIGEST_ANNOTATION: &str = "steward.dev/approve-digest";
 /// Set by a member of the control's break-glass groups, with their own user
 /// name as the value, to approve their own short exception in an emergency.
 pub const BREAK_GLASS_ANNOTATION: &str = "steward.dev/break-glass";
@@ -85,6 +90,11 @@ pub struct ApprovalStatus {
     /// Distinct approvers the control requires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required: Option<i32>,
+    /// Digest of what an approval covers, as the exception stands: pass it
+    /// as `steward.dev/approve-digest` to approve exactly this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::DIGEST))]
+    pub digest: Option<String>,
     /// The verified approvals of the exception as it stands.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = super::limits::APPROVAL_RECORDS))]

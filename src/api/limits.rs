@@ -33,6 +33,8 @@ pub const IDENTITIES: usize = 100;
 /// Approvers of one control (and approver groups, trusted appliers,
 /// break-glass groups).
 pub const APPROVERS: usize = 64;
+/// A digest (`sha256:` and 64 hex digits).
+pub const DIGEST: usize = 80;
 /// The most approvals a control may require.
 pub const MIN_APPROVALS: i32 = 10;
 /// Approval records kept on one exception.

@@ -75,12 +75,26 @@ async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String>
     let exceptions = caches.exceptions.state();
     let controls = caches.controls.state();
     let now = jiff::Timestamp::now();
+    // Each control's approval rules, parsed once per sweep: a grant written
+    // whole by its requester is kept only if the control trusts that
+    // requester as its GitOps applier.
+    let mut policies: BTreeMap<(String, String), Option<crate::decide::approval::Policy>> = BTreeMap::new();
     let live: BTreeMap<&str, Keeps> = exceptions
         .iter()
         .filter_map(|e| {
+            let ns = e.namespace().unwrap_or_default();
+            let policy = policies
+                .entry((ns.clone(), e.spec.control.clone()))
+                .or_insert_with(|| {
+                    caches
+                        .control_for_exceptions(&ns, &e.spec.control)
+                        .and_then(|c| crate::decide::validate::exception_rules(&c.spec).ok())
+                        .map(|r| r.approval)
+                })
+                .as_ref();
             let keeps = Keeps::Exception {
                 name: exception_name(&e.name_any()),
-                open: window_open(e, Trust::Verify(&ctx.key), now),
+                open: window_open(e, Trust::Verify(&ctx.key), policy, now),
             };
             Some((e.meta().uid.as_deref()?, keeps))
         })

@@ -16,8 +16,12 @@ use super::policy::Policy;
 use super::signing::{Key, digest, record, request_record};
 use crate::api::PolicyException;
 use crate::api::approval::{
-    APPROVALS_ANNOTATION, APPROVE_ANNOTATION, BREAK_GLASS_ANNOTATION, REQUESTED_BY_ANNOTATION, Record, Via,
+    APPROVALS_ANNOTATION, APPROVE_ANNOTATION, APPROVE_DIGEST_ANNOTATION, BREAK_GLASS_ANNOTATION,
+    REQUESTED_BY_ANNOTATION, Record, Via,
 };
+
+/// The shortest digest an approver may pass: `sha256:` and 12 hex digits.
+pub const SHORT_DIGEST: usize = 19;
 use crate::api::limits;
 use crate::decide::duration;
 use crate::decide::time;
@@ -82,6 +86,7 @@ pub fn admit(
     }
     let approve = annotations.remove(APPROVE_ANNOTATION);
     let glass = annotations.remove(BREAK_GLASS_ANNOTATION);
+    let reviewed = annotations.remove(APPROVE_DIGEST_ANNOTATION);
     let d = digest(new);
     let changed = old.is_none_or(|o| digest(o) != d);
     let stamp = time::format(now);
@@ -105,12 +110,20 @@ pub fn admit(
         // else's edit may keep fields the writer never had. (Whether the
         // writer is a trusted applier is the control's call, judged later:
         // the control may not be in the cache yet when Git applies both.)
-        let whole = old.is_none_or(|o| verified_requester(o, key).is_some_and(|r| r.user == caller.user));
+        // Whole content stays whole only through writes by the same writer
+        // over content it wrote whole: once anyone else has touched it,
+        // fields the writer never set may survive every later patch.
+        let whole = old.is_none_or(|o| verified_requester(o, key).is_some_and(|r| r.user == caller.user && r.whole));
         let requester = request_record(key, (&ns, &name), caller.user, groups, whole, &d, &stamp);
         put(&mut annotations, &requester, &[]);
         return Ok(Admitted { annotations, warnings });
     }
     let (value, via) = match (approve, glass) {
+        (None, None) if reviewed.is_some() => {
+            return Err(format!(
+                "{APPROVE_DIGEST_ANNOTATION} goes with {APPROVE_ANNOTATION} or {BREAK_GLASS_ANNOTATION}"
+            ));
+        }
         (None, None) => return Ok(Admitted { annotations, warnings }),
         (Some(_), Some(_)) => {
             return Err(format!(
@@ -130,6 +143,15 @@ pub fn admit(
             "{key_name} names {value:?}, but you are {:?}: an approval is an act of the approver's own \
              identity, so set it to your own user name",
             caller.user
+        ));
+    }
+    if let Some(r) = reviewed.as_deref().map(str::trim)
+        && (r.len() < SHORT_DIGEST || !d.starts_with(r))
+    {
+        return Err(format!(
+            "{APPROVE_DIGEST_ANNOTATION}={r:?} is not what this exception asks for now ({}): it changed since it \
+             was read, or the digest is shorter than {SHORT_DIGEST} characters; review it again",
+            &d[..SHORT_DIGEST.min(d.len())]
         ));
     }
     // `changed` is false, so `old` exists.

@@ -210,12 +210,14 @@ pub fn judge(pe: &PolicyException, policy: &Policy, trust: Trust<'_>, window: Si
             reason: reasons::AWAITING_APPROVAL,
             message: format!(
                 "approved by {have} of the {required} distinct approvers required (not counting the requester {}); \
-                 approvers: {}; an approver runs: kubectl annotate policyexception {} -n {} {}=<their user name>",
+                 approvers: {}; an approver runs: kubectl annotate policyexception {} -n {} {}=<their user name> {}={}",
                 requester.user,
                 policy.describe_approvers(),
                 pe.name_any(),
                 pe.namespace().unwrap_or_default(),
                 crate::api::approval::APPROVE_ANNOTATION,
+                crate::api::approval::APPROVE_DIGEST_ANNOTATION,
+                &d[..super::admit::SHORT_DIGEST.min(d.len())],
             ),
         }
     };
@@ -226,6 +228,7 @@ pub fn judge(pe: &PolicyException, policy: &Policy, trust: Trust<'_>, window: Si
             requested_by: Some(requester.user.clone()),
             approved_by,
             required: i32::try_from(required).ok(),
+            digest: Some(d.clone()),
             approvals: entries,
         }),
     }

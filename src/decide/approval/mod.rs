@@ -21,7 +21,7 @@ mod judge;
 mod policy;
 mod signing;
 
-pub use admit::{Admitted, Caller, PolicyOf, admit};
+pub use admit::{Admitted, Caller, PolicyOf, SHORT_DIGEST, admit};
 pub use judge::{How, Judged, State, Trust, judge, reasons, records, verified_requester};
 pub use policy::{BreakGlass, Policy, parse};
 pub use signing::{Key, MIN_KEY_LEN, digest, record, request_record};

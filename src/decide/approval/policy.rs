@@ -140,12 +140,15 @@ pub fn parse(spec: &ControlOwnershipSpec, max_duration: SignedDuration, errors: 
     }
 }
 
+/// Trimmed, without empties, each once (so a name listed twice does not
+/// count twice towards minApprovals).
 fn clean(v: &[String]) -> Vec<String> {
     let mut out: Vec<String> = v
         .iter()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
+    out.sort();
     out.dedup();
     out
 }

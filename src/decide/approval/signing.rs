@@ -59,7 +59,8 @@ fn signed_bytes(ns: &str, name: &str, r: &Record) -> Vec<u8> {
 }
 
 /// The digest of what an approval covers: the exception's namespace and
-/// name, its control, ticket, window, grant and tolerations. Any change to
+/// name, its control, ticket, window, grant and tolerations, and the
+/// approver it names (through a trusted applier, the reviewer Git named). Any change to
 /// one of them gives another digest, so an approval of the old content no
 /// longer counts.
 pub fn digest(pe: &PolicyException) -> String {
@@ -68,6 +69,7 @@ pub fn digest(pe: &PolicyException) -> String {
         "namespace": pe.metadata.namespace,
         "name": pe.metadata.name,
         "control": s.control,
+        "approver": s.approver,
         "ticket": s.ticket,
         "startsAt": s.starts_at,
         "expiresAt": s.expires_at,
@@ -191,7 +193,6 @@ mod tests {
         let d = digest(&pe);
         let same: Vec<Edit<PolicyException>> = vec![
             Box::new(|p| p.spec.reason = "another reason".into()),
-            Box::new(|p| p.spec.approver = "bob@example.com".into()),
             Box::new(|p| p.spec.requester = Some("dan@example.com".into())),
             Box::new(|p| p.spec.policies.clear()),
             Box::new(|p| p.metadata.labels = Some([("a".to_string(), "b".to_string())].into())),
@@ -204,6 +205,7 @@ mod tests {
         }
         let covered: Vec<Edit<PolicyException>> = vec![
             Box::new(|p| p.spec.control = "other".into()),
+            Box::new(|p| p.spec.approver = "bob@example.com".into()),
             Box::new(|p| p.spec.ticket = "SEC-2".into()),
             Box::new(|p| p.spec.starts_at = Some("2026-11-28T11:00:00Z".into())),
             Box::new(|p| p.spec.expires_at = "2026-11-29T11:00:00Z".into()),

@@ -9,7 +9,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::api::approval::{
-    APPROVALS_ANNOTATION, APPROVE_ANNOTATION, BREAK_GLASS_ANNOTATION, REQUESTED_BY_ANNOTATION, Record, Via,
+    APPROVALS_ANNOTATION, APPROVE_ANNOTATION, APPROVE_DIGEST_ANNOTATION, BREAK_GLASS_ANNOTATION,
+    REQUESTED_BY_ANNOTATION, Record, Via,
 };
 use crate::api::{ApprovalEntry, ApprovalStatus, BreakGlass as BreakGlassSpec, ControlOwnershipSpec, PolicyException};
 use crate::decide::fixtures::{control, exception, ts};
@@ -318,7 +319,8 @@ fn a_change_of_what_an_approval_covers_clears_it_and_records_the_writer() {
         ),
         ("tolerations", |e| e.spec.tolerate.clear(), true),
         ("reason", |e| e.spec.reason = "another".into(), false),
-        ("claimed approver", |e| e.spec.approver = BOB.into(), false),
+        // (For an approval through Git it names the reviewer, shown as such.)
+        ("claimed approver", |e| e.spec.approver = BOB.into(), true),
         (
             "labels",
             |e| e.metadata.labels = Some([("a".into(), "b".into())].into()),
@@ -373,6 +375,20 @@ fn a_trusted_applier_approves_what_git_alone_wrote() {
         assert!(approvals_of(&pe).is_empty(), "{case}");
         assert_eq!(state(&pe, &p).applies(), approved, "{case}");
     }
+    // Laundering: carol adds to what Git wrote; Git writing twice after
+    // her does not make her addition Git's.
+    let mut tolerated = by_git.clone();
+    tolerated.spec.ticket = "SEC-3".into();
+    let carols = ok(CAROL, &[], Some(&by_git), &tolerated, &p);
+    let mut once = carols.clone();
+    once.spec.reason = "Git's reason".into();
+    once.spec.expires_at = "2026-11-29T09:00:00Z".into();
+    let once = ok(ARGO, &[], Some(&carols), &once, &p);
+    let mut twice = once.clone();
+    twice.spec.expires_at = "2026-11-29T08:00:00Z".into();
+    let twice = ok(ARGO, &[], Some(&once), &twice, &p);
+    assert!(!state(&once, &p).applies(), "Git over carol's edit");
+    assert!(!state(&twice, &p).applies(), "Git twice over carol's edit");
     // Not listed: no approval through Git.
     let not_trusted = policy_with(|_| {});
     let plain = created_by(ARGO, &[], &not_trusted);
@@ -750,6 +766,36 @@ fn break_glass_within_its_longest_window_then_review() {
     assert_eq!(j.state, State::Approved(How::BreakGlass));
 }
 
+/// An approver who passes the digest they reviewed approves that content
+/// or nothing: a change since they read it is refused, not approved.
+#[test]
+fn an_approval_of_a_digest_read_earlier_is_refused_after_a_change() {
+    let p = rich();
+    let pe = created_by(CAROL, &[], &p);
+    let read = digest(&pe);
+    let approve_read = |pe: &PolicyException, d: &str| {
+        let new = with(
+            with(pe.clone(), APPROVE_ANNOTATION, ALICE),
+            APPROVE_DIGEST_ANNOTATION,
+            d,
+        );
+        admitted(ALICE, &[], Some(pe), &new, &p, now())
+    };
+    let (ok_pe, _) = approve_read(&pe, &read[..SHORT_DIGEST]).expect("the digest read");
+    assert!(state(&ok_pe, &p).applies());
+    assert!(!annotations(&ok_pe).contains_key(APPROVE_DIGEST_ANNOTATION), "consumed");
+    let mut changed = pe.clone();
+    changed.spec.ticket = "SEC-77".into();
+    let changed = ok(CAROL, &[], Some(&pe), &changed, &p);
+    let err = approve_read(&changed, &read[..SHORT_DIGEST]).expect_err("stale digest");
+    assert!(err.contains("changed since it was read"), "{err}");
+    let err = approve_read(&changed, "sha256:ab").expect_err("too short");
+    assert!(err.contains("shorter than 19"), "{err}");
+    let alone = with(changed.clone(), APPROVE_DIGEST_ANNOTATION, &read);
+    let err = admitted(ALICE, &[], Some(&changed), &alone, &p, now()).expect_err("digest alone");
+    assert!(err.contains("goes with"), "{err}");
+}
+
 /// The review a break-glass exception owes may come after its window
 /// ended; any other approval of an expired exception changes nothing and
 /// is refused.
@@ -1002,6 +1048,7 @@ fn judge_reports_who_approved_how() {
             requested_by: Some(ARGO.into()),
             approved_by: Some(format!("alice@example.com (via trusted applier {ARGO})")),
             required: Some(2),
+            digest: Some(digest(&by_git)),
             approvals: vec![ApprovalEntry {
                 user: ARGO.into(),
                 via: "TrustedApplier".into(),

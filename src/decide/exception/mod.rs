@@ -160,16 +160,16 @@ fn judged(pe: &PolicyException, control: Against<'_>, trust: Trust<'_>, w: Windo
 /// that caused them.
 /// With a key, it also needs a signed approval of the content as it
 /// stands (whether its approver still counts is the reconciler's call).
-pub fn window_open(pe: &PolicyException, trust: Trust<'_>, now: Timestamp) -> bool {
+pub fn window_open(pe: &PolicyException, trust: Trust<'_>, policy: Option<&approval::Policy>, now: Timestamp) -> bool {
     let (was_expired, _) = expiry_recorded(pe, now);
     let window = validate::exception_alone(&pe.spec, created_at(pe, now));
-    !was_expired && window.is_ok_and(|w| w.starts_at <= now && now < w.expires_at) && signed_approval(pe, trust)
+    !was_expired && window.is_ok_and(|w| w.starts_at <= now && now < w.expires_at) && signed_approval(pe, trust, policy)
 }
 
 /// Whether `pe` carries a verified requester and at least one approval
-/// signed for its current content, or a requester who wrote all of it (a
-/// trusted applier's, when the control lists it: the reconciler's call).
-fn signed_approval(pe: &PolicyException, trust: Trust<'_>) -> bool {
+/// signed for its current content, or a requester who wrote all of it and
+/// whom its control (`policy`) trusts as its GitOps applier.
+fn signed_approval(pe: &PolicyException, trust: Trust<'_>, policy: Option<&approval::Policy>) -> bool {
     let Trust::Verify(key) = trust else {
         return true;
     };
@@ -178,7 +178,7 @@ fn signed_approval(pe: &PolicyException, trust: Trust<'_>) -> bool {
     let Some(requester) = approval::verified_requester(pe, key) else {
         return false;
     };
-    requester.whole
+    (requester.whole && policy.is_some_and(|p| p.is_trusted_applier(&requester.user)))
         || approval::records(pe)
             .1
             .iter()

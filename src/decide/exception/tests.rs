@@ -405,7 +405,7 @@ fn window_open_matches_the_active_phase_and_honours_recorded_expiry() {
         .phase()
             == Phase::Active;
         assert_eq!(
-            window_open(&pe, crate::decide::approval::Trust::AssumeApproved, ts(now)),
+            window_open(&pe, crate::decide::approval::Trust::AssumeApproved, None, ts(now)),
             active,
             "at {now}"
         );
@@ -418,12 +418,14 @@ fn window_open_matches_the_active_phase_and_honours_recorded_expiry() {
     assert!(window_open(
         &moved,
         crate::decide::approval::Trust::AssumeApproved,
+        None,
         ts("2026-11-28T11:59:59Z")
     ));
     assert!(
         !window_open(
             &moved,
             crate::decide::approval::Trust::AssumeApproved,
+            None,
             ts("2026-11-28T12:00:00Z")
         ),
         "recorded expiry passed"
@@ -436,6 +438,7 @@ fn window_open_matches_the_active_phase_and_honours_recorded_expiry() {
         !window_open(
             &moved,
             crate::decide::approval::Trust::AssumeApproved,
+            None,
             ts("2026-11-28T11:00:00Z")
         ),
         "recorded Expired"
@@ -446,6 +449,7 @@ fn window_open_matches_the_active_phase_and_honours_recorded_expiry() {
         !window_open(
             &broken,
             crate::decide::approval::Trust::AssumeApproved,
+            None,
             ts("2026-11-28T11:00:00Z")
         ),
         "unparsable window"
@@ -570,7 +574,10 @@ fn awaiting_approval_holds_nothing_until_it_expires() {
             // The sweeper's backstop needs a signed approval; whether its
             // approver counts is left to the reconciler.
             if case != "approved by its own requester" {
-                assert!(!window_open(&pe, verify(&k), ts(now)), "{at}: the sweeper keeps it");
+                assert!(
+                    !window_open(&pe, verify(&k), None, ts(now)),
+                    "{at}: the sweeper keeps it"
+                );
             }
             let event = d.event.as_ref().map(|e| (e.reason, e.warning));
             if first {
@@ -627,7 +634,7 @@ fn approved_it_is_pending_then_active_with_its_grant() {
     assert_eq!(active.event.as_ref().map(|e| e.reason), Some("Granted"));
     assert_eq!(active.break_glass_event, None);
     assert!(!active.break_glass_unreviewed);
-    assert!(window_open(&pe, verify(&k), ts("2026-11-28T12:00:00Z")));
+    assert!(window_open(&pe, verify(&k), None, ts("2026-11-28T12:00:00Z")));
     let approved = active
         .status
         .conditions
@@ -693,7 +700,7 @@ fn a_change_after_approval_waits_for_a_new_one() {
             "{case}"
         );
         assert_eq!(d.wake_at, Some(ts("2026-11-29T10:00:00Z")), "{case}");
-        assert!(!window_open(&e, verify(&k), ts("2026-11-28T13:00:00Z")), "{case}");
+        assert!(!window_open(&e, verify(&k), None, ts("2026-11-28T13:00:00Z")), "{case}");
         settled(&mut e, &co, &d, "2026-11-28T14:00:00Z");
         // Approved again: Active again, granted again.
         let mut again = signed(e.clone(), ("bob@example.com", &[]), &[(ALICE, &[], Via::Approver)]);
@@ -788,20 +795,23 @@ fn window_open_needs_records_that_verify() {
     let k = key();
     let now = ts("2026-11-28T12:00:00Z");
     let bare = exception();
-    assert!(window_open(&bare, Trust::AssumeApproved, now));
-    assert!(!window_open(&bare, verify(&k), now), "no records");
+    assert!(window_open(&bare, Trust::AssumeApproved, None, now));
+    assert!(!window_open(&bare, verify(&k), None, now), "no records");
     let approved = signed(bare.clone(), (CAROL, &[]), &[(ALICE, &[], Via::Approver)]);
-    assert!(window_open(&approved, verify(&k), now));
+    assert!(window_open(&approved, verify(&k), None, now));
     assert!(
-        !window_open(&approved, verify(&Key::new(&[9; 32]).expect("key")), now),
+        !window_open(&approved, verify(&Key::new(&[9; 32]).expect("key")), None, now),
         "another key"
     );
     let mut changed = approved.clone();
     changed.spec.ticket = "SEC-9".into();
-    assert!(!window_open(&changed, verify(&k), now), "approval of other content");
+    assert!(
+        !window_open(&changed, verify(&k), None, now),
+        "approval of other content"
+    );
     let requested_only = signed(bare.clone(), (CAROL, &[]), &[]);
     assert!(
-        !window_open(&requested_only, verify(&k), now),
+        !window_open(&requested_only, verify(&k), None, now),
         "requested, not approved"
     );
     let d = crate::decide::approval::digest(&bare);
@@ -819,9 +829,23 @@ fn window_open_needs_records_that_verify() {
         REQUESTED_BY_ANNOTATION.into(),
         serde_json::to_string(&whole).expect("json"),
     );
-    assert!(window_open(&by_git, verify(&k), now), "written whole by its requester");
     assert!(
-        !window_open(&by_git, verify(&k), ts("2026-11-29T10:00:00Z")),
+        !window_open(&by_git, verify(&k), None, now),
+        "no control: nobody is trusted"
+    );
+    let mut co = control();
+    co.spec
+        .exception_policy
+        .get_or_insert_with(Default::default)
+        .trusted_appliers = vec!["argocd".into()];
+    let rules = validate::exception_rules(&co.spec).expect("rules");
+    let trusting = Some(&rules.approval);
+    assert!(
+        window_open(&by_git, verify(&k), trusting, now),
+        "written whole by its trusted applier"
+    );
+    assert!(
+        !window_open(&by_git, verify(&k), trusting, ts("2026-11-29T10:00:00Z")),
         "at expiry"
     );
 }
