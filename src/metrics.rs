@@ -104,6 +104,7 @@ pub struct Metrics {
     overdue: Gauge,
     drift: Gauge,
     expiries: Counter,
+    glass_broken: Counter,
     expiry_lag: Histogram,
     leader: Gauge,
     requests: Family<VerbLabel, Counter>,
@@ -136,6 +137,7 @@ impl Metrics {
         let overdue = Gauge::default();
         let drift = Gauge::default();
         let expiries = Counter::default();
+        let glass_broken = Counter::default();
         let expiry_lag = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let leader = Gauge::default();
         let requests = Family::<VerbLabel, Counter>::default();
@@ -202,6 +204,12 @@ impl Metrics {
             expiries.clone(),
         );
         registry.register(
+            "break_glass",
+            "Exceptions approved by break glass (counted when glass is broken, so one whose record was \
+             later changed or deleted still shows)",
+            glass_broken.clone(),
+        );
+        registry.register(
             "expiry_lag_seconds",
             "Time from expiresAt to the grant being revoked",
             expiry_lag.clone(),
@@ -216,6 +224,7 @@ impl Metrics {
             overdue,
             drift,
             expiries,
+            glass_broken,
             expiry_lag,
             leader,
             requests,
@@ -257,6 +266,11 @@ impl Metrics {
     /// Marks this process as the leader (or not).
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    /// Counts one exception approved by break glass.
+    pub fn glass_broken(&self) {
+        self.glass_broken.inc();
     }
 
     /// Records a grant revoked at expiry, `lag` after expiresAt.

@@ -52,6 +52,9 @@ pub enum Reason {
     /// `minApprovals` is out of range, or more than the control's approvers
     /// could ever give.
     MinApprovalsUnreachable,
+    /// An approver, approver group or break-glass group anyone (or any
+    /// workload) is in.
+    UnsafeApprover,
 }
 
 impl Reason {
@@ -79,6 +82,7 @@ impl Reason {
             Reason::GrantOutsideControl => "GrantOutsideControl",
             Reason::ServiceAccountClaimed => "ServiceAccountClaimed",
             Reason::MinApprovalsUnreachable => "MinApprovalsUnreachable",
+            Reason::UnsafeApprover => "UnsafeApprover",
         }
     }
 }

@@ -102,6 +102,9 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, 
         ctx.writer.event(pe, t).await;
     }
     if let Some(t) = &d.break_glass_event {
+        if t.reason == reasons::BREAK_GLASS {
+            ctx.metrics.glass_broken();
+        }
         ctx.writer.event(pe, t).await;
     }
     Ok(requeue_at(d.wake_at, now))

@@ -44,13 +44,9 @@ pub async fn mutate(State(judge): State<Arc<Judge>>, Json(review): Json<Admissio
         return Err((StatusCode::SERVICE_UNAVAILABLE, "admission caches not synced yet"));
     }
     let now = jiff::Timestamp::now();
-    let answer = tokio::task::spawn_blocking(move || {
-        let verdict = decide(&request, &judge, now);
-        (request, verdict)
-    })
-    .await
-    .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "the verdict failed"))?;
-    let (_, verdict) = answer;
+    let verdict = tokio::task::spawn_blocking(move || decide(request, &judge, now))
+        .await
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "the verdict failed"))?;
     let response = match verdict {
         Ok(None) => response,
         Ok(Some((patch, warnings))) => {
@@ -70,26 +66,26 @@ pub async fn mutate(State(judge): State<Arc<Judge>>, Json(review): Json<Admissio
 
 /// The patch and warnings for one request (`None`: nothing to change), or
 /// why it is refused. Pure apart from reading the caches.
+/// Takes the request by value: the objects are moved, not copied (an
+/// exception may be megabytes).
 pub fn decide(
-    request: &AdmissionRequest<PolicyException>,
+    mut request: AdmissionRequest<PolicyException>,
     judge: &Judge,
     now: jiff::Timestamp,
 ) -> Result<Option<(json_patch::Patch, Vec<String>)>, String> {
-    let Some(new) = &request.object else {
+    let Some(mut new) = request.object.take() else {
         return Ok(None);
     };
     let ns = request.namespace.clone().unwrap_or_default();
     if !judge.caches.covers(&ns) {
         return Ok(None);
     }
-    let mut new = new.clone();
     new.metadata.namespace = Some(ns.clone());
     if new.metadata.name.as_deref().is_none_or(str::is_empty) && !request.name.is_empty() {
         new.metadata.name = Some(request.name.clone());
     }
-    let old: Option<PolicyException> = match (&request.operation, &request.old_object) {
-        (Operation::Update, Some(o)) => {
-            let mut old = o.clone();
+    let old: Option<PolicyException> = match (&request.operation, request.old_object.take()) {
+        (Operation::Update, Some(mut old)) => {
             old.metadata.namespace = Some(ns.clone());
             Some(old)
         }

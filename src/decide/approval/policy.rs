@@ -77,6 +77,8 @@ pub fn parse(spec: &ControlOwnershipSpec, max_duration: SignedDuration, errors: 
     let policy = spec.exception_policy.clone().unwrap_or_default();
     let users: Vec<String> = clean(&spec.approvers);
     let groups: Vec<String> = clean(&spec.approver_groups);
+    unsafe_names(&spec.approvers, "spec.approvers", false, errors);
+    unsafe_names(&spec.approver_groups, "spec.approverGroups", true, errors);
     let asked = policy.min_approvals.unwrap_or(1);
     // In range (checked below) it is positive; out of range it is refused.
     let min_approvals = u32::try_from(asked).unwrap_or(1);
@@ -100,6 +102,7 @@ pub fn parse(spec: &ControlOwnershipSpec, max_duration: SignedDuration, errors: 
     let break_glass = policy.break_glass.as_ref().and_then(|b| {
         const FIELD: &str = "spec.exceptionPolicy.breakGlass";
         let groups = clean(&b.groups);
+        unsafe_names(&b.groups, &format!("{FIELD}.groups"), true, errors);
         if groups.is_empty() {
             errors.push(Invalid::new(
                 Reason::MissingField,
@@ -137,6 +140,35 @@ pub fn parse(spec: &ControlOwnershipSpec, max_duration: SignedDuration, errors: 
         min_approvals,
         trusted_appliers: clean(&policy.trusted_appliers),
         break_glass,
+    }
+}
+
+/// Refuses identities anyone can hold: the groups every user or every
+/// workload is in, the anonymous user, and service accounts as approvers
+/// (a person approves; whoever can run a pod in its namespace can act as a
+/// service account). Trusted appliers are service accounts by design and
+/// are not checked here.
+fn unsafe_names(names: &[String], field: &str, groups: bool, errors: &mut Vec<Invalid>) {
+    for (i, n) in names.iter().enumerate() {
+        let n = n.trim();
+        let everyone = if groups {
+            [
+                "system:authenticated",
+                "system:unauthenticated",
+                "system:serviceaccounts",
+            ]
+            .contains(&n)
+                || n.starts_with("system:serviceaccounts:")
+        } else {
+            n == "system:anonymous" || n.starts_with("system:serviceaccount:")
+        };
+        if everyone {
+            errors.push(Invalid::new(
+                Reason::UnsafeApprover,
+                format!("{field}[{i}]"),
+                format!("{n:?} is held by every user or workload it names, not by people chosen to approve"),
+            ));
+        }
     }
 }
 
@@ -246,6 +278,66 @@ mod tests {
             let got = errors.first().map(|e| (e.reason, e.field.as_str()));
             assert_eq!(got, want, "{case}: {errors:?}");
         }
+    }
+
+    #[test]
+    fn identities_anyone_holds_cannot_approve() {
+        type Case = (&'static str, fn(&mut ControlOwnershipSpec), &'static str);
+        let cases: Vec<Case> = vec![
+            (
+                "all users",
+                |s| s.approver_groups = vec!["system:authenticated".into()],
+                "spec.approverGroups[0]",
+            ),
+            (
+                "every workload",
+                |s| s.approver_groups = vec!["x".into(), "system:serviceaccounts".into()],
+                "spec.approverGroups[1]",
+            ),
+            (
+                "a namespace's workloads",
+                |s| s.approver_groups = vec!["system:serviceaccounts:shop".into()],
+                "spec.approverGroups[0]",
+            ),
+            (
+                "a workload",
+                |s| s.approvers = vec!["system:serviceaccount:shop:api".into()],
+                "spec.approvers[0]",
+            ),
+            (
+                "anonymous",
+                |s| s.approvers = vec!["system:anonymous".into()],
+                "spec.approvers[0]",
+            ),
+            (
+                "break glass for all",
+                |s| {
+                    s.exception_policy = Some(ExceptionPolicy {
+                        break_glass: Some(BreakGlassSpec {
+                            groups: vec!["system:authenticated".into()],
+                            max_duration: "1h".into(),
+                        }),
+                        ..Default::default()
+                    })
+                },
+                "spec.exceptionPolicy.breakGlass.groups[0]",
+            ),
+        ];
+        for (case, edit, field) in cases {
+            let (_, errors) = parsed(edit);
+            let got: Vec<(Reason, &str)> = errors.iter().map(|e| (e.reason, e.field.as_str())).collect();
+            assert_eq!(got, vec![(Reason::UnsafeApprover, field)], "{case}");
+        }
+        let (_, errors) = parsed(|s| {
+            s.exception_policy = Some(ExceptionPolicy {
+                trusted_appliers: vec!["system:serviceaccount:argocd:argocd-application-controller".into()],
+                ..Default::default()
+            })
+        });
+        assert!(
+            errors.is_empty(),
+            "a GitOps controller's service account is what trustedAppliers lists"
+        );
     }
 
     #[test]
