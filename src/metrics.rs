@@ -306,7 +306,10 @@ impl Metrics {
                     })
                     .set(1);
             }
+            // One awaiting approval grants nothing, so nothing of it expires
+            // (the expiring-soon alert would say its grant ends).
             if matches!(phase, Phase::Pending | Phase::Active)
+                && !awaits_approval(status)
                 && let Some(t) = status.expires_at.as_deref().and_then(|s| s.parse::<Timestamp>().ok())
             {
                 self.expiry_at
