@@ -20,9 +20,23 @@ use crate::decide::validate;
 
 type Answer = Result<Json<AdmissionReview<DynamicObject>>, (StatusCode, &'static str)>;
 
-/// Answers one mutating admission review. Read straight into the typed
-/// object: an exception may be megabytes, and each copy costs.
-pub async fn mutate(State(judge): State<Arc<Judge>>, Json(review): Json<AdmissionReview<PolicyException>>) -> Answer {
+/// One review is read and judged at a time: an exception may be megabytes,
+/// and a flood of them must leave the other core to the reconcilers (in
+/// this process, or beside it) so expiries stay on time. A review the API
+/// server gives up waiting for is refused (failurePolicy Fail).
+static READING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Answers one mutating admission review. Read on the blocking pool,
+/// straight into the typed object, one at a time.
+pub async fn mutate(State(judge): State<Arc<Judge>>, body: axum::body::Bytes) -> Answer {
+    let _turn = READING
+        .acquire()
+        .await
+        .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+    let review = tokio::task::spawn_blocking(move || serde_json::from_slice::<AdmissionReview<PolicyException>>(&body))
+        .await
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "reading the review failed"))?
+        .map_err(|_| (StatusCode::BAD_REQUEST, "not an AdmissionReview of a PolicyException"))?;
     let request: AdmissionRequest<PolicyException> = match review.try_into() {
         Ok(r) => r,
         Err(e) => return Ok(Json(AdmissionResponse::invalid(e.to_string()).into_review())),
