@@ -400,21 +400,7 @@ impl Env {
             std::thread::sleep(Duration::from_millis(50));
         }
         let config = mutating_webhook_config(&format!("https://{addr}/mutate"), &ca);
-        let mut child = Command::new(&self.kubectl)
-            .args(["apply", "-f", "-"])
-            .env("KUBECONFIG", &self.admin_kubeconfig)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(config.as_bytes())
-            .expect("write config");
-        let out = child.wait_with_output().expect("kubectl apply");
+        let out = self.kubectl_stdin(&["apply", "-f", "-"], &config);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let probe = r#"{"apiVersion": "steward.dev/v1alpha1", "kind": "PolicyException",
             "metadata": {"name": "webhook-probe", "namespace": "default"},
@@ -422,21 +408,7 @@ impl Env {
                      "expiresAt": "2999-01-01T00:00:00Z"}}"#;
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let mut child = Command::new(&self.kubectl)
-                .args(["create", "--dry-run=server", "-o", "json", "-f", "-"])
-                .env("KUBECONFIG", &self.admin_kubeconfig)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("kubectl");
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(probe.as_bytes())
-                .expect("write probe");
-            let out = child.wait_with_output().expect("kubectl create");
+            let out = self.kubectl_stdin(&["create", "--dry-run=server", "-o", "json", "-f", "-"], probe);
             if String::from_utf8_lossy(&out.stdout).contains("steward.dev/requested-by") {
                 return;
             }
@@ -618,9 +590,15 @@ impl Env {
 
     /// `kubectl apply -n ns -f - EXTRA...` with `yaml` on stdin.
     pub fn apply_with(&self, ns: &str, yaml: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["apply", "-n", ns, "-f", "-"];
+        args.extend_from_slice(extra);
+        self.kubectl_stdin(&args, yaml)
+    }
+
+    /// kubectl `args` as the admin, with `input` on stdin.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
         let mut child = Command::new(&self.kubectl)
-            .args(["apply", "-n", ns, "-f", "-"])
-            .args(extra)
+            .args(args)
             .env("KUBECONFIG", &self.admin_kubeconfig)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -631,9 +609,9 @@ impl Env {
             .stdin
             .take()
             .expect("stdin")
-            .write_all(yaml.as_bytes())
-            .expect("write yaml");
-        child.wait_with_output().expect("kubectl apply")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("kubectl")
     }
 
     /// Applies and requires success.

@@ -91,6 +91,10 @@ pub struct Judge {
     pub controller_user: Option<String>,
     /// Signs and verifies approval records.
     pub key: crate::decide::approval::Key,
+    /// One approvals review is read and judged at a time: an exception may
+    /// be megabytes, and a flood of them must leave a core to the
+    /// reconcilers (in this process, or beside it) so expiries stay on time.
+    pub reading: tokio::sync::Semaphore,
 }
 
 /// How long a request that arrives before the caches have listed waits for
@@ -114,6 +118,7 @@ pub async fn serve(caches: Arc<Caches>, config: Config) -> Result<(), WebhookErr
         caches,
         controller_user: config.controller_user.clone(),
         key: config.key.clone(),
+        reading: tokio::sync::Semaphore::new(1),
     });
     let authenticated = config.tls.client_ca.is_some();
     let reloader = tls::Reloader::load(config.tls).map_err(WebhookError::Tls)?;
@@ -179,14 +184,18 @@ fn unreadable(e: serde_json::Error) -> Verdict {
     Verdict::Deny(format!("cannot read the object: {e}"))
 }
 
+/// Whether the request is the controller's own write (always admitted).
+fn is_own<T: kube::Resource>(request: &AdmissionRequest<T>, judge: &Judge) -> bool {
+    judge
+        .controller_user
+        .as_deref()
+        .is_some_and(|u| request.user_info.username.as_deref() == Some(u))
+}
+
 /// Whether the verdict reads the caches: not for deletes, connects or the
 /// controller's own writes, which are always admitted.
 fn needs_caches(request: &AdmissionRequest<DynamicObject>, judge: &Judge) -> bool {
-    let own = judge
-        .controller_user
-        .as_deref()
-        .is_some_and(|u| request.user_info.username.as_deref() == Some(u));
-    !own && !matches!(request.operation, Operation::Delete | Operation::Connect)
+    !is_own(request, judge) && !matches!(request.operation, Operation::Delete | Operation::Connect)
 }
 
 /// The verdict for one request (pure apart from reading the caches).
@@ -317,6 +326,7 @@ mod tests {
             caches: Arc::new(caches),
             controller_user: controller_user.map(String::from),
             key: crate::decide::approval::Key::new(&[7; 32]).expect("a 32-byte key"),
+            reading: tokio::sync::Semaphore::new(1),
         }))
     }
 
@@ -406,6 +416,38 @@ mod tests {
             }
         }))
         .expect("control")
+    }
+
+    fn exception_body() -> axum::body::Bytes {
+        let Json(review) = exception_review();
+        axum::body::Bytes::from(serde_json::to_vec(&review).expect("review JSON"))
+    }
+
+    #[tokio::test]
+    async fn the_approvals_webhook_records_the_requester_of_a_new_exception() {
+        let caches = Caches::fed(vec![payments()], vec![]);
+        let State(judge) = judge(caches, None);
+        let Ok(Json(review)) = mutate::mutate(State(judge), exception_body()).await else {
+            panic!("no answer");
+        };
+        let response = review.response.expect("response");
+        assert!(response.allowed, "{:?}", response.result);
+        let patch = String::from_utf8(response.patch.expect("a patch")).expect("UTF-8");
+        assert!(patch.contains("steward.dev/requested-by"), "{patch}");
+        assert!(patch.contains(r#"\"user\":\"alice\""#), "{patch}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_review_that_cannot_get_its_turn_in_time_is_refused_not_judged_late() {
+        let caches = Caches::fed(vec![payments()], vec![]);
+        let State(judge) = judge(caches, None);
+        let busy = judge.reading.acquire().await.expect("the only turn");
+        let started = tokio::time::Instant::now();
+        let answer = mutate::mutate(State(judge.clone()), exception_body()).await;
+        assert!(matches!(answer, Err((StatusCode::SERVICE_UNAVAILABLE, _))));
+        assert_eq!(started.elapsed(), mutate::TURN_WAIT);
+        drop(busy);
+        assert!(mutate::mutate(State(judge), exception_body()).await.is_ok());
     }
 
     #[tokio::test]

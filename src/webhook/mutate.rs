@@ -13,26 +13,34 @@ use axum::http::StatusCode;
 use kube::api::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 
-use super::Judge;
+use super::{Judge, is_own};
 use crate::api::PolicyException;
 use crate::decide::approval::{self, Caller};
 use crate::decide::validate;
 
 type Answer = Result<Json<AdmissionReview<DynamicObject>>, (StatusCode, &'static str)>;
 
-/// One review is read and judged at a time: an exception may be megabytes,
-/// and a flood of them must leave the other core to the reconcilers (in
-/// this process, or beside it) so expiries stay on time. A review the API
-/// server gives up waiting for is refused (failurePolicy Fail).
-static READING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+/// How long a review waits for its turn (one is read and judged at a time,
+/// `Judge::reading`): below the webhook's 5 s timeout, so a review the API
+/// server would give up on anyway gets a 503 at once instead of costing
+/// CPU after nobody waits for it. Either way the write is refused
+/// (failurePolicy Fail) and the client may send it again.
+pub(super) const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Answers one mutating admission review. Read on the blocking pool,
 /// straight into the typed object, one at a time.
 pub async fn mutate(State(judge): State<Arc<Judge>>, body: axum::body::Bytes) -> Answer {
-    let _turn = READING
-        .acquire()
-        .await
-        .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+    let turns = judge.clone();
+    let _turn = match tokio::time::timeout(TURN_WAIT, turns.reading.acquire()).await {
+        Ok(Ok(turn)) => turn,
+        Ok(Err(_)) => return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down")),
+        Err(_) => {
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy with other reviews; send it again",
+            ));
+        }
+    };
     let review = tokio::task::spawn_blocking(move || serde_json::from_slice::<AdmissionReview<PolicyException>>(&body))
         .await
         .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "reading the review failed"))?
@@ -42,10 +50,7 @@ pub async fn mutate(State(judge): State<Arc<Judge>>, body: axum::body::Bytes) ->
         Err(e) => return Ok(Json(AdmissionResponse::invalid(e.to_string()).into_review())),
     };
     let response = AdmissionResponse::from(&request);
-    let own = judge
-        .controller_user
-        .as_deref()
-        .is_some_and(|u| request.user_info.username.as_deref() == Some(u));
+    let own = is_own(&request, &judge);
     let relevant = request.kind.kind == "PolicyException"
         && matches!(request.operation, Operation::Create | Operation::Update)
         && request.sub_resource.is_none()
