@@ -35,7 +35,9 @@ pub async fn reconcile(co: Arc<ControlOwnership>, ctx: Arc<Context>) -> Result<A
 /// them, and the pairs it owns. The decision is the same as over everything,
 /// and a namespace with thousands of bindings stays cheap.
 struct Relevant {
-    exceptions: Vec<PolicyException>,
+    // Shared, not copied: an exception may be a megabyte, and a control is
+    // reconciled at every change of one of its exceptions.
+    exceptions: Vec<Arc<PolicyException>>,
     role_bindings: Vec<RoleBinding>,
     cluster_role_bindings: Vec<ClusterRoleBinding>,
     managed_names: Vec<String>,
@@ -65,7 +67,7 @@ fn relevant(co: &ControlOwnership, ctx: &Context) -> Relevant {
                     .as_ref()
                     .is_some_and(|g| sas.contains(&g.service_account.as_str()))
         })
-        .map(|e| (**e).clone())
+        .cloned()
         .collect();
     let role_bindings = caches
         .role_bindings
@@ -103,8 +105,9 @@ async fn apply_control(co: &ControlOwnership, ctx: &Context) -> Result<Action, E
     }
     let seen = relevant(co, ctx);
     let controls: Vec<&ControlOwnership> = seen.controls.iter().map(|c| c.as_ref()).collect();
+    let exceptions: Vec<&PolicyException> = seen.exceptions.iter().map(|e| e.as_ref()).collect();
     let observed = Observed {
-        exceptions: &seen.exceptions,
+        exceptions: &exceptions,
         role_bindings: &seen.role_bindings,
         cluster_role_bindings: &seen.cluster_role_bindings,
         managed_names: &seen.managed_names,

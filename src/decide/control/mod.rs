@@ -42,7 +42,7 @@ pub use view::ControlView;
 /// What the controller observed, for one control.
 pub struct Observed<'a> {
     /// PolicyExceptions in the control's namespace (any control).
-    pub exceptions: &'a [PolicyException],
+    pub exceptions: &'a [&'a PolicyException],
     /// RoleBindings in the control's namespace.
     pub role_bindings: &'a [RoleBinding],
     /// All ClusterRoleBindings.
@@ -82,7 +82,7 @@ pub fn decide(
 ) -> Decision {
     let view = ControlView::new(co, ceiling, trust).with_claims(observed.controls);
     let desired = desired::desired(&view, observed.managed_names);
-    let exceptions = view.classify(observed.exceptions, now);
+    let exceptions = view.classify(observed.exceptions.iter().copied(), now);
     // Steward's own RoleBindings: identity pairs and grants that may exist,
     // each with its owner and its one service account.
     let control_uid = co.uid().unwrap_or_default();
@@ -165,8 +165,9 @@ mod tests {
     }
 
     fn run(co: &ControlOwnership, pes: &[PolicyException], crbs: &[ClusterRoleBinding], now: &str) -> Decision {
+        let pes: Vec<&PolicyException> = pes.iter().collect();
         let observed = Observed {
-            exceptions: pes,
+            exceptions: &pes,
             cluster_role_bindings: crbs,
             ..nothing_observed()
         };
@@ -308,7 +309,7 @@ mod tests {
         .unwrap();
         let rbs = vec![grant.binding];
         let observed = Observed {
-            exceptions: std::slice::from_ref(&pe),
+            exceptions: &[&pe],
             role_bindings: &rbs,
             ..nothing_observed()
         };
