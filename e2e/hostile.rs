@@ -11,6 +11,7 @@ mod tolerations;
 mod webhook;
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::ResourceExt;
 use kube::api::Api;
 use steward::api::{ControlOwnership, Phase, PolicyException};
 
@@ -209,13 +210,24 @@ async fn only_steward_removes_its_finalizer_and_no_grant_outlives_its_record() {
     })
     .await;
 
-    // The tenant may not strip Steward's finalizer (the API server's own
-    // policy refuses it) ...
+    // Exceptions carry no finalizer: the sweeper is their cleanup path.
+    let pe = pes.get("debug").await.unwrap();
+    assert!(pe.finalizers().is_empty(), "{:?}", pe.finalizers());
+
+    // The tenant may not strip Steward's finalizer from a control (the API
+    // server's own policy refuses it) ...
     // (The API server loads policies asynchronously: wait until it is in
     // force, on a dry run, before the real attempt.)
     let strip = r#"{"metadata":{"finalizers":null}}"#;
     let patch_as_mallory = |extra: &[&str]| {
-        let mut args = vec!["--as=mallory", "-n", ns.as_str(), "patch", "policyexception", "debug"];
+        let mut args = vec![
+            "--as=mallory",
+            "-n",
+            ns.as_str(),
+            "patch",
+            "controlownership",
+            "payments",
+        ];
         args.extend_from_slice(&["--type=merge", "-p", strip]);
         args.extend_from_slice(extra);
         let out = env.kubectl(&args);
@@ -230,22 +242,11 @@ async fn only_steward_removes_its_finalizer_and_no_grant_outlives_its_record() {
     let (ok, err) = patch_as_mallory(&[]);
     assert!(!ok && err.contains("FinalizerIsStewards"), "{err}");
 
-    // ... but a record can still vanish without its finalizer path: here a
-    // cluster administrator strips it and deletes the record while the
-    // controller is down (a restart, a lost lease, an uninstall).
+    // ... and a record can vanish while the controller is down (a restart,
+    // a lost lease, an uninstall): here a cluster administrator deletes the
+    // exception then.
     ctl.kill().unwrap();
     let _ = ctl.wait();
-    let strip = r#"{"metadata":{"finalizers":null}}"#;
-    env.kubectl_ok(&[
-        "-n",
-        &ns,
-        "patch",
-        "policyexception",
-        "debug",
-        "--type=merge",
-        "-p",
-        strip,
-    ]);
     env.kubectl_ok(&["-n", &ns, "delete", "policyexception", "debug"]);
     assert!(pes.get_opt("debug").await.unwrap().is_none(), "the record survived");
     let rbs: Api<RoleBinding> = Api::namespaced(client, &ns);

@@ -8,6 +8,7 @@
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -145,6 +146,12 @@ impl Writer {
     /// Records the Event a decision asked for about `obj`; failures are
     /// logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, notice: &Notice) {
+        self.event_on(&obj.object_ref(&()), notice).await;
+    }
+
+    /// Records an Event about the object `reference` names, which may
+    /// already be deleted.
+    pub async fn event_on(&self, reference: &ObjectReference, notice: &Notice) {
         let ev = Event {
             type_: if notice.warning {
                 EventType::Warning
@@ -156,8 +163,9 @@ impl Writer {
             action: notice.reason.to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::warn!(error = %e, object = %obj.name_any(), reason = notice.reason, "could not record event");
+        if let Err(e) = self.recorder.publish(&ev, reference).await {
+            let object = reference.name.as_deref().unwrap_or_default();
+            tracing::warn!(error = %e, object, reason = notice.reason, "could not record event");
         }
     }
 }

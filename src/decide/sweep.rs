@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::api::{GROUP, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
@@ -33,6 +33,20 @@ pub struct Orphan {
     /// Its name.
     pub name: String,
     /// Its uid (the delete is conditional on it).
+    pub uid: String,
+    /// The PolicyException whose grant this binding is, when that
+    /// exception no longer exists: deleting the binding revokes a grant of
+    /// a deleted record, which its Revoked Event reports. (Exceptions carry
+    /// no finalizer; this is how their deletion is carried out.)
+    pub deleted_exception: Option<DeletedOwner>,
+}
+
+/// A Steward owner that no longer exists, as its owner reference names it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeletedOwner {
+    /// Its name.
+    pub name: String,
+    /// Its uid.
     pub uid: String,
 }
 
@@ -72,30 +86,43 @@ pub fn orphans<'a>(
         .into_iter()
         .filter(|(_, meta)| is_labelled(meta))
         .filter_map(|(kind, meta)| {
-            let owners: Vec<&str> = meta
-                .owner_references
-                .iter()
-                .flatten()
-                .filter(|o| o.api_version.split('/').next() == Some(GROUP))
-                .filter(|o| matches!(o.kind.as_str(), "ControlOwnership" | "PolicyException"))
-                .map(|o| o.uid.as_str())
-                .collect();
+            let owners: Vec<&str> = steward_owners(meta).map(|o| o.uid.as_str()).collect();
             let name = meta.name.as_deref();
             let orphaned = !owners.is_empty()
                 && owners
                     .iter()
                     .all(|uid| !live_owners.get(uid).is_some_and(|k| k.keeps(name)));
+            let deleted_exception = (kind == ManagedKind::RoleBinding)
+                .then(|| {
+                    steward_owners(meta)
+                        .find(|o| o.kind == "PolicyException" && !live_owners.contains_key(o.uid.as_str()))
+                })
+                .flatten()
+                .map(|o| DeletedOwner {
+                    name: o.name.clone(),
+                    uid: o.uid.clone(),
+                });
             orphaned.then(|| Orphan {
                 kind,
                 namespace: meta.namespace.clone().unwrap_or_default(),
                 name: meta.name.clone().unwrap_or_default(),
                 uid: meta.uid.clone().unwrap_or_default(),
+                deleted_exception,
             })
         })
         .filter(|o| !o.uid.is_empty())
         .collect();
     out.sort();
     out
+}
+
+/// The owner references naming one of Steward's kinds.
+fn steward_owners(meta: &ObjectMeta) -> impl Iterator<Item = &OwnerReference> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.api_version.split('/').next() == Some(GROUP))
+        .filter(|o| matches!(o.kind.as_str(), "ControlOwnership" | "PolicyException"))
 }
 
 fn is_labelled(meta: &ObjectMeta) -> bool {
@@ -108,7 +135,6 @@ fn is_labelled(meta: &ObjectMeta) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     fn meta(name: &str, labelled: bool, owners: &[(&str, &str, &str)]) -> ObjectMeta {
         ObjectMeta {
@@ -213,6 +239,32 @@ mod tests {
             let m = meta(name, true, &owner);
             let got = orphans([(ManagedKind::RoleBinding, &m)], &grant(open));
             assert_eq!(!got.is_empty(), orphan, "{case}");
+            // Its exception lives: nothing to report as a deleted record.
+            assert!(got.iter().all(|o| o.deleted_exception.is_none()), "{case}");
         }
+    }
+
+    #[test]
+    fn the_grant_of_a_deleted_exception_names_it() {
+        let owner = [("steward.dev/v1alpha1", "PolicyException", "gone")];
+        let (binding, role) = (
+            meta("steward-x:debug", true, &owner),
+            meta("steward-x:debug", true, &owner),
+        );
+        let got = orphans(
+            [(ManagedKind::RoleBinding, &binding), (ManagedKind::Role, &role)],
+            &BTreeMap::new(),
+        );
+        let deleted = DeletedOwner {
+            name: "owner".into(),
+            uid: "gone".into(),
+        };
+        assert_eq!(got[0].deleted_exception, Some(deleted));
+        // The binding is what revokes: the Role reports nothing more.
+        assert_eq!(got[1].deleted_exception, None);
+        let control = [("steward.dev/v1alpha1", "ControlOwnership", "gone")];
+        let m = meta("steward:payments:api", true, &control);
+        let got = orphans([(ManagedKind::RoleBinding, &m)], &BTreeMap::new());
+        assert_eq!(got[0].deleted_exception, None);
     }
 }

@@ -4,27 +4,49 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as FinalizerEvent;
+use kube::{Resource, ResourceExt};
 
 use super::{Context, Error, managed_rbac, requeue_at};
-use crate::api::{Enforcement, PolicyException};
+use crate::api::{Enforcement, FINALIZER, PolicyException};
 use crate::decide::approval::Trust;
 use crate::decide::exception::{self, Lifecycle};
 use crate::decide::notice::{Notice, reasons};
 use crate::decide::rbac;
 
 /// Reconciles one PolicyException.
+///
+/// Exceptions carry no finalizer: the grant is owned by its exception, and
+/// the sweeper deletes a grant whose exception is gone within its batch
+/// window (`sweep`), which it must do anyway for records deleted while the
+/// controller was down. A finalizer would cost a write per exception, a
+/// second reconcile before the grant, and refused patches whenever the cache
+/// is a step behind. Exceptions created by earlier versions still carry
+/// it; kube's helper revokes and removes it when they are deleted.
 #[tracing::instrument(skip_all, fields(ns = %pe.namespace().unwrap_or_default(), name = %pe.name_any()))]
 pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Action, Error> {
-    super::finalized(&ctx, pe, |event| async {
-        match event {
-            FinalizerEvent::Apply(pe) => apply_exception(&pe, &ctx).await,
-            FinalizerEvent::Cleanup(pe) => cleanup(&pe, &ctx).await,
-        }
-    })
-    .await
+    let deleting = pe.meta().deletion_timestamp.is_some();
+    if deleting && pe.finalizers().iter().any(|f| f == FINALIZER) {
+        return super::finalized(&ctx, pe, |event| async {
+            match event {
+                FinalizerEvent::Apply(pe) => apply_exception(&pe, &ctx).await,
+                FinalizerEvent::Cleanup(pe) => cleanup(&pe, &ctx).await,
+            }
+        })
+        .await;
+    }
+    let ns = pe.namespace().unwrap_or_default();
+    let key = super::key(pe.as_ref());
+    let started = std::time::Instant::now();
+    // Held by someone else's finalizer: on its way out, so nothing is
+    // granted any more.
+    let action = if deleting {
+        cleanup(&pe, &ctx).await?
+    } else {
+        apply_exception(&pe, &ctx).await?
+    };
+    Ok(ctx.done::<PolicyException>(&key, &ns, started, action))
 }
 
 async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, Error> {

@@ -209,11 +209,25 @@ where
     let started = std::time::Instant::now();
     let key = key(obj.as_ref());
     let action = finalizer_outcome(finalizer(&api, FINALIZER, obj, reconcile).await)?;
-    ctx.succeeded(&key);
-    ctx.report_dirty(&ns);
-    ctx.metrics
-        .reconciled(K::kind(&()).as_ref(), started.elapsed().as_secs_f64());
-    Ok(action)
+    Ok(ctx.done::<K>(&key, &ns, started, action))
+}
+
+impl Context {
+    /// Records a successful reconcile: backoff reset, PolicyReport marked,
+    /// metrics.
+    fn done<K: Resource<DynamicType = ()>>(
+        &self,
+        key: &str,
+        ns: &str,
+        started: std::time::Instant,
+        action: Action,
+    ) -> Action {
+        self.succeeded(key);
+        self.report_dirty(ns);
+        self.metrics
+            .reconciled(K::kind(&()).as_ref(), started.elapsed().as_secs_f64());
+        action
+    }
 }
 
 /// Error policy shared by both controllers: log, then retry with backoff.

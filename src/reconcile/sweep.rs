@@ -3,9 +3,11 @@
 //! `decide::sweep`). It wakes on every change of a managed
 //! object, a control or an exception, and on every (re)list, which sends
 //! every cached object again; it looks at the namespaces that changed, in
-//! batches. Finalizers remain the prompt path; this one does not depend on
-//! them, so stripping a finalizer or deleting with `--cascade=orphan` while
-//! the controller is down leaves no grant behind.
+//! batches. For a deleted exception this is the prompt path (exceptions carry
+//! no finalizer), and it reports the revocation with the exception's
+//! Revoked Event. A control's finalizer is its prompt path; this one does
+//! not depend on it, so stripping a finalizer or deleting with
+//! `--cascade=orphan` while the controller is down leaves no grant behind.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,9 +17,14 @@ use futures::stream::{self, StreamExt};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::{Resource, ResourceExt};
 
+use k8s_openapi::api::core::v1::ObjectReference;
+
 use super::Context;
+use crate::api::PolicyException;
 use crate::decide::approval::Trust;
+use crate::decide::exception::revoked_note;
 use crate::decide::exception::window_open;
+use crate::decide::notice::{Notice, reasons};
 use crate::decide::rbac::exception_name;
 use crate::decide::sweep::{Keeps, ManagedKind, orphans};
 
@@ -129,7 +136,21 @@ async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String>
         };
         match done {
             Ok(()) => {
-                tracing::info!(namespace = %o.namespace, name = %o.name, kind = ?o.kind, "deleted a managed object no live owner keeps")
+                tracing::info!(namespace = %o.namespace, name = %o.name, kind = ?o.kind, "deleted a managed object no live owner keeps");
+                if let Some(pe) = &o.deleted_exception {
+                    let note = format!("{} (exception deleted)", revoked_note(&pe.name));
+                    let reference = ObjectReference {
+                        api_version: Some(PolicyException::api_version(&()).into()),
+                        kind: Some(PolicyException::kind(&()).into()),
+                        name: Some(pe.name.clone()),
+                        namespace: Some(o.namespace.clone()),
+                        uid: Some(pe.uid.clone()),
+                        ..Default::default()
+                    };
+                    ctx.writer
+                        .event_on(&reference, &Notice::normal(reasons::REVOKED, note))
+                        .await;
+                }
             }
             Err(e) => {
                 tracing::warn!(namespace = %o.namespace, name = %o.name, error = %e, "could not delete an orphan; retrying");

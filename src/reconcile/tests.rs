@@ -98,7 +98,6 @@ fn exception_at(starts_at: Timestamp, expires_at: Timestamp) -> PolicyException 
         "metadata": {
             "name": "debug", "namespace": NS, "uid": "pe-uid", "generation": 2,
             "resourceVersion": "7", "creationTimestamp": time::format(starts_at),
-            "finalizers": [FINALIZER],
         },
         "spec": {
             "control": "payments",
@@ -601,6 +600,49 @@ async fn an_unchanged_exception_makes_no_request() {
     let (role, binding) = pair_on_server(&grant);
     let caches = caches(vec![co], vec![pe.clone()], vec![role], vec![binding]);
     reconcile_exception(no_requests(), caches, pe).await;
+}
+
+#[tokio::test]
+async fn a_deleted_exception_of_an_earlier_version_is_revoked_then_released() {
+    // Exceptions created before finalizers were dropped still carry one.
+    let (mut pe, co, grant) = settled_exception(now());
+    pe.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    pe.metadata.deletion_timestamp = Some(Time(now()));
+    let (role, binding) = pair_on_server(&grant);
+    let name = rbac::exception_name("debug");
+    let mut released = pe.clone();
+    released.metadata.finalizers = None;
+    let mock = expect(vec![
+        Expected::delete(binding_at(&name), "binding-uid"),
+        Expected::delete(role_at(&name), "role-uid"),
+        Expected::event(NS, "Revoked"),
+        Expected::json_patch(
+            format!("{STEWARD}/policyexceptions/debug"),
+            json!([
+                {"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+                {"op": "remove", "path": "/metadata/finalizers/0"},
+            ]),
+        )
+        .answers_with(&released),
+    ]);
+    let caches = caches(vec![co], vec![pe.clone()], vec![role], vec![binding]);
+    reconcile_exception(mock, caches, pe).await;
+}
+
+#[tokio::test]
+async fn an_exception_held_by_another_finalizer_is_revoked_and_left_to_it() {
+    let (mut pe, co, grant) = settled_exception(now());
+    pe.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+    pe.metadata.deletion_timestamp = Some(Time(now()));
+    let (role, binding) = pair_on_server(&grant);
+    let name = rbac::exception_name("debug");
+    let mock = expect(vec![
+        Expected::delete(binding_at(&name), "binding-uid"),
+        Expected::delete(role_at(&name), "role-uid"),
+        Expected::event(NS, "Revoked"),
+    ]);
+    let caches = caches(vec![co], vec![pe.clone()], vec![role], vec![binding]);
+    reconcile_exception(mock, caches, pe).await;
 }
 
 #[tokio::test]
