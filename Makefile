@@ -14,7 +14,8 @@ OLDEST_E2E ?= install:: api_rules:: exceptions:: ownership:: approvals::
 # Scenarios whose bound is a timing under load: they run after the others,
 # alone, so the load they measure is their own and not that of every other
 # scenario's control plane and controller sharing the machine's cores.
-E2E_ALONE ?= hostile::bounded::a_hundred_of_the_largest_objects_do_not_delay_an_expiry
+E2E_ALONE ?= hostile::bounded::a_hundred_of_the_largest_objects_do_not_delay_an_expiry \
+  faults::restarts_and_compaction_during_a_convergence_lose_nothing_and_grant_nothing_extra
 STEWARD_DEV_DIR ?= $(or $(TMPDIR),/tmp)/steward-dev
 DEV_NAMESPACE ?= steward-demo
 
@@ -58,7 +59,7 @@ e2e: deps
 	@echo "e2e: $$("$$(bash e2e/control-plane.sh bindir)/kube-apiserver" --version)"
 	$(CARGO) test --locked --test e2e -- $(foreach t,$(E2E_ALONE),--skip $(t)) $(E2E_FILTER)
 ifeq ($(E2E_FILTER),)
-	$(CARGO) test --locked --test e2e -- --exact $(E2E_ALONE)
+	$(CARGO) test --locked --test e2e -- --exact --test-threads=1 $(E2E_ALONE)
 endif
 
 ## e2e-oldest: the install and the security scenarios on the oldest release.

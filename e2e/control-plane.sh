@@ -9,6 +9,12 @@
 #                                 the API server calls webhooks with the client
 #                                 certificate pki/webhook-client.crt (CA: pki/webhook-client-ca.crt)
 #   control-plane.sh stop DIR     SIGTERM, then SIGKILL after a timeout
+#   control-plane.sh restart DIR [etcd]
+#                                 stop and start kube-apiserver (and etcd) again on
+#                                 the same ports and data; returns once it is ready
+#
+# STEWARD_ETCD_COMPACTION_INTERVAL (at start; default 5m, the API server's
+# own) sets --etcd-compaction-interval.
 #   control-plane.sh version      the full Kubernetes version selected
 #   control-plane.sh bindir       where kube-apiserver and kubectl of that version live
 #
@@ -147,6 +153,65 @@ current-context: steward-local
 KC
 }
 
+run_etcd() { # in $DIR, with the ports of $DIR/ports
+  # shellcheck disable=SC1091
+  . "$DIR/ports"
+  "$ETCD" --data-dir "$DIR/etcd" --name local \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "local=http://127.0.0.1:$peer_port" \
+    --listen-metrics-urls "" \
+    --unsafe-no-fsync >>"$DIR/etcd.log" 2>&1 &
+  echo $! > "$DIR/etcd.pid"
+}
+
+run_apiserver() { # in $DIR, with the ports of $DIR/ports
+  # shellcheck disable=SC1091
+  . "$DIR/ports"
+  # --etcd-compaction-interval: how often the API server compacts etcd
+  # (STEWARD_ETCD_COMPACTION_INTERVAL at start; tests lower it so resumed
+  # watches get 410 Gone).
+  "$APISERVER" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --etcd-compaction-interval "$compaction" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$DIR/pki/serving.crt" --tls-private-key-file "$DIR/pki/serving.key" \
+    --token-auth-file "$DIR/pki/tokens.csv" \
+    --authorization-mode RBAC \
+    --admission-control-config-file "$DIR/pki/admission.yaml" \
+    --service-account-key-file "$DIR/pki/sa.pub" \
+    --service-account-signing-key-file "$DIR/pki/sa.key" \
+    --service-account-issuer "https://127.0.0.1:$api_port" \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --endpoint-reconciler-type none \
+    --audit-log-path "$DIR/audit.log" --audit-policy-file "$HERE/audit-policy.yaml" \
+    --audit-log-mode blocking \
+    --enable-priority-and-fairness=false \
+    --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
+    --profiling=false >>"$DIR/apiserver.log" 2>&1 &
+  echo $! > "$DIR/apiserver.pid"
+}
+
+# Stops the API server (and etcd with "etcd") of a running control plane
+# and starts them again on the same ports, data and certificates; returns
+# once the API server is ready again.
+restart() { # dir [etcd]
+  DIR="$(cd "$1" && pwd)"
+  stop_pid "$DIR/apiserver.pid"
+  if [ "${2:-}" = etcd ]; then
+    stop_pid "$DIR/etcd.pid"
+    run_etcd
+  fi
+  run_apiserver
+  local token
+  token=$(grep ',steward-admin,' "$DIR/pki/tokens.csv" | cut -d, -f1)
+  . "$DIR/ports"
+  if ! wait_ready "https://127.0.0.1:$api_port" "$token" 90 "$(cat "$DIR/apiserver.pid")"; then
+    log "kube-apiserver did not come back; last log lines:"; tail -20 "$DIR/apiserver.log" >&2
+    exit 1
+  fi
+}
+
 start() {
   DIR="$(mkdir -p "$1" && cd "$1" && pwd)"
   [ -x "$APISERVER" ] && [ -x "$ETCD" ] || { log "Kubernetes $K8S_VERSION not built: run 'KUBERNETES=$KUBERNETES $0 install'"; exit 1; }
@@ -204,31 +269,15 @@ ADM
 $admin_token,steward-admin,steward-admin,"system:masters"
 $controller_token,$CONTROLLER_USER,steward-controller,"system:serviceaccounts,system:serviceaccounts:steward-system"
 TOK
-  "$ETCD" --data-dir "$DIR/etcd" --name local \
-    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-cluster "local=http://127.0.0.1:$peer_port" \
-    --listen-metrics-urls "" \
-    --unsafe-no-fsync >"$DIR/etcd.log" 2>&1 &
-  echo $! > "$DIR/etcd.pid"
-  "$APISERVER" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --tls-cert-file "$DIR/pki/serving.crt" --tls-private-key-file "$DIR/pki/serving.key" \
-    --token-auth-file "$DIR/pki/tokens.csv" \
-    --authorization-mode RBAC \
-    --admission-control-config-file "$DIR/pki/admission.yaml" \
-    --service-account-key-file "$DIR/pki/sa.pub" \
-    --service-account-signing-key-file "$DIR/pki/sa.key" \
-    --service-account-issuer "https://127.0.0.1:$api_port" \
-    --service-cluster-ip-range 10.96.0.0/16 \
-    --endpoint-reconciler-type none \
-    --audit-log-path "$DIR/audit.log" --audit-policy-file "$HERE/audit-policy.yaml" \
-    --audit-log-mode blocking \
-    --enable-priority-and-fairness=false \
-    --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
-    --profiling=false >"$DIR/apiserver.log" 2>&1 &
-  echo $! > "$DIR/apiserver.pid"
+  # Ports and settings a restart reuses (restart below).
+  cat > "$DIR/ports" <<PORTS
+etcd_port=$etcd_port
+peer_port=$peer_port
+api_port=$api_port
+compaction=${STEWARD_ETCD_COMPACTION_INTERVAL:-5m}
+PORTS
+  run_etcd
+  run_apiserver
   local server="https://127.0.0.1:$api_port"
   if ! wait_ready "$server" "$admin_token" 90 "$(cat "$DIR/apiserver.pid")"; then
     log "kube-apiserver did not become ready; last log lines:"; tail -20 "$DIR/apiserver.log" >&2
@@ -272,6 +321,7 @@ case "${1:-}" in
   install) install_packages; build ;;
   start) [ $# -eq 2 ] || { echo "usage: $0 start DIR" >&2; exit 2; }; start "$2" ;;
   stop) [ $# -eq 2 ] || { echo "usage: $0 stop DIR" >&2; exit 2; }; stop "$2" ;;
+  restart) [ $# -ge 2 ] || { echo "usage: $0 restart DIR [etcd]" >&2; exit 2; }; restart "$2" "${3:-}" ;;
   version) echo "$K8S_VERSION" ;;
   bindir) echo "$BIN" ;;
   *) echo "usage: $0 install | start DIR | stop DIR | version | bindir" >&2; exit 2 ;;

@@ -282,14 +282,32 @@ pub fn isolated() -> Env {
 /// approved as if merged from Git; tests of approval itself use personas.
 pub const ADMIN_USER: &str = "steward-admin";
 
+/// Like [`isolated`], with the API server compacting etcd every
+/// `compaction` (Go duration syntax, such as `2s`): a watch resumed after a
+/// restart from a compacted revision gets 410 Gone and must relist.
+#[allow(dead_code)]
+pub fn isolated_compacting(compaction: &str) -> Env {
+    let env = start_with(&[("STEWARD_ETCD_COMPACTION_INTERVAL", compaction)]);
+    env.start_approvals_webhook();
+    env
+}
+
 fn start() -> Env {
+    start_with(&[])
+}
+
+fn start_with(vars: &[(&str, &str)]) -> Env {
     let dir = tempfile::Builder::new()
         .prefix("steward-e2e-")
         .tempdir()
         .expect("temp dir")
         .keep();
     let script = repo().join("e2e/control-plane.sh");
-    run(Command::new("bash").arg(&script).arg("start").arg(&dir));
+    run(Command::new("bash")
+        .arg(&script)
+        .arg("start")
+        .arg(&dir)
+        .envs(vars.iter().copied()));
     // Stop the control plane and controller when this test process ends,
     // however it ends (statics are never dropped).
     let watchdog = format!(
@@ -457,6 +475,19 @@ impl Env {
         assert_eq!(code, 200, "{body}");
         let lines = body.lines().map(|l| Ok(l.to_string()));
         prometheus_parse::Scrape::parse(lines).expect("Prometheus text format")
+    }
+
+    /// Stops the API server (and etcd, with `etcd`) and starts it again on
+    /// the same ports and data; returns once it answers `/readyz`.
+    #[allow(dead_code)]
+    pub fn restart_api_server(&self, etcd: bool) {
+        let script = repo().join("e2e/control-plane.sh");
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script).arg("restart").arg(&self.dir);
+        if etcd {
+            cmd.arg("etcd");
+        }
+        run(&mut cmd);
     }
 
     /// The controller's process id (the bench reads its peak RSS).

@@ -6,6 +6,7 @@ mod api_rules;
 mod approvals;
 mod caches;
 mod exceptions;
+mod faults;
 mod foundation;
 mod harness;
 mod hostile;

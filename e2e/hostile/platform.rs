@@ -35,7 +35,9 @@ async fn refused_role_writes(env: &Env, ns: &str, name: &str, n: usize) -> Vec<j
         times = env
             .controller_writes()
             .iter()
-            .filter(|w| w.is("patch", "roles", Some(ns), name) && w.code == 403)
+            .filter(|w| {
+                (w.is("create", "roles", Some(ns), name) || w.is("patch", "roles", Some(ns), name)) && w.code == 403
+            })
             .map(|w| w.received)
             .collect();
         let ok = times.len() >= n;

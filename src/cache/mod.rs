@@ -4,6 +4,8 @@
 //! elected leader decides at once from a full view, and `/readyz` means the
 //! same on every replica: every cache has listed.
 
+mod backoff;
+
 mod own_writes;
 pub mod trim;
 mod view;
@@ -18,6 +20,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 
+pub use backoff::WatchBackoff;
 pub use own_writes::fingerprint;
 pub use view::View;
 

@@ -50,7 +50,9 @@ where
         let (store, writer) = reflector::store();
         let view = Arc::new(Self::over(store));
         let pumped = view.clone();
-        let events = watcher(api, config).default_backoff().modify(super::trim::trim);
+        let events = watcher(api, config)
+            .backoff(super::backoff::WatchBackoff::default())
+            .modify(super::trim::trim);
         let pump = reflector::reflector(writer, events).for_each(move |event| {
             pumped.saw(event);
             futures::future::ready(())
@@ -147,6 +149,11 @@ where
     /// that, and the store is behind that write.
     pub fn holds(&self, key: &ObjectRef<K>, fingerprint: u64) -> bool {
         self.ahead_of_store(key) == Some(fingerprint)
+    }
+
+    /// Whether we wrote `key` and the store has not shown that write yet.
+    pub fn wrote(&self, key: &ObjectRef<K>) -> bool {
+        self.ahead_of_store(key).is_some()
     }
 
     /// Whether `obj` is the newest copy we can know of: the store holds this

@@ -23,7 +23,7 @@ use crate::decide::notice::{Notice, reasons};
 pub async fn reconcile(co: Arc<ControlOwnership>, ctx: Arc<Context>) -> Result<Action, Error> {
     super::finalized(&ctx, co, |event| async {
         match event {
-            FinalizerEvent::Apply(co) => apply_control(&co, &ctx).await,
+            FinalizerEvent::Apply(co) => apply_control(co, &ctx).await,
             FinalizerEvent::Cleanup(co) => cleanup(&co, &ctx).await,
         }
     })
@@ -92,7 +92,7 @@ fn relevant(co: &ControlOwnership, ctx: &Context) -> Relevant {
     }
 }
 
-async fn apply_control(co: &ControlOwnership, ctx: &Context) -> Result<Action, Error> {
+async fn apply_control(co: Arc<ControlOwnership>, ctx: &Context) -> Result<Action, Error> {
     // Decide only from the newest view of this control. The object handed
     // to a reconcile is read when it is queued, and the cache may have moved
     // on since; the watch event that moved it queued another reconcile.
@@ -100,22 +100,27 @@ async fn apply_control(co: &ControlOwnership, ctx: &Context) -> Result<Action, E
     // (our RBAC writes trigger reconciles that quickly), a decision would
     // write that status again with a new transition time; the watch event
     // of our write brings the next reconcile.
-    if !ctx.caches.controls.is_newest(co) {
+    if !ctx.caches.controls.is_newest(&co) {
         return Ok(Action::requeue(LOST_EVENT_RETRY));
     }
-    let seen = relevant(co, ctx);
-    let controls: Vec<&ControlOwnership> = seen.controls.iter().map(|c| c.as_ref()).collect();
-    let exceptions: Vec<&PolicyException> = seen.exceptions.iter().map(|e| e.as_ref()).collect();
-    let observed = Observed {
-        exceptions: &exceptions,
-        role_bindings: &seen.role_bindings,
-        cluster_role_bindings: &seen.cluster_role_bindings,
-        managed_names: &seen.managed_names,
-        controls: &controls,
-    };
+    let seen = relevant(&co, ctx);
     let now = Timestamp::now();
-    let d = control::decide(co, &observed, &ctx.caches.ceiling(), Trust::Verify(&ctx.key), now);
-    write(co, &d, ctx).await?;
+    let (ceiling, key) = (ctx.caches.ceiling(), ctx.key.clone());
+    let (d, co) = super::off_task(move || {
+        let controls: Vec<&ControlOwnership> = seen.controls.iter().map(|c| c.as_ref()).collect();
+        let exceptions: Vec<&PolicyException> = seen.exceptions.iter().map(|e| e.as_ref()).collect();
+        let observed = Observed {
+            exceptions: &exceptions,
+            role_bindings: &seen.role_bindings,
+            cluster_role_bindings: &seen.cluster_role_bindings,
+            managed_names: &seen.managed_names,
+            controls: &controls,
+        };
+        let d = control::decide(&co, &observed, &ceiling, Trust::Verify(&key), now);
+        (d, co)
+    })
+    .await?;
+    write(&co, &d, ctx).await?;
     Ok(requeue_at(d.wake_at, now))
 }
 

@@ -30,7 +30,7 @@ pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Ac
     if deleting && pe.finalizers().iter().any(|f| f == FINALIZER) {
         return super::finalized(&ctx, pe, |event| async {
             match event {
-                FinalizerEvent::Apply(pe) => apply_exception(&pe, &ctx).await,
+                FinalizerEvent::Apply(pe) => apply_exception(pe, &ctx).await,
                 FinalizerEvent::Cleanup(pe) => cleanup(&pe, &ctx).await,
             }
         })
@@ -44,22 +44,22 @@ pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Ac
     let action = if deleting {
         cleanup(&pe, &ctx).await?
     } else {
-        apply_exception(&pe, &ctx).await?
+        apply_exception(pe.clone(), &ctx).await?
     };
     Ok(ctx.done::<PolicyException>(&key, &ns, started, action))
 }
 
-async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, Error> {
+async fn apply_exception(pe: Arc<PolicyException>, ctx: &Context) -> Result<Action, Error> {
     let ns = pe.namespace().unwrap_or_default();
     let control = ctx.caches.control_for_exceptions(&ns, &pe.spec.control);
     let now = Timestamp::now();
-    let d = exception::decide(
-        pe,
-        control.as_ref(),
-        &ctx.caches.ceiling(),
-        Trust::Verify(&ctx.key),
-        now,
-    );
+    let (ceiling, key) = (ctx.caches.ceiling(), ctx.key.clone());
+    let (d, pe, control) = super::off_task(move || {
+        let d = exception::decide(&pe, control.as_ref(), &ceiling, Trust::Verify(&key), now);
+        (d, pe, control)
+    })
+    .await?;
+    let pe = pe.as_ref();
 
     let name = rbac::exception_name(&pe.name_any());
     let uid = pe.uid().unwrap_or_default();
@@ -78,7 +78,9 @@ async fn apply_exception(pe: &PolicyException, ctx: &Context) -> Result<Action, 
             false
         }
         // Revocation comes before anything else, status included.
-        None => managed_rbac::remove(ctx, &ns, &name, &uid).await?,
+        None => managed_rbac::remove(ctx, &ns, &name, &uid)
+            .await
+            .map_err(|e| Error::Revocation(Box::new(e)))?,
     };
     match (&d.lifecycle, revoked) {
         (Lifecycle::Expired(Some(w)), true) => {

@@ -90,8 +90,9 @@ where
     if view.holds(&key, fingerprint(want)) {
         return Ok(());
     }
-    if let Some(have) = view.get(&key) {
-        if same(&have) {
+    let have = view.get(&key);
+    if let Some(have) = &have {
+        if same(have) {
             return Ok(());
         }
         if !same_owner(have.meta(), want.meta()) {
@@ -105,7 +106,13 @@ where
             ctx.writer.delete_namespaced::<K>(&ns, &key.name, have.uid()).await?;
         }
     }
-    match ctx.writer.apply(view, want).await {
+    // Absent from the cache and never written by us: create it.
+    let written = if have.is_none() && !view.wrote(&key) {
+        ctx.writer.create(view, want).await
+    } else {
+        ctx.writer.apply(view, want).await
+    };
+    match written {
         Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains(ESCALATION_REFUSED) => {
             Err(PairError::CeilingNotHeld {
                 namespace: key.namespace.clone().unwrap_or_default(),

@@ -55,7 +55,19 @@ pub enum Error {
     /// why. Retried with backoff.
     #[error("{0} identities not in place")]
     Identities(usize),
+    /// The decision's task did not complete (the runtime is shutting down).
+    #[error("the decision did not complete")]
+    Decide(#[source] tokio::task::JoinError),
+    /// A grant that must go could not be deleted: retried every
+    /// `REVOCATION_RETRY`, not with the growing backoff, so a grant whose
+    /// window closed while the API server was away goes as soon as it is
+    /// back.
+    #[error("could not revoke a grant: {0}")]
+    Revocation(#[source] Box<Error>),
 }
+
+/// How often a failed revocation is tried again (see `Error::Revocation`).
+const REVOCATION_RETRY: Duration = Duration::from_millis(500);
 
 impl Error {
     /// Label for metrics.
@@ -64,6 +76,8 @@ impl Error {
             Error::Api(_) => "api",
             Error::Finalizer(_) | Error::FinalizerUse(_) => "finalizer",
             Error::Pair(_) | Error::Identities(_) => "identity",
+            Error::Decide(_) => "decide",
+            Error::Revocation(_) => "revocation",
         }
     }
 }
@@ -142,6 +156,14 @@ pub fn test_key() -> crate::decide::approval::Key {
     crate::decide::approval::Key::new(&[7; 32]).expect("a 32-byte key")
 }
 
+/// Runs a pure decision on the blocking pool. A controller's reconciles
+/// share one task, timers included: a decision over megabyte objects
+/// (validation, digests) made on it would hold up every other reconcile of
+/// that controller, an expiry due meanwhile among them.
+async fn off_task<T: Send + 'static>(decide: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(decide).await.map_err(Error::Decide)
+}
+
 /// Requeue at `wake_at` exactly (never a polling interval), or wait for a
 /// change when nothing is scheduled.
 pub fn requeue_at(wake_at: Option<Timestamp>, now: Timestamp) -> Action {
@@ -190,7 +212,8 @@ pub fn finalizer_outcome(result: Result<Action, kube::runtime::finalizer::Error<
 /// Runs one reconcile of `obj` through kube's finalizer helper (which adds
 /// Steward's finalizer before `reconcile` sees `Apply`, and removes it after
 /// `Cleanup`), then records the outcome: backoff reset, PolicyReport marked,
-/// metrics.
+/// metrics. A finalizer just added is followed by `Apply` in the same
+/// reconcile.
 async fn finalized<K, F, Fut>(ctx: &Context, obj: Arc<K>, reconcile: F) -> Result<Action, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -208,7 +231,24 @@ where
     let api: Api<K> = Api::namespaced(ctx.writer.client().clone(), &ns);
     let started = std::time::Instant::now();
     let key = key(obj.as_ref());
-    let action = finalizer_outcome(finalizer(&api, FINALIZER, obj, reconcile).await)?;
+    let adding = obj.meta().deletion_timestamp.is_none() && !obj.finalizers().iter().any(|f| f == FINALIZER);
+    let action = if adding {
+        // kube's helper adds the finalizer and stops there, leaving the work
+        // to the reconcile its watch event brings. At scale that event
+        // queues behind thousands of others, and nothing the object wants
+        // exists until then; so the work follows at once. (The helper's
+        // reconcile is not called when it adds.)
+        let added = finalizer(&api, FINALIZER, obj.clone(), |_| {
+            futures::future::ready(Ok::<Action, Error>(Action::await_change()))
+        })
+        .await;
+        match added {
+            Ok(_) => reconcile(FinalizerEvent::Apply(obj)).await?,
+            Err(e) => finalizer_outcome(Err(e))?,
+        }
+    } else {
+        finalizer_outcome(finalizer(&api, FINALIZER, obj, reconcile).await)?
+    };
     Ok(ctx.done::<K>(&key, &ns, started, action))
 }
 
@@ -232,7 +272,10 @@ impl Context {
 
 /// Error policy shared by both controllers: log, then retry with backoff.
 pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff(&key(obj.as_ref()));
+    let delay = match err {
+        Error::Revocation(_) => REVOCATION_RETRY,
+        _ => ctx.backoff(&key(obj.as_ref())),
+    };
     ctx.metrics.failed(K::kind(&()).as_ref(), err.metric_label());
     tracing::warn!(error = %err, object = %obj.name_any(), retry_in_ms = delay.as_millis() as u64, "reconcile failed");
     Action::requeue(delay)

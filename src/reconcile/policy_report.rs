@@ -30,6 +30,22 @@ const BATCH: Duration = Duration::from_millis(100);
 
 /// How long a newly established report CRD may take to appear in discovery
 /// (the waits double from 200 ms up to this).
+/// First and longest wait before writing again a report whose write
+/// failed for a reason that may pass (see `is_transient`).
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Whether a failed write may succeed if sent again unchanged: no answer
+/// (the API server away), a conflict, throttling or a server error. A
+/// report the API server refused for what it is (400, 403, 422) is only
+/// sent again once it changes.
+fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 409 | 429) || s.code >= 500,
+        _ => true,
+    }
+}
+
 const DISCOVERY_PATIENCE: Duration = Duration::from_secs(60);
 
 /// A report API Steward writes when the cluster serves it.
@@ -135,7 +151,9 @@ async fn writer(ctx: Arc<Context>, api: ReportApi, mut dirty: UnboundedReceiver<
     let wc = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let pump = reflector::reflector(
         writer,
-        watcher(all, wc).default_backoff().modify(crate::cache::trim::trim),
+        watcher(all, wc)
+            .backoff(crate::cache::WatchBackoff::default())
+            .modify(crate::cache::trim::trim),
     )
     .applied_objects()
     .for_each(|_| futures::future::ready(()));
@@ -152,23 +170,48 @@ async fn writer(ctx: Arc<Context>, api: ReportApi, mut dirty: UnboundedReceiver<
             .filter_map(|c| c.namespace())
             .chain(ctx.caches.exceptions.state().iter().filter_map(|e| e.namespace()))
             .collect();
+        // Namespaces whose write failed for a reason that may pass (the API
+        // server away, overloaded): tried again after `backoff`.
+        let mut retry: BTreeSet<String> = BTreeSet::new();
+        let mut backoff = RETRY_FIRST;
         loop {
             if pending.is_empty() {
-                let Some(first) = dirty.next().await else { return };
+                let first = if retry.is_empty() {
+                    dirty.next().await
+                } else {
+                    tokio::select! {
+                        ns = dirty.next() => ns,
+                        () = tokio::time::sleep(backoff) => retry.pop_first(),
+                    }
+                };
+                let Some(first) = first else { return };
                 pending.insert(first);
                 tokio::time::sleep(BATCH).await;
             }
             while let Ok(ns) = dirty.try_recv() {
                 pending.insert(ns);
             }
+            pending.append(&mut retry);
             for ns in std::mem::take(&mut pending) {
-                if let Err((e, report)) = sync(&ctx, api, &ar, &cache, &ns, &refused).await {
-                    tracing::warn!(namespace = %ns, kind = api.kind, error = %e, "could not write the report");
-                    if let Some(r) = report {
-                        refused.insert(ns, r);
+                match sync(&ctx, api, &ar, &cache, &ns, &refused).await {
+                    Ok(()) => {}
+                    Err((e, _)) if is_transient(&e) => {
+                        tracing::warn!(namespace = %ns, kind = api.kind, error = %e, "could not write the report; retrying");
+                        retry.insert(ns);
+                    }
+                    Err((e, report)) => {
+                        tracing::warn!(namespace = %ns, kind = api.kind, error = %e, "the report was refused");
+                        if let Some(r) = report {
+                            refused.insert(ns, r);
+                        }
                     }
                 }
             }
+            backoff = if retry.is_empty() {
+                RETRY_FIRST
+            } else {
+                (backoff * 2).min(RETRY_MAX)
+            };
         }
     };
     tokio::select! {
@@ -217,6 +260,16 @@ async fn sync(
             if have.as_ref() == Some(&want) || refused.get(ns) == Some(&want) {
                 return Ok(());
             }
+            tracing::debug!(
+                namespace = ns,
+                kind = report_api.kind,
+                cached = have.is_some(),
+                results = want.results.len(),
+                cached_results = have.as_ref().map(|h| h.results.len()),
+                summary = ?want.summary,
+                cached_summary = ?have.as_ref().map(|h| &h.summary),
+                "writing the report"
+            );
             let body = serde_json::json!({
                 "apiVersion": format!("{}/{}", report_api.group, report_api.version),
                 "kind": report_api.kind,
@@ -233,5 +286,28 @@ async fn sync(
                 .await
                 .map_err(|e| (e, Some(want)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refusals_of_the_report_itself_wait_for_a_change() {
+        let api = |code: u16| kube::Error::Api(kube::core::Status::failure("", "").with_code(code).boxed());
+        for (code, transient) in [
+            (400, false),
+            (403, false),
+            (422, false),
+            (409, true),
+            (429, true),
+            (500, true),
+            (503, true),
+        ] {
+            assert_eq!(is_transient(&api(code)), transient, "{code}");
+        }
+        let away = kube::Error::Service(Box::new(std::io::Error::other("connection refused")));
+        assert!(is_transient(&away));
     }
 }

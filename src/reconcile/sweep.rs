@@ -21,12 +21,14 @@ use k8s_openapi::api::core::v1::ObjectReference;
 
 use super::Context;
 use crate::api::PolicyException;
+use crate::cache::Caches;
+use crate::decide::approval::Key;
 use crate::decide::approval::Trust;
 use crate::decide::exception::revoked_note;
 use crate::decide::exception::window_open;
 use crate::decide::notice::{Notice, reasons};
 use crate::decide::rbac::exception_name;
-use crate::decide::sweep::{Keeps, ManagedKind, orphans};
+use crate::decide::sweep::{Keeps, ManagedKind, Orphan, orphans};
 
 /// Batch window: a burst of changes in one namespace is swept once.
 const BATCH: Duration = Duration::from_millis(100);
@@ -78,53 +80,17 @@ pub async fn run(ctx: Arc<Context>) {
 /// delete failed, to be swept again.
 async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String> {
     let mut failed = BTreeSet::new();
-    let caches = &ctx.caches;
-    let exceptions = caches.exceptions.state();
-    let controls = caches.controls.state();
-    let now = jiff::Timestamp::now();
-    // Each control's approval rules, parsed once per sweep: a grant written
-    // whole by its requester is kept only if the control trusts that
-    // requester as its GitOps applier.
-    let mut policies: BTreeMap<(String, String), Option<crate::decide::approval::Policy>> = BTreeMap::new();
-    let live: BTreeMap<&str, Keeps> = exceptions
-        .iter()
-        .filter_map(|e| {
-            let ns = e.namespace().unwrap_or_default();
-            let policy = policies
-                .entry((ns.clone(), e.spec.control.clone()))
-                .or_insert_with(|| {
-                    caches
-                        .control_for_exceptions(&ns, &e.spec.control)
-                        .and_then(|c| crate::decide::validate::exception_rules(&c.spec).ok())
-                        .map(|r| r.approval)
-                })
-                .as_ref();
-            let keeps = Keeps::Exception {
-                name: exception_name(&e.name_any()),
-                open: window_open(e, Trust::Verify(&ctx.key), policy, now),
-            };
-            Some((e.meta().uid.as_deref()?, keeps))
-        })
-        .chain(
-            controls
-                .iter()
-                .filter_map(|c| Some((c.meta().uid.as_deref()?, Keeps::Control))),
-        )
-        .collect();
-    let roles = caches.roles.state();
-    let bindings = caches.role_bindings.state();
-    let in_scope = |ns: Option<&String>| ns.is_some_and(|n| namespaces.contains(n));
-    let managed = bindings
-        .iter()
-        .filter(|b| in_scope(b.metadata.namespace.as_ref()))
-        .map(|b| (ManagedKind::RoleBinding, &b.metadata))
-        .chain(
-            roles
-                .iter()
-                .filter(|r| in_scope(r.metadata.namespace.as_ref()))
-                .map(|r| (ManagedKind::Role, &r.metadata)),
-        );
-    for o in orphans(managed, &live) {
+    let caches = ctx.caches.clone();
+    let key = ctx.key.clone();
+    let dirty = namespaces.clone();
+    // Judging windows verifies each exception's approval digest, over
+    // objects that may be a megabyte: on the blocking pool, and only for
+    // the namespaces that changed (owners and what they own share one).
+    let found = super::off_task(move || found_orphans(&caches, &key, &dirty)).await;
+    let Ok(found) = found else {
+        return namespaces.clone();
+    };
+    for o in found {
         let uid = Some(o.uid.clone());
         let done = match o.kind {
             ManagedKind::RoleBinding => {
@@ -159,4 +125,65 @@ async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String>
         }
     }
     failed
+}
+
+/// The orphans among the managed objects of `namespaces` (pure rule in
+/// `decide::sweep`), judged from the caches at this instant.
+fn found_orphans(caches: &Caches, key: &Key, namespaces: &BTreeSet<String>) -> Vec<Orphan> {
+    let in_scope = |ns: Option<&str>| ns.is_some_and(|n| namespaces.contains(n));
+    let exceptions: Vec<Arc<PolicyException>> = caches
+        .exceptions
+        .state()
+        .into_iter()
+        .filter(|e| in_scope(e.metadata.namespace.as_deref()))
+        .collect();
+    let controls: Vec<_> = caches
+        .controls
+        .state()
+        .into_iter()
+        .filter(|c| in_scope(c.metadata.namespace.as_deref()))
+        .collect();
+    let now = jiff::Timestamp::now();
+    // Each control's approval rules, parsed once per sweep: a grant written
+    // whole by its requester is kept only if the control trusts that
+    // requester as its GitOps applier.
+    let mut policies: BTreeMap<(String, String), Option<crate::decide::approval::Policy>> = BTreeMap::new();
+    let live: BTreeMap<&str, Keeps> = exceptions
+        .iter()
+        .filter_map(|e| {
+            let ns = e.namespace().unwrap_or_default();
+            let policy = policies
+                .entry((ns.clone(), e.spec.control.clone()))
+                .or_insert_with(|| {
+                    caches
+                        .control_for_exceptions(&ns, &e.spec.control)
+                        .and_then(|c| crate::decide::validate::exception_rules(&c.spec).ok())
+                        .map(|r| r.approval)
+                })
+                .as_ref();
+            let keeps = Keeps::Exception {
+                name: exception_name(&e.name_any()),
+                open: window_open(e, Trust::Verify(key), policy, now),
+            };
+            Some((e.meta().uid.as_deref()?, keeps))
+        })
+        .chain(
+            controls
+                .iter()
+                .filter_map(|c| Some((c.meta().uid.as_deref()?, Keeps::Control))),
+        )
+        .collect();
+    let roles = caches.roles.state();
+    let bindings = caches.role_bindings.state();
+    let managed = bindings
+        .iter()
+        .filter(|b| in_scope(b.metadata.namespace.as_deref()))
+        .map(|b| (ManagedKind::RoleBinding, &b.metadata))
+        .chain(
+            roles
+                .iter()
+                .filter(|r| in_scope(r.metadata.namespace.as_deref()))
+                .map(|r| (ManagedKind::Role, &r.metadata)),
+        );
+    orphans(managed, &live)
 }

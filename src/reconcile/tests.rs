@@ -193,6 +193,16 @@ fn role_at(name: &str) -> String {
     format!("{RBAC}/roles/{name}")
 }
 
+/// Path of the Roles of the test namespace.
+fn roles() -> String {
+    format!("{RBAC}/roles")
+}
+
+/// Path of the RoleBindings of the test namespace.
+fn bindings() -> String {
+    format!("{RBAC}/rolebindings")
+}
+
 /// Path of the RoleBinding `name` in the test namespace.
 fn binding_at(name: &str) -> String {
     format!("{RBAC}/rolebindings/{name}")
@@ -370,8 +380,37 @@ async fn ensure_applies_each_object_that_differs_role_first_then_trusts_its_writ
 async fn ensure_applies_only_the_object_that_differs() {
     let pair = identity_pair(&control_at(now(), false));
     let (role, _) = pair_on_server(&pair);
-    let mock = expect(vec![Expected::apply(binding_at(pair.name()), applied(&pair.binding))]);
+    let mock = expect(vec![Expected::create(bindings(), applied(&pair.binding))]);
     ensure(mock, rbac_caches(vec![role], vec![]), &pair).await;
+}
+
+#[tokio::test]
+async fn a_pair_the_cache_shows_absent_is_created_and_applied_if_it_exists_after_all() {
+    let pair = identity_pair(&control_at(now(), false));
+    let name = pair.name();
+    let exists = json!({
+        "apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 409, "reason": "AlreadyExists",
+        "message": format!("roles.rbac.authorization.k8s.io \"{name}\" already exists"),
+    });
+    let mock = expect(vec![
+        // The cache was a step behind: the Role exists.
+        Expected::create(roles(), applied(&pair.role)).answers(StatusCode::CONFLICT, exists),
+        Expected::apply(role_at(name), applied(&pair.role)).answers_with(&on_server(&pair.role, "role-uid", "10")),
+        Expected::create(bindings(), applied(&pair.binding)).answers_with(&on_server(
+            &pair.binding,
+            "binding-uid",
+            "11",
+        )),
+    ]);
+    let (first, second) = run(mock, rbac_caches(vec![], vec![]), |ctx| async move {
+        let first = managed_rbac::ensure(&ctx, &pair, false).await;
+        // The watch has not delivered our writes: the views' memos know them.
+        let second = managed_rbac::ensure(&ctx, &pair, false).await;
+        (first, second)
+    })
+    .await;
+    first.expect("first ensure");
+    second.expect("second ensure");
 }
 
 #[tokio::test]
@@ -454,7 +493,7 @@ async fn a_role_the_escalation_check_refuses_says_the_namespace_is_not_opted_in(
         "message": format!("roles.rbac.authorization.k8s.io \"{name}\" is forbidden: user \"system:serviceaccount:steward-system:steward\" (groups=[...]) is attempting to grant RBAC permissions not currently held:\n{{APIGroups:[\"\"], Resources:[\"configmaps\"], Verbs:[\"get\"]}}"),
     });
     let mock = expect(vec![
-        Expected::apply(role_at(name), applied(&pair.role)).answers(StatusCode::FORBIDDEN, refused),
+        Expected::create(roles(), applied(&pair.role)).answers(StatusCode::FORBIDDEN, refused),
     ]);
     let result = ensure_as(mock, rbac_caches(vec![], vec![]), &pair, false).await;
     let Err(Error::Pair(e)) = result else {
@@ -516,6 +555,32 @@ async fn a_control_whose_status_differs_gets_one_status_apply() {
     let (co, apply) = a_generation_behind(&settled, path, "6");
     let caches = caches(vec![co.clone()], vec![], vec![role], vec![binding]);
     reconcile_control(expect(vec![apply]), caches, co).await;
+}
+
+#[tokio::test]
+async fn a_new_control_gets_its_finalizer_then_its_pair_in_the_same_reconcile() {
+    let (settled, role, binding) = settled_control(now());
+    let mut co = settled.clone();
+    co.metadata.finalizers = None;
+    let pair = identity_pair(&co);
+    let mut finalized = co.clone();
+    finalized.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    let mock = expect(vec![
+        Expected::json_patch(
+            format!("{STEWARD}/controlownerships/payments"),
+            json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+            ]),
+        )
+        .answers_with(&finalized),
+        // Without waiting for the watch event of that patch.
+        Expected::create(roles(), applied(&pair.role)).answers_with(&role),
+        Expected::create(bindings(), applied(&pair.binding)).answers_with(&binding),
+    ]);
+    // Its status is already what the reconciler decides: no status write.
+    let caches = caches(vec![co.clone()], vec![], vec![], vec![]);
+    reconcile_control(mock, caches, co).await;
 }
 
 #[tokio::test]
@@ -661,11 +726,10 @@ async fn an_exception_cached_behind_our_status_write_gets_its_grant_but_no_statu
     let want = pe.status.take().expect("status");
     let caches = caches(vec![co], vec![pe.clone()], vec![], vec![]);
     remember_write(&caches.exceptions, &pe, "8", &want);
-    let name = grant.name();
     // Grants never wait for the cache to catch up; the status does.
     let mock = expect(vec![
-        Expected::apply(role_at(name), applied(&grant.role)),
-        Expected::apply(binding_at(name), applied(&grant.binding)),
+        Expected::create(roles(), applied(&grant.role)),
+        Expected::create(bindings(), applied(&grant.binding)),
     ]);
     reconcile_exception(mock, caches, pe).await;
 }

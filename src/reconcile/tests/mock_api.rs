@@ -58,6 +58,20 @@ impl Expected {
         }
     }
 
+    /// A create of exactly `body` in the collection `path`, by Steward's
+    /// field manager; answered with the body unless `answers` says
+    /// otherwise.
+    pub fn create(path: impl Into<String>, body: Value) -> Self {
+        Self {
+            method: Method::POST,
+            path: path.into(),
+            query: query(&[("fieldManager", "steward")]),
+            content_type: JSON,
+            body: BodyCheck::Exactly(body),
+            answer: None,
+        }
+    }
+
     /// A server-side apply to `path` whose body passes `check`.
     pub fn apply_checked(path: impl Into<String>, check: impl FnOnce(&Value) + Send + 'static) -> Self {
         Self {

@@ -1,0 +1,319 @@
+//! Faults at scale: the API server restarted ten times (etcd too, every
+//! third time) while controls converge in waves and exceptions expire, with
+//! etcd compacted every two seconds, so every resumed watch is refused with
+//! 410 Gone and the controller relists. Everything converges, no grant
+//! outlives its expiry by more than the outage around it plus a bound, and
+//! once it has converged the controller writes nothing more.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, ListParams, PostParams};
+use steward::api::{ControlOwnership, PolicyException};
+
+use crate::harness::{self, Env, OUTCOME};
+
+/// Controls per wave; one wave is created before each restart.
+const WAVE: usize = 30;
+/// Restarts of the API server.
+const RESTARTS: usize = 10;
+/// Namespaces the controls are spread over.
+const SPREAD: usize = 5;
+/// Exceptions expiring while the restarts go on, one every `STAGGER`.
+const EXPIRING: usize = 8;
+const STAGGER: i64 = 3;
+/// How long after the API server is back a grant that expired while it
+/// was down (or just before) may still exist. The controller tries a
+/// failed revocation again every 500 ms rather than with its growing
+/// backoff, and its watches reconnect within 5 s and relist (410 Gone),
+/// after which the sweep deletes what no window keeps. Measured: the
+/// delete reaches the API server as it starts answering, before its
+/// `/readyz` says so; with kube's default backoffs it took up to 5 s.
+const AFTER_OUTAGE: SignedDuration = SignedDuration::from_secs(2);
+
+fn control(name: &str) -> ControlOwnership {
+    let yaml = harness::control_yaml(
+        name,
+        "Audit",
+        &harness::reviewed_recently(),
+        &[
+            (
+                &format!("{name}-api"),
+                r#"{apiGroups: [""], resources: [configmaps], verbs: [get]}"#,
+            ),
+            (
+                &format!("{name}-worker"),
+                r#"{apiGroups: [""], resources: [configmaps], verbs: [list]}"#,
+            ),
+        ],
+    );
+    serde_yaml_ng::from_str(&yaml).expect("control")
+}
+
+fn exception(name: &str, expires: Timestamp) -> PolicyException {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "steward.dev/v1alpha1",
+        "kind": "PolicyException",
+        "metadata": {"name": name},
+        "spec": {
+            "control": "c-0", "ticket": "SEC-1", "approver": "alice@example.com",
+            "reason": "Faults test", "expiresAt": expires.to_string(),
+            "grant": {"serviceAccount": "c-0-api", "rules": [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]}
+        }
+    }))
+    .expect("exception")
+}
+
+/// Creates `obj` in `ns`, retrying while the API server is restarting (an
+/// object created by a request whose answer was lost counts as created).
+async fn create_retrying<K>(api: &Api<K>, obj: &K)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let deadline = std::time::Instant::now() + OUTCOME * 4;
+    loop {
+        match api.create(&PostParams::default(), obj).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 409 => return,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("create retried: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("create failed: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn restarts_and_compaction_during_a_convergence_lose_nothing_and_grant_nothing_extra() {
+    let env = &harness::isolated_compacting("2s");
+    let (mut ctl, _) = env.spawn_ready_controller("ctl-faults", &[]).await;
+    let mut nss = Vec::new();
+    for _ in 0..SPREAD {
+        nss.push(env.namespace("faults").await);
+    }
+    let client = env.admin().await;
+    let in_ns = |i: usize| nss[i % SPREAD].clone();
+
+    // The first wave, and exceptions to c-0 expiring through the restarts.
+    create_wave(env, &nss, 0).await;
+    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &in_ns(0));
+    let first = Timestamp::now() + SignedDuration::from_secs(15);
+    let expiring: Vec<(String, Timestamp)> = (0..EXPIRING)
+        .map(|i| {
+            let at = (first + SignedDuration::from_secs(STAGGER * i as i64))
+                .round(jiff::Unit::Second)
+                .expect("a second");
+            (format!("x-{i}"), at)
+        })
+        .collect();
+    for (name, at) in &expiring {
+        create_retrying(&pes, &exception(name, *at)).await;
+    }
+    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &in_ns(0));
+    harness::wait_for(
+        &cos,
+        "c-0",
+        OUTCOME,
+        "c-0 Ready",
+        harness::condition_is("Ready", "True"),
+    )
+    .await;
+    for (name, _) in &expiring {
+        harness::wait_for(
+            &pes,
+            name,
+            OUTCOME,
+            "Active",
+            harness::phase_is(steward::api::Phase::Active),
+        )
+        .await;
+    }
+
+    // Each round: a wave of controls, a moment for the controller to be in
+    // the middle of it, then a restart.
+    let mut outages: Vec<(Timestamp, Timestamp)> = Vec::new();
+    for round in 1..=RESTARTS {
+        create_wave(env, &nss, round).await;
+        tokio::time::sleep(Duration::from_millis(300 + 150 * round as u64)).await;
+        let down = Timestamp::now();
+        env.restart_api_server(round % 3 == 0);
+        outages.push((down, Timestamp::now()));
+    }
+    eprintln!(
+        "outages: {:?}",
+        outages
+            .iter()
+            .map(|(d, u)| format!("{d} for {:#}", u.duration_since(*d)))
+            .collect::<Vec<_>>()
+    );
+
+    // Everything converged: every control Ready, exactly its pairs.
+    let controls = WAVE * (RESTARTS + 1);
+    let all: Api<ControlOwnership> = Api::all(client.clone());
+    let not_ready = || async {
+        let list = all.list(&ListParams::default()).await.expect("controls");
+        assert_eq!(list.items.len(), controls, "controls created");
+        list.items
+            .into_iter()
+            .filter(|c| !harness::condition(c, "Ready").is_some_and(|r| r["status"] == "True"))
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let left = not_ready().await;
+        if left.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let first: Vec<String> = left
+                .iter()
+                .take(3)
+                .map(|c| {
+                    format!(
+                        "{}/{}: {:?}",
+                        c.metadata.namespace.as_deref().unwrap_or_default(),
+                        c.metadata.name.as_deref().unwrap_or_default(),
+                        c.status
+                    )
+                })
+                .collect();
+            let logs = env.controller_logs();
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            panic!(
+                "{} of {controls} controls not Ready 180 s after the last restart; first: {first:#?}\ncontroller log tail:\n{}",
+                left.len(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=steward");
+    let identities = |objs: Vec<String>| objs.iter().filter(|n| !n.starts_with("steward-x:")).count();
+    let roles: Vec<String> = Api::<Role>::all(client.clone())
+        .list(&managed)
+        .await
+        .expect("roles")
+        .items
+        .into_iter()
+        .filter_map(|r| r.metadata.name)
+        .collect();
+    let bindings: Vec<String> = Api::<RoleBinding>::all(client.clone())
+        .list(&managed)
+        .await
+        .expect("bindings")
+        .items
+        .into_iter()
+        .filter_map(|r| r.metadata.name)
+        .collect();
+    assert_eq!(identities(roles.clone()), 2 * controls, "identity Roles");
+    assert_eq!(identities(bindings.clone()), 2 * controls, "identity RoleBindings");
+
+    // No grant outlived its expiry beyond the outage around it.
+    let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &in_ns(0));
+    let mut worst = SignedDuration::ZERO;
+    for (name, at) in &expiring {
+        let grant = format!("steward-x:{name}");
+        let revoked = env
+            .controller_write(OUTCOME, "a grant's deletion", |w| {
+                w.is("delete", "rolebindings", Some(&in_ns(0)), &grant) && w.code == 200
+            })
+            .await;
+        // The bound: expiresAt, or the end of an outage it fell in (or
+        // that began within the bound after it).
+        let back = outages
+            .iter()
+            .filter(|(down, up)| *down <= *at + AFTER_OUTAGE && *up >= *at)
+            .map(|(_, up)| *up)
+            .max()
+            .unwrap_or(*at)
+            .max(*at);
+        let late = revoked.received.duration_since(back);
+        eprintln!(
+            "{name}: expired {at}, API server up from {back}: delete received {:#} after expiresAt, {late:#} after that",
+            revoked.received.duration_since(*at)
+        );
+        assert!(revoked.received >= *at, "{name} revoked before it expired");
+        worst = worst.max(late);
+        assert!(rbs.get_opt(&grant).await.unwrap().is_none(), "{grant} still exists");
+    }
+    assert!(
+        worst <= AFTER_OUTAGE,
+        "a grant was deleted {worst:#} after its expiry and the API server were both past"
+    );
+    env.rbac_caught_up(&in_ns(0)).await;
+    assert!(
+        !env.can(&in_ns(0), "api", "get", "", "pods/log").await,
+        "an expired grant works"
+    );
+
+    // Converged, the controller writes nothing more: no relist or
+    // reconnect makes it write again what the server holds.
+    let writes = |env: &Env| {
+        let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+        for w in env.controller_writes() {
+            *by_kind
+                .entry(format!("{} {} {}", w.verb, w.resource, w.code))
+                .or_insert(0) += 1;
+        }
+        by_kind
+    };
+    // Quiet for longer than the longest retry of a write that failed
+    // during an outage (a PolicyReport's: 10 s).
+    let quiet = || async {
+        for ns in &nss {
+            env.controller_quiet_in(ns, Duration::from_secs(15), Duration::from_secs(120))
+                .await;
+        }
+    };
+    quiet().await;
+    let settled = writes(env);
+    eprintln!("controller writes through the faults: {settled:?}");
+    env.restart_api_server(false);
+    quiet().await;
+    let after = writes(env);
+    if settled != after {
+        let logs = env.controller_logs();
+        let reports: Vec<&str> = logs.lines().filter(|l| l.contains("writing the report")).collect();
+        eprintln!(
+            "report writes:\n{}",
+            reports[reports.len().saturating_sub(30)..].join("\n")
+        );
+    }
+    assert_eq!(
+        settled, after,
+        "the controller wrote after a restart with nothing to do"
+    );
+    // The writes an end state needs: per control a finalizer, two Roles,
+    // two RoleBindings and its status; per exception its grant pair,
+    // two status writes (Active, Expired) and the pair's deletion. A write
+    // whose answer a restart cut off is sent again, so allow a little more.
+    let total: usize = settled.values().sum();
+    let needed = controls * 6 + EXPIRING * 6;
+    assert!(
+        total <= needed + needed / 4,
+        "{total} controller writes for an end state that needs {needed}: {settled:?}"
+    );
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+}
+
+/// Creates wave `round` of controls (`c-<n>`), spread over `nss`.
+async fn create_wave(env: &Env, nss: &[String], round: usize) {
+    let client = env.admin().await;
+    futures::stream::iter(round * WAVE..(round + 1) * WAVE)
+        .map(|i| {
+            let api: Api<ControlOwnership> = Api::namespaced(client.clone(), &nss[i % nss.len()]);
+            async move {
+                create_retrying(&api, &control(&format!("c-{i}"))).await;
+                Ok::<(), ()>(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("wave created");
+}
