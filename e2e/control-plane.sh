@@ -168,7 +168,9 @@ run_etcd() { # in $DIR, with the ports of $DIR/ports
 run_apiserver() { # in $DIR, with the ports of $DIR/ports
   # shellcheck disable=SC1091
   . "$DIR/ports"
-  # --etcd-compaction-interval: how often the API server compacts etcd
+  # --audit-log-maxsize: never rotate (the log writer's default rotates at
+  # 100 MB, and the tests and the bench read audit.log from where they
+  # stopped). --etcd-compaction-interval: how often the API server compacts etcd
   # (STEWARD_ETCD_COMPACTION_INTERVAL at start; tests lower it so resumed
   # watches get 410 Gone).
   "$APISERVER" \
@@ -185,6 +187,7 @@ run_apiserver() { # in $DIR, with the ports of $DIR/ports
     --service-cluster-ip-range 10.96.0.0/16 \
     --endpoint-reconciler-type none \
     --audit-log-path "$DIR/audit.log" --audit-policy-file "$HERE/audit-policy.yaml" \
+    --audit-log-maxsize 1000000 \
     --audit-log-mode blocking \
     --enable-priority-and-fairness=false \
     --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \

@@ -24,15 +24,16 @@ const RESTARTS: usize = 10;
 const SPREAD: usize = 5;
 /// Exceptions expiring while the restarts go on, one every `STAGGER`.
 const EXPIRING: usize = 8;
-const STAGGER: i64 = 3;
+const STAGGER: i64 = 5;
 /// How long after the API server is back a grant that expired while it
 /// was down (or just before) may still exist. The controller tries a
 /// failed revocation again every 500 ms rather than with its growing
 /// backoff, and its watches reconnect within 5 s and relist (410 Gone),
 /// after which the sweep deletes what no window keeps. Measured: the
-/// delete reaches the API server as it starts answering, before its
-/// `/readyz` says so; with kube's default backoffs it took up to 5 s.
-const AFTER_OUTAGE: SignedDuration = SignedDuration::from_secs(2);
+/// delete reaches the API server within 1.3 s of its `/readyz` (a freshly
+/// started API server refuses with 403 until its authorizer has synced);
+/// with kube's default backoffs it took up to 5 s.
+const AFTER_OUTAGE: SignedDuration = SignedDuration::from_secs(3);
 
 fn control(name: &str) -> ControlOwnership {
     let yaml = harness::control_yaml(
@@ -138,7 +139,10 @@ async fn restarts_and_compaction_during_a_convergence_lose_nothing_and_grant_not
     let mut outages: Vec<(Timestamp, Timestamp)> = Vec::new();
     for round in 1..=RESTARTS {
         create_wave(env, &nss, round).await;
-        tokio::time::sleep(Duration::from_millis(300 + 150 * round as u64)).await;
+        // Up long enough between restarts for a delete that is due to be
+        // owed (AFTER_OUTAGE), and a little longer each round so restarts
+        // land at different points of the controller's work.
+        tokio::time::sleep(AFTER_OUTAGE.unsigned_abs() + Duration::from_millis(1000 + 150 * round as u64)).await;
         let down = Timestamp::now();
         env.restart_api_server(round % 3 == 0);
         outages.push((down, Timestamp::now()));
@@ -223,14 +227,18 @@ async fn restarts_and_compaction_during_a_convergence_lose_nothing_and_grant_not
             })
             .await;
         // The bound: expiresAt, or the end of an outage it fell in (or
-        // that began within the bound after it).
-        let back = outages
+        // that began within the bound after it), extended by every outage
+        // that began within the bound after the previous one ended: the
+        // API server must be back for that long before a delete is due.
+        let mut back = *at;
+        while let Some(up) = outages
             .iter()
-            .filter(|(down, up)| *down <= *at + AFTER_OUTAGE && *up >= *at)
+            .filter(|(down, up)| *down <= back + AFTER_OUTAGE && *up > back)
             .map(|(_, up)| *up)
             .max()
-            .unwrap_or(*at)
-            .max(*at);
+        {
+            back = up;
+        }
         let late = revoked.received.duration_since(back);
         eprintln!(
             "{name}: expired {at}, API server up from {back}: delete received {:#} after expiresAt, {late:#} after that",

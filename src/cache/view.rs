@@ -72,7 +72,18 @@ where
     /// One watch event, after the reflector applied it to the store.
     fn saw(&self, event: Result<watcher::Event<K>, watcher::Error>) {
         match event {
-            Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => {
+            Ok(watcher::Event::Apply(obj)) => {
+                self.own.seen(&obj);
+                // The store's own copy, when it still holds this version:
+                // subscribers then share it instead of keeping a second copy
+                // of every changed object alive until they have read it.
+                let stored = self
+                    .store
+                    .get(&ObjectRef::from_obj(&obj))
+                    .filter(|s| s.meta().resource_version == obj.meta().resource_version);
+                self.publish(&[stored.unwrap_or_else(|| Arc::new(obj))]);
+            }
+            Ok(watcher::Event::Delete(obj)) => {
                 self.own.seen(&obj);
                 self.publish(&[Arc::new(obj)]);
             }
