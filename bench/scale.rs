@@ -198,6 +198,24 @@ impl Audit {
     }
 }
 
+/// Waits until `instance` has made no write for `still` (by the audit log);
+/// returns how long that took. Panics after `timeout`.
+async fn quiet(audit: &mut Audit, instance: &str, still: Duration, timeout: Duration) -> f64 {
+    let t = Instant::now();
+    loop {
+        let now = Timestamp::now();
+        let since = now - SignedDuration::try_from(still).expect("a short duration");
+        let recent = audit
+            .select(|r| r.by(instance) && r.is_write() && r.received >= since)
+            .len();
+        if recent == 0 && t.elapsed() >= still {
+            return t.elapsed().as_secs_f64();
+        }
+        assert!(t.elapsed() < timeout, "{instance} still writing after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     crate::percentile(&v, 50.0)
@@ -901,7 +919,11 @@ pub async fn run() {
 
     part_done("memory");
 
-    // 5. Restart with all of that in place.
+    // 5. Restart with all of that in place, once the controller has
+    // caught up (its PolicyReports trail a burst): what the new one writes
+    // is then only what a restart costs.
+    let caught_up = quiet(&mut audit, "scale", Duration::from_secs(10), Duration::from_secs(600)).await;
+    println!("  the controller wrote nothing for 10 s after {caught_up:.1} s; SIGKILL");
     child.kill().expect("SIGKILL the controller");
     let _ = child.wait();
     let spawned = Timestamp::now();

@@ -410,7 +410,17 @@ async fn metrics_count_what_happens() {
         async move { ok }
     })
     .await;
-    assert!(value(&during, "steward_reconciles_total", Some(("kind", "PolicyException"))) > reconciles);
+    // Counted when a reconcile ends, after the status write (and its
+    // Events) the watch above may already have shown.
+    eventually(OUTCOME, "the exception's reconcile counted", || {
+        let ok = value(
+            &env.metrics(),
+            "steward_reconciles_total",
+            Some(("kind", "PolicyException")),
+        ) > reconciles;
+        async move { ok }
+    })
+    .await;
     wait_for(&pes, "short", OUTCOME, "Expired", phase_is(Phase::Expired)).await;
     // Counted before the status write that said Expired.
     let after = env.metrics();

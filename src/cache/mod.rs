@@ -144,13 +144,15 @@ impl Caches {
     /// The other controls of `co`'s namespace that declare one of its
     /// service accounts (one service account belongs to one control).
     pub fn controls_sharing(&self, co: &ControlOwnership) -> Vec<Arc<ControlOwnership>> {
-        let ns = co.metadata.namespace.as_deref();
+        let Some(ns) = co.metadata.namespace.as_deref() else {
+            return Vec::new();
+        };
         let name = co.metadata.name.as_deref();
         let sas: Vec<&str> = co.spec.service_accounts();
         self.controls
-            .state()
+            .in_namespace(ns)
             .into_iter()
-            .filter(|o| o.metadata.namespace.as_deref() == ns && o.metadata.name.as_deref() != name)
+            .filter(|o| o.metadata.name.as_deref() != name)
             .filter(|o| {
                 o.spec
                     .workload_identities

@@ -14,6 +14,7 @@
 //! subscriber that arrives after the first list (a replica elected leader
 //! later) first receives the whole store, as it would from its own list.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,11 @@ pub struct View<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     own: OwnWrites<K>,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>,
+    /// The names cached in each namespace (cluster-scoped objects under
+    /// ""), so a decision about one namespace reads that namespace instead
+    /// of scanning every cached object: at ten thousand objects those scans,
+    /// one per reconcile, were most of the controller's CPU.
+    by_namespace: Mutex<HashMap<String, HashSet<String>>>,
     /// True from the first complete list on. Kept here rather than asked of
     /// the store: its readiness future holds one waker, so a probe polling
     /// it (`/readyz`) would take the wake-up away from a task awaiting it,
@@ -65,6 +71,7 @@ where
             store,
             own: OwnWrites::default(),
             subscribers: Mutex::default(),
+            by_namespace: Mutex::default(),
             listed: tokio::sync::watch::Sender::new(false),
         }
     }
@@ -74,6 +81,7 @@ where
         match event {
             Ok(watcher::Event::Apply(obj)) => {
                 self.own.seen(&obj);
+                self.index(&obj, true);
                 // The store's own copy, when it still holds this version:
                 // subscribers then share it instead of keeping a second copy
                 // of every changed object alive until they have read it.
@@ -85,6 +93,7 @@ where
             }
             Ok(watcher::Event::Delete(obj)) => {
                 self.own.seen(&obj);
+                self.index(&obj, false);
                 self.publish(&[Arc::new(obj)]);
             }
             Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
@@ -99,10 +108,57 @@ where
                 for obj in &listed {
                     self.own.seen(obj);
                 }
+                self.reindex(&listed);
                 self.publish(&listed);
             }
             Err(e) => tracing::warn!(kind = %K::kind(&()), error = %e, "watch error; retrying with backoff"),
         }
+    }
+
+    /// Records (`cached`) or forgets `obj`'s name in its namespace.
+    fn index(&self, obj: &K, cached: bool) {
+        let (Some(name), Ok(mut index)) = (obj.meta().name.clone(), self.by_namespace.lock()) else {
+            return;
+        };
+        let ns = obj.meta().namespace.clone().unwrap_or_default();
+        if cached {
+            index.entry(ns).or_default().insert(name);
+        } else if let Some(names) = index.get_mut(&ns) {
+            names.remove(&name);
+            if names.is_empty() {
+                index.remove(&ns);
+            }
+        }
+    }
+
+    /// Rebuilds the index from a complete list.
+    fn reindex(&self, listed: &[Arc<K>]) {
+        let mut fresh: HashMap<String, HashSet<String>> = HashMap::new();
+        for obj in listed {
+            if let Some(name) = &obj.meta().name {
+                let ns = obj.meta().namespace.clone().unwrap_or_default();
+                fresh.entry(ns).or_default().insert(name.clone());
+            }
+        }
+        if let Ok(mut index) = self.by_namespace.lock() {
+            *index = fresh;
+        }
+    }
+
+    /// The cached objects of namespace `ns`.
+    pub fn in_namespace(&self, ns: &str) -> Vec<Arc<K>> {
+        let Ok(index) = self.by_namespace.lock() else {
+            return Vec::new();
+        };
+        index
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| {
+                let key = ObjectRef::new(name);
+                self.store.get(&if ns.is_empty() { key } else { key.within(ns) })
+            })
+            .collect()
     }
 
     fn publish(&self, objs: &[Arc<K>]) {
@@ -230,6 +286,36 @@ mod tests {
         r.metadata.namespace = Some("ns".into());
         r.metadata.resource_version = Some(rv.into());
         r
+    }
+
+    fn names(objs: Vec<Arc<Role>>) -> Vec<String> {
+        let mut v: Vec<String> = objs.iter().filter_map(|o| o.metadata.name.clone()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_namespace_reads_exactly_its_objects_through_changes_and_relists() {
+        let mut elsewhere = role("x", "1");
+        elsewhere.metadata.namespace = Some("other".into());
+        let (view, mut w) = View::fed(vec![role("a", "1"), role("b", "2"), elsewhere]);
+        assert_eq!(names(view.in_namespace("ns")), ["a", "b"]);
+        assert_eq!(names(view.in_namespace("other")), ["x"]);
+        assert!(view.in_namespace("none").is_empty());
+        // A change as the watch delivers it: the store first, then the view.
+        let apply = |w: &mut reflector::store::Writer<Role>, e: watcher::Event<Role>| {
+            w.apply_watcher_event(&e);
+            view.saw(Ok(e));
+        };
+        apply(&mut w, watcher::Event::Apply(role("c", "3")));
+        apply(&mut w, watcher::Event::Delete(role("a", "4")));
+        assert_eq!(names(view.in_namespace("ns")), ["b", "c"]);
+        // A relist replaces everything.
+        w.apply_watcher_event(&watcher::Event::Init);
+        w.apply_watcher_event(&watcher::Event::InitApply(role("d", "5")));
+        apply(&mut w, watcher::Event::InitDone);
+        assert_eq!(names(view.in_namespace("ns")), ["d"]);
+        assert!(view.in_namespace("other").is_empty());
     }
 
     #[tokio::test]

@@ -57,9 +57,8 @@ fn relevant(co: &ControlOwnership, ctx: &Context) -> Relevant {
     let caches = &ctx.caches;
     let exceptions = caches
         .exceptions
-        .state()
+        .in_namespace(&ns)
         .iter()
-        .filter(|e| e.namespace().as_deref() == Some(ns.as_str()))
         .filter(|e| {
             e.spec.control == name
                 || e.spec
@@ -71,9 +70,9 @@ fn relevant(co: &ControlOwnership, ctx: &Context) -> Relevant {
         .collect();
     let role_bindings = caches
         .role_bindings
-        .state()
+        .in_namespace(&ns)
         .iter()
-        .filter(|b| b.namespace().as_deref() == Some(ns.as_str()) && names_ours(b.subjects.as_ref(), Some(&ns)))
+        .filter(|b| names_ours(b.subjects.as_ref(), Some(&ns)))
         .map(|b| (**b).clone())
         .collect();
     let cluster_role_bindings = caches

@@ -77,11 +77,34 @@ async fn apply_exception(pe: Arc<PolicyException>, ctx: &Context) -> Result<Acti
             }
             false
         }
-        // Revocation comes before anything else, status included.
-        None => managed_rbac::remove(ctx, &ns, &name, &uid)
+        // Revocation comes before anything else, status included: the
+        // binding, which is what grants. Its Role follows the status, so
+        // when a thousand exceptions expire together each one's Expired
+        // waits for one delete, not two.
+        None => managed_rbac::remove_binding(ctx, &ns, &name, &uid)
             .await
             .map_err(|e| Error::Revocation(Box::new(e)))?,
     };
+    let recorded = record(pe, ctx, &d, failure, revoked, now).await;
+    if d.grant.is_none() {
+        managed_rbac::remove_role(ctx, &ns, &name, &uid)
+            .await
+            .map_err(|e| Error::Revocation(Box::new(e)))?;
+    }
+    recorded
+}
+
+/// After the grant is in place or revoked: the Revoked Event, the status,
+/// then the decision's Events.
+async fn record(
+    pe: &PolicyException,
+    ctx: &Context,
+    d: &exception::Decision,
+    failure: Option<managed_rbac::PairError>,
+    revoked: bool,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let name = rbac::exception_name(&pe.name_any());
     match (&d.lifecycle, revoked) {
         (Lifecycle::Expired(Some(w)), true) => {
             ctx.metrics

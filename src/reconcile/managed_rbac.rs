@@ -157,19 +157,40 @@ fn same_meta(have: &ObjectMeta, want: &ObjectMeta) -> bool {
 /// that someone else holds is not Steward's to delete. Returns whether
 /// anything of ours existed.
 pub async fn remove(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Result<bool, Error> {
-    let ours = |meta: &ObjectMeta| meta.owner_references.iter().flatten().any(|o| o.uid == owner_uid);
-    let mut existed = false;
+    let binding = remove_binding(ctx, ns, name, owner_uid).await?;
+    let role = remove_role(ctx, ns, name, owner_uid).await?;
+    Ok(binding || role)
+}
+
+/// Deletes the RoleBinding of pair `name` if `owner_uid` owns it (what
+/// revokes access); returns whether it existed.
+pub async fn remove_binding(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Result<bool, Error> {
     let key = ObjectRef::new(name).within(ns);
-    if let Some(b) = ctx.caches.role_bindings.get(&key).filter(|b| ours(&b.metadata)) {
-        existed = true;
-        ctx.writer.delete_namespaced::<RoleBinding>(ns, name, b.uid()).await?;
-    }
+    let Some(b) = ctx
+        .caches
+        .role_bindings
+        .get(&key)
+        .filter(|b| owned(&b.metadata, owner_uid))
+    else {
+        return Ok(false);
+    };
+    ctx.writer.delete_namespaced::<RoleBinding>(ns, name, b.uid()).await?;
+    Ok(true)
+}
+
+/// Deletes the Role of pair `name` if `owner_uid` owns it; returns whether
+/// it existed.
+pub async fn remove_role(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Result<bool, Error> {
     let key = ObjectRef::new(name).within(ns);
-    if let Some(r) = ctx.caches.roles.get(&key).filter(|r| ours(&r.metadata)) {
-        existed = true;
-        ctx.writer.delete_namespaced::<Role>(ns, name, r.uid()).await?;
-    }
-    Ok(existed)
+    let Some(r) = ctx.caches.roles.get(&key).filter(|r| owned(&r.metadata, owner_uid)) else {
+        return Ok(false);
+    };
+    ctx.writer.delete_namespaced::<Role>(ns, name, r.uid()).await?;
+    Ok(true)
+}
+
+fn owned(meta: &ObjectMeta, owner_uid: &str) -> bool {
+    meta.owner_references.iter().flatten().any(|o| o.uid == owner_uid)
 }
 
 /// Names of the identity Roles/RoleBindings `co` owns (by owner uid, which
@@ -183,8 +204,8 @@ pub fn owned_by(co: &ControlOwnership, ctx: &Context) -> Vec<String> {
             && !meta.labels.as_ref().is_some_and(|l| l.contains_key(EXCEPTION_LABEL))
             && meta.owner_references.iter().flatten().any(|o| o.uid == uid)
     };
-    let roles = ctx.caches.roles.state();
-    let bindings = ctx.caches.role_bindings.state();
+    let roles = ctx.caches.roles.in_namespace(&ns);
+    let bindings = ctx.caches.role_bindings.in_namespace(&ns);
     let mut names: Vec<String> = roles
         .iter()
         .map(|r| &r.metadata)

@@ -222,19 +222,10 @@ async fn writer(ctx: Arc<Context>, api: ReportApi, mut dirty: UnboundedReceiver<
 
 /// The report `ns` should have, from the cached Steward objects there.
 fn desired(ctx: &Context, ns: &str) -> Option<Report> {
-    let cos = ctx.caches.controls.state();
-    let pes = ctx.caches.exceptions.state();
-    let in_ns = |n: Option<String>| n.as_deref() == Some(ns);
-    let cos: Vec<&ControlOwnership> = cos
-        .iter()
-        .filter(|c| in_ns(c.namespace()))
-        .map(|c| c.as_ref())
-        .collect();
-    let pes: Vec<&PolicyException> = pes
-        .iter()
-        .filter(|e| in_ns(e.namespace()))
-        .map(|e| e.as_ref())
-        .collect();
+    let cos = ctx.caches.controls.in_namespace(ns);
+    let pes = ctx.caches.exceptions.in_namespace(ns);
+    let cos: Vec<&ControlOwnership> = cos.iter().map(|c| c.as_ref()).collect();
+    let pes: Vec<&PolicyException> = pes.iter().map(|e| e.as_ref()).collect();
     policy_report::build(&cos, &pes)
 }
 

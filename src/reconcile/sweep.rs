@@ -130,18 +130,13 @@ async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String>
 /// The orphans among the managed objects of `namespaces` (pure rule in
 /// `decide::sweep`), judged from the caches at this instant.
 fn found_orphans(caches: &Caches, key: &Key, namespaces: &BTreeSet<String>) -> Vec<Orphan> {
-    let in_scope = |ns: Option<&str>| ns.is_some_and(|n| namespaces.contains(n));
-    let exceptions: Vec<Arc<PolicyException>> = caches
-        .exceptions
-        .state()
-        .into_iter()
-        .filter(|e| in_scope(e.metadata.namespace.as_deref()))
+    let exceptions: Vec<Arc<PolicyException>> = namespaces
+        .iter()
+        .flat_map(|ns| caches.exceptions.in_namespace(ns))
         .collect();
-    let controls: Vec<_> = caches
-        .controls
-        .state()
-        .into_iter()
-        .filter(|c| in_scope(c.metadata.namespace.as_deref()))
+    let controls: Vec<_> = namespaces
+        .iter()
+        .flat_map(|ns| caches.controls.in_namespace(ns))
         .collect();
     let now = jiff::Timestamp::now();
     // Each control's approval rules, parsed once per sweep: a grant written
@@ -173,17 +168,14 @@ fn found_orphans(caches: &Caches, key: &Key, namespaces: &BTreeSet<String>) -> V
                 .filter_map(|c| Some((c.meta().uid.as_deref()?, Keeps::Control))),
         )
         .collect();
-    let roles = caches.roles.state();
-    let bindings = caches.role_bindings.state();
+    let roles: Vec<_> = namespaces.iter().flat_map(|ns| caches.roles.in_namespace(ns)).collect();
+    let bindings: Vec<_> = namespaces
+        .iter()
+        .flat_map(|ns| caches.role_bindings.in_namespace(ns))
+        .collect();
     let managed = bindings
         .iter()
-        .filter(|b| in_scope(b.metadata.namespace.as_deref()))
         .map(|b| (ManagedKind::RoleBinding, &b.metadata))
-        .chain(
-            roles
-                .iter()
-                .filter(|r| in_scope(r.metadata.namespace.as_deref()))
-                .map(|r| (ManagedKind::Role, &r.metadata)),
-        );
+        .chain(roles.iter().map(|r| (ManagedKind::Role, &r.metadata)));
     orphans(managed, &live)
 }

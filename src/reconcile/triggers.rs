@@ -216,11 +216,12 @@ fn exceptions_of(caches: &Caches, co: &ControlOwnership) -> Vec<ObjectRef<Policy
     let ns = co.namespace();
     let mut names: Vec<String> = caches.controls_sharing(co).iter().map(|c| c.name_any()).collect();
     names.push(co.name_any());
+    let Some(ns) = ns else { return Vec::new() };
     caches
         .exceptions
-        .state()
+        .in_namespace(&ns)
         .iter()
-        .filter(|e| e.namespace() == ns && names.contains(&e.spec.control))
+        .filter(|e| names.contains(&e.spec.control))
         .map(|e| ObjectRef::from_obj(e.as_ref()))
         .collect()
 }
