@@ -765,10 +765,9 @@ async fn an_expired_exception_is_revoked_before_its_status_is_written() {
     let (role, binding) = pair_on_server(&grant);
     let mut answered = pe.clone();
     answered.metadata.resource_version = Some("8".into());
-    // The binding (what grants) first, then the status, then the Role,
-    // which grants nothing without its binding.
     let mock = expect(vec![
         Expected::delete(binding_at(name), "binding-uid"),
+        Expected::delete(role_at(name), "role-uid"),
         Expected::apply_checked(format!("{STEWARD}/policyexceptions/debug/status"), |body| {
             assert_eq!(body["kind"], "PolicyException");
             assert_eq!(body["status"]["phase"], "Expired");
@@ -776,7 +775,6 @@ async fn an_expired_exception_is_revoked_before_its_status_is_written() {
         })
         .answers_with(&answered),
         Expected::event(NS, "Expired"),
-        Expected::delete(role_at(name), "role-uid"),
     ]);
     let caches = caches(vec![co], vec![pe.clone()], vec![role], vec![binding]);
     reconcile_exception(mock, caches, pe).await;
