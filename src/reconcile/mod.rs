@@ -59,9 +59,9 @@ pub enum Error {
     #[error("the decision did not complete")]
     Decide(#[source] tokio::task::JoinError),
     /// A grant that must go could not be deleted: retried every
-    /// `REVOCATION_RETRY`, not with the growing backoff, so a grant whose
-    /// window closed while the API server was away goes as soon as it is
-    /// back.
+    /// `REVOCATION_RETRY` for a while (`retry_after`), not with the growing
+    /// backoff, so a grant whose window closed while the API server was
+    /// away goes as soon as it is back.
     #[error("could not revoke a grant: {0}")]
     Revocation(#[source] Box<Error>),
 }
@@ -114,18 +114,37 @@ impl Context {
         }
     }
 
-    /// Exponential backoff per object: 500 ms doubling to 1 min.
-    fn backoff(&self, key: &str) -> Duration {
-        let n = match self.failures.lock() {
+    /// Counts one more failure of `key`; returns how many in a row.
+    fn failed(&self, key: &str) -> u32 {
+        match self.failures.lock() {
             Ok(mut f) => {
                 let n = f.entry(key.to_string()).or_insert(0);
                 *n = n.saturating_add(1);
                 *n
             }
             Err(_) => 1,
-        };
-        let ms = 500u64.saturating_mul(1u64 << n.min(10).saturating_sub(1));
-        Duration::from_millis(ms.min(60_000))
+        }
+    }
+}
+
+/// Exponential backoff after `n` failures in a row: 500 ms doubling to 1 min.
+fn backoff(n: u32) -> Duration {
+    let ms = 500u64.saturating_mul(1u64 << n.min(10).saturating_sub(1));
+    Duration::from_millis(ms.min(60_000))
+}
+
+/// Failed revocations retried every `REVOCATION_RETRY` before the usual
+/// backoff takes over: 20 s of them, longer than an API server restart
+/// takes, and no endless two requests a second per grant when the failure
+/// is one that retrying cannot mend.
+const FAST_REVOCATION_TRIES: u32 = 40;
+
+/// How soon to retry after the `n`th failure in a row of `err`.
+fn retry_after(err: &Error, n: u32) -> Duration {
+    match err {
+        Error::Revocation(_) if n <= FAST_REVOCATION_TRIES => REVOCATION_RETRY,
+        Error::Revocation(_) => backoff(n - FAST_REVOCATION_TRIES),
+        _ => backoff(n),
     }
 }
 
@@ -272,10 +291,7 @@ impl Context {
 
 /// Error policy shared by both controllers: log, then retry with backoff.
 pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
-    let delay = match err {
-        Error::Revocation(_) => REVOCATION_RETRY,
-        _ => ctx.backoff(&key(obj.as_ref())),
-    };
+    let delay = retry_after(err, ctx.failed(&key(obj.as_ref())));
     ctx.metrics.failed(K::kind(&()).as_ref(), err.metric_label());
     tracing::warn!(error = %err, object = %obj.name_any(), retry_in_ms = delay.as_millis() as u64, "reconcile failed");
     Action::requeue(delay)

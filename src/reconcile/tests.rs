@@ -779,3 +779,24 @@ async fn an_expired_exception_is_revoked_before_its_status_is_written() {
     let caches = caches(vec![co], vec![pe.clone()], vec![role], vec![binding]);
     reconcile_exception(mock, caches, pe).await;
 }
+
+// === retries ===
+
+#[test]
+fn a_failed_revocation_is_retried_fast_for_a_while_then_backs_off() {
+    let revocation = || super::Error::Revocation(Box::new(super::Error::Identities(1)));
+    let other = super::Error::Identities(1);
+    let ms = |d: std::time::Duration| d.as_millis();
+    // Other failures: 500 ms doubling to a minute.
+    assert_eq!(ms(super::retry_after(&other, 1)), 500);
+    assert_eq!(ms(super::retry_after(&other, 4)), 4_000);
+    assert_eq!(ms(super::retry_after(&other, 30)), 60_000);
+    // A revocation: every 500 ms through an API server restart ...
+    for n in 1..=super::FAST_REVOCATION_TRIES {
+        assert_eq!(ms(super::retry_after(&revocation(), n)), 500, "try {n}");
+    }
+    // ... then the usual backoff, not two requests a second forever.
+    let n = super::FAST_REVOCATION_TRIES;
+    assert_eq!(ms(super::retry_after(&revocation(), n + 2)), 1_000);
+    assert_eq!(ms(super::retry_after(&revocation(), n + 20)), 60_000);
+}
