@@ -13,4 +13,5 @@ mod hostile;
 mod install;
 mod kstatus;
 mod ownership;
+mod sharding;
 mod status;

@@ -78,6 +78,13 @@ pub struct RunArgs {
     /// Lease duration in seconds: how long a dead leader can block a new one.
     #[arg(long, default_value_t = 15)]
     pub lease_duration: u64,
+    /// Split the namespaces among this many shards, each reconciled by the
+    /// replica holding its Lease (`<leader-election-lease>-shard-<i>`).
+    /// Every replica keeps every cache and serves the webhook; a dead
+    /// holder's shards are taken over within the lease duration. 1: no
+    /// sharding (one leader with `--leader-elect`, or none).
+    #[arg(long, env = "STEWARD_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::shard::MAX_SHARDS)))]
+    pub shards: u32,
     /// Serve the validating admission webhook (HTTPS) on this address.
     #[arg(long, env = "STEWARD_WEBHOOK_ADDR", requires_all = ["webhook_cert", "webhook_key", "webhook_auth"])]
     pub webhook_addr: Option<std::net::SocketAddr>,

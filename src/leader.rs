@@ -71,3 +71,46 @@ where
         _ = leading.wait_for(|l| !*l) => Err(LeaderError::Lost(election.name.clone())),
     }
 }
+
+/// Competes for every shard's Lease (`<name>-shard-<i>` for shard i) and
+/// records each one taken in `held`. Never returns while every shard taken
+/// is still held; returns `Err(Lost)` the moment one is lost, so the
+/// process stops before the new holder writes there.
+///
+/// A replica stands first for its preferred shard (the hash of its identity)
+/// and joins the race for each other one `stagger` later per step away from
+/// it, so replicas started together spread over the shards instead of the
+/// fastest taking all of them. Once in the race, it takes over a dead
+/// holder's shard when that Lease runs out, like any candidate.
+pub async fn hold_shards(
+    client: Client,
+    election: Election,
+    held: std::sync::Arc<crate::shard::Held>,
+    on_acquired: impl Fn(u32) + Send + Sync + 'static,
+) -> Result<(), LeaderError> {
+    let shards = held.shards();
+    let preferred = crate::shard::shard_of(&election.identity, shards);
+    let stagger = std::time::Duration::from_millis(election.duration_seconds.saturating_mul(500));
+    let on_acquired = std::sync::Arc::new(on_acquired);
+    let mut candidates = tokio::task::JoinSet::new();
+    for shard in 0..shards {
+        let steps = (shard + shards - preferred) % shards;
+        let (client, held, on_acquired) = (client.clone(), held.clone(), on_acquired.clone());
+        let election = Election {
+            name: format!("{}-shard-{shard}", election.name),
+            ..election.clone()
+        };
+        candidates.spawn(async move {
+            tokio::time::sleep(stagger * steps).await;
+            let acquired = || {
+                held.acquire(shard);
+                on_acquired(shard);
+            };
+            lead(client, election, acquired, std::future::pending::<()>()).await
+        });
+    }
+    match candidates.join_next().await {
+        Some(Ok(result)) => result,
+        Some(Err(_)) | None => Err(LeaderError::Ended),
+    }
+}

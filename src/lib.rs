@@ -17,6 +17,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod shard;
 pub mod telemetry;
 pub mod validate_cmd;
 pub mod webhook;

@@ -177,9 +177,15 @@ async fn controllers(
     health: Arc<Health>,
     key: steward::decide::approval::Key,
 ) -> Result<(), steward::leader::LeaderError> {
+    let shards = Arc::new(if args.shards > 1 {
+        steward::shard::Held::none(args.shards)
+    } else {
+        steward::shard::Held::everything()
+    });
     let config = steward::reconcile::Config {
         instance: Some(identity.clone()),
         key,
+        shards: shards.clone(),
     };
     let work = {
         let (client, metrics) = (client.clone(), metrics.clone());
@@ -197,17 +203,29 @@ async fn controllers(
             }
         }
     };
-    if !args.leader_elect {
-        metrics.set_leader(true);
-        work.await;
-        return Ok(());
-    }
     let election = steward::leader::Election {
         namespace: args.leader_election_namespace,
         name: args.leader_election_lease,
         identity,
         duration_seconds: args.lease_duration,
     };
+    if args.shards > 1 {
+        // Every replica runs the controllers; each writes only for the
+        // shards it holds, and stops the moment it loses one.
+        let leases = steward::leader::hold_shards(client, election, shards, move |shard| {
+            tracing::info!(shard, "holding shard");
+            metrics.set_leader(true);
+        });
+        return tokio::select! {
+            () = work => Ok(()),
+            res = leases => res,
+        };
+    }
+    if !args.leader_elect {
+        metrics.set_leader(true);
+        work.await;
+        return Ok(());
+    }
     steward::leader::lead(client, election, || metrics.set_leader(true), work).await
 }
 

@@ -115,6 +115,9 @@ pub struct Metrics {
     /// The caches the gauges describe; set by the leader only, so that the
     /// replicas of one Deployment do not all report the same objects.
     caches: OnceLock<Arc<Caches>>,
+    /// The shards this process writes for: the gauges describe only their
+    /// namespaces, so the replicas' figures add up to the cluster's.
+    shards: OnceLock<Arc<crate::shard::Held>>,
 }
 
 impl Default for Metrics {
@@ -233,12 +236,14 @@ impl Metrics {
             awaiting,
             break_glass,
             caches: OnceLock::new(),
+            shards: OnceLock::new(),
         }
     }
 
     /// Gives the scrape handler the caches to describe.
-    pub fn attach(&self, caches: Arc<Caches>) {
+    pub fn attach(&self, caches: Arc<Caches>, shards: Arc<crate::shard::Held>) {
         let _ = self.caches.set(caches);
+        let _ = self.shards.set(shards);
     }
 
     /// Records one reconciliation.
@@ -281,6 +286,11 @@ impl Metrics {
 
     fn refresh(&self, now: Timestamp) {
         let Some(c) = self.caches.get() else { return };
+        let mine = |ns: Option<&String>| {
+            self.shards
+                .get()
+                .is_none_or(|held| held.owns(ns.map_or("", |n| n.as_str())))
+        };
         let mut by_phase = std::collections::HashMap::<&str, i64>::new();
         let mut next: Option<f64> = None;
         // Rebuilt at each scrape: a deleted or expired object's series goes.
@@ -289,7 +299,12 @@ impl Metrics {
         self.awaiting.clear();
         self.break_glass.clear();
         let mut awaiting = std::collections::BTreeMap::<String, i64>::new();
-        for pe in c.exceptions.state() {
+        for pe in c
+            .exceptions
+            .state()
+            .into_iter()
+            .filter(|pe| mine(pe.metadata.namespace.as_ref()))
+        {
             let Some(status) = &pe.status else { continue };
             let Some(phase) = status.phase else { continue };
             *by_phase.entry(phase.as_str()).or_default() += 1;
@@ -339,7 +354,12 @@ impl Metrics {
             self.awaiting.get_or_create(&NamespaceLabel { namespace }).set(n);
         }
         self.next_expiry.set(next.unwrap_or(f64::NAN));
-        let controls = c.controls.state();
+        let controls: Vec<_> = c
+            .controls
+            .state()
+            .into_iter()
+            .filter(|co| mine(co.metadata.namespace.as_ref()))
+            .collect();
         for co in &controls {
             if let Some(t) = co
                 .status
@@ -404,7 +424,10 @@ mod tests {
     /// The exposition of `exceptions` at `now`, as the leader serves it.
     fn scrape(exceptions: Vec<crate::api::PolicyException>, now: Timestamp) -> Vec<String> {
         let metrics = Metrics::new();
-        metrics.attach(Arc::new(Caches::fed(vec![], exceptions)));
+        metrics.attach(
+            Arc::new(Caches::fed(vec![], exceptions)),
+            Arc::new(crate::shard::Held::everything()),
+        );
         metrics.render(now).lines().map(String::from).collect()
     }
 

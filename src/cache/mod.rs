@@ -171,6 +171,16 @@ impl Caches {
         Some(crate::decide::control::claims::without_claimed(&control, &rivals))
     }
 
+    /// Every namespace holding a Steward object, a managed Role or a
+    /// RoleBinding.
+    pub fn namespaces(&self) -> std::collections::BTreeSet<String> {
+        let mut all: std::collections::BTreeSet<String> = self.controls.namespaces().into_iter().collect();
+        all.extend(self.exceptions.namespaces());
+        all.extend(self.roles.namespaces());
+        all.extend(self.role_bindings.namespaces());
+        all
+    }
+
     /// Whether Steward's caches cover `namespace` (all do without
     /// `--namespace`).
     pub fn covers(&self, namespace: &str) -> bool {

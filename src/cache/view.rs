@@ -145,6 +145,20 @@ where
         }
     }
 
+    /// The namespaces holding at least one cached object.
+    pub fn namespaces(&self) -> Vec<String> {
+        self.by_namespace
+            .lock()
+            .map(|index| {
+                index
+                    .iter()
+                    .filter(|(_, names)| !names.is_empty())
+                    .map(|(ns, _)| ns.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The cached objects of namespace `ns`.
     pub fn in_namespace(&self, ns: &str) -> Vec<Arc<K>> {
         let Ok(index) = self.by_namespace.lock() else {

@@ -21,6 +21,9 @@ use crate::decide::notice::{Notice, reasons};
 /// Reconciles one ControlOwnership.
 #[tracing::instrument(skip_all, fields(ns = %co.namespace().unwrap_or_default(), name = %co.name_any()))]
 pub async fn reconcile(co: Arc<ControlOwnership>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.writes_for(co.as_ref()) {
+        return Ok(Action::await_change());
+    }
     super::finalized(&ctx, co, |event| async {
         match event {
             FinalizerEvent::Apply(co) => apply_control(co, &ctx).await,

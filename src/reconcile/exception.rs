@@ -26,6 +26,9 @@ use crate::decide::rbac;
 /// it; kube's helper revokes and removes it when they are deleted.
 #[tracing::instrument(skip_all, fields(ns = %pe.namespace().unwrap_or_default(), name = %pe.name_any()))]
 pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.writes_for(pe.as_ref()) {
+        return Ok(Action::await_change());
+    }
     let deleting = pe.meta().deletion_timestamp.is_some();
     if deleting && pe.finalizers().iter().any(|f| f == FINALIZER) {
         return super::finalized(&ctx, pe, |event| async {

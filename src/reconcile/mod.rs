@@ -100,12 +100,21 @@ pub struct Context {
     /// Namespaces whose PolicyReport must be rebuilt.
     reports: futures::channel::mpsc::UnboundedSender<String>,
     failures: Mutex<HashMap<String, u32>>,
+    /// The shards this process writes for.
+    pub shards: Arc<crate::shard::Held>,
 }
 
 impl Context {
     /// Marks a namespace's PolicyReport for a rebuild.
     pub fn report_dirty(&self, ns: &str) {
         let _ = self.reports.unbounded_send(ns.to_string());
+    }
+
+    /// Whether `obj`'s namespace is in a shard this process holds. An
+    /// object of another shard is left alone, timers included: its holder
+    /// reconciles it, and taking its shard over reconciles everything again.
+    pub fn writes_for(&self, obj: &impl Resource) -> bool {
+        self.shards.owns(obj.meta().namespace.as_deref().unwrap_or_default())
     }
 
     fn succeeded(&self, key: &str) {
@@ -164,6 +173,7 @@ impl Context {
             key: test_key(),
             reports: futures::channel::mpsc::unbounded().0,
             failures: Mutex::default(),
+            shards: Arc::new(crate::shard::Held::everything()),
         }
     }
 }

@@ -83,8 +83,21 @@ pub async fn run(ctx: Arc<Context>, mut dirty: UnboundedReceiver<String>) {
             (tx, writer(ctx.clone(), *api, rx))
         })
         .unzip();
+    // A shard taken over: its namespaces' reports are rebuilt (those of
+    // other shards are dropped below, like every mark for them).
+    let taken_over = {
+        let caches = ctx.caches.clone();
+        ctx.shards
+            .acquisitions()
+            .flat_map(move |()| futures::stream::iter(caches.namespaces()))
+    };
+    let shards = ctx.shards.clone();
     let fan_out = async move {
-        while let Some(ns) = dirty.next().await {
+        let mut marks = std::pin::pin!(futures::stream::select(&mut dirty, taken_over));
+        while let Some(ns) = marks.next().await {
+            if !shards.owns(&ns) {
+                continue;
+            }
             for tx in &senders {
                 let _ = tx.unbounded_send(ns.clone());
             }
@@ -169,6 +182,7 @@ async fn writer(ctx: Arc<Context>, api: ReportApi, mut dirty: UnboundedReceiver<
             .iter()
             .filter_map(|c| c.namespace())
             .chain(ctx.caches.exceptions.state().iter().filter_map(|e| e.namespace()))
+            .filter(|ns| ctx.shards.owns(ns))
             .collect();
         // Namespaces whose write failed for a reason that may pass (the API
         // server away, overloaded): tried again after `backoff`.

@@ -42,13 +42,25 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Runs until the caches' subscriptions end.
 pub async fn run(ctx: Arc<Context>) {
     let caches = &ctx.caches;
+    // A shard taken over: every namespace is looked at again (those of
+    // other shards are dropped below).
+    let taken_over = {
+        let caches = caches.clone();
+        ctx.shards
+            .acquisitions()
+            .flat_map(move |()| stream::iter(caches.namespaces().into_iter().map(Some)))
+    };
     let namespaces = stream::select_all([
         caches.roles.subscribe().map(|o| o.namespace()).boxed(),
         caches.role_bindings.subscribe().map(|o| o.namespace()).boxed(),
         caches.exceptions.subscribe().map(|o| o.namespace()).boxed(),
         caches.controls.subscribe().map(|o| o.namespace()).boxed(),
+        taken_over.boxed(),
     ]);
-    let mut batches = namespaces.filter_map(futures::future::ready).ready_chunks(4096);
+    let shards = ctx.shards.clone();
+    let mut batches = namespaces
+        .filter_map(move |ns| futures::future::ready(ns.filter(|ns| shards.owns(ns))))
+        .ready_chunks(4096);
     let mut retry: BTreeSet<String> = BTreeSet::new();
     let mut backoff = RETRY_FIRST;
     loop {

@@ -26,6 +26,8 @@ pub struct Config {
     pub instance: Option<String>,
     /// Verifies approval records.
     pub key: crate::decide::approval::Key,
+    /// The shards this process writes for (everything when unsharded).
+    pub shards: Arc<crate::shard::Held>,
 }
 
 /// COs that manage a service account these subjects name (in a binding of
@@ -105,7 +107,7 @@ fn owners<K: Resource<DynamicType = ()>, O: Resource<DynamicType = ()>>(obj: &K)
 /// Runs both controllers (and the PolicyReport writer) until one of them
 /// ends, which does not happen on its own. The caches must have listed.
 pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: Arc<Metrics>) {
-    metrics.attach(caches.clone());
+    metrics.attach(caches.clone(), config.shards.clone());
     let reporter = Reporter {
         controller: "steward".into(),
         instance: config.instance.clone(),
@@ -118,6 +120,7 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
         key: config.key.clone(),
         reports: reports_tx,
         failures: std::sync::Mutex::default(),
+        shards: config.shards.clone(),
     });
     let reports = super::policy_report::run(ctx.clone(), reports_rx);
     // Each controller is its own task, so they use all cores.
@@ -156,6 +159,8 @@ fn exceptions(ctx: Arc<Context>) -> impl Stream<Item = Outcome<PolicyException>>
             refs
         })
         .reconcile_all_on(caches.ceiling_role.subscribe().map(|_| ()))
+        // A shard taken over: its objects were skipped until now.
+        .reconcile_all_on(ctx.shards.acquisitions())
         .run(exception::reconcile, error_policy, ctx.clone())
 }
 
@@ -203,6 +208,7 @@ fn controls(ctx: Arc<Context>) -> impl Stream<Item = Outcome<ControlOwnership>> 
             owners_or_named::<Role, ControlOwnership>(role.as_ref(), rbac::control_of)
         })
         .reconcile_all_on(caches.ceiling_role.subscribe().map(|_| ()))
+        .reconcile_all_on(ctx.shards.acquisitions())
         // Creating a control's RBAC fires a watch event per object; one
         // reconcile after the burst is enough. (Not for exceptions: their
         // expiry must not wait.)
