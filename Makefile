@@ -27,9 +27,10 @@ build:
 	$(CARGO) build --locked
 
 ## deps: Debian packages and the cached kube-apiserver, kubectl and etcd
-## builds of $(KUBERNETES) (once per version).
+## builds of $(KUBERNETES), and helm (once per version).
 deps:
 	bash e2e/control-plane.sh install
+	bash e2e/helm.sh install
 
 ## crds: regenerate crds/ from the Rust types.
 crds:
