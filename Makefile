@@ -18,8 +18,9 @@ E2E_ALONE ?= hostile::bounded::a_hundred_of_the_largest_objects_do_not_delay_an_
   faults::restarts_and_compaction_during_a_convergence_lose_nothing_and_grant_nothing_extra
 STEWARD_DEV_DIR ?= $(or $(TMPDIR),/tmp)/steward-dev
 DEV_NAMESPACE ?= steward-demo
+DIST ?= dist
 
-.PHONY: all build crds deps test lint unit conformance rules e2e e2e-oldest dev bench fmt clean-dev
+.PHONY: all build crds deps release-manifests test lint unit conformance rules e2e e2e-oldest dev bench fmt clean-dev
 
 all: build
 
@@ -32,9 +33,20 @@ deps:
 	bash e2e/control-plane.sh install
 	bash e2e/helm.sh install
 
-## crds: regenerate crds/ from the Rust types.
+## crds: regenerate crds/ from the Rust types, and the Helm chart's copy
+## (Helm installs a chart's crds/ directory).
 crds:
 	$(CARGO) run --locked --quiet -- crds --dir crds
+	$(CARGO) run --locked --quiet -- crds --dir charts/steward/crds
+
+## release-manifests: what a release attaches, in $(DIST): install.yaml
+## (config/default built by kustomize), the CRDs alone, and the packaged
+## Helm chart.
+release-manifests: deps
+	rm -rf "$(DIST)" && mkdir -p "$(DIST)/crds"
+	"$$(bash e2e/control-plane.sh bindir)/kubectl" kustomize config/default > "$(DIST)/install.yaml"
+	cp crds/*.steward.dev.yaml "$(DIST)/crds/"
+	"$$(bash e2e/helm.sh bin)" package charts/steward -d "$(DIST)" >/dev/null
 
 fmt:
 	$(CARGO) fmt --all

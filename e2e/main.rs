@@ -9,6 +9,7 @@ mod exceptions;
 mod faults;
 mod foundation;
 mod harness;
+mod helm;
 mod hostile;
 mod install;
 mod kstatus;
