@@ -14,4 +14,5 @@ mod hostile;
 mod install;
 mod kstatus;
 mod ownership;
+mod plugin;
 mod status;

@@ -17,6 +17,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod status_cmd;
 pub mod telemetry;
 pub mod validate_cmd;
 pub mod webhook;
