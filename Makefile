@@ -8,9 +8,10 @@ CARGO ?= cargo
 KUBERNETES ?= 1.37
 OLDEST_KUBERNETES ?= 1.33
 export KUBERNETES
-# Scenarios `make test` also runs on the oldest release: the install, the
-# API server's own rules, exceptions and ownership.
-OLDEST_E2E ?= install:: api_rules:: exceptions:: ownership:: approvals::
+# Scenarios `make test` also runs on the oldest release: the install (with
+# kubectl, the release manifest and Helm), the API server's own rules,
+# exceptions and ownership.
+OLDEST_E2E ?= install:: helm:: api_rules:: exceptions:: ownership:: approvals::
 # Scenarios whose bound is a timing under load: they run after the others,
 # alone, so the load they measure is their own and not that of every other
 # scenario's control plane and controller sharing the machine's cores.
