@@ -8,9 +8,10 @@ CARGO ?= cargo
 KUBERNETES ?= 1.37
 OLDEST_KUBERNETES ?= 1.33
 export KUBERNETES
-# Scenarios `make test` also runs on the oldest release: the install, the
-# API server's own rules, exceptions and ownership.
-OLDEST_E2E ?= install:: api_rules:: exceptions:: ownership:: approvals::
+# Scenarios `make test` also runs on the oldest release: the install (with
+# kubectl, the release manifest and Helm), the API server's own rules,
+# exceptions and ownership.
+OLDEST_E2E ?= install:: helm:: api_rules:: exceptions:: ownership:: approvals::
 # Scenarios whose bound is a timing under load: they run after the others,
 # alone, so the load they measure is their own and not that of every other
 # scenario's control plane and controller sharing the machine's cores.
@@ -18,8 +19,9 @@ E2E_ALONE ?= hostile::bounded::a_hundred_of_the_largest_objects_do_not_delay_an_
   faults::restarts_and_compaction_during_a_convergence_lose_nothing_and_grant_nothing_extra
 STEWARD_DEV_DIR ?= $(or $(TMPDIR),/tmp)/steward-dev
 DEV_NAMESPACE ?= steward-demo
+DIST ?= dist
 
-.PHONY: all build crds deps test lint unit conformance rules e2e e2e-oldest dev bench fmt clean-dev
+.PHONY: all build crds deps release-manifests test lint unit conformance rules e2e e2e-oldest dev bench fmt clean-dev
 
 all: build
 
@@ -27,13 +29,25 @@ build:
 	$(CARGO) build --locked
 
 ## deps: Debian packages and the cached kube-apiserver, kubectl and etcd
-## builds of $(KUBERNETES) (once per version).
+## builds of $(KUBERNETES), and helm (once per version).
 deps:
 	bash e2e/control-plane.sh install
+	bash e2e/helm.sh install
 
-## crds: regenerate crds/ from the Rust types.
+## crds: regenerate crds/ from the Rust types, and the Helm chart's copy
+## (Helm installs a chart's crds/ directory).
 crds:
 	$(CARGO) run --locked --quiet -- crds --dir crds
+	$(CARGO) run --locked --quiet -- crds --dir charts/steward/crds
+
+## release-manifests: what a release attaches, in $(DIST): install.yaml
+## (config/default built by kustomize), the CRDs alone, and the packaged
+## Helm chart.
+release-manifests: deps
+	rm -rf "$(DIST)" && mkdir -p "$(DIST)/crds"
+	"$$(bash e2e/control-plane.sh bindir)/kubectl" kustomize config/default > "$(DIST)/install.yaml"
+	cp crds/*.steward.dev.yaml "$(DIST)/crds/"
+	"$$(bash e2e/helm.sh bin)" package charts/steward -d "$(DIST)" >/dev/null
 
 fmt:
 	$(CARGO) fmt --all

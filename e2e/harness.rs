@@ -296,7 +296,21 @@ fn start() -> Env {
     start_with(&[])
 }
 
+/// A control plane of its own with nothing of Steward's installed, for
+/// tests of other ways to install it (the Helm chart, the release
+/// manifest): those must create every object themselves.
+#[allow(dead_code)]
+pub fn bare() -> Env {
+    start_plane(&[])
+}
+
 fn start_with(vars: &[(&str, &str)]) -> Env {
+    let env = start_plane(vars);
+    env.install_config_default();
+    env
+}
+
+fn start_plane(vars: &[(&str, &str)]) -> Env {
     let dir = tempfile::Builder::new()
         .prefix("steward-e2e-")
         .tempdir()
@@ -337,7 +351,7 @@ fn start_with(vars: &[(&str, &str)]) -> Env {
             .unwrap_or_else(|| panic!("{k} missing from env file"))
             .to_string()
     };
-    let env = Env {
+    Env {
         kubectl: PathBuf::from(get("KUBECTL")),
         server_version: get("KUBERNETES_VERSION"),
         admin_kubeconfig: PathBuf::from(get("ADMIN_KUBECONFIG")),
@@ -347,37 +361,42 @@ fn start_with(vars: &[(&str, &str)]) -> Env {
         audit: Default::default(),
         metrics_addr: format!("127.0.0.1:{}", free_port()),
         dir,
-    };
-    // CRDs, RBAC, ceiling, Deployment: exactly what users install.
-    env.kubectl_ok(&[
-        "apply",
-        "-k",
-        repo().join("config/default").to_str().unwrap_or_default(),
-    ]);
-    env.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/controlownerships.steward.dev",
-        "crd/policyexceptions.steward.dev",
-        "--timeout=60s",
-    ]);
-    // A PolicyReport CRD, so the controller keeps reports (it checks once
-    // at start).
-    env.kubectl_ok(&[
-        "apply",
-        "-f",
-        repo()
-            .join("e2e/testdata/policyreport-crd.yaml")
-            .to_str()
-            .unwrap_or_default(),
-    ]);
-    env.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/policyreports.wgpolicyk8s.io",
-        "--timeout=60s",
-    ]);
-    env
+    }
+}
+
+impl Env {
+    /// Applies config/default and a PolicyReport CRD, and waits for the CRDs.
+    fn install_config_default(&self) {
+        // CRDs, RBAC, ceiling, Deployment: exactly what users install.
+        self.kubectl_ok(&[
+            "apply",
+            "-k",
+            repo().join("config/default").to_str().unwrap_or_default(),
+        ]);
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/controlownerships.steward.dev",
+            "crd/policyexceptions.steward.dev",
+            "--timeout=60s",
+        ]);
+        // A PolicyReport CRD, so the controller keeps reports (it checks once
+        // at start).
+        self.kubectl_ok(&[
+            "apply",
+            "-f",
+            repo()
+                .join("e2e/testdata/policyreport-crd.yaml")
+                .to_str()
+                .unwrap_or_default(),
+        ]);
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/policyreports.wgpolicyk8s.io",
+            "--timeout=60s",
+        ]);
+    }
 }
 
 impl Env {

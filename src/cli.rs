@@ -1,4 +1,5 @@
-//! Command line: `steward run | crds | validate | version`.
+//! Command line: `steward run | crds | validate | status | version`, also
+//! as the kubectl plugin `kubectl steward ...`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -25,8 +26,30 @@ pub enum Command {
     },
     /// Check manifests offline with the controller's own validation.
     Validate(ValidateArgs),
+    /// Summarize controls and exceptions in the cluster: by phase, expiring
+    /// soon, awaiting approval, overdue reviews, drift.
+    Status(StatusArgs),
     /// Print the version.
     Version,
+}
+
+/// The file name kubectl runs a plugin by: `kubectl steward` finds the
+/// binary installed (or linked) as `kubectl-steward` on PATH.
+pub const PLUGIN_NAME: &str = "kubectl-steward";
+
+/// Parses the process's arguments; invoked as `kubectl-steward`, help and
+/// errors name the command as users type it (`kubectl steward`).
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let plugin = std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n == PLUGIN_NAME))
+        .unwrap_or(false);
+    let mut command = Cli::command();
+    if plugin {
+        command = command.name("kubectl steward").bin_name("kubectl steward");
+    }
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
 }
 
 /// Log output format.
@@ -158,6 +181,20 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value = "human")]
     pub output: crate::validate_cmd::Format,
+}
+
+/// Flags of `steward status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(long, short)]
+    pub namespace: Option<String>,
+    /// Every namespace.
+    #[arg(long, short = 'A')]
+    pub all_namespaces: bool,
+    /// Exceptions ending within this duration are listed as expiring soon.
+    #[arg(long, default_value = "7d")]
+    pub expiring_within: String,
 }
 
 #[cfg(test)]

@@ -39,20 +39,22 @@ pub fn write_dir(dir: &std::path::Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// The committed CRDs are exactly the generated ones: run `make crds`
-    /// after changing a type.
+    /// The committed CRDs, and the Helm chart's copies, are exactly the
+    /// generated ones: run `make crds` after changing a type.
     #[test]
     fn committed_crds_match_generated() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         for crd in all() {
-            let path = dir.join(file_name(&crd));
-            let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert_eq!(
-                committed,
-                to_yaml(&crd).unwrap(),
-                "{} is stale: run `make crds`",
-                path.display()
-            );
+            for dir in [repo.join("crds"), repo.join("charts/steward/crds")] {
+                let path = dir.join(file_name(&crd));
+                let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert_eq!(
+                    committed,
+                    to_yaml(&crd).unwrap(),
+                    "{} is stale: run `make crds`",
+                    path.display()
+                );
+            }
         }
     }
 

@@ -18,6 +18,7 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod shard;
+pub mod status_cmd;
 pub mod telemetry;
 pub mod validate_cmd;
 pub mod webhook;

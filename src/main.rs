@@ -3,14 +3,13 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use steward::cache::Caches;
-use steward::cli::{Cli, Command, RunArgs};
+use steward::cli::{Command, RunArgs};
 use steward::http::health::{Controllers, Health};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = steward::cli::parse();
     match cli.command {
         Command::Crds { dir: Some(dir) } => match steward::crds::write_dir(&dir) {
             Ok(()) => ExitCode::SUCCESS,
@@ -30,6 +29,7 @@ async fn main() -> ExitCode {
             }
         },
         Command::Validate(args) => validate(args),
+        Command::Status(args) => status(args).await,
         Command::Version => {
             println!("steward {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -242,6 +242,24 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+async fn status(args: steward::cli::StatusArgs) -> ExitCode {
+    let opts = steward::status_cmd::Options {
+        namespace: args.namespace,
+        all_namespaces: args.all_namespaces,
+        expiring_within: args.expiring_within,
+    };
+    match steward::status_cmd::run(&opts).await {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -31,7 +31,7 @@ pub mod drift;
 pub mod duration;
 pub mod exception;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod invalid_spec;
 pub mod notice;
 pub mod policy_report;
