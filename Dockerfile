@@ -7,7 +7,9 @@
 FROM --platform=$BUILDPLATFORM rust:1-bookworm AS build
 ARG TARGETARCH
 # The Rust target and Debian's cross toolchain (linker, and the C compiler
-# ring builds its assembly with) for the platform being built.
+# ring and jemalloc are built with) for the platform being built. On arm64
+# jemalloc is built for pages up to 64 KiB (JEMALLOC_SYS_WITH_LG_PAGE), so
+# the image also runs on kernels with 16 or 64 KiB pages.
 RUN case "$TARGETARCH" in \
       amd64) echo x86_64-unknown-linux-gnu > /rust-target; echo x86_64-linux-gnu > /gnu-triple ;; \
       arm64) echo aarch64-unknown-linux-gnu > /rust-target; echo aarch64-linux-gnu > /gnu-triple ;; \
@@ -26,6 +28,7 @@ COPY bench ./bench
 RUN target="$(cat /rust-target)" gnu="$(cat /gnu-triple)" \
  && env_target="$(echo "$target" | tr 'a-z-' 'A-Z_')" \
  && export "CARGO_TARGET_${env_target}_LINKER=${gnu}-gcc" "CC_$(echo "$target" | tr '-' '_')=${gnu}-gcc" \
+ && if [ "$TARGETARCH" = arm64 ]; then export JEMALLOC_SYS_WITH_LG_PAGE=16; fi \
  && cargo build --release --locked --bin steward --target "$target" \
  && cp "target/$target/release/steward" /steward
 

@@ -7,6 +7,35 @@ use steward::cache::Caches;
 use steward::cli::{Command, RunArgs};
 use steward::http::health::{Controllers, Health};
 
+// jemalloc instead of the C library's allocator: glibc keeps what a burst
+// of watch events and decisions freed in per-thread arenas, so the
+// controller's memory after a burst stayed at twice what it holds
+// (docs/benchmarks.md, Scale). jemalloc returns freed pages to the kernel
+// within a second (below) from a background thread.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its start from this symbol (the prefixed
+/// name of `malloc_conf` in tikv-jemalloc-sys' build): one arena per CPU,
+/// pages freed by a background thread, dirty pages returned after 1 s and
+/// not kept as "muzzy". `_RJEM_MALLOC_CONF` in the environment overrides
+/// it.
+#[cfg(all(not(target_env = "msvc"), target_os = "linux"))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_CONF: JemallocConf =
+    JemallocConf(c"background_thread:true,percpu_arena:percpu,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// A C string pointer jemalloc reads once; the string is static.
+#[cfg(all(not(target_env = "msvc"), target_os = "linux"))]
+#[repr(transparent)]
+struct JemallocConf(*const std::ffi::c_char);
+
+// Safety: the pointer is to a static, immutable C string; nothing writes
+// through it.
+#[cfg(all(not(target_env = "msvc"), target_os = "linux"))]
+unsafe impl Sync for JemallocConf {}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = steward::cli::parse();

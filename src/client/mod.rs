@@ -37,10 +37,12 @@ pub async fn build(max_in_flight: u16, identity: &str, metrics: Arc<Metrics>) ->
         .build())
 }
 
-/// Deletes in flight beside `max_in_flight` other requests: a quarter as
-/// many, at least 8.
+/// Deletes in flight beside `max_in_flight` other requests: half as many,
+/// at least 8. A mass expiry deletes a RoleBinding and a Role per
+/// exception; with a quarter, a thousand expiring together were revoked
+/// 450 ms (p99) later than by a plain client deleting the bindings alone.
 fn delete_lane(max_in_flight: u16) -> usize {
-    (usize::from(max_in_flight) / 4).max(8)
+    (usize::from(max_in_flight) / 2).max(8)
 }
 
 /// `steward/<version> (<identity>)`, without the characters a header
