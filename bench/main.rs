@@ -10,6 +10,7 @@ mod fixtures;
 #[allow(dead_code)]
 #[path = "../e2e/harness.rs"]
 mod harness;
+mod heap;
 mod scale;
 
 use std::collections::HashMap;
@@ -24,6 +25,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use steward::api::{ControlOwnership, Phase, PolicyException};
 
 const CONCURRENCY: usize = 64;
+
+/// Counts this process's heap, for `heap::live`.
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -297,6 +302,11 @@ pub(crate) async fn mass_expiry(env: &harness::Env, n: usize, margin_ms: f64) ->
 /// The process's peak resident set (VmHWM), MiB.
 pub(crate) fn peak_rss_mib(pid: u32) -> f64 {
     proc_status_mib(pid, "VmHWM:")
+}
+
+/// The process's threads now (its runtime's workers and blocking pool).
+pub(crate) fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
 }
 
 /// The process's resident set now (VmRSS), MiB.

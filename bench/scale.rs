@@ -895,6 +895,31 @@ pub async fn run() {
         "  objects it caches: {cached} = {pes} PolicyExceptions + {cos} ControlOwnerships + {rbs} RoleBindings + {roles} managed Roles + {crbs} ClusterRoleBindings"
     );
     println!("  (RSS - empty RSS) / cached objects: {per_object:.0} bytes per object");
+    println!("  controller threads: {}", crate::threads(pid));
+    // What one object of each kind takes as the controller holds it.
+    let footprints = crate::heap::live(&admin).await;
+    println!("  heap per object as cached (k8s-openapi types, trimmed), counted by allocator:");
+    for f in &footprints {
+        println!(
+            "    {:<26} {:>6.0} bytes in {:>4.0} heap blocks (its JSON: {} bytes)",
+            f.kind, f.bytes, f.blocks, f.json
+        );
+    }
+    let by_kind = |kind: &str| {
+        footprints
+            .iter()
+            .find(|f| f.kind.starts_with(kind))
+            .map_or(0.0, |f| f.bytes)
+    };
+    let estimate = pes as f64 * by_kind("PolicyException")
+        + cos as f64 * by_kind("ControlOwnership")
+        + rbs as f64 * by_kind("RoleBinding")
+        + roles as f64 * by_kind("Role");
+    println!(
+        "    those objects at those sizes: {:.1} MiB (of the {:.1} MiB above the empty controller)",
+        estimate / 1024.0 / 1024.0,
+        rss - empty_rss
+    );
     println!(
         "  controller writes in those namespaces while the {more} were activated: {} = {more_per_exception:.2} per exception, by type:",
         more_writes.len()
@@ -906,6 +931,18 @@ pub async fn run() {
         format!(
             "target <= {WRITES_PER_EXCEPTION} writes per exception ({})",
             met(more_per_exception <= WRITES_PER_EXCEPTION)
+        ),
+    );
+    summary.add(
+        "heap per cached object, by kind (allocator count)".to_string(),
+        footprints
+            .iter()
+            .map(|f| format!("{} {:.0} B in {:.0} blocks", f.kind, f.bytes, f.blocks))
+            .collect::<Vec<_>>()
+            .join("; "),
+        format!(
+            "at these sizes the cached objects take {:.1} MiB",
+            estimate / 1024.0 / 1024.0
         ),
     );
     summary.add(
@@ -933,7 +970,7 @@ pub async fn run() {
     let pid = child.id();
     tokio::time::sleep(QUIET).await;
     let quiet_end = Timestamp::now();
-    let (rss, peak) = (crate::rss_mib(pid), crate::peak_rss_mib(pid));
+    let (rss, peak, threads) = (crate::rss_mib(pid), crate::peak_rss_mib(pid), crate::threads(pid));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let restart = audit.select(|r| r.by("scale-restart") && r.within(spawned, quiet_end));
     let lists = restart.iter().filter(|r| r.verb == "list").count();
@@ -952,7 +989,7 @@ pub async fn run() {
     if !writes.is_empty() {
         print_table(&writes);
     }
-    println!("  then: RSS {rss:.1} MiB, peak RSS {peak:.1} MiB");
+    println!("  then: RSS {rss:.1} MiB, peak RSS {peak:.1} MiB, {threads} threads");
     summary.add(
         format!("restart with {cached} objects: spawn -> ready"),
         format!("{ready:.1} s"),

@@ -36,8 +36,27 @@ struct JemallocConf(*const std::ffi::c_char);
 #[cfg(all(not(target_env = "msvc"), target_os = "linux"))]
 unsafe impl Sync for JemallocConf {}
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // The blocking pool runs the pure decisions (`reconcile::off_task`),
+    // which are CPU work: more threads than a few per core only add
+    // stacks and per-thread allocator caches. tokio's default of 512 let a
+    // burst of thousands of reconciles start over a hundred threads, each
+    // holding memory long after the burst.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads((cores * 4).max(8))
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(dispatch()),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch() -> ExitCode {
     let cli = steward::cli::parse();
     match cli.command {
         Command::Crds { dir: Some(dir) } => match steward::crds::write_dir(&dir) {
