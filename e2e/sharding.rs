@@ -193,11 +193,13 @@ async fn two_shards_over_three_replicas_each_written_by_its_holder_and_taken_ove
         let late = revoked.completed.duration_since(expires_at);
         eprintln!("shard {shard}: revoked {late:#} after expiresAt");
         if held[shard] == victim {
-            // Taken over: at most the lease after the kill.
+            // Taken over: at most the lease after the kill, plus the lease
+            // library's random pause of up to a second before it takes an
+            // expired Lease, and the new holder's reconcile of the shard.
             let after_kill = revoked.completed.duration_since(killed);
             eprintln!("shard {shard}: revoked {after_kill:#} after its holder was killed");
             assert!(
-                after_kill <= jiff::SignedDuration::from_secs(LEASE as i64 + 2),
+                after_kill <= jiff::SignedDuration::from_secs(LEASE as i64 + 3),
                 "shard {shard} revoked {after_kill:#} after its holder died (lease {LEASE} s)"
             );
         } else {
