@@ -380,8 +380,12 @@ impl Env {
             "crd/policyexceptions.steward.dev",
             "--timeout=60s",
         ]);
-        // A PolicyReport CRD, so the controller keeps reports (it checks once
-        // at start).
+        self.install_policy_report_crd();
+    }
+
+    /// A PolicyReport CRD, Established, so a controller started afterwards
+    /// keeps reports (it checks once at start).
+    pub fn install_policy_report_crd(&self) {
         self.kubectl_ok(&[
             "apply",
             "-f",
@@ -1052,6 +1056,26 @@ spec:
   enforcement: {enforcement}
   workloadIdentities:
 {identities}"#
+    )
+}
+
+/// A PolicyException `name` of control `control`, approved (claimed) by
+/// `approver`, expiring at `expires`, with `extra` spec lines (two-space
+/// indented YAML: a grant, a window start, tolerations) appended.
+#[allow(dead_code)]
+pub fn exception_yaml(name: &str, control: &str, approver: &str, expires: &str, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: steward.dev/v1alpha1
+kind: PolicyException
+metadata: {{name: {name}}}
+spec:
+  control: {control}
+  ticket: SEC-1
+  approver: {approver}
+  reason: Needed for the test
+  expiresAt: "{expires}"
+{extra}"#
     )
 }
 

@@ -43,6 +43,18 @@ fn kubectl_bin() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("kubectl")
 }
 
+/// A field (`jsonpath`) of the installed Deployment.
+fn deployment(env: &harness::Env, jsonpath: &str) -> String {
+    env.kubectl_ok(&[
+        "get",
+        "-n",
+        NAMESPACE,
+        "deployment/steward",
+        "-o",
+        &format!("jsonpath={jsonpath}"),
+    ])
+}
+
 fn ok(out: Output, what: &str) -> String {
     assert!(
         out.status.success(),
@@ -321,14 +333,7 @@ async fn install_upgrade_and_uninstall_on_the_api_server() {
     let env = harness::bare();
     // The controller keeps PolicyReports where the API exists; the
     // uninstall must remove them too.
-    env.kubectl_ok(&[
-        "apply",
-        "-f",
-        repo()
-            .join("e2e/testdata/policyreport-crd.yaml")
-            .to_str()
-            .unwrap_or_default(),
-    ]);
+    env.install_policy_report_crd();
     let ns = env.bare_namespace("shop").await;
     let chart = chart();
 
@@ -397,15 +402,8 @@ async fn install_upgrade_and_uninstall_on_the_api_server() {
 
     // The controller as the chart's Deployment runs it: the local binary,
     // its service account's identity and RBAC, the Deployment's flags.
-    let args: Vec<String> = serde_json::from_str(&env.kubectl_ok(&[
-        "get",
-        "-n",
-        NAMESPACE,
-        "deployment/steward",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].args}",
-    ]))
-    .expect("the Deployment's args");
+    let args: Vec<String> = serde_json::from_str(&deployment(&env, "{.spec.template.spec.containers[0].args}"))
+        .expect("the Deployment's args");
     assert_eq!(args.first().map(String::as_str), Some("run"), "{args:?}");
     let flags: Vec<&str> = args[1..].iter().map(String::as_str).collect();
     let (mut ctl, addr) = env.spawn_ready_controller("helm-steward", &flags).await;
@@ -449,23 +447,9 @@ grantCeiling:
         helm(Some(&env), &["upgrade", RELEASE, &chart, "-n", NAMESPACE, "-f", &v2]),
         "helm upgrade",
     );
-    let replicas = env.kubectl_ok(&[
-        "get",
-        "-n",
-        NAMESPACE,
-        "deployment/steward",
-        "-o",
-        "jsonpath={.spec.replicas}",
-    ]);
+    let replicas = deployment(&env, "{.spec.replicas}");
     assert_eq!(replicas, "1");
-    let args = env.kubectl_ok(&[
-        "get",
-        "-n",
-        NAMESPACE,
-        "deployment/steward",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].args}",
-    ]);
+    let args = deployment(&env, "{.spec.template.spec.containers[0].args}");
     assert!(args.contains("--shards=3"), "{args}");
     env.apply_ok(&ns, &control(&ns, &format!("{CONFIGMAPS}, {JOBS}")));
     eventually(OUTCOME, "the new ceiling's rule granted", || {

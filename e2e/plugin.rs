@@ -9,20 +9,8 @@ use steward::api::{ControlOwnership, Phase, PolicyException};
 use crate::harness::{self, OUTCOME, condition_is, control_yaml, from_now, phase_is, reviewed_recently, wait_for};
 
 fn exception(name: &str, approver: &str, starts: Option<String>, expires: String) -> String {
-    let starts = starts.map(|s| format!("\n  startsAt: \"{s}\"")).unwrap_or_default();
-    format!(
-        r#"
-apiVersion: steward.dev/v1alpha1
-kind: PolicyException
-metadata: {{name: {name}}}
-spec:
-  control: shop
-  ticket: SEC-1
-  approver: {approver}
-  reason: Shows up in the summary{starts}
-  expiresAt: "{expires}"
-"#
-    )
+    let starts = starts.map(|s| format!("  startsAt: \"{s}\"\n")).unwrap_or_default();
+    harness::exception_yaml(name, "shop", approver, &expires, &starts)
 }
 
 #[tokio::test]

@@ -59,22 +59,10 @@ fn binding_writes(env: &Env, ns: &str) -> usize {
 }
 
 fn exception_yaml(name: &str, expires: &str, resource: &str) -> String {
-    format!(
-        r#"
-apiVersion: steward.dev/v1alpha1
-kind: PolicyException
-metadata: {{name: {name}}}
-spec:
-  control: c
-  ticket: T-1
-  approver: alice@example.com
-  reason: Sharded expiry
-  expiresAt: "{expires}"
-  grant:
-    serviceAccount: api
-    rules: [{{apiGroups: [""], resources: [{resource}], verbs: [get]}}]
-"#
-    )
+    let grant = format!(
+        "  grant:\n    serviceAccount: api\n    rules: [{{apiGroups: [\"\"], resources: [{resource}], verbs: [get]}}]\n"
+    );
+    harness::exception_yaml(name, "c", "alice@example.com", expires, &grant)
 }
 
 #[tokio::test]
@@ -131,9 +119,9 @@ async fn two_shards_over_three_replicas_each_written_by_its_holder_and_taken_ove
             ),
         );
     }
-    // Rounded to the second, 9.5 to 10.5 s away: granted well before the
-    // kill below, and expiring within the lease after it.
-    let expires = from_now(10);
+    // Rounded to the second, 19.5 to 20.5 s away: granted well before the
+    // kill below (three seconds before it) even on a loaded machine.
+    let expires = from_now(20);
     for ns in &namespaces {
         env.apply_ok(ns, &exception_yaml("ending", &expires, "pods/log"));
         env.apply_ok(ns, &exception_yaml("lasting", &from_now(3600), "services"));
@@ -149,14 +137,25 @@ async fn two_shards_over_three_replicas_each_written_by_its_holder_and_taken_ove
     // Each namespace written by its shard's holder only: the Granted Events
     // name it, and each grant was created once.
     for (shard, ns) in namespaces.iter().enumerate() {
+        // Events follow the status they report: wait for them.
+        eventually(OUTCOME, "Granted Events", || {
+            let some = !reporters(&env, ns, "Granted").is_empty();
+            async move { some }
+        })
+        .await;
         let granted = reporters(&env, ns, "Granted");
-        assert!(!granted.is_empty(), "no Granted Event in {ns}");
         assert!(
             granted.iter().all(|r| *r == held[shard]),
             "shard {shard} ({ns}) held by {} but Events from {granted:?}",
             held[shard]
         );
         // The control's binding and the two grants, each written once.
+        // The audit log may trail the watch that showed Active.
+        eventually(OUTCOME, "the RoleBinding writes audited", || {
+            let seen = binding_writes(&env, ns) >= 3;
+            async move { seen }
+        })
+        .await;
         assert_eq!(binding_writes(&env, ns), 3, "{ns}: RoleBindings written more than once");
     }
 
@@ -226,6 +225,11 @@ async fn two_shards_over_three_replicas_each_written_by_its_holder_and_taken_ove
     // A live replica holds the dead one's shard now, and wrote its expiry.
     let now_held = holders(&leases).await.expect("both shards held");
     assert_ne!(now_held[0], victim, "shard 0 still held by the dead replica");
+    eventually(OUTCOME, "the Expired Event", || {
+        let some = !reporters(&env, &namespaces[0], "Expired").is_empty();
+        async move { some }
+    })
+    .await;
     let expired_by = reporters(&env, &namespaces[0], "Expired");
     assert!(
         !expired_by.is_empty() && expired_by.iter().all(|r| *r == now_held[0]),
