@@ -190,14 +190,31 @@ pub fn render(s: &Summary, scope: &Scope, now: Timestamp, horizon: SignedDuratio
     out
 }
 
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_unicode().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 fn key(ns: Option<String>, name: &str) -> String {
     format!("{}/{name}", ns.unwrap_or_default())
 }
 
+/// A line of the summary. Names and details come from objects tenants
+/// write (a drifting binding's roleRef name may hold any character but `/`
+/// and `%`): control characters are shown escaped, never sent to the
+/// reader's terminal, where they could rewrite what the summary says.
 fn line(object: &str, detail: String) -> Line {
     Line {
-        object: object.to_string(),
-        detail,
+        object: printable(object),
+        detail: printable(&detail),
     }
 }
 
@@ -288,6 +305,23 @@ mod tests {
 
     fn week() -> SignedDuration {
         SignedDuration::from_hours(24 * 7)
+    }
+
+    #[test]
+    fn a_tenants_escape_sequences_never_reach_the_terminal() {
+        // A tenant's drifting binding names a roleRef with ANSI escapes
+        // that would clear the screen and print a fake all-clear.
+        let drift = DriftBinding {
+            kind: "RoleBinding".into(),
+            name: "x\u{1b}[2J".into(),
+            role_ref: "Role/r\u{1b}[2J\rAll clear\u{7}".into(),
+        };
+        let controls = [named_control("c", vec![], vec![drift])];
+        let s = summarize(&controls, &[], ts(NOW), week());
+        let text = render(&s, &Scope::All, ts(NOW), week());
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains("x\\u{1b}[2J"), "{text}");
+        assert!(text.contains("\\u{d}All clear\\u{7}"), "{text}");
     }
 
     #[test]
