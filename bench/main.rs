@@ -184,6 +184,8 @@ pub(crate) struct MassExpiry {
     pub deleted: (f64, f64, f64),
     /// expiresAt -> phase Expired: p50, p99, max.
     pub expired: (f64, f64, f64),
+    /// The instant they all expired.
+    pub at: Timestamp,
 }
 
 fn max_of(v: &[f64]) -> f64 {
@@ -296,6 +298,7 @@ pub(crate) async fn mass_expiry(env: &harness::Env, n: usize, margin_ms: f64) ->
         floor,
         deleted: (d50, d99, dmax),
         expired: (s50, s99, smax),
+        at: expires,
     }
 }
 

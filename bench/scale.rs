@@ -412,6 +412,25 @@ fn signal(pid: u32, sig: &str) {
 /// reconcile for 2 s (its own `steward_reconciles_total`, not the API
 /// server); returns how long that took, or None if it did not within
 /// `timeout`.
+/// The controller's own heap figures (MiB): what it holds in live
+/// allocations and what its allocator keeps resident.
+fn heap_mib(addr: &str) -> (f64, f64) {
+    let metric = |name: &str| {
+        crate::metrics_at(addr)
+            .samples
+            .into_iter()
+            .find(|s| s.metric == name)
+            .map_or(f64::NAN, |s| match s.value {
+                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v / 1024.0 / 1024.0,
+                _ => f64::NAN,
+            })
+    };
+    (
+        metric("steward_heap_allocated_bytes"),
+        metric("steward_heap_resident_bytes"),
+    )
+}
+
 async fn settle(addr: &str, timeout: Duration) -> Option<f64> {
     let reconciles = || -> f64 {
         crate::metrics_at(addr)
@@ -813,6 +832,27 @@ pub async fn run() {
 
     // 3. Mass expiry.
     let m = crate::mass_expiry(&env, mass, REVOCATION_MARGIN_MS).await;
+    // Where the controller's writes went between the instant and the last
+    // Expired: each type's count, and when its requests completed.
+    let until = m.at + SignedDuration::from_millis(m.expired.2 as i64 + 1000);
+    let expiry_writes = audit.select(|r| r.by("scale") && r.is_write() && r.within(m.at, until));
+    println!("  controller writes from expiresAt until 1 s after the last Expired, by type:");
+    print_table(&expiry_writes);
+    let mut done_by_kind: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for r in &expiry_writes {
+        let after = r.completed.duration_since(m.at).as_secs_f64() * 1000.0;
+        done_by_kind.entry(r.kind()).or_default().push(after);
+    }
+    for (kind, mut after) in done_by_kind {
+        after.sort_by(f64::total_cmp);
+        let at = |q: f64| after[((after.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "    {kind:<38} completed after expiresAt: p50 {:.0} ms, p99 {:.0} ms, last {:.0} ms",
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+    }
     let revocation_ok = m.deleted.1 <= m.floor + REVOCATION_MARGIN_MS;
     let expired_ok = m.expired.2 <= EXPIRED_WITHIN_MS;
     println!(
@@ -895,6 +935,8 @@ pub async fn run() {
         "  objects it caches: {cached} = {pes} PolicyExceptions + {cos} ControlOwnerships + {rbs} RoleBindings + {roles} managed Roles + {crbs} ClusterRoleBindings"
     );
     println!("  (RSS - empty RSS) / cached objects: {per_object:.0} bytes per object");
+    let (allocated, resident) = heap_mib(&addr);
+    println!("  heap: {allocated:.1} MiB in live allocations, {resident:.1} MiB resident in the allocator");
     println!("  controller threads: {}", crate::threads(pid));
     // What one object of each kind takes as the controller holds it.
     let footprints = crate::heap::live(&admin).await;
@@ -990,6 +1032,8 @@ pub async fn run() {
         print_table(&writes);
     }
     println!("  then: RSS {rss:.1} MiB, peak RSS {peak:.1} MiB, {threads} threads");
+    let (allocated, resident) = heap_mib(&addr);
+    println!("  heap: {allocated:.1} MiB in live allocations, {resident:.1} MiB resident in the allocator");
     summary.add(
         format!("restart with {cached} objects: spawn -> ready"),
         format!("{ready:.1} s"),

@@ -112,6 +112,8 @@ pub struct Metrics {
     review_due_at: Family<ControlLabels, Seconds>,
     awaiting: Family<NamespaceLabel, Gauge>,
     break_glass: Family<BreakGlassLabels, Gauge>,
+    heap_allocated: Gauge,
+    heap_resident: Gauge,
     /// The caches the gauges describe; set by the leader only, so that the
     /// replicas of one Deployment do not all report the same objects.
     caches: OnceLock<Arc<Caches>>,
@@ -148,6 +150,18 @@ impl Metrics {
         let review_due_at = Family::<ControlLabels, Seconds>::default();
         let awaiting = Family::<NamespaceLabel, Gauge>::default();
         let break_glass = Family::<BreakGlassLabels, Gauge>::default();
+        let heap_allocated = Gauge::default();
+        let heap_resident = Gauge::default();
+        registry.register(
+            "heap_allocated_bytes",
+            "Bytes the process holds in live allocations (jemalloc stats.allocated; 0 where jemalloc is not the allocator)",
+            heap_allocated.clone(),
+        );
+        registry.register(
+            "heap_resident_bytes",
+            "Bytes of physical memory the allocator holds (jemalloc stats.resident): the difference to allocated is what it keeps for reuse",
+            heap_resident.clone(),
+        );
         registry.register(
             "exceptions_awaiting_approval",
             "Pending PolicyExceptions awaiting approval (or a verified requester), by namespace (absent: none)",
@@ -235,6 +249,8 @@ impl Metrics {
             review_due_at,
             awaiting,
             break_glass,
+            heap_allocated,
+            heap_resident,
             caches: OnceLock::new(),
             shards: OnceLock::new(),
         }
@@ -285,6 +301,10 @@ impl Metrics {
     }
 
     fn refresh(&self, now: Timestamp) {
+        if let Some((allocated, resident)) = heap() {
+            self.heap_allocated.set(i64::try_from(allocated).unwrap_or(i64::MAX));
+            self.heap_resident.set(i64::try_from(resident).unwrap_or(i64::MAX));
+        }
         let Some(c) = self.caches.get() else { return };
         let mine = |ns: Option<&String>| {
             self.shards
@@ -403,6 +423,20 @@ impl Metrics {
         }
         out
     }
+}
+
+/// jemalloc's allocated and resident bytes, refreshed now (its statistics
+/// are a snapshot taken at each epoch advance).
+#[cfg(not(target_env = "msvc"))]
+fn heap() -> Option<(usize, usize)> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().ok()?;
+    Some((stats::allocated::read().ok()?, stats::resident::read().ok()?))
+}
+
+#[cfg(target_env = "msvc")]
+fn heap() -> Option<(usize, usize)> {
+    None
 }
 
 fn unix_seconds(t: Timestamp) -> f64 {
