@@ -10,8 +10,10 @@ use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -50,16 +52,13 @@ impl Namespaced for k8s_openapi::api::rbac::v1::RoleBinding {}
 /// Writes as the controller's identity.
 pub struct Writer {
     client: Client,
-    recorder: Recorder,
+    reporter: Reporter,
 }
 
 impl Writer {
     /// A writer whose Events name `reporter`.
     pub fn new(client: Client, reporter: Reporter) -> Self {
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-        }
+        Self { reporter, client }
     }
 
     /// The client, for reads and kube's finalizer helper.
@@ -180,18 +179,43 @@ impl Writer {
     /// Records an Event about the object `reference` names, which may
     /// already be deleted.
     pub async fn event_on(&self, reference: &ObjectReference, notice: &Notice) {
-        let ev = Event {
-            type_: if notice.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
+        // A plain create, not kube's Recorder: the Recorder keeps every Event
+        // of the last six minutes in memory to count repeats into a series,
+        // and prunes that map only when it publishes the next one, so after
+        // a burst of ten thousand grants it held them all until the next
+        // Event (tens of MiB at scale). Steward records one Event per
+        // status change, which does not repeat, so there is nothing to count.
+        let now = jiff::Timestamp::now();
+        let namespace = reference.namespace.clone().unwrap_or_else(|| "default".into());
+        let event = Event {
+            metadata: ObjectMeta {
+                // kube's naming: the object's name and the instant, unique
+                // per object unless two Events of it share a nanosecond.
+                name: Some(format!(
+                    "{}.{:x}",
+                    reference.name.as_deref().unwrap_or(&self.reporter.controller),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace.clone()),
+                ..ObjectMeta::default()
             },
-            reason: notice.reason.to_string(),
+            action: Some(notice.reason.to_string()),
+            reason: Some(notice.reason.to_string()),
             note: Some(truncate(&notice.note, EVENT_NOTE_MAX).to_string()),
-            action: notice.reason.to_string(),
-            secondary: None,
+            event_time: Some(MicroTime(now)),
+            regarding: Some(reference.clone()),
+            reporting_controller: Some(self.reporter.controller.clone()),
+            reporting_instance: Some(
+                self.reporter
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| self.reporter.controller.clone()),
+            ),
+            type_: Some(if notice.warning { "Warning" } else { "Normal" }.into()),
+            ..Event::default()
         };
-        if let Err(e) = self.recorder.publish(&ev, reference).await {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
             let object = reference.name.as_deref().unwrap_or_default();
             tracing::warn!(error = %e, object, reason = notice.reason, "could not record event");
         }
