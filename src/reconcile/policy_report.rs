@@ -4,7 +4,8 @@
 //! Policy Reporter 3 move to the latter), both when both are there.
 //! Reconcilers mark namespaces dirty; a writer per API rebuilds their
 //! reports from the caches (pure `decide::policy_report::build`) and writes
-//! only what differs from its cached report. A writer starts when its CRD
+//! only what differs from what the API server holds, which it knows by a
+//! fingerprint per namespace (`Held`). A writer starts when its CRD
 //! is established, at start or later (a watch on that one CRD by name), and
 //! then writes every namespace once.
 
@@ -17,11 +18,11 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::Context;
 use crate::api::{ControlOwnership, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PolicyException};
+use crate::cache::fingerprint;
 use crate::decide::policy_report::{self, REPORT_NAME, Report};
 
 /// Batch window: many objects of one namespace changing together produce
@@ -157,23 +158,30 @@ async fn writer(ctx: Arc<Context>, api: ReportApi, mut dirty: UnboundedReceiver<
     };
     tracing::info!(api = %format!("{}/{}", api.group, api.version), kind = api.kind, "writing reports");
     // The reports are the one kind only this task reads, so its watch is
-    // here rather than in `cache`.
+    // here rather than in `cache`, and it keeps a fingerprint per namespace
+    // instead of the objects: a report lists every control and exception of
+    // its namespace, and held as parsed JSON the reports of ten thousand
+    // exceptions took tens of MiB to answer one question, "is it already
+    // this?".
     let all: Api<DynamicObject> = Api::all_with(client, &ar);
-    let writer = reflector::store::Writer::new(ar.clone());
-    let cache = writer.as_reader();
+    let held = std::sync::Mutex::new(Held::default());
+    let (listed_tx, mut listed) = tokio::sync::watch::channel(false);
     let wc = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let pump = reflector::reflector(
-        writer,
-        watcher(all, wc)
-            .backoff(crate::cache::WatchBackoff::default())
-            .modify(crate::cache::trim::trim),
-    )
-    .applied_objects()
-    .for_each(|_| futures::future::ready(()));
+    let pump = watcher(all, wc)
+        .backoff(crate::cache::WatchBackoff::default())
+        .for_each(|event| {
+            if let Ok(event) = event
+                && lock(&held).saw(event)
+            {
+                listed_tx.send_replace(true);
+            }
+            futures::future::ready(())
+        });
     let work = async {
-        let _ = cache.wait_until_ready().await;
-        // A report the API server refused is not sent again until it changes.
-        let mut refused: HashMap<String, Report> = HashMap::new();
+        let _ = listed.wait_for(|listed| *listed).await;
+        // A report the API server refused is not sent again until it changes
+        // (its fingerprint, by namespace).
+        let mut refused: HashMap<String, u64> = HashMap::new();
         // Every namespace once: the API may have appeared after them.
         let mut pending: BTreeSet<String> = ctx
             .caches
@@ -207,7 +215,8 @@ async fn writer(ctx: Arc<Context>, api: ReportApi, mut dirty: UnboundedReceiver<
             }
             pending.append(&mut retry);
             for ns in std::mem::take(&mut pending) {
-                match sync(&ctx, api, &ar, &cache, &ns, &refused).await {
+                let have = lock(&held).get(&ns);
+                match sync(&ctx, api, &ar, have, &ns, &refused).await {
                     Ok(()) => {}
                     Err((e, _)) if is_transient(&e) => {
                         tracing::warn!(namespace = %ns, kind = api.kind, error = %e, "could not write the report; retrying");
@@ -243,17 +252,83 @@ fn desired(ctx: &Context, ns: &str) -> Option<Report> {
     policy_report::build(&cos, &pes)
 }
 
+/// What the API server holds of one report: its fingerprint, or that it
+/// exists but does not read as a report (so any write differs from it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Have {
+    Report(u64),
+    Unreadable,
+}
+
+/// The reports named `steward` the watch has shown, by namespace, as the
+/// fingerprints of what Steward reads of them. A relist is gathered apart
+/// and swapped in whole when it completes, so a namespace is never
+/// reported missing halfway through one.
+#[derive(Debug, Default)]
+struct Held {
+    by_namespace: HashMap<String, Have>,
+    relisting: Option<HashMap<String, Have>>,
+}
+
+impl Held {
+    /// Applies one watch event; true once a complete list has been seen.
+    fn saw(&mut self, event: watcher::Event<DynamicObject>) -> bool {
+        let entry = |obj: &DynamicObject| {
+            (obj.name_any() == REPORT_NAME).then(|| {
+                let have = serde_json::from_value::<Report>(obj.data.clone())
+                    .map_or(Have::Unreadable, |r| Have::Report(fingerprint(&r)));
+                (obj.namespace().unwrap_or_default(), have)
+            })
+        };
+        match event {
+            watcher::Event::Apply(obj) => {
+                if let Some((ns, have)) = entry(&obj) {
+                    self.by_namespace.insert(ns, have);
+                }
+            }
+            watcher::Event::Delete(obj) => {
+                if let Some((ns, _)) = entry(&obj) {
+                    self.by_namespace.remove(&ns);
+                }
+            }
+            watcher::Event::Init => self.relisting = Some(HashMap::new()),
+            watcher::Event::InitApply(obj) => {
+                if let (Some(relisting), Some((ns, have))) = (self.relisting.as_mut(), entry(&obj)) {
+                    relisting.insert(ns, have);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(relisted) = self.relisting.take() {
+                    self.by_namespace = relisted;
+                    self.by_namespace.shrink_to_fit();
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    fn get(&self, ns: &str) -> Option<Have> {
+        self.by_namespace.get(ns).copied()
+    }
+}
+
+/// The lock is held for a map operation only; a panic while holding it
+/// cannot leave the map half-changed, so a poisoned lock is used as is.
+fn lock(held: &std::sync::Mutex<Held>) -> std::sync::MutexGuard<'_, Held> {
+    held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 async fn sync(
     ctx: &Context,
     report_api: ReportApi,
     ar: &ApiResource,
-    cache: &Store<DynamicObject>,
+    have: Option<Have>,
     ns: &str,
-    refused: &HashMap<String, Report>,
-) -> Result<(), (kube::Error, Option<Report>)> {
-    let existing = cache.get(&ObjectRef::new_with(REPORT_NAME, ar.clone()).within(ns));
+    refused: &HashMap<String, u64>,
+) -> Result<(), (kube::Error, Option<u64>)> {
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.writer.client().clone(), ns, ar);
-    match (desired(ctx, ns), existing) {
+    match (desired(ctx, ns), have) {
         (None, Some(_)) => ctx
             .writer
             .delete_policy_report(&api, REPORT_NAME)
@@ -261,18 +336,16 @@ async fn sync(
             .map_err(|e| (e, None)),
         (None, None) => Ok(()),
         (Some(want), have) => {
-            let have: Option<Report> = have.and_then(|h| serde_json::from_value(h.data.clone()).ok());
-            if have.as_ref() == Some(&want) || refused.get(ns) == Some(&want) {
+            let wanted = fingerprint(&want);
+            if have == Some(Have::Report(wanted)) || refused.get(ns) == Some(&wanted) {
                 return Ok(());
             }
             tracing::debug!(
                 namespace = ns,
                 kind = report_api.kind,
-                cached = have.is_some(),
+                held = ?have,
                 results = want.results.len(),
-                cached_results = have.as_ref().map(|h| h.results.len()),
                 summary = ?want.summary,
-                cached_summary = ?have.as_ref().map(|h| &h.summary),
                 "writing the report"
             );
             let body = serde_json::json!({
@@ -289,7 +362,7 @@ async fn sync(
             ctx.writer
                 .policy_report(&api, REPORT_NAME, body)
                 .await
-                .map_err(|e| (e, Some(want)))
+                .map_err(|e| (e, Some(wanted)))
         }
     }
 }
@@ -314,5 +387,51 @@ mod tests {
         }
         let away = kube::Error::Service(Box::new(std::io::Error::other("connection refused")));
         assert!(is_transient(&away));
+    }
+
+    fn report(ns: &str, name: &str, data: serde_json::Value) -> DynamicObject {
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"));
+        let mut obj = DynamicObject::new(name, &ar).within(ns);
+        obj.data = data;
+        obj
+    }
+
+    #[test]
+    fn held_reports_are_fingerprints_swapped_in_whole_at_each_relist() {
+        let empty = Report::default();
+        let written = serde_json::to_value(&empty).expect("a report serialises");
+        let mut held = Held::default();
+        assert!(!held.saw(watcher::Event::Init));
+        assert!(!held.saw(watcher::Event::InitApply(report("a", REPORT_NAME, written.clone()))));
+        // Another name under the label is not Steward's report.
+        assert!(!held.saw(watcher::Event::InitApply(report("b", "other", written.clone()))));
+        // Until the list completes, nothing is known.
+        assert_eq!(held.get("a"), None);
+        assert!(held.saw(watcher::Event::InitDone));
+        assert_eq!(held.get("a"), Some(Have::Report(fingerprint(&empty))));
+        assert_eq!(held.get("b"), None);
+
+        // A report Steward cannot read differs from every report it writes.
+        held.saw(watcher::Event::Apply(report(
+            "c",
+            REPORT_NAME,
+            serde_json::json!({"results": 7}),
+        )));
+        assert_eq!(held.get("c"), Some(Have::Unreadable));
+
+        // A relist replaces what was held: "a" is gone from the new list.
+        held.saw(watcher::Event::Init);
+        held.saw(watcher::Event::InitApply(report("d", REPORT_NAME, written.clone())));
+        assert_eq!(
+            held.get("a"),
+            Some(Have::Report(fingerprint(&empty))),
+            "kept until the relist completes"
+        );
+        held.saw(watcher::Event::InitDone);
+        assert_eq!((held.get("a"), held.get("c")), (None, None));
+        assert!(held.get("d").is_some());
+
+        held.saw(watcher::Event::Delete(report("d", REPORT_NAME, written)));
+        assert_eq!(held.get("d"), None);
     }
 }
