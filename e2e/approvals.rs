@@ -1,8 +1,10 @@
 //! Verified approvals end to end, with the approvals webhook registered as
 //! users install it and personas impersonated with `--as`/`--as-group`:
 //! erin (a namespace editor who files exceptions), alice and bob
-//! (approvers, bob not of this control), dave (on call, may break glass),
-//! and Argo CD's application controller (a trusted applier).
+//! (approvers, bob not of this control), carol and frank (holding the
+//! approver role through a group: the control lists carol's group, not
+//! frank's), dave (on call, may break glass), and Argo CD's application
+//! controller (a trusted applier).
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
@@ -12,10 +14,13 @@ use crate::harness::{self, Env, OUTCOME, condition, condition_is, env, eventuall
 
 const ARGOCD: &str = "system:serviceaccount:argocd:argocd-application-controller";
 const ONCALL: &str = "payments-oncall";
+/// The group the control lists in `approverGroups`.
+const LEADS: &str = "payments-leads";
 
 /// The personas' RBAC in `ns`: everyone may file and read exceptions;
-/// alice and bob also hold the approver role (so what refuses bob is
-/// Steward's admission, not RBAC).
+/// alice and bob, and the groups payments-leads and platform-leads, also
+/// hold the approver role (so what refuses bob, or frank of platform-leads,
+/// is Steward's admission, not RBAC).
 fn personas(env: &Env, ns: &str) {
     env.apply_ok(
         ns,
@@ -47,12 +52,15 @@ subjects:
   - {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice@example.com}
   - {apiGroup: rbac.authorization.k8s.io, kind: User, name: bob@example.com}
   - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: payments-oncall}
+  - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: payments-leads}
+  - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: platform-leads}
 "#,
     );
 }
 
-/// The control `payments`: approvers alice (and bob when `min` is 2), Argo
-/// CD trusted, on-call may break glass for at most an hour.
+/// The control `payments`: approvers alice (and bob when `min` is 2) and
+/// the members of payments-leads, Argo CD trusted, on-call may break glass
+/// for at most an hour.
 fn control(min: u32) -> String {
     let approvers = if min > 1 {
         "[alice@example.com, bob@example.com]"
@@ -69,6 +77,7 @@ spec:
   owner: {{name: payments-team}}
   backupOwner: {{name: security-team}}
   approvers: {approvers}
+  approverGroups: [{LEADS}]
   review: {reviewed}
   exceptionPolicy:
     minApprovals: {min}
@@ -163,6 +172,19 @@ const DAVE: &[&str] = &[
     "--as-group=system:authenticated",
 ];
 const ARGO: &[&str] = &["--as=system:serviceaccount:argocd:argocd-application-controller"];
+/// Listed by no user name; a member of the control's approver group.
+const CAROL: &[&str] = &[
+    "--as=carol",
+    "--as-group=payments-leads",
+    "--as-group=system:authenticated",
+];
+/// Holds the approver role through platform-leads, a group the control
+/// does not list.
+const FRANK: &[&str] = &[
+    "--as=frank",
+    "--as-group=platform-leads",
+    "--as-group=system:authenticated",
+];
 
 #[tokio::test]
 async fn a_claimed_approver_grants_nothing_until_the_approver_approves_as_herself() {
@@ -261,6 +283,41 @@ async fn a_claimed_approver_grants_nothing_until_the_approver_approves_as_hersel
         env.can(&ns, "api", "list", "", "pods/log")
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_member_of_an_approver_group_approves_and_a_member_of_no_listed_group_cannot() {
+    let env = env();
+    let ns = setup(env, "groups", 1).await;
+    let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    ok(
+        apply_as(env, &ns, &exception("debug", "[get]", 3600), ERIN),
+        "erin files",
+    );
+    approval_is(&pes, "debug", "AwaitingApproval").await;
+    // frank may patch it (RBAC through platform-leads), but neither he nor
+    // his group is listed by the control.
+    refused(
+        annotate_as(env, &ns, "debug", "steward.dev/approve=frank", FRANK),
+        "frank, in no listed group",
+        "frank is not an approver of ControlOwnership \"payments\"",
+    );
+    let pe = approval_is(&pes, "debug", "AwaitingApproval").await;
+    assert!(approval(&pe).approvals.is_empty(), "{:?}", approval(&pe));
+    assert!(
+        !env.can(&ns, "api", "get", "", "pods/log").await,
+        "granted on frank's word"
+    );
+
+    // carol is not in spec.approvers; her group is in spec.approverGroups.
+    ok(
+        annotate_as(env, &ns, "debug", "steward.dev/approve=carol", CAROL),
+        "carol approves through payments-leads",
+    );
+    let pe = approval_is(&pes, "debug", "Approved").await;
+    assert_eq!(approval(&pe).approved_by.as_deref(), Some("carol"));
+    assert_eq!(approval(&pe).requested_by.as_deref(), Some("erin"));
+    eventually(OUTCOME, "granted", || env.can(&ns, "api", "get", "", "pods/log")).await;
 }
 
 #[tokio::test]
