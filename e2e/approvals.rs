@@ -6,6 +6,7 @@
 //! frank's), dave (on call, may break glass), and Argo CD's application
 //! controller (a trusted applier).
 
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
 use steward::api::{Phase, PolicyException};
@@ -186,6 +187,41 @@ const FRANK: &[&str] = &[
     "--as-group=system:authenticated",
 ];
 
+/// The value of the controller's `metric` whose labels include `labels`.
+fn metric(env: &Env, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    env.metrics()
+        .samples
+        .into_iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .and_then(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+/// Waits until an Event of `reason` about the exception `name` is in `ns`
+/// (events.k8s.io/v1, `regarding` the exception).
+async fn event_about(env: &Env, ns: &str, name: &str, reason: &str) {
+    let events: Api<Event> = Api::namespaced(env.admin().await, ns);
+    let what = format!("an {reason} Event about {ns}/{name}");
+    eventually(OUTCOME, &what, || {
+        let events = events.clone();
+        async move {
+            events.list(&Default::default()).await.is_ok_and(|l| {
+                l.items.iter().any(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.regarding.as_ref().is_some_and(|r| {
+                            r.kind.as_deref() == Some("PolicyException") && r.name.as_deref() == Some(name)
+                        })
+                })
+            })
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_claimed_approver_grants_nothing_until_the_approver_approves_as_herself() {
     let env = env();
@@ -204,6 +240,14 @@ async fn a_claimed_approver_grants_nothing_until_the_approver_approves_as_hersel
     assert!(approval(&pe).approved_by.is_none());
     assert!(rbs.get_opt("steward-x:debug").await.unwrap().is_none());
     assert!(!env.can(&ns, "api", "get", "", "pods/log").await, "granted on a claim");
+    // Told: an Event about it, and the gauge an alert watches (computed
+    // from the controller's cache, which sees the status after we do).
+    event_about(env, &ns, "debug", "AwaitingApproval").await;
+    eventually(OUTCOME, "the awaiting-approval gauge counting it", || {
+        let n = metric(env, "steward_exceptions_awaiting_approval", &[("namespace", &ns)]);
+        async move { n.is_some_and(|n| n >= 1.0) }
+    })
+    .await;
 
     // Refused, each with a message that says why.
     refused(
