@@ -499,6 +499,9 @@ async fn break_glass_grants_at_once_within_its_cap_and_is_reported_until_reviewe
         apply_as(env, &ns, &exception("incident", "[get]", 1800), DAVE),
         "dave files",
     );
+    // No other test breaks glass through the shared controller.
+    let glass_count = |env: &Env| metric(env, "steward_break_glass_total", &[]).expect("steward_break_glass_total");
+    let before = glass_count(env);
     ok(
         annotate_as(env, &ns, "incident", "steward.dev/break-glass=dave", DAVE),
         "dave breaks glass",
@@ -521,6 +524,13 @@ async fn break_glass_grants_at_once_within_its_cap_and_is_reported_until_reviewe
         async move { seen }
     })
     .await;
+    // Counted once, after the status write that said BreakGlass.
+    eventually(OUTCOME, "steward_break_glass_total counting it", || {
+        let n = glass_count(env);
+        async move { n > before }
+    })
+    .await;
+    assert_eq!(glass_count(env), before + 1.0, "steward_break_glass_total");
     let report = report_result(env, &ns, "exception-break-glass").await;
     assert_eq!(report["result"], "fail", "{report:#}");
     assert_eq!(report["severity"], "high", "{report:#}");
@@ -538,6 +548,12 @@ async fn break_glass_grants_at_once_within_its_cap_and_is_reported_until_reviewe
         async move { !seen }
     })
     .await;
+    // The review is not another break of glass.
+    assert_eq!(
+        glass_count(env),
+        before + 1.0,
+        "steward_break_glass_total after the review"
+    );
 }
 
 /// The result of `rule` in the namespace's PolicyReport, once there.
