@@ -1,9 +1,12 @@
 //! Verified approvals end to end, with the approvals webhook registered as
 //! users install it and personas impersonated with `--as`/`--as-group`:
 //! erin (a namespace editor who files exceptions), alice and bob
-//! (approvers, bob not of this control), dave (on call, may break glass),
-//! and Argo CD's application controller (a trusted applier).
+//! (approvers, bob not of this control), carol and frank (holding the
+//! approver role through a group: the control lists carol's group, not
+//! frank's), dave (on call, may break glass), and Argo CD's application
+//! controller (a trusted applier).
 
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
 use steward::api::{Phase, PolicyException};
@@ -12,10 +15,13 @@ use crate::harness::{self, Env, OUTCOME, condition, condition_is, env, eventuall
 
 const ARGOCD: &str = "system:serviceaccount:argocd:argocd-application-controller";
 const ONCALL: &str = "payments-oncall";
+/// The group the control lists in `approverGroups`.
+const LEADS: &str = "payments-leads";
 
 /// The personas' RBAC in `ns`: everyone may file and read exceptions;
-/// alice and bob also hold the approver role (so what refuses bob is
-/// Steward's admission, not RBAC).
+/// alice and bob, and the groups payments-leads and platform-leads, also
+/// hold the approver role (so what refuses bob, or frank of platform-leads,
+/// is Steward's admission, not RBAC).
 fn personas(env: &Env, ns: &str) {
     env.apply_ok(
         ns,
@@ -47,12 +53,15 @@ subjects:
   - {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice@example.com}
   - {apiGroup: rbac.authorization.k8s.io, kind: User, name: bob@example.com}
   - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: payments-oncall}
+  - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: payments-leads}
+  - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: platform-leads}
 "#,
     );
 }
 
-/// The control `payments`: approvers alice (and bob when `min` is 2), Argo
-/// CD trusted, on-call may break glass for at most an hour.
+/// The control `payments`: approvers alice (and bob when `min` is 2) and
+/// the members of payments-leads, Argo CD trusted, on-call may break glass
+/// for at most an hour.
 fn control(min: u32) -> String {
     let approvers = if min > 1 {
         "[alice@example.com, bob@example.com]"
@@ -69,6 +78,7 @@ spec:
   owner: {{name: payments-team}}
   backupOwner: {{name: security-team}}
   approvers: {approvers}
+  approverGroups: [{LEADS}]
   review: {reviewed}
   exceptionPolicy:
     minApprovals: {min}
@@ -163,6 +173,54 @@ const DAVE: &[&str] = &[
     "--as-group=system:authenticated",
 ];
 const ARGO: &[&str] = &["--as=system:serviceaccount:argocd:argocd-application-controller"];
+/// Listed by no user name; a member of the control's approver group.
+const CAROL: &[&str] = &[
+    "--as=carol",
+    "--as-group=payments-leads",
+    "--as-group=system:authenticated",
+];
+/// Holds the approver role through platform-leads, a group the control
+/// does not list.
+const FRANK: &[&str] = &[
+    "--as=frank",
+    "--as-group=platform-leads",
+    "--as-group=system:authenticated",
+];
+
+/// The value of the controller's `metric` whose labels include `labels`.
+fn metric(env: &Env, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    env.metrics()
+        .samples
+        .into_iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .and_then(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+/// Waits until an Event of `reason` about the exception `name` is in `ns`
+/// (events.k8s.io/v1, `regarding` the exception).
+async fn event_about(env: &Env, ns: &str, name: &str, reason: &str) {
+    let events: Api<Event> = Api::namespaced(env.admin().await, ns);
+    let what = format!("an {reason} Event about {ns}/{name}");
+    eventually(OUTCOME, &what, || {
+        let events = events.clone();
+        async move {
+            events.list(&Default::default()).await.is_ok_and(|l| {
+                l.items.iter().any(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.regarding.as_ref().is_some_and(|r| {
+                            r.kind.as_deref() == Some("PolicyException") && r.name.as_deref() == Some(name)
+                        })
+                })
+            })
+        }
+    })
+    .await;
+}
 
 #[tokio::test]
 async fn a_claimed_approver_grants_nothing_until_the_approver_approves_as_herself() {
@@ -182,6 +240,14 @@ async fn a_claimed_approver_grants_nothing_until_the_approver_approves_as_hersel
     assert!(approval(&pe).approved_by.is_none());
     assert!(rbs.get_opt("steward-x:debug").await.unwrap().is_none());
     assert!(!env.can(&ns, "api", "get", "", "pods/log").await, "granted on a claim");
+    // Told: an Event about it, and the gauge an alert watches (computed
+    // from the controller's cache, which sees the status after we do).
+    event_about(env, &ns, "debug", "AwaitingApproval").await;
+    eventually(OUTCOME, "the awaiting-approval gauge counting it", || {
+        let n = metric(env, "steward_exceptions_awaiting_approval", &[("namespace", &ns)]);
+        async move { n.is_some_and(|n| n >= 1.0) }
+    })
+    .await;
 
     // Refused, each with a message that says why.
     refused(
@@ -261,6 +327,41 @@ async fn a_claimed_approver_grants_nothing_until_the_approver_approves_as_hersel
         env.can(&ns, "api", "list", "", "pods/log")
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_member_of_an_approver_group_approves_and_a_member_of_no_listed_group_cannot() {
+    let env = env();
+    let ns = setup(env, "groups", 1).await;
+    let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    ok(
+        apply_as(env, &ns, &exception("debug", "[get]", 3600), ERIN),
+        "erin files",
+    );
+    approval_is(&pes, "debug", "AwaitingApproval").await;
+    // frank may patch it (RBAC through platform-leads), but neither he nor
+    // his group is listed by the control.
+    refused(
+        annotate_as(env, &ns, "debug", "steward.dev/approve=frank", FRANK),
+        "frank, in no listed group",
+        "frank is not an approver of ControlOwnership \"payments\"",
+    );
+    let pe = approval_is(&pes, "debug", "AwaitingApproval").await;
+    assert!(approval(&pe).approvals.is_empty(), "{:?}", approval(&pe));
+    assert!(
+        !env.can(&ns, "api", "get", "", "pods/log").await,
+        "granted on frank's word"
+    );
+
+    // carol is not in spec.approvers; her group is in spec.approverGroups.
+    ok(
+        annotate_as(env, &ns, "debug", "steward.dev/approve=carol", CAROL),
+        "carol approves through payments-leads",
+    );
+    let pe = approval_is(&pes, "debug", "Approved").await;
+    assert_eq!(approval(&pe).approved_by.as_deref(), Some("carol"));
+    assert_eq!(approval(&pe).requested_by.as_deref(), Some("erin"));
+    eventually(OUTCOME, "granted", || env.can(&ns, "api", "get", "", "pods/log")).await;
 }
 
 #[tokio::test]
@@ -398,6 +499,9 @@ async fn break_glass_grants_at_once_within_its_cap_and_is_reported_until_reviewe
         apply_as(env, &ns, &exception("incident", "[get]", 1800), DAVE),
         "dave files",
     );
+    // No other test breaks glass through the shared controller.
+    let glass_count = |env: &Env| metric(env, "steward_break_glass_total", &[]).expect("steward_break_glass_total");
+    let before = glass_count(env);
     ok(
         annotate_as(env, &ns, "incident", "steward.dev/break-glass=dave", DAVE),
         "dave breaks glass",
@@ -420,6 +524,13 @@ async fn break_glass_grants_at_once_within_its_cap_and_is_reported_until_reviewe
         async move { seen }
     })
     .await;
+    // Counted once, after the status write that said BreakGlass.
+    eventually(OUTCOME, "steward_break_glass_total counting it", || {
+        let n = glass_count(env);
+        async move { n > before }
+    })
+    .await;
+    assert_eq!(glass_count(env), before + 1.0, "steward_break_glass_total");
     let report = report_result(env, &ns, "exception-break-glass").await;
     assert_eq!(report["result"], "fail", "{report:#}");
     assert_eq!(report["severity"], "high", "{report:#}");
@@ -437,6 +548,12 @@ async fn break_glass_grants_at_once_within_its_cap_and_is_reported_until_reviewe
         async move { !seen }
     })
     .await;
+    // The review is not another break of glass.
+    assert_eq!(
+        glass_count(env),
+        before + 1.0,
+        "steward_break_glass_total after the review"
+    );
 }
 
 /// The result of `rule` in the namespace's PolicyReport, once there.
