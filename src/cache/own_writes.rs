@@ -79,6 +79,15 @@ impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
         );
     }
 
+    /// Forgets our write of `key` if it was `fingerprint` (a write that
+    /// turned out not to happen).
+    pub(super) fn forget(&self, key: &ObjectRef<K>, fingerprint: u64) {
+        let Ok(mut entries) = self.entries.lock() else { return };
+        if entries.get(key).is_some_and(|e| e.fingerprint == fingerprint) {
+            entries.remove(key);
+        }
+    }
+
     /// The watch delivered `obj` (an update, or its deletion): the cache
     /// now shows our write of it or something newer.
     pub(super) fn seen(&self, obj: &K) {

@@ -255,7 +255,41 @@ where
     pub fn record(&self, key: &ObjectRef<K>, rv: Option<&str>, fingerprint: u64) {
         self.own.record(key, rv, fingerprint);
     }
+
+    /// Records that we delete `obj`, the copy this view holds: until the
+    /// watch shows the deletion (whose version is later than any the
+    /// object had), `deleted` says so, and a reconcile or sweep that runs
+    /// in between does not delete it again. Recorded before the request is
+    /// sent, so two deleters racing send one request; a delete that fails
+    /// must be forgotten (`forget_deleted`), so that it is retried.
+    pub fn record_deleted(&self, obj: &K) {
+        let next = obj
+            .meta()
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok())
+            .and_then(|v| v.checked_add(1));
+        if let Some(next) = next {
+            self.own
+                .record(&ObjectRef::from_obj(obj), Some(&next.to_string()), DELETED);
+        }
+    }
+
+    /// Forgets a deletion recorded for `key` whose request failed.
+    pub fn forget_deleted(&self, key: &ObjectRef<K>) {
+        self.own.forget(key, DELETED);
+    }
+
+    /// Whether we deleted `key` and the store does not show that yet.
+    pub fn deleted(&self, key: &ObjectRef<K>) -> bool {
+        self.holds(key, DELETED)
+    }
 }
+
+/// The fingerprint recorded for a deletion: not the fingerprint of any
+/// content in practice (a 64-bit hash equal to it by chance would only make
+/// Steward take one write of that content as done until the watch shows it).
+const DELETED: u64 = u64::MAX;
 
 #[cfg(test)]
 impl<K> View<K>
@@ -379,6 +413,35 @@ mod tests {
         view.saw(Ok(watcher::Event::Apply(newer.clone())));
         assert!(view.is_newest(&newer));
         assert!(!view.holds(&key, 42), "the store shows it now: trust the store");
+    }
+
+    #[test]
+    fn our_deletion_shows_until_the_watch_does() {
+        let (view, mut w) = View::fed(vec![role("a", "5"), role("b", "7")]);
+        let key = ObjectRef::new("a").within("ns");
+        let cached = view.get(&key).expect("cached");
+        assert!(!view.deleted(&key));
+        view.record_deleted(&cached);
+        assert!(view.deleted(&key), "deleted by us, still in the store");
+        assert!(!view.deleted(&ObjectRef::new("b").within("ns")), "only that object");
+        // A delete that failed is forgotten, so it is sent again.
+        view.forget_deleted(&key);
+        assert!(!view.deleted(&key));
+        view.record_deleted(&cached);
+        // Forgetting a write of other content leaves the deletion alone.
+        view.own.forget(&key, 7);
+        assert!(view.deleted(&key));
+        // The watch's deletion carries the deletion's (later) version.
+        let gone = role("a", "9");
+        w.apply_watcher_event(&watcher::Event::Delete(gone.clone()));
+        view.saw(Ok(watcher::Event::Delete(gone)));
+        assert!(view.get(&key).is_none());
+        assert!(!view.deleted(&key), "the store shows it: nothing left to remember");
+        // Created again under that name: it is there to delete.
+        let again = role("a", "12");
+        w.apply_watcher_event(&watcher::Event::Apply(again.clone()));
+        view.saw(Ok(watcher::Event::Apply(again)));
+        assert!(!view.deleted(&key));
     }
 
     #[test]

@@ -4,20 +4,121 @@
 //! hostile objects, that fill the shared bound. Each lane has its own bound,
 //! held from the call until the response headers arrive, and the layer is
 //! always ready, so the client's queue hands a delete on at once.
+//!
+//! In front of the lanes, writes go in order of what they are for
+//! (`Class`): revocations (deleting a RoleBinding or ClusterRoleBinding)
+//! first, then status writes, then every other write. A write waits while
+//! one of a class before it is queued or in flight, for at most
+//! `MAX_YIELD`, so a steady stream of one class cannot starve the others.
+//! With a thousand exceptions expiring together, their bindings were
+//! revoked while the status writes, Role deletes, Events and reports of the
+//! first ones loaded the API server, and the status waited behind the Role
+//! deletes: now the bindings go alone, then the statuses, then the rest.
+//! Reads (lists, watches) never wait.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::Semaphore;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
 use tower::{Layer, Service};
+
+/// The longest a write waits for writes of a class before it.
+const MAX_YIELD: Duration = Duration::from_secs(1);
+
+/// What a request is for, in the order writes are sent when many wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// Deleting a RoleBinding or ClusterRoleBinding: what revokes a grant.
+    Revocation = 0,
+    /// A status write: what tells users and tools that it happened.
+    Status = 1,
+    /// Every other write.
+    Other = 2,
+    /// Gets, lists and watches: never held back.
+    Read = 3,
+}
+
+impl Class {
+    fn of(method: &http::Method, path: &str) -> Self {
+        let binding = path.contains("/rolebindings/") || path.contains("/clusterrolebindings/");
+        match *method {
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS => Class::Read,
+            http::Method::DELETE if binding => Class::Revocation,
+            http::Method::PATCH | http::Method::PUT if path.ends_with("/status") => Class::Status,
+            _ => Class::Other,
+        }
+    }
+}
+
+/// Writes of the first two classes queued or in flight, and a signal when
+/// one of them ends.
+#[derive(Debug, Default)]
+struct Order {
+    pending: [AtomicUsize; 2],
+    ended: Notify,
+}
+
+impl Order {
+    /// Whether a write of `class` should still wait.
+    fn blocked(&self, class: Class) -> bool {
+        let before = (class as usize).min(2);
+        self.pending[..before].iter().any(|n| n.load(Ordering::Acquire) > 0)
+    }
+
+    /// Waits until no write of a class before `class` is pending, or
+    /// `MAX_YIELD` has passed.
+    async fn wait_turn(&self, class: Class) {
+        let deadline = tokio::time::Instant::now() + MAX_YIELD;
+        loop {
+            // Registered before the check, so an end between the check and
+            // the wait still wakes us.
+            let ended = self.ended.notified();
+            let mut ended = std::pin::pin!(ended);
+            ended.as_mut().enable();
+            if !self.blocked(class) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Counts a write of `class` as pending until the guard is dropped.
+    fn pending(self: &Arc<Self>, class: Class) -> Option<Pending> {
+        let slot = self.pending.get(class as usize)?;
+        slot.fetch_add(1, Ordering::AcqRel);
+        Some(Pending {
+            order: self.clone(),
+            class,
+        })
+    }
+}
+
+/// A write of a leading class, queued or in flight.
+struct Pending {
+    order: Arc<Order>,
+    class: Class,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.order.pending[self.class as usize].fetch_sub(1, Ordering::AcqRel);
+        self.order.ended.notify_waiters();
+    }
+}
 
 /// Bounds requests in flight per lane.
 #[derive(Clone, Debug)]
 pub struct LanesLayer {
     deletes: Arc<Semaphore>,
     others: Arc<Semaphore>,
+    order: Arc<Order>,
 }
 
 impl LanesLayer {
@@ -26,6 +127,7 @@ impl LanesLayer {
         Self {
             deletes: Arc::new(Semaphore::new(deletes.max(1))),
             others: Arc::new(Semaphore::new(others.max(1))),
+            order: Arc::default(),
         }
     }
 }
@@ -38,6 +140,7 @@ impl<S> Layer<S> for LanesLayer {
             inner,
             deletes: self.deletes.clone(),
             others: self.others.clone(),
+            order: self.order.clone(),
         }
     }
 }
@@ -48,6 +151,7 @@ pub struct Lanes<S> {
     inner: S,
     deletes: Arc<Semaphore>,
     others: Arc<Semaphore>,
+    order: Arc<Order>,
 }
 
 type Boxed<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -71,14 +175,24 @@ where
         } else {
             self.others.clone()
         };
-        // The inner future sends nothing until polled: it waits for a slot
-        // of its lane first.
+        let class = Class::of(req.method(), req.uri().path());
+        // Counted from now, so a write of a later class arriving after this
+        // one already waits for it.
+        let pending = self.order.pending(class);
+        let order = self.order.clone();
+        // The inner future sends nothing until polled: it waits for its
+        // turn and a slot of its lane first.
         let response = self.inner.call(req);
         Box::pin(async move {
+            if class != Class::Read {
+                order.wait_turn(class).await;
+            }
             // The semaphore is never closed, so acquiring cannot fail; if it
             // ever did, sending unbounded is the safe side.
             let _slot = lane.acquire_owned().await.ok();
-            response.await
+            let answer = response.await;
+            drop(pending);
+            answer
         })
     }
 }
@@ -128,6 +242,137 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(10));
         for o in others {
             let _ = o.await;
+        }
+    }
+
+    fn to(method: http::Method, path: &str) -> http::Request<()> {
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .expect("a request")
+    }
+
+    #[test]
+    fn writes_are_classed_by_what_they_do() {
+        use http::Method;
+        let table = [
+            (
+                Method::DELETE,
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/a/rolebindings/x",
+                Class::Revocation,
+            ),
+            (
+                Method::DELETE,
+                "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/x",
+                Class::Revocation,
+            ),
+            (
+                Method::DELETE,
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/a/roles/x",
+                Class::Other,
+            ),
+            (
+                Method::PATCH,
+                "/apis/steward.dev/v1alpha1/namespaces/a/policyexceptions/x/status",
+                Class::Status,
+            ),
+            (
+                Method::PUT,
+                "/apis/steward.dev/v1alpha1/namespaces/a/controlownerships/x/status",
+                Class::Status,
+            ),
+            (
+                Method::PATCH,
+                "/apis/steward.dev/v1alpha1/namespaces/a/policyexceptions/x",
+                Class::Other,
+            ),
+            (Method::POST, "/apis/events.k8s.io/v1/namespaces/a/events", Class::Other),
+            (
+                Method::GET,
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/a/rolebindings/x",
+                Class::Read,
+            ),
+            (
+                Method::GET,
+                "/apis/rbac.authorization.k8s.io/v1/rolebindings?watch=true",
+                Class::Read,
+            ),
+        ];
+        for (method, path, want) in table {
+            assert_eq!(Class::of(&method, path), want, "{method} {path}");
+        }
+    }
+
+    /// A backend answering each request after `hold`, recording the order
+    /// in which requests reached it.
+    fn recording(
+        hold: Duration,
+        log: Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> impl Service<http::Request<()>, Response = (), Error = std::convert::Infallible, Future = impl Send> + Clone
+    {
+        tower::service_fn(move |req: http::Request<()>| {
+            let log = log.clone();
+            async move {
+                log.lock().expect("not poisoned").push(req.uri().path().to_string());
+                tokio::time::sleep(hold).await;
+                Ok::<_, std::convert::Infallible>(())
+            }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bindings_go_first_then_statuses_then_the_rest() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let svc = LanesLayer::new(1, 8).layer(recording(Duration::from_millis(10), log.clone()));
+        let binding = "/apis/rbac.authorization.k8s.io/v1/namespaces/a/rolebindings/x";
+        let status = "/apis/steward.dev/v1alpha1/namespaces/a/policyexceptions/x/status";
+        let event = "/apis/events.k8s.io/v1/namespaces/a/events";
+        let read = "/api/v1/namespaces/a/configmaps";
+        let mut calls = Vec::new();
+        // The bindings arrive first and queue for their one lane slot; the
+        // Event arrives before the status.
+        for (method, path) in [
+            (http::Method::DELETE, binding),
+            (http::Method::DELETE, binding),
+            (http::Method::DELETE, binding),
+            (http::Method::POST, event),
+            (http::Method::PATCH, status),
+        ] {
+            calls.push(svc.clone().oneshot(to(method, path)));
+        }
+        let reads = svc.clone().oneshot(to(http::Method::GET, read));
+        let (answers, read_answer) = tokio::join!(futures::future::join_all(calls), reads);
+        assert!(answers.iter().chain([&read_answer]).all(Result::is_ok));
+        let order = log.lock().expect("not poisoned").clone();
+        // The read never waited; the Event waited for the bindings and for
+        // the status that came after it.
+        assert_eq!(order, [binding, read, binding, binding, status, event]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_of_revocations_holds_other_writes_back_for_a_second_at_most() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let svc = LanesLayer::new(1, 8).layer(recording(Duration::from_millis(100), log.clone()));
+        let binding = "/apis/rbac.authorization.k8s.io/v1/namespaces/a/rolebindings/x";
+        // Fifty deletes of 100 ms each, one at a time: five seconds of them.
+        let deletes: Vec<_> = (0..50)
+            .map(|_| tokio::spawn(svc.clone().oneshot(to(http::Method::DELETE, binding))))
+            .collect();
+        tokio::task::yield_now().await;
+        let started = tokio::time::Instant::now();
+        let status = "/apis/steward.dev/v1alpha1/namespaces/a/policyexceptions/x/status";
+        svc.clone()
+            .oneshot(to(http::Method::PATCH, status))
+            .await
+            .expect("answered");
+        let waited = started.elapsed();
+        assert!(
+            waited >= MAX_YIELD && waited <= MAX_YIELD + Duration::from_millis(150),
+            "{waited:?}"
+        );
+        for d in deletes {
+            let _ = d.await;
         }
     }
 }

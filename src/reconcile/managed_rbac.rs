@@ -166,15 +166,18 @@ pub async fn remove(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Res
 /// revokes access); returns whether it existed.
 pub async fn remove_binding(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Result<bool, Error> {
     let key = ObjectRef::new(name).within(ns);
-    let Some(b) = ctx
-        .caches
-        .role_bindings
+    let view = &ctx.caches.role_bindings;
+    let Some(b) = view
         .get(&key)
-        .filter(|b| owned(&b.metadata, owner_uid))
+        .filter(|b| owned(&b.metadata, owner_uid) && !view.deleted(&key))
     else {
         return Ok(false);
     };
-    ctx.writer.delete_namespaced::<RoleBinding>(ns, name, b.uid()).await?;
+    view.record_deleted(&b);
+    if let Err(e) = ctx.writer.delete_namespaced::<RoleBinding>(ns, name, b.uid()).await {
+        view.forget_deleted(&key);
+        return Err(e.into());
+    }
     Ok(true)
 }
 
@@ -182,11 +185,28 @@ pub async fn remove_binding(ctx: &Context, ns: &str, name: &str, owner_uid: &str
 /// it existed.
 pub async fn remove_role(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Result<bool, Error> {
     let key = ObjectRef::new(name).within(ns);
-    let Some(r) = ctx.caches.roles.get(&key).filter(|r| owned(&r.metadata, owner_uid)) else {
+    let view = &ctx.caches.roles;
+    let Some(r) = view
+        .get(&key)
+        .filter(|r| owned(&r.metadata, owner_uid) && !view.deleted(&key))
+    else {
         return Ok(false);
     };
-    ctx.writer.delete_namespaced::<Role>(ns, name, r.uid()).await?;
+    view.record_deleted(&r);
+    if let Err(e) = ctx.writer.delete_namespaced::<Role>(ns, name, r.uid()).await {
+        view.forget_deleted(&key);
+        return Err(e.into());
+    }
     Ok(true)
+}
+
+/// Whether the Role of pair `name`, owned by `owner_uid`, is still there to
+/// delete.
+pub fn holds_role(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> bool {
+    let key = ObjectRef::new(name).within(ns);
+    let view = &ctx.caches.roles;
+    view.get(&key)
+        .is_some_and(|r| owned(&r.metadata, owner_uid) && !view.deleted(&key))
 }
 
 fn owned(meta: &ObjectMeta, owner_uid: &str) -> bool {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::{Resource, ResourceExt};
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -104,14 +103,15 @@ async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String>
     };
     for o in found {
         let uid = Some(o.uid.clone());
+        // What a reconciler (or an earlier sweep) already deleted and the
+        // cache does not show yet is not deleted again: at a mass expiry the
+        // sweep, woken by the Expired statuses, met every grant the
+        // reconcilers had just revoked.
         let done = match o.kind {
-            ManagedKind::RoleBinding => {
-                ctx.writer
-                    .delete_namespaced::<RoleBinding>(&o.namespace, &o.name, uid)
-                    .await
-            }
-            ManagedKind::Role => ctx.writer.delete_namespaced::<Role>(&o.namespace, &o.name, uid).await,
+            ManagedKind::RoleBinding => delete_once(ctx, &ctx.caches.role_bindings, &o, uid).await,
+            ManagedKind::Role => delete_once(ctx, &ctx.caches.roles, &o, uid).await,
         };
+        let Some(done) = done else { continue };
         match done {
             Ok(()) => {
                 tracing::info!(namespace = %o.namespace, name = %o.name, kind = ?o.kind, "deleted a managed object no live owner keeps");
@@ -137,6 +137,40 @@ async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String>
         }
     }
     failed
+}
+
+/// Deletes orphan `o` unless we already are or did (None then),
+/// remembering the deletion until the cache shows it.
+async fn delete_once<K>(
+    ctx: &Context,
+    view: &crate::cache::View<K>,
+    o: &Orphan,
+    uid: Option<String>,
+) -> Option<Result<(), kube::Error>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let key = kube::runtime::reflector::ObjectRef::new(&o.name).within(&o.namespace);
+    if view.deleted(&key) {
+        return None;
+    }
+    let cached = view
+        .get(&key)
+        .filter(|c| c.meta().uid.as_deref() == Some(o.uid.as_str()));
+    if let Some(c) = &cached {
+        view.record_deleted(c);
+    }
+    let done = ctx.writer.delete_namespaced::<K>(&o.namespace, &o.name, uid).await;
+    if done.is_err() {
+        view.forget_deleted(&key);
+    }
+    Some(done)
 }
 
 /// The orphans among the managed objects of `namespaces` (pure rule in

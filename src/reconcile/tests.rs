@@ -735,7 +735,7 @@ async fn an_exception_cached_behind_our_status_write_gets_its_grant_but_no_statu
 }
 
 #[tokio::test]
-async fn an_expired_exception_is_revoked_before_its_status_is_written() {
+async fn an_expired_exception_is_revoked_then_reported_then_its_role_deleted() {
     let co = control_at(now(), false);
     let starts = time::parse("2020-01-01T00:00:00Z").expect("start");
     let expires = time::parse("2020-01-02T00:00:00Z").expect("end");
@@ -766,8 +766,9 @@ async fn an_expired_exception_is_revoked_before_its_status_is_written() {
     let mut answered = pe.clone();
     answered.metadata.resource_version = Some("8".into());
     let mock = expect(vec![
+        // The binding is what grants: it goes first. The Role alone grants
+        // nothing, so it goes after the status and Event that say so.
         Expected::delete(binding_at(name), "binding-uid"),
-        Expected::delete(role_at(name), "role-uid"),
         Expected::apply_checked(format!("{STEWARD}/policyexceptions/debug/status"), |body| {
             assert_eq!(body["kind"], "PolicyException");
             assert_eq!(body["status"]["phase"], "Expired");
@@ -775,6 +776,7 @@ async fn an_expired_exception_is_revoked_before_its_status_is_written() {
         })
         .answers_with(&answered),
         Expected::event(NS, "Expired"),
+        Expected::delete(role_at(name), "role-uid"),
     ]);
     let caches = caches(vec![co], vec![pe.clone()], vec![role], vec![binding]);
     reconcile_exception(mock, caches, pe).await;
