@@ -14,7 +14,7 @@
 //! subscriber that arrives after the first list (a replica elected leader
 //! later) first receives the whole store, as it would from its own list.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -34,11 +34,15 @@ pub struct View<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     own: OwnWrites<K>,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>,
-    /// The names cached in each namespace (cluster-scoped objects under
-    /// ""), so a decision about one namespace reads that namespace instead
-    /// of scanning every cached object: at ten thousand objects those scans,
-    /// one per reconcile, were most of the controller's CPU.
-    by_namespace: Mutex<HashMap<String, HashSet<String>>>,
+    /// The objects cached in each namespace by name (cluster-scoped ones
+    /// under ""), sharing the store's copies, so a decision about one
+    /// namespace reads that namespace instead of scanning every cached
+    /// object: at ten thousand objects those scans, one per reconcile, were
+    /// most of the controller's CPU. Kept as the objects, not their names:
+    /// looking each name up in the store again (building its key, hashing
+    /// and comparing it) was then the controller's largest cost while
+    /// thousands of exceptions were activated.
+    by_namespace: Mutex<HashMap<String, HashMap<String, Arc<K>>>>,
     /// True from the first complete list on. Kept here rather than asked of
     /// the store: its readiness future holds one waker, so a probe polling
     /// it (`/readyz`) would take the wake-up away from a task awaiting it,
@@ -81,20 +85,22 @@ where
         match event {
             Ok(watcher::Event::Apply(obj)) => {
                 self.own.seen(&obj);
-                self.index(&obj, true);
                 // The store's own copy, when it still holds this version:
-                // subscribers then share it instead of keeping a second copy
-                // of every changed object alive until they have read it.
+                // the index and the subscribers then share it instead of
+                // keeping a second copy of every changed object alive.
                 let stored = self
                     .store
                     .get(&ObjectRef::from_obj(&obj))
                     .filter(|s| s.meta().resource_version == obj.meta().resource_version);
-                self.publish(&[stored.unwrap_or_else(|| Arc::new(obj))]);
+                let shared = stored.unwrap_or_else(|| Arc::new(obj));
+                self.index(&shared, true);
+                self.publish(&[shared]);
             }
             Ok(watcher::Event::Delete(obj)) => {
                 self.own.seen(&obj);
-                self.index(&obj, false);
-                self.publish(&[Arc::new(obj)]);
+                let gone = Arc::new(obj);
+                self.index(&gone, false);
+                self.publish(&[gone]);
             }
             Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
             // After a (re)list the objects go out only once the whole list is
@@ -115,29 +121,36 @@ where
         }
     }
 
-    /// Records (`cached`) or forgets `obj`'s name in its namespace.
-    fn index(&self, obj: &K, cached: bool) {
-        let (Some(name), Ok(mut index)) = (obj.meta().name.clone(), self.by_namespace.lock()) else {
+    /// Records (`cached`) or forgets `obj` in its namespace.
+    fn index(&self, obj: &Arc<K>, cached: bool) {
+        let (Some(name), Ok(mut index)) = (obj.meta().name.as_deref(), self.by_namespace.lock()) else {
             return;
         };
-        let ns = obj.meta().namespace.clone().unwrap_or_default();
+        let ns = obj.meta().namespace.as_deref().unwrap_or_default();
         if cached {
-            index.entry(ns).or_default().insert(name);
-        } else if let Some(names) = index.get_mut(&ns) {
-            names.remove(&name);
-            if names.is_empty() {
-                index.remove(&ns);
+            match index.get_mut(ns) {
+                Some(objs) => {
+                    objs.insert(name.to_string(), obj.clone());
+                }
+                None => {
+                    index.insert(ns.to_string(), HashMap::from([(name.to_string(), obj.clone())]));
+                }
+            }
+        } else if let Some(objs) = index.get_mut(ns) {
+            objs.remove(name);
+            if objs.is_empty() {
+                index.remove(ns);
             }
         }
     }
 
     /// Rebuilds the index from a complete list.
     fn reindex(&self, listed: &[Arc<K>]) {
-        let mut fresh: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut fresh: HashMap<String, HashMap<String, Arc<K>>> = HashMap::new();
         for obj in listed {
             if let Some(name) = &obj.meta().name {
                 let ns = obj.meta().namespace.clone().unwrap_or_default();
-                fresh.entry(ns).or_default().insert(name.clone());
+                fresh.entry(ns).or_default().insert(name.clone(), obj.clone());
             }
         }
         if let Ok(mut index) = self.by_namespace.lock() {
@@ -166,13 +179,8 @@ where
         };
         index
             .get(ns)
-            .into_iter()
-            .flatten()
-            .filter_map(|name| {
-                let key = ObjectRef::new(name);
-                self.store.get(&if ns.is_empty() { key } else { key.within(ns) })
-            })
-            .collect()
+            .map(|objs| objs.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn publish(&self, objs: &[Arc<K>]) {

@@ -275,7 +275,8 @@ impl Held {
     fn saw(&mut self, event: watcher::Event<DynamicObject>) -> bool {
         let entry = |obj: &DynamicObject| {
             (obj.name_any() == REPORT_NAME).then(|| {
-                let have = serde_json::from_value::<Report>(obj.data.clone())
+                // Read in place: a report lists a whole namespace.
+                let have = <Report as serde::Deserialize>::deserialize(&obj.data)
                     .map_or(Have::Unreadable, |r| Have::Report(fingerprint(&r)));
                 (obj.namespace().unwrap_or_default(), have)
             })
