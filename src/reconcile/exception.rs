@@ -56,6 +56,19 @@ async fn apply_exception(pe: Arc<PolicyException>, ctx: &Context) -> Result<Acti
     let ns = pe.namespace().unwrap_or_default();
     let control = ctx.caches.control_for_exceptions(&ns, &pe.spec.control);
     let now = Timestamp::now();
+    // At an expiry the binding goes before the decision is even made: the
+    // end recorded in status is final, and a decision (validation, approval
+    // signatures, the ceiling) waits its turn on the blocking pool, behind a
+    // thousand others when a thousand expire together.
+    let name = rbac::exception_name(&pe.name_any());
+    let uid = pe.uid().unwrap_or_default();
+    let revoked_early = if exception::ended_by_status(&pe, now) {
+        managed_rbac::remove_binding(ctx, &ns, &name, &uid)
+            .await
+            .map_err(|e| Error::Revocation(Box::new(e)))?
+    } else {
+        false
+    };
     let (ceiling, key) = (ctx.caches.ceiling(), ctx.key.clone());
     let (d, pe, control) = super::off_task(move || {
         let d = exception::decide(&pe, control.as_ref(), &ceiling, Trust::Verify(&key), now);
@@ -63,9 +76,6 @@ async fn apply_exception(pe: Arc<PolicyException>, ctx: &Context) -> Result<Acti
     })
     .await?;
     let pe = pe.as_ref();
-
-    let name = rbac::exception_name(&pe.name_any());
-    let uid = pe.uid().unwrap_or_default();
     let mut failure = None;
     let revoked = match &d.grant {
         Some(pair) => {
@@ -94,7 +104,7 @@ async fn apply_exception(pe: Arc<PolicyException>, ctx: &Context) -> Result<Acti
                 .await
                 .map_err(|e| Error::Revocation(Box::new(e)))?;
             let role = managed_rbac::holds_role(ctx, &ns, &name, &uid);
-            let recorded = record(pe, ctx, &d, None, binding || role, now).await;
+            let recorded = record(pe, ctx, &d, None, revoked_early || binding || role, now).await;
             if role {
                 managed_rbac::remove_role(ctx, &ns, &name, &uid)
                     .await

@@ -185,6 +185,14 @@ fn signed_approval(pe: &PolicyException, trust: Trust<'_>, policy: Option<&appro
             .any(|r| r.digest == d && key.verifies(&ns, &name, r))
 }
 
+/// Whether status already records the end at `now` (Expired, or a
+/// recorded `expiresAt` that has passed). The end is sticky: whatever the
+/// spec says, the decision for such an exception revokes, so a caller may
+/// revoke on this alone, before deciding anything else.
+pub fn ended_by_status(pe: &PolicyException, now: Timestamp) -> bool {
+    expiry_recorded(pe, now).0
+}
+
 /// Whether status already records the end (Expired, or a recorded
 /// `expiresAt` that has passed at `now`), and the recorded `expiresAt`.
 fn expiry_recorded(pe: &PolicyException, now: Timestamp) -> (bool, Option<Timestamp>) {
