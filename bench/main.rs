@@ -194,6 +194,39 @@ fn max_of(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::NAN, f64::max)
 }
 
+/// Milliseconds for `deleter` to delete n RoleBindings that `creator`
+/// made, CONCURRENCY in flight.
+async fn delete_floor(creator: &Api<RoleBinding>, deleter: &Api<RoleBinding>, prefix: &str, n: usize) -> f64 {
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = creator.clone();
+            async move {
+                api.create(&PostParams::default(), &plain_binding(&format!("{prefix}-{i}")))
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("create floor bindings");
+    let t = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = deleter.clone();
+            async move {
+                api.delete(&format!("{prefix}-{i}"), &DeleteParams::default())
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("delete floor bindings");
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
 /// `n` exceptions expiring at the same instant; prints the lags beside the
 /// floor with the target `p99 <= floor + margin_ms`, and returns them.
 pub(crate) async fn mass_expiry(env: &harness::Env, n: usize, margin_ms: f64) -> MassExpiry {
@@ -205,70 +238,16 @@ pub(crate) async fn mass_expiry(env: &harness::Env, n: usize, margin_ms: f64) ->
     let deleted = record_deletions(rbs.clone());
     let expired = record_expired(pes.clone());
 
-    // Floor: a plain client deleting n RoleBindings with CONCURRENCY in flight.
+    // Floor: a plain client deleting n RoleBindings with CONCURRENCY in
+    // flight, as the admin and as the controller's identity (the admin is
+    // exempt from the API server's priority and fairness queues; the
+    // controller's service account is not).
     let floor_ns = env.namespace("bench-floor").await;
     let floor_api: Api<RoleBinding> = Api::namespaced(client.clone(), &floor_ns);
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let api = floor_api.clone();
-            async move {
-                api.create(&PostParams::default(), &plain_binding(&format!("f-{i}")))
-                    .await
-                    .map(|_| ())
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("create floor bindings");
-    let t = Instant::now();
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let api = floor_api.clone();
-            async move {
-                api.delete(&format!("f-{i}"), &DeleteParams::default())
-                    .await
-                    .map(|_| ())
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("delete floor bindings");
-    let floor = t.elapsed().as_secs_f64() * 1000.0;
-    // The same deletes as the controller's identity (the admin is exempt
-    // from the API server's priority and fairness queues; the controller's
-    // service account is not).
     let as_controller = harness::client_from(&env.controller_kubeconfig).await;
     let floor_sa_api: Api<RoleBinding> = Api::namespaced(as_controller, &floor_ns);
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let api = floor_api.clone();
-            async move {
-                api.create(&PostParams::default(), &plain_binding(&format!("s-{i}")))
-                    .await
-                    .map(|_| ())
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("create floor bindings");
-    let t = Instant::now();
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let api = floor_sa_api.clone();
-            async move {
-                api.delete(&format!("s-{i}"), &DeleteParams::default())
-                    .await
-                    .map(|_| ())
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("delete floor bindings as the controller's identity");
-    let floor_sa = t.elapsed().as_secs_f64() * 1000.0;
+    let floor = delete_floor(&floor_api, &floor_api, "f", n).await;
+    let floor_sa = delete_floor(&floor_api, &floor_sa_api, "s", n).await;
 
     // n exceptions expiring in the same second, with room to create them all.
     let expires = (Timestamp::now() + SignedDuration::from_secs(60))
