@@ -431,6 +431,17 @@ fn heap_mib(addr: &str) -> (f64, f64) {
     )
 }
 
+/// Prints the controller's memory now, and its peak so far: which part of
+/// the run sets the peak.
+fn memory_now(pid: u32, addr: &str, when: &str) {
+    let (allocated, resident) = heap_mib(addr);
+    println!(
+        "  controller memory {when}: RSS {:.1} MiB, peak RSS so far {:.1} MiB; heap live {allocated:.1} MiB, resident {resident:.1} MiB",
+        crate::rss_mib(pid),
+        crate::peak_rss_mib(pid)
+    );
+}
+
 async fn settle(addr: &str, timeout: Duration) -> Option<f64> {
     let reconciles = || -> f64 {
         crate::metrics_at(addr)
@@ -735,6 +746,7 @@ pub async fn run() {
     );
 
     part_done("convergence");
+    memory_now(pid, &addr, "after the convergence");
 
     // 2. Activation of exceptions, beside its floor.
     let expires = Timestamp::now() + SignedDuration::from_hours(20);
@@ -829,6 +841,7 @@ pub async fn run() {
     );
 
     part_done("activation");
+    memory_now(pid, &addr, "after the activation");
 
     // 3. Mass expiry.
     let m = crate::mass_expiry(&env, mass, REVOCATION_MARGIN_MS).await;

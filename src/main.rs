@@ -234,6 +234,9 @@ async fn controllers(
         instance: Some(identity.clone()),
         key,
         shards: shards.clone(),
+        // Enough reconciles to keep every request slot busy (each makes a
+        // few writes in turn), and no more held in memory at once.
+        new_work: usize::from(args.max_in_flight) * 2,
     };
     let work = {
         let (client, metrics) = (client.clone(), metrics.clone());

@@ -24,6 +24,16 @@ pub async fn reconcile(co: Arc<ControlOwnership>, ctx: Arc<Context>) -> Result<A
     if !ctx.writes_for(co.as_ref()) {
         return Ok(Action::await_change());
     }
+    // A control never reconciled yet can only add (its pairs, its first
+    // status): in a burst of new controls it waits for a turn, so the burst
+    // holds a bounded amount of work in memory. Any other reconcile (drift
+    // to remove, an identity or the control going) never waits.
+    let _turn = if co.status.is_none() && co.metadata.deletion_timestamp.is_none() {
+        // Closed only when the context is dropped, which ends this task too.
+        ctx.new_work.acquire().await.ok()
+    } else {
+        None
+    };
     super::finalized(&ctx, co, |event| async {
         match event {
             FinalizerEvent::Apply(co) => apply_control(co, &ctx).await,

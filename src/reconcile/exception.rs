@@ -39,6 +39,16 @@ pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Ac
         })
         .await;
     }
+    // A reconcile that can only add waits for a turn, so a burst of new
+    // exceptions holds a bounded amount of work in memory; one that may
+    // take a grant away (an expiry among them) goes at once, so no burst,
+    // a tenant's flood included, delays a revocation.
+    let _turn = if deleting || may_revoke(&pe, &ctx) {
+        None
+    } else {
+        // Closed only when the context is dropped, which ends this task too.
+        ctx.new_work.acquire().await.ok()
+    };
     let ns = pe.namespace().unwrap_or_default();
     let key = super::key(pe.as_ref());
     let started = std::time::Instant::now();
@@ -50,6 +60,17 @@ pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Ac
         apply_exception(pe.clone(), &ctx).await?
     };
     Ok(ctx.done::<PolicyException>(&key, &ns, started, action))
+}
+
+/// Whether reconciling `pe` may revoke something: its grant's RoleBinding
+/// is there (any change, or the clock, may end it), or the status it was
+/// last given says Active (a tolerance ends with it, and the status must
+/// say so on time). Everything else can only add.
+fn may_revoke(pe: &PolicyException, ctx: &Context) -> bool {
+    let active = pe.status.as_ref().and_then(|s| s.phase) == Some(crate::api::Phase::Active);
+    let Some(ns) = pe.namespace() else { return active };
+    let binding = kube::runtime::reflector::ObjectRef::new(&rbac::exception_name(&pe.name_any())).within(&ns);
+    active || ctx.caches.role_bindings.get(&binding).is_some()
 }
 
 async fn apply_exception(pe: Arc<PolicyException>, ctx: &Context) -> Result<Action, Error> {

@@ -102,6 +102,11 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The shards this process writes for.
     pub shards: Arc<crate::shard::Held>,
+    /// Turns for reconciles that can only add (a grant not yet made): they
+    /// hold what they build (objects, request bodies, Events) until their
+    /// writes are done, and ten thousand at once held hundreds of MiB. A
+    /// reconcile that may revoke never waits for one (`exception::reconcile`).
+    new_work: tokio::sync::Semaphore,
 }
 
 impl Context {
@@ -174,9 +179,14 @@ impl Context {
             reports: futures::channel::mpsc::unbounded().0,
             failures: Mutex::default(),
             shards: Arc::new(crate::shard::Held::everything()),
+            new_work: tokio::sync::Semaphore::new(NEW_WORK_IN_TESTS),
         }
     }
 }
+
+/// Turns for new work in unit tests (`Context::new_work`).
+#[cfg(test)]
+const NEW_WORK_IN_TESTS: usize = 4;
 
 /// The key unit tests sign and verify approvals with.
 #[cfg(test)]

@@ -734,8 +734,9 @@ async fn an_exception_cached_behind_our_status_write_gets_its_grant_but_no_statu
     reconcile_exception(mock, caches, pe).await;
 }
 
-#[tokio::test]
-async fn an_expired_exception_is_revoked_then_reported_then_its_role_deleted() {
+/// An exception that expired long ago, last written while Active, whose
+/// grant is still on the server: its pair's name and the caches showing it.
+fn expired_holding_its_grant() -> (PolicyException, String, Arc<Caches>) {
     let co = control_at(now(), false);
     let starts = time::parse("2020-01-01T00:00:00Z").expect("start");
     let expires = time::parse("2020-01-02T00:00:00Z").expect("end");
@@ -761,8 +762,15 @@ async fn an_expired_exception_is_revoked_then_reported_then_its_role_deleted() {
         },
         pe.controller_owner_ref(&()),
     );
-    let name = grant.name();
     let (role, binding) = pair_on_server(&grant);
+    let caches = caches(vec![co], vec![pe.clone()], vec![role], vec![binding]);
+    (pe, grant.name().to_string(), caches)
+}
+
+#[tokio::test]
+async fn an_expired_exception_is_revoked_then_reported_then_its_role_deleted() {
+    let (pe, name, caches) = expired_holding_its_grant();
+    let name = name.as_str();
     let mut answered = pe.clone();
     answered.metadata.resource_version = Some("8".into());
     let mock = expect(vec![
@@ -778,8 +786,62 @@ async fn an_expired_exception_is_revoked_then_reported_then_its_role_deleted() {
         Expected::event(NS, "Expired"),
         Expected::delete(role_at(name), "role-uid"),
     ]);
-    let caches = caches(vec![co], vec![pe.clone()], vec![role], vec![binding]);
     reconcile_exception(mock, caches, pe).await;
+}
+
+#[tokio::test]
+async fn new_work_waits_for_a_turn_and_a_revocation_never_does() {
+    // Every turn for new work taken, as in a burst of new exceptions.
+    fn busy(ctx: &Context) -> tokio::sync::SemaphorePermit<'_> {
+        let n = ctx.new_work.available_permits();
+        assert_eq!(n, super::NEW_WORK_IN_TESTS);
+        ctx.new_work.try_acquire_many(n as u32).expect("every turn")
+    }
+    // A new exception (nothing granted yet) waits: it makes no request.
+    // Its reconcile cannot complete while the turns are held, so the
+    // timeout is certain, not a guess about timing.
+    let co = control_at(now(), false);
+    let fresh = exception_at(
+        now().checked_sub(days(1)).expect("start"),
+        now().checked_add(days(1)).expect("end"),
+    );
+    let caches = caches(vec![co], vec![fresh.clone()], vec![], vec![]);
+    run(no_requests(), caches, |ctx| async move {
+        let _turns = busy(&ctx);
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            exception::reconcile(Arc::new(fresh), ctx.clone()),
+        )
+        .await;
+        assert!(waited.is_err(), "a new exception was reconciled without a turn");
+    })
+    .await;
+    // An expiry holding its grant goes at once: binding, status, Event, Role.
+    let (pe, name, caches) = expired_holding_its_grant();
+    let mut answered = pe.clone();
+    answered.metadata.resource_version = Some("8".into());
+    let mock = expect(vec![
+        Expected::delete(binding_at(&name), "binding-uid"),
+        Expected::apply_checked(format!("{STEWARD}/policyexceptions/debug/status"), |body| {
+            assert_eq!(body["status"]["phase"], "Expired");
+        })
+        .answers_with(&answered),
+        Expected::event(NS, "Expired"),
+        Expected::delete(role_at(&name), "role-uid"),
+    ]);
+    run(mock, caches, |ctx| async move {
+        let _turns = busy(&ctx);
+        // Were it to wait for a turn, it would wait forever: a deadline
+        // turns that into a failure.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            exception::reconcile(Arc::new(pe), ctx.clone()),
+        )
+        .await
+        .expect("revoked without a turn")
+        .expect("revoked");
+    })
+    .await;
 }
 
 // === retries ===

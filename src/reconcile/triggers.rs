@@ -28,6 +28,9 @@ pub struct Config {
     pub key: crate::decide::approval::Key,
     /// The shards this process writes for (everything when unsharded).
     pub shards: Arc<crate::shard::Held>,
+    /// Most reconciles that can only add (grant) running at once; those that
+    /// may revoke are not counted and never wait.
+    pub new_work: usize,
 }
 
 /// COs that manage a service account these subjects name (in a binding of
@@ -121,6 +124,7 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
         reports: reports_tx,
         failures: std::sync::Mutex::default(),
         shards: config.shards.clone(),
+        new_work: tokio::sync::Semaphore::new(config.new_work.max(1)),
     });
     let reports = super::policy_report::run(ctx.clone(), reports_rx);
     // Each controller is its own task, so they use all cores.
