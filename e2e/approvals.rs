@@ -11,6 +11,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
 use steward::api::{Phase, PolicyException};
 
+use crate::admission;
 use crate::harness::{self, Env, OUTCOME, condition, condition_is, env, eventually, from_now, phase_is, wait_for};
 
 const ARGOCD: &str = "system:serviceaccount:argocd:argocd-application-controller";
@@ -704,6 +705,125 @@ async fn without_the_webhook_a_hand_written_approval_grants_nothing() {
     .await;
     assert!(rbs.get_opt("steward-x:copy").await.unwrap().is_none());
     assert!(!env.can(&ns, "api", "list", "", "pods/log").await, "the copy granted");
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+}
+
+/// What the API server answers, failurePolicy Fail, when it cannot reach
+/// the approvals webhook.
+const WEBHOOK_DOWN: &str = "failed calling webhook \"approvals.steward.dev\"";
+
+/// A server-side dry run of `yaml` in `ns` as the admin: whether the
+/// approvals webhook recorded a requester on it.
+fn recorded_by_webhook(env: &Env, ns: &str, yaml: &str) -> bool {
+    let out = env.apply_with(ns, yaml, &["--dry-run=server", "-o", "json"]);
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("steward.dev/requested-by")
+}
+
+/// The webhook registered but not answering (the controller serving it
+/// killed, as a crashed single Deployment leaves it): the API server
+/// refuses users' creates and updates of exceptions (failurePolicy Fail),
+/// so neither a new exception nor an approval lands unrecorded; once the
+/// controller is back, the same approval is recorded and grants. A control
+/// plane of its own, whose approvals webhook is re-pointed at the test's
+/// controller: the harness's webhook-only process would keep answering
+/// after the controller is killed.
+#[tokio::test]
+async fn with_the_webhook_down_no_exception_is_written_and_no_approval_lands() {
+    let (env, ca, addr) = admission::webhook_env();
+    let (cert, key) = (env.dir.join("webhook.crt"), env.dir.join("webhook.key"));
+    let client_ca = admission::client_ca(&env);
+    let flags = [
+        "--webhook-addr",
+        addr.as_str(),
+        "--webhook-cert",
+        cert.to_str().unwrap(),
+        "--webhook-key",
+        key.to_str().unwrap(),
+        "--webhook-client-ca",
+        client_ca.to_str().unwrap(),
+        "--webhook-client-name",
+        "kube-apiserver",
+    ];
+    // The shipped configuration pointed at the test's controller before it
+    // listens. Until the API server has loaded it, the webhook-only process
+    // still records exceptions; once it has, a dry run is refused for the
+    // webhook (or, were failures ignored, admitted unrecorded).
+    env.apply_ok(
+        "default",
+        &harness::mutating_webhook_config(&format!("https://{addr}/mutate"), &ca),
+    );
+    let probe = exception("probe", "[get]", 3600);
+    eventually(OUTCOME, "the API server calling the test's webhook", || {
+        let out = env.apply_with("default", &probe, &["--dry-run=server", "-o", "json"]);
+        let switched = if out.status.success() {
+            !String::from_utf8_lossy(&out.stdout).contains("steward.dev/requested-by")
+        } else {
+            stderr(&out).contains(WEBHOOK_DOWN)
+        };
+        async move { switched }
+    })
+    .await;
+    let (mut ctl, _) = env.spawn_ready_controller("ctl-webhook-down", &flags).await;
+    let ns = setup(&env, "down", 1).await;
+    let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    ok(
+        apply_as(&env, &ns, &exception("debug", "[get]", 3600), ERIN),
+        "erin files",
+    );
+    let pe = approval_is(&pes, "debug", "AwaitingApproval").await;
+    assert_eq!(approval(&pe).requested_by.as_deref(), Some("erin"));
+    assert!(approval(&pe).approvals.is_empty(), "{:?}", approval(&pe));
+    assert!(!env.can(&ns, "api", "get", "", "pods/log").await, "granted on a claim");
+
+    // The controller dies; the webhook configuration stays registered.
+    ctl.kill().expect("stop the controller");
+    let _ = ctl.wait();
+    let record = |pe: PolicyException| pe.metadata.annotations.unwrap_or_default();
+    let before = record(pes.get("debug").await.unwrap());
+    assert!(before.contains_key("steward.dev/requested-by"), "{before:?}");
+    assert!(!before.contains_key("steward.dev/approvals"), "{before:?}");
+    refused(
+        annotate_as(&env, &ns, "debug", "steward.dev/approve=alice@example.com", ALICE),
+        "alice's approval with the webhook down",
+        WEBHOOK_DOWN,
+    );
+    refused(
+        apply_as(&env, &ns, &exception("another", "[get]", 3600), ERIN),
+        "erin's new exception with the webhook down",
+        WEBHOOK_DOWN,
+    );
+    assert!(
+        pes.get_opt("another").await.unwrap().is_none(),
+        "an exception was written unrecorded"
+    );
+    // Still erin's record alone: no approval slipped in.
+    let after = record(pes.get("debug").await.unwrap());
+    assert_eq!(after, before, "the record changed while the webhook was down");
+    assert!(!env.can(&ns, "api", "get", "", "pods/log").await);
+
+    // The controller back with the same flags: the exception is as it was,
+    // and alice's approval, refused while nothing answered, now lands.
+    let (mut ctl, _) = env.spawn_ready_controller("ctl-webhook-back", &flags).await;
+    eventually(OUTCOME, "the webhook answering again", || {
+        let recorded = recorded_by_webhook(&env, &ns, &probe);
+        async move { recorded }
+    })
+    .await;
+    let pe = approval_is(&pes, "debug", "AwaitingApproval").await;
+    assert!(approval(&pe).approvals.is_empty(), "{:?}", approval(&pe));
+    assert!(
+        !env.can(&ns, "api", "get", "", "pods/log").await,
+        "granted before anyone approved"
+    );
+    ok(
+        annotate_as(&env, &ns, "debug", "steward.dev/approve=alice@example.com", ALICE),
+        "alice approves with the webhook back",
+    );
+    let pe = approval_is(&pes, "debug", "Approved").await;
+    assert_eq!(approval(&pe).approved_by.as_deref(), Some("alice@example.com"));
+    assert_eq!(approval(&pe).requested_by.as_deref(), Some("erin"));
+    eventually(OUTCOME, "granted", || env.can(&ns, "api", "get", "", "pods/log")).await;
     let _ = ctl.kill();
     let _ = ctl.wait();
 }
