@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
+use super::guarded_delete::{self, Target, delete_once};
 use super::{Context, Error};
 use crate::api::{ControlOwnership, EXCEPTION_LABEL};
 use crate::apply::Namespaced;
@@ -165,52 +166,27 @@ pub async fn remove(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Res
 /// Deletes the RoleBinding of pair `name` if `owner_uid` owns it (what
 /// revokes access); returns whether it existed.
 pub async fn remove_binding(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Result<bool, Error> {
-    let key = ObjectRef::new(name).within(ns);
     let view = &ctx.caches.role_bindings;
-    let Some(b) = view
-        .get(&key)
-        .filter(|b| owned(&b.metadata, owner_uid) && !view.deleted(&key))
-    else {
-        return Ok(false);
-    };
-    view.record_deleted(&b);
-    if let Err(e) = ctx.writer.delete_namespaced::<RoleBinding>(ns, name, b.uid()).await {
-        view.forget_deleted(&key);
-        return Err(e.into());
-    }
-    Ok(true)
+    Ok(delete_once(ctx, view, ns, name, Target::OwnedBy(owner_uid))
+        .await
+        .transpose()?
+        .is_some())
 }
 
 /// Deletes the Role of pair `name` if `owner_uid` owns it; returns whether
 /// it existed.
 pub async fn remove_role(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Result<bool, Error> {
-    let key = ObjectRef::new(name).within(ns);
     let view = &ctx.caches.roles;
-    let Some(r) = view
-        .get(&key)
-        .filter(|r| owned(&r.metadata, owner_uid) && !view.deleted(&key))
-    else {
-        return Ok(false);
-    };
-    view.record_deleted(&r);
-    if let Err(e) = ctx.writer.delete_namespaced::<Role>(ns, name, r.uid()).await {
-        view.forget_deleted(&key);
-        return Err(e.into());
-    }
-    Ok(true)
+    Ok(delete_once(ctx, view, ns, name, Target::OwnedBy(owner_uid))
+        .await
+        .transpose()?
+        .is_some())
 }
 
 /// Whether the Role of pair `name`, owned by `owner_uid`, is still there to
 /// delete.
 pub fn holds_role(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> bool {
-    let key = ObjectRef::new(name).within(ns);
-    let view = &ctx.caches.roles;
-    view.get(&key)
-        .is_some_and(|r| owned(&r.metadata, owner_uid) && !view.deleted(&key))
-}
-
-fn owned(meta: &ObjectMeta, owner_uid: &str) -> bool {
-    meta.owner_references.iter().flatten().any(|o| o.uid == owner_uid)
+    guarded_delete::pending(&ctx.caches.roles, ns, name, Target::OwnedBy(owner_uid))
 }
 
 /// Names of the identity Roles/RoleBindings `co` owns (by owner uid, which

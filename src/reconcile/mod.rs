@@ -5,6 +5,7 @@
 
 mod control;
 mod exception;
+mod guarded_delete;
 mod managed_rbac;
 mod policy_report;
 mod sweep;

@@ -19,6 +19,7 @@ use kube::{Resource, ResourceExt};
 use k8s_openapi::api::core::v1::ObjectReference;
 
 use super::Context;
+use super::guarded_delete::{Target, delete_once};
 use crate::api::PolicyException;
 use crate::cache::Caches;
 use crate::decide::approval::Key;
@@ -102,14 +103,14 @@ async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String>
         return namespaces.clone();
     };
     for o in found {
-        let uid = Some(o.uid.clone());
         // What a reconciler (or an earlier sweep) already deleted and the
         // cache does not show yet is not deleted again: at a mass expiry the
         // sweep, woken by the Expired statuses, met every grant the
         // reconcilers had just revoked.
+        let (ns, name, target) = (&o.namespace, &o.name, Target::Uid(&o.uid));
         let done = match o.kind {
-            ManagedKind::RoleBinding => delete_once(ctx, &ctx.caches.role_bindings, &o, uid).await,
-            ManagedKind::Role => delete_once(ctx, &ctx.caches.roles, &o, uid).await,
+            ManagedKind::RoleBinding => delete_once(ctx, &ctx.caches.role_bindings, ns, name, target).await,
+            ManagedKind::Role => delete_once(ctx, &ctx.caches.roles, ns, name, target).await,
         };
         let Some(done) = done else { continue };
         match done {
@@ -137,40 +138,6 @@ async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String>
         }
     }
     failed
-}
-
-/// Deletes orphan `o` unless we already are or did (None then),
-/// remembering the deletion until the cache shows it.
-async fn delete_once<K>(
-    ctx: &Context,
-    view: &crate::cache::View<K>,
-    o: &Orphan,
-    uid: Option<String>,
-) -> Option<Result<(), kube::Error>>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let key = kube::runtime::reflector::ObjectRef::new(&o.name).within(&o.namespace);
-    if view.deleted(&key) {
-        return None;
-    }
-    let cached = view
-        .get(&key)
-        .filter(|c| c.meta().uid.as_deref() == Some(o.uid.as_str()));
-    if let Some(c) = &cached {
-        view.record_deleted(c);
-    }
-    let done = ctx.writer.delete_namespaced::<K>(&o.namespace, &o.name, uid).await;
-    if done.is_err() {
-        view.forget_deleted(&key);
-    }
-    Some(done)
 }
 
 /// The orphans among the managed objects of `namespaces` (pure rule in

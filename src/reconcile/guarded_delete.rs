@@ -1,0 +1,76 @@
+//! Deletes of the Roles and RoleBindings Steward manages, each sent once,
+//! for the reconcilers and the sweep. Both may decide to delete the same
+//! object before the watch shows it gone (at a mass expiry they all do):
+//! the view's memo of our own deletions (`View::record_deleted`) is written
+//! before the request, so whoever comes second sends nothing, and is
+//! forgotten when the request fails, so the next attempt sends it again.
+//! Every delete carries the object's uid as a precondition; already gone
+//! (404) or replaced (409) counts as done (`Writer::delete_namespaced`).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use super::Context;
+use crate::apply::Namespaced;
+use crate::cache::View;
+
+/// Which object at a name a delete is for.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// The cached object, if its owner references include this uid. A name
+    /// Steward would use that someone else holds is not Steward's to
+    /// delete, and what the cache does not hold is not deleted.
+    OwnedBy(&'a str),
+    /// The object with this uid, whether the cache still holds it or not.
+    Uid(&'a str),
+}
+
+impl Target<'_> {
+    /// Whether `meta` is of the object this target names.
+    fn names(self, meta: &ObjectMeta) -> bool {
+        match self {
+            Target::OwnedBy(owner) => meta.owner_references.iter().flatten().any(|o| o.uid == owner),
+            Target::Uid(uid) => meta.uid.as_deref() == Some(uid),
+        }
+    }
+}
+
+/// Deletes `target` at `ns`/`name`, recording the deletion in `view` until
+/// the cache shows it. None when there is nothing to send: a delete of ours
+/// is already under way there, or (`OwnedBy`) the cache holds no object of
+/// that owner.
+pub async fn delete_once<K: Namespaced>(
+    ctx: &Context,
+    view: &View<K>,
+    ns: &str,
+    name: &str,
+    target: Target<'_>,
+) -> Option<Result<(), kube::Error>> {
+    let key = ObjectRef::new(name).within(ns);
+    if view.deleted(&key) {
+        return None;
+    }
+    let cached = view.get(&key).filter(|c| target.names(c.meta()));
+    let uid = match (&cached, target) {
+        (Some(c), _) => c.uid(),
+        (None, Target::Uid(uid)) => Some(uid.to_string()),
+        (None, Target::OwnedBy(_)) => return None,
+    };
+    if let Some(c) = &cached {
+        view.record_deleted(c);
+    }
+    let done = ctx.writer.delete_namespaced::<K>(ns, name, uid).await;
+    if done.is_err() {
+        view.forget_deleted(&key);
+    }
+    Some(done)
+}
+
+/// Whether `target` at `ns`/`name` is cached and no delete of ours is under
+/// way there: whether `delete_once` would delete the cached object.
+pub fn pending<K: Namespaced>(view: &View<K>, ns: &str, name: &str, target: Target<'_>) -> bool {
+    let key = ObjectRef::new(name).within(ns);
+    view.get(&key)
+        .is_some_and(|c| target.names(c.meta()) && !view.deleted(&key))
+}
