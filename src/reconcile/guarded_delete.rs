@@ -22,7 +22,10 @@ pub enum Target<'a> {
     /// Steward would use that someone else holds is not Steward's to
     /// delete, and what the cache does not hold is not deleted.
     OwnedBy(&'a str),
-    /// The object with this uid, whether the cache still holds it or not.
+    /// The cached object, if it has this uid. One the cache no longer
+    /// holds is gone already: the sweep judged a snapshot, and sending its
+    /// delete anyway only drew a 404, late in a mass expiry, where each one
+    /// held the status writes back (`client::lanes`).
     Uid(&'a str),
 }
 
@@ -38,8 +41,7 @@ impl Target<'_> {
 
 /// Deletes `target` at `ns`/`name`, recording the deletion in `view` until
 /// the cache shows it. None when there is nothing to send: a delete of ours
-/// is already under way there, or (`OwnedBy`) the cache holds no object of
-/// that owner.
+/// is already under way there, or the cache holds no such object.
 pub async fn delete_once<K: Namespaced>(
     ctx: &Context,
     view: &View<K>,
@@ -51,16 +53,9 @@ pub async fn delete_once<K: Namespaced>(
     if view.deleted(&key) {
         return None;
     }
-    let cached = view.get(&key).filter(|c| target.names(c.meta()));
-    let uid = match (&cached, target) {
-        (Some(c), _) => c.uid(),
-        (None, Target::Uid(uid)) => Some(uid.to_string()),
-        (None, Target::OwnedBy(_)) => return None,
-    };
-    if let Some(c) = &cached {
-        view.record_deleted(c);
-    }
-    let done = ctx.writer.delete_namespaced::<K>(ns, name, uid).await;
+    let cached = view.get(&key).filter(|c| target.names(c.meta()))?;
+    view.record_deleted(&cached);
+    let done = ctx.writer.delete_namespaced::<K>(ns, name, cached.uid()).await;
     if done.is_err() {
         view.forget_deleted(&key);
     }

@@ -90,7 +90,7 @@ pub async fn run(ctx: Arc<Context>) {
 
 /// Deletes the orphans of `namespaces`; returns the namespaces where a
 /// delete failed, to be swept again.
-async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String> {
+pub(super) async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String> {
     let mut failed = BTreeSet::new();
     let caches = ctx.caches.clone();
     let key = ctx.key.clone();
@@ -102,42 +102,51 @@ async fn sweep(ctx: &Context, namespaces: &BTreeSet<String>) -> BTreeSet<String>
     let Ok(found) = found else {
         return namespaces.clone();
     };
-    for o in found {
-        // What a reconciler (or an earlier sweep) already deleted and the
-        // cache does not show yet is not deleted again: at a mass expiry the
-        // sweep, woken by the Expired statuses, met every grant the
-        // reconcilers had just revoked.
-        let (ns, name, target) = (&o.namespace, &o.name, Target::Uid(&o.uid));
-        let done = match o.kind {
-            ManagedKind::RoleBinding => delete_once(ctx, &ctx.caches.role_bindings, ns, name, target).await,
-            ManagedKind::Role => delete_once(ctx, &ctx.caches.roles, ns, name, target).await,
-        };
-        let Some(done) = done else { continue };
-        match done {
-            Ok(()) => {
-                tracing::info!(namespace = %o.namespace, name = %o.name, kind = ?o.kind, "deleted a managed object no live owner keeps");
-                if let Some(pe) = &o.deleted_exception {
-                    let note = format!("{} (exception deleted)", revoked_note(&pe.name));
-                    let reference = ObjectReference {
-                        api_version: Some(PolicyException::api_version(&()).into()),
-                        kind: Some(PolicyException::kind(&()).into()),
-                        name: Some(pe.name.clone()),
-                        namespace: Some(o.namespace.clone()),
-                        uid: Some(pe.uid.clone()),
-                        ..Default::default()
-                    };
-                    ctx.writer
-                        .event_on(&reference, &Notice::normal(reasons::REVOKED, note))
-                        .await;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(namespace = %o.namespace, name = %o.name, error = %e, "could not delete an orphan; retrying");
-                failed.insert(o.namespace);
-            }
-        }
+    // Bindings first: they are what grants. All of them at once, as a
+    // plain client would send them (the client bounds what is in flight):
+    // one after another, a thousand exceptions deleted together lost their
+    // grants over a minute.
+    let (bindings, roles): (Vec<Orphan>, Vec<Orphan>) =
+        found.into_iter().partition(|o| o.kind == ManagedKind::RoleBinding);
+    for orphans in [bindings, roles] {
+        let deleted = futures::future::join_all(orphans.into_iter().map(|o| delete_orphan(ctx, o))).await;
+        failed.extend(deleted.into_iter().flatten());
     }
     failed
+}
+
+/// Deletes one orphan and reports it; returns its namespace if the delete
+/// failed.
+async fn delete_orphan(ctx: &Context, o: Orphan) -> Option<String> {
+    // What a reconciler (or an earlier sweep) already deleted and the cache
+    // does not show yet is not deleted again: at a mass expiry the sweep,
+    // woken by the Expired statuses, met every grant the reconcilers had
+    // just revoked.
+    let (ns, name, target) = (&o.namespace, &o.name, Target::Uid(&o.uid));
+    let done = match o.kind {
+        ManagedKind::RoleBinding => delete_once(ctx, &ctx.caches.role_bindings, ns, name, target).await,
+        ManagedKind::Role => delete_once(ctx, &ctx.caches.roles, ns, name, target).await,
+    }?;
+    if let Err(e) = done {
+        tracing::warn!(namespace = %o.namespace, name = %o.name, error = %e, "could not delete an orphan; retrying");
+        return Some(o.namespace);
+    }
+    tracing::info!(namespace = %o.namespace, name = %o.name, kind = ?o.kind, "deleted a managed object no live owner keeps");
+    if let Some(pe) = &o.deleted_exception {
+        let note = format!("{} (exception deleted)", revoked_note(&pe.name));
+        let reference = ObjectReference {
+            api_version: Some(PolicyException::api_version(&()).into()),
+            kind: Some(PolicyException::kind(&()).into()),
+            name: Some(pe.name.clone()),
+            namespace: Some(o.namespace.clone()),
+            uid: Some(pe.uid.clone()),
+            ..Default::default()
+        };
+        ctx.writer
+            .event_on(&reference, &Notice::normal(reasons::REVOKED, note))
+            .await;
+    }
+    None
 }
 
 /// The orphans among the managed objects of `namespaces` (pure rule in

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use self::mock_api::{Expected, Mock, expect, no_requests};
-use super::{Context, Error, control, exception, managed_rbac};
+use super::{Context, Error, control, exception, guarded_delete, managed_rbac, sweep};
 use crate::api::{ControlOwnership, ControlOwnershipStatus, FINALIZER, PolicyException, PolicyExceptionStatus};
 use crate::cache::{Caches, View, fingerprint};
 use crate::decide::rbac::{self, ManagedFor, RbacPair};
@@ -842,6 +842,96 @@ async fn new_work_waits_for_a_turn_and_a_revocation_never_does() {
         .expect("revoked");
     })
     .await;
+}
+
+// === the sweep ===
+
+/// The grant of exception `name` (owner uid `uid`) as the server holds it.
+fn grant_of(name: &str, uid: &str) -> (Role, RoleBinding) {
+    let mut pe = exception_at(now(), now().checked_add(days(1)).expect("end"));
+    pe.metadata.name = Some(name.into());
+    pe.metadata.uid = Some(uid.into());
+    let grant = rbac::pair(
+        &rbac::exception_name(name),
+        NS,
+        "api",
+        &[rule(&["pods/log"], &["get"])],
+        &ManagedFor::Exception {
+            exception: name,
+            control: "payments",
+        },
+        pe.controller_owner_ref(&()),
+    );
+    pair_on_server(&grant)
+}
+
+#[tokio::test]
+async fn the_sweep_revokes_a_deleted_exceptions_grant_binding_first_then_says_so() {
+    // The exception is gone; its pair is not.
+    let (role, binding) = grant_of("debug", "pe-uid");
+    let name = rbac::exception_name("debug");
+    let caches = caches(vec![control_at(now(), false)], vec![], vec![role], vec![binding]);
+    let mock = expect(vec![
+        Expected::delete(binding_at(&name), "binding-uid"),
+        Expected::event(NS, "Revoked"),
+        Expected::delete(role_at(&name), "role-uid"),
+    ]);
+    let failed = run(mock, caches, |ctx| async move {
+        sweep::sweep(&ctx, &[NS.to_string()].into()).await
+    })
+    .await;
+    assert!(failed.is_empty());
+}
+
+#[tokio::test]
+async fn the_sweep_sends_no_delete_already_under_way() {
+    // A reconcile has just deleted the binding; the watch has not shown it
+    // yet. Only the Role is the sweep's to delete, and without the Revoked
+    // Event, which is the reconcile's.
+    let (role, binding) = grant_of("debug", "pe-uid");
+    let name = rbac::exception_name("debug");
+    let caches = caches(
+        vec![control_at(now(), false)],
+        vec![],
+        vec![role],
+        vec![binding.clone()],
+    );
+    caches.role_bindings.record_deleted(&binding);
+    let mock = expect(vec![Expected::delete(role_at(&name), "role-uid")]);
+    run(mock, caches, |ctx| async move {
+        sweep::sweep(&ctx, &[NS.to_string()].into()).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_delete_the_cache_no_longer_shows_is_not_sent() {
+    // The sweep judged a snapshot; by the time of its delete the watch has
+    // shown the object gone (or replaced under another uid).
+    let (role, _) = grant_of("debug", "pe-uid");
+    let caches = rbac_caches(vec![role], vec![]);
+    let name = rbac::exception_name("debug");
+    let sent = run(no_requests(), caches, |ctx| async move {
+        let gone = guarded_delete::delete_once(
+            &ctx,
+            &ctx.caches.role_bindings,
+            NS,
+            &name,
+            guarded_delete::Target::Uid("binding-uid"),
+        )
+        .await;
+        let replaced = guarded_delete::delete_once(
+            &ctx,
+            &ctx.caches.roles,
+            NS,
+            &name,
+            guarded_delete::Target::Uid("an-earlier-uid"),
+        )
+        .await;
+        gone.is_some() || replaced.is_some()
+    })
+    .await;
+    assert!(!sent);
 }
 
 // === retries ===
