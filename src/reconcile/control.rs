@@ -8,6 +8,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, Subject};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as FinalizerEvent;
+use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error, LOST_EVENT_RETRY, managed_rbac, requeue_at};
 use crate::api::{ControlOwnership, Enforcement, PolicyException};
@@ -29,8 +30,7 @@ pub async fn reconcile(co: Arc<ControlOwnership>, ctx: Arc<Context>) -> Result<A
     // holds a bounded amount of work in memory. Any other reconcile (drift
     // to remove, an identity or the control going) never waits.
     let _turn = if co.status.is_none() && co.metadata.deletion_timestamp.is_none() {
-        // Closed only when the context is dropped, which ends this task too.
-        ctx.new_work.acquire().await.ok()
+        Some(ctx.new_work_turn().await)
     } else {
         None
     };
@@ -132,15 +132,21 @@ async fn apply_control(co: Arc<ControlOwnership>, ctx: &Context) -> Result<Actio
         (d, co)
     })
     .await?;
-    write(&co, &d, ctx).await?;
-    Ok(requeue_at(d.wake_at, now))
+    let count_waits = write(&co, &d, ctx, now).await?;
+    let wake_at = match (d.wake_at, count_waits) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(requeue_at(wake_at, now))
 }
 
 /// Carries out a decision: pairs, then removals, then status, then Events.
 /// One identity that cannot be served does not stop the others, the drift
 /// removal or the status: its failure goes into status, and the reconcile
-/// is retried with backoff afterwards.
-async fn write(co: &ControlOwnership, d: &Decision, ctx: &Context) -> Result<(), Error> {
+/// is retried with backoff afterwards. A status changed in its count of
+/// active exceptions alone may wait for a burst of new work to end
+/// (`burst`); returns by when it must be written if so.
+async fn write(co: &ControlOwnership, d: &Decision, ctx: &Context, now: Timestamp) -> Result<Option<Timestamp>, Error> {
     let ns = co.namespace().unwrap_or_default();
     let uid = co.uid().unwrap_or_default();
     let failures = apply_pairs(co, d, ctx).await;
@@ -153,7 +159,10 @@ async fn write(co: &ControlOwnership, d: &Decision, ctx: &Context) -> Result<(),
     let previous = co.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     let status = control::failures::with_failures(&d.status, previous, &failures, Timestamp::now());
     let changed = co.status.as_ref() != Some(&status);
-    if changed {
+    let count_waits = ctx
+        .burst
+        .count_waits(&ObjectRef::from_obj(co), co.status.as_ref(), &status, now);
+    if changed && count_waits.is_none() {
         ctx.writer.status(&ctx.caches.controls, co, &status).await?;
     }
     for n in &d.notes {
@@ -167,7 +176,7 @@ async fn write(co: &ControlOwnership, d: &Decision, ctx: &Context) -> Result<(),
             .await;
     }
     match failures.len() {
-        0 => Ok(()),
+        0 => Ok(count_waits),
         n => Err(Error::Identities(n)),
     }
 }

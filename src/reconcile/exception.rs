@@ -46,8 +46,7 @@ pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Ac
     let _turn = if deleting || may_revoke(&pe, &ctx) {
         None
     } else {
-        // Closed only when the context is dropped, which ends this task too.
-        ctx.new_work.acquire().await.ok()
+        Some(ctx.new_work_turn().await)
     };
     let ns = pe.namespace().unwrap_or_default();
     let key = super::key(pe.as_ref());

@@ -3,6 +3,7 @@
 //! next instant something changes. Also wires both controllers and their
 //! watches.
 
+mod burst;
 mod control;
 mod exception;
 mod guarded_delete;
@@ -109,9 +110,29 @@ pub struct Context {
     /// caches. A reconcile that may revoke never waits for one
     /// (`exception::reconcile`).
     new_work: tokio::sync::Semaphore,
+    /// New work under way, and the controls whose count waits for its end.
+    burst: burst::Burst,
+}
+
+/// A reconcile's turn for new work (`Context::new_work`): counted as new
+/// work from before it waits until it ends.
+pub(super) struct Turn<'a> {
+    _permit: Option<tokio::sync::SemaphorePermit<'a>>,
+    _counted: burst::NewWork<'a>,
 }
 
 impl Context {
+    /// Waits for a turn for new work (see `new_work`).
+    async fn new_work_turn(&self) -> Turn<'_> {
+        let counted = self.burst.started();
+        Turn {
+            // Closed only when the context is dropped, which ends this
+            // task too.
+            _permit: self.new_work.acquire().await.ok(),
+            _counted: counted,
+        }
+    }
+
     /// Marks a namespace's PolicyReport for a rebuild.
     pub fn report_dirty(&self, ns: &str) {
         let _ = self.reports.unbounded_send(ns.to_string());
@@ -182,6 +203,7 @@ impl Context {
             failures: Mutex::default(),
             shards: Arc::new(crate::shard::Held::everything()),
             new_work: tokio::sync::Semaphore::new(NEW_WORK_IN_TESTS),
+            burst: burst::Burst::new().0,
         }
     }
 }

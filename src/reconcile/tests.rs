@@ -584,6 +584,43 @@ async fn a_new_control_gets_its_finalizer_then_its_pair_in_the_same_reconcile() 
 }
 
 #[tokio::test]
+async fn a_count_alone_waits_for_a_burst_of_new_work_and_is_written_after_it() {
+    let (co, role, binding) = settled_control(now());
+    // An exception of the control became Active: its count alone changes.
+    let (pe, _, grant) = settled_exception(now());
+    let (grant_role, grant_binding) = pair_on_server(&grant);
+    let caches = caches(
+        vec![co.clone()],
+        vec![pe],
+        vec![role, grant_role],
+        vec![binding, grant_binding],
+    );
+    let status = format!("{STEWARD}/controlownerships/payments/status");
+    // While new work is under way: nothing is written.
+    let (client, server) = no_requests();
+    let ctx = Arc::new(Context::for_test(caches.clone(), client));
+    let burst = ctx.burst.started();
+    control::reconcile(Arc::new(co.clone()), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(ctx.burst.waiting(), 1);
+    drop(burst);
+    assert_eq!(ctx.burst.waiting(), 0, "released when the burst ended");
+    drop(ctx);
+    server.verify().await;
+    // Without a burst, the same decision writes the count.
+    let mut answered = co.clone();
+    answered.metadata.resource_version = Some("6".into());
+    let mock = expect(vec![
+        Expected::apply_checked(status, |body| {
+            assert_eq!(body["status"]["activeExceptions"], 1);
+        })
+        .answers_with(&answered),
+    ]);
+    reconcile_control(mock, caches, co).await;
+}
+
+#[tokio::test]
 async fn a_stale_copy_of_a_control_makes_no_request() {
     // The cache holds version 5; the reconcile was handed version 4, with
     // no status and none of its RBAC cached: deciding from it would write.

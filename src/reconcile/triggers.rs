@@ -116,6 +116,7 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
         instance: config.instance.clone(),
     };
     let (reports_tx, reports_rx) = futures::channel::mpsc::unbounded();
+    let (burst, burst_ended) = super::burst::Burst::new();
     let ctx = Arc::new(Context {
         caches: caches.clone(),
         writer: Writer::new(client.clone(), reporter),
@@ -125,12 +126,13 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
         failures: std::sync::Mutex::default(),
         shards: config.shards.clone(),
         new_work: tokio::sync::Semaphore::new(config.new_work.max(1)),
+        burst,
     });
     let reports = super::policy_report::run(ctx.clone(), reports_rx);
     // Each controller is its own task, so they use all cores.
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(exceptions(ctx.clone()).for_each(log_result));
-    tasks.spawn(controls(ctx.clone()).for_each(log_result));
+    tasks.spawn(controls(ctx.clone(), burst_ended).for_each(log_result));
     tasks.spawn(reports);
     tasks.spawn(super::sweep::run(ctx));
     match tasks.join_next().await {
@@ -168,7 +170,10 @@ fn exceptions(ctx: Arc<Context>) -> impl Stream<Item = Outcome<PolicyException>>
         .run(exception::reconcile, error_policy, ctx.clone())
 }
 
-fn controls(ctx: Arc<Context>) -> impl Stream<Item = Outcome<ControlOwnership>> + Send {
+fn controls(
+    ctx: Arc<Context>,
+    burst_ended: impl Stream<Item = ObjectRef<ControlOwnership>> + Send + 'static,
+) -> impl Stream<Item = Outcome<ControlOwnership>> + Send {
     let caches = &ctx.caches;
     let for_rb = caches.controls.store();
     let for_crb = caches.controls.store();
@@ -213,6 +218,8 @@ fn controls(ctx: Arc<Context>) -> impl Stream<Item = Outcome<ControlOwnership>> 
         })
         .reconcile_all_on(caches.ceiling_role.subscribe().map(|_| ()))
         .reconcile_all_on(ctx.shards.acquisitions())
+        // The controls whose count waited for a burst of new work to end.
+        .reconcile_on(burst_ended)
         // Creating a control's RBAC fires a watch event per object; one
         // reconcile after the burst is enough. (Not for exceptions: their
         // expiry must not wait.)

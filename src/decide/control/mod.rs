@@ -30,6 +30,7 @@ use kube::ResourceExt;
 pub mod claims;
 pub mod classify;
 pub mod conditions;
+pub mod count;
 pub mod desired;
 pub mod drift;
 pub mod failures;
