@@ -6,7 +6,7 @@
 //! waiting is reconciled again, through the stream the controls'
 //! controller reads (`triggers`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -24,6 +24,9 @@ pub struct Burst {
     /// under this lock, together with the check of `new_work`, so the end of
     /// the burst cannot slip between a control's check and its entry.
     waiting: Mutex<HashMap<ObjectRef<ControlOwnership>, Timestamp>>,
+    /// Controls sent to be reconciled at the end of a burst and not yet
+    /// reconciled: thousands at once, each takes a turn (`take_released`).
+    released: Mutex<HashSet<ObjectRef<ControlOwnership>>>,
     ended: mpsc::UnboundedSender<ObjectRef<ControlOwnership>>,
 }
 
@@ -35,6 +38,7 @@ impl Burst {
         let burst = Self {
             new_work: AtomicUsize::new(0),
             waiting: Mutex::default(),
+            released: Mutex::default(),
             ended,
         };
         (burst, rx)
@@ -72,6 +76,18 @@ impl Burst {
         }
     }
 
+    /// Whether `key` was sent to be reconciled at the end of a burst (and
+    /// is not any more). Those reconciles come all at once, one per control
+    /// of the burst; each takes a turn, as new work does, so they do not
+    /// hold thousands of decisions in memory together.
+    /// Not while new work is under way again: a new burst's work is ahead
+    /// in the queue for turns, and this reconcile may have more to do than
+    /// the count (drift to remove).
+    pub fn take_released(&self, key: &ObjectRef<ControlOwnership>) -> bool {
+        let released = self.released.lock().map(|mut r| r.remove(key)).unwrap_or_default();
+        released && self.new_work.load(Ordering::Acquire) == 0
+    }
+
     /// Controls whose count waits now.
     #[cfg(test)]
     pub fn waiting(&self) -> usize {
@@ -82,7 +98,9 @@ impl Burst {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         // Checked under the lock: see `waiting`.
         if self.new_work.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut released = self.released.lock().unwrap_or_else(|e| e.into_inner());
             for (key, _) in waiting.drain() {
+                released.insert(key.clone());
                 let _ = self.ended.unbounded_send(key);
             }
         }
@@ -130,6 +148,9 @@ mod tests {
         drop(second);
         assert_eq!(ended.next().await, Some(key.clone()));
         assert_eq!(burst.waiting(), 0);
+        // Its reconcile takes a turn, once.
+        assert!(burst.take_released(&key));
+        assert!(!burst.take_released(&key));
         // After the burst the same change is written at once.
         assert_eq!(burst.count_waits(&key, Some(&status(1)), &status(2), now), None);
     }

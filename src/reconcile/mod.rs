@@ -133,6 +133,13 @@ impl Context {
         }
     }
 
+    /// Waits for a turn without counting as new work: for reconciles that
+    /// come in thousands but are not new (see `burst::take_released`).
+    async fn plain_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // Closed only when the context is dropped, which ends this task too.
+        self.new_work.acquire().await.ok()
+    }
+
     /// Marks a namespace's PolicyReport for a rebuild.
     pub fn report_dirty(&self, ns: &str) {
         let _ = self.reports.unbounded_send(ns.to_string());
