@@ -86,7 +86,9 @@ pub struct RunArgs {
     /// Most API requests in flight at once. Every request holds a connection
     /// (and its TLS buffers) while in flight; a burst of reconciles queues
     /// here, in order, instead of opening a connection each. Deletes have
-    /// a lane of their own beside it (as many, at least 8).
+    /// a lane of their own beside it (as many, at least 8). Reconciles that
+    /// can only add (new exceptions and controls) run at most 16 per slot
+    /// at once; those that may revoke never wait.
     #[arg(long, env = "STEWARD_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_in_flight: u16,
     /// Run the controllers only while holding the leader Lease.
