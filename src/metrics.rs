@@ -114,6 +114,8 @@ pub struct Metrics {
     break_glass: Family<BreakGlassLabels, Gauge>,
     heap_allocated: Gauge,
     heap_resident: Gauge,
+    new_work: Gauge,
+    counts_waiting: Gauge,
     /// The caches the gauges describe; set by the leader only, so that the
     /// replicas of one Deployment do not all report the same objects.
     caches: OnceLock<Arc<Caches>>,
@@ -152,6 +154,18 @@ impl Metrics {
         let break_glass = Family::<BreakGlassLabels, Gauge>::default();
         let heap_allocated = Gauge::default();
         let heap_resident = Gauge::default();
+        let new_work = Gauge::default();
+        let counts_waiting = Gauge::default();
+        registry.register(
+            "new_work",
+            "Reconciles that can only add (new exceptions and controls), waiting for a turn or in progress",
+            new_work.clone(),
+        );
+        registry.register(
+            "control_counts_waiting",
+            "ControlOwnerships whose changed activeExceptions waits for the new work under way to end",
+            counts_waiting.clone(),
+        );
         registry.register(
             "heap_allocated_bytes",
             "Bytes the process holds in live allocations (jemalloc stats.allocated; 0 where jemalloc is not the allocator)",
@@ -251,6 +265,8 @@ impl Metrics {
             break_glass,
             heap_allocated,
             heap_resident,
+            new_work,
+            counts_waiting,
             caches: OnceLock::new(),
             shards: OnceLock::new(),
         }
@@ -282,6 +298,14 @@ impl Metrics {
     /// Counts one request to the Kubernetes API.
     pub fn api_request(&self, verb: &str) {
         self.requests.get_or_create(&VerbLabel { verb: verb.into() }).inc();
+    }
+
+    /// Sets how many reconciles that can only add are under way, and how
+    /// many controls' counts wait for them (`reconcile::burst`).
+    pub fn burst(&self, new_work: usize, counts_waiting: usize) {
+        self.new_work.set(i64::try_from(new_work).unwrap_or(i64::MAX));
+        self.counts_waiting
+            .set(i64::try_from(counts_waiting).unwrap_or(i64::MAX));
     }
 
     /// Marks this process as the leader (or not).

@@ -7,8 +7,8 @@
 //! controller reads (`triggers`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc;
 use jiff::Timestamp;
@@ -16,6 +16,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::api::{ControlOwnership, ControlOwnershipStatus};
 use crate::decide::control::count::count_may_wait;
+use crate::metrics::Metrics;
 
 /// New work under way, and the controls whose count waits for its end.
 pub struct Burst {
@@ -28,25 +29,31 @@ pub struct Burst {
     /// reconciled: thousands at once, each takes a turn (`take_released`).
     released: Mutex<HashSet<ObjectRef<ControlOwnership>>>,
     ended: mpsc::UnboundedSender<ObjectRef<ControlOwnership>>,
+    /// Where both figures are exported (`steward_new_work`,
+    /// `steward_control_counts_waiting`).
+    metrics: Arc<Metrics>,
 }
 
 impl Burst {
     /// A burst tracker; the controls to reconcile when a burst ends come
     /// out of the returned stream.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<ObjectRef<ControlOwnership>>) {
+    pub fn new(metrics: Arc<Metrics>) -> (Self, mpsc::UnboundedReceiver<ObjectRef<ControlOwnership>>) {
         let (ended, rx) = mpsc::unbounded();
         let burst = Self {
             new_work: AtomicUsize::new(0),
             waiting: Mutex::default(),
             released: Mutex::default(),
             ended,
+            metrics,
         };
         (burst, rx)
     }
 
     /// Counts one reconcile as new work until the guard is dropped.
     pub fn started(&self) -> NewWork<'_> {
-        self.new_work.fetch_add(1, Ordering::AcqRel);
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self.new_work.fetch_add(1, Ordering::AcqRel) + 1;
+        self.metrics.burst(n, waiting.len());
         NewWork { burst: self }
     }
 
@@ -64,7 +71,7 @@ impl Burst {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         let burst = self.new_work.load(Ordering::Acquire) > 0;
         let since = waiting.get(key).copied();
-        match count_may_wait(written, new, since, burst, now) {
+        let wait = match count_may_wait(written, new, since, burst, now) {
             Some(deadline) => {
                 waiting.entry(key.clone()).or_insert(now);
                 Some(deadline)
@@ -73,7 +80,9 @@ impl Burst {
                 waiting.remove(key);
                 None
             }
-        }
+        };
+        self.metrics.burst(self.new_work.load(Ordering::Acquire), waiting.len());
+        wait
     }
 
     /// Whether `key` was sent to be reconciled at the end of a burst (and
@@ -97,13 +106,15 @@ impl Burst {
     fn ended_one(&self) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         // Checked under the lock: see `waiting`.
-        if self.new_work.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let left = self.new_work.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left == 0 {
             let mut released = self.released.lock().unwrap_or_else(|e| e.into_inner());
             for (key, _) in waiting.drain() {
                 released.insert(key.clone());
                 let _ = self.ended.unbounded_send(key);
             }
         }
+        self.metrics.burst(left, waiting.len());
     }
 }
 
@@ -132,7 +143,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_count_waits_while_new_work_is_under_way_and_is_released_when_it_ends() {
-        let (burst, mut ended) = Burst::new();
+        let metrics = Arc::new(Metrics::new());
+        let (burst, mut ended) = Burst::new(metrics.clone());
         let now: Timestamp = "2026-11-30T10:00:00Z".parse().expect("now");
         let key = ObjectRef::<ControlOwnership>::new("payments").within("shop");
         // No new work: written at once.
@@ -142,12 +154,18 @@ mod tests {
         let waits = burst.count_waits(&key, Some(&status(1)), &status(2), now);
         assert!(waits.is_some());
         assert_eq!(burst.waiting(), 1);
+        let exported = metrics.render(now);
+        assert!(exported.contains("steward_new_work 2"), "{exported}");
+        assert!(exported.contains("steward_control_counts_waiting 1"), "{exported}");
         drop(first);
         // Still one under way: nothing released.
         assert!(ended.next().now_or_never().is_none());
         drop(second);
         assert_eq!(ended.next().await, Some(key.clone()));
         assert_eq!(burst.waiting(), 0);
+        let exported = metrics.render(now);
+        assert!(exported.contains("steward_new_work 0"), "{exported}");
+        assert!(exported.contains("steward_control_counts_waiting 0"), "{exported}");
         // Its reconcile takes a turn, once.
         assert!(burst.take_released(&key));
         assert!(!burst.take_released(&key));
@@ -157,7 +175,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_control_that_writes_leaves_the_waiting_list() {
-        let (burst, mut ended) = Burst::new();
+        let (burst, mut ended) = Burst::new(Arc::new(Metrics::new()));
         let now: Timestamp = "2026-11-30T10:00:00Z".parse().expect("now");
         let key = ObjectRef::<ControlOwnership>::new("payments").within("shop");
         let work = burst.started();

@@ -210,7 +210,7 @@ impl Context {
             failures: Mutex::default(),
             shards: Arc::new(crate::shard::Held::everything()),
             new_work: tokio::sync::Semaphore::new(NEW_WORK_IN_TESTS),
-            burst: burst::Burst::new().0,
+            burst: burst::Burst::new(Arc::new(Metrics::new())).0,
         }
     }
 }

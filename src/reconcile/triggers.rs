@@ -116,7 +116,7 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
         instance: config.instance.clone(),
     };
     let (reports_tx, reports_rx) = futures::channel::mpsc::unbounded();
-    let (burst, burst_ended) = super::burst::Burst::new();
+    let (burst, burst_ended) = super::burst::Burst::new(metrics.clone());
     let ctx = Arc::new(Context {
         caches: caches.clone(),
         writer: Writer::new(client.clone(), reporter),
