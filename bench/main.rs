@@ -4,7 +4,9 @@
 //! single-expiry lag, mass-expiry lag, convergence of 500 controls × 4
 //! identities, the controller's peak RSS and API writes per object; and
 //! `scale` (bench/scale.rs): the same figures, and memory and restart, at
-//! thousands of objects on a control plane of its own.
+//! thousands of objects on a control plane of its own; and, only when
+//! named, `status-cost` (bench/status_cost.rs): a status write by
+//! server-side apply against a merge patch of the same body.
 
 mod fixtures;
 #[allow(dead_code)]
@@ -12,6 +14,7 @@ mod fixtures;
 mod harness;
 mod heap;
 mod scale;
+mod status_cost;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -782,5 +785,8 @@ async fn main() {
     }
     if run("scale") {
         scale::run().await;
+    }
+    if only.iter().any(|o| o == "status-cost") {
+        status_cost::run().await;
     }
 }
