@@ -8,6 +8,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::{Resource, ResourceExt};
 
+use super::guarded_delete::{self, Target};
 use super::{Context, Error, managed_rbac, requeue_at};
 use crate::api::{Enforcement, FINALIZER, PolicyException};
 use crate::decide::approval::Trust;
@@ -62,14 +63,18 @@ pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Ac
 }
 
 /// Whether reconciling `pe` may revoke something: its grant's RoleBinding
-/// is there (any change, or the clock, may end it), or the status it was
-/// last given says Active (a tolerance ends with it, and the status must
-/// say so on time). Everything else can only add.
+/// is there and ours (any change, or the clock, may end it), or the status
+/// it was last given says Active (a tolerance ends with it, and the status
+/// must say so on time). Everything else can only add. A binding someone
+/// else put at the grant's name does not count: it is not ours to revoke,
+/// and squatting names must not buy a tenant's flood a way past the turns.
 fn may_revoke(pe: &PolicyException, ctx: &Context) -> bool {
     let active = pe.status.as_ref().and_then(|s| s.phase) == Some(crate::api::Phase::Active);
-    let Some(ns) = pe.namespace() else { return active };
-    let binding = kube::runtime::reflector::ObjectRef::new(&rbac::exception_name(&pe.name_any())).within(&ns);
-    active || ctx.caches.role_bindings.get(&binding).is_some()
+    let (Some(ns), Some(uid)) = (pe.namespace(), pe.uid()) else {
+        return active;
+    };
+    let name = rbac::exception_name(&pe.name_any());
+    active || guarded_delete::pending(&ctx.caches.role_bindings, &ns, &name, Target::OwnedBy(&uid))
 }
 
 async fn apply_exception(pe: Arc<PolicyException>, ctx: &Context) -> Result<Action, Error> {

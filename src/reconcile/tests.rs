@@ -853,6 +853,26 @@ async fn new_work_waits_for_a_turn_and_a_revocation_never_does() {
         assert!(waited.is_err(), "a new exception was reconciled without a turn");
     })
     .await;
+    // A binding someone else put at the grant's name is not a grant of
+    // this exception's: it waits its turn like any new work.
+    let co = control_at(now(), false);
+    let fresh = exception_at(
+        now().checked_sub(days(1)).expect("start"),
+        now().checked_add(days(1)).expect("end"),
+    );
+    let (_, mut squatter) = grant_of("debug", "someone-else");
+    squatter.metadata.owner_references = None;
+    let caches = self::caches(vec![co], vec![fresh.clone()], vec![], vec![squatter]);
+    run(no_requests(), caches, |ctx| async move {
+        let _turns = busy(&ctx);
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            exception::reconcile(Arc::new(fresh), ctx.clone()),
+        )
+        .await;
+        assert!(waited.is_err(), "a squatted name bought a way past the turns");
+    })
+    .await;
     // An expiry holding its grant goes at once: binding, status, Event, Role.
     let (pe, name, caches) = expired_holding_its_grant();
     let mut answered = pe.clone();
