@@ -145,14 +145,43 @@ fn plain_binding(name: &str) -> RoleBinding {
     .expect("binding")
 }
 
-async fn single_expiry(env: &harness::Env, runs: usize) {
-    let ns = env.namespace("bench-single").await;
+/// A namespace of its own with one control, and when each of its grants
+/// was deleted and each of its exceptions reached Expired, as they happen.
+struct Watched {
+    ns: String,
+    client: kube::Client,
+    pes: Api<PolicyException>,
+    rbs: Api<RoleBinding>,
+    deleted: Arc<Mutex<HashMap<String, Timestamp>>>,
+    expired: Arc<Mutex<HashMap<String, Timestamp>>>,
+}
+
+async fn watched(env: &harness::Env, prefix: &str) -> Watched {
+    let ns = env.namespace(prefix).await;
     let client = env.admin().await;
     env.apply_ok(&ns, &control_yaml("c", 1));
     let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
     let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
-    let deleted = record_deletions(rbs.clone());
-    let expired = record_expired(pes.clone());
+    let (deleted, expired) = (record_deletions(rbs.clone()), record_expired(pes.clone()));
+    Watched {
+        ns,
+        client,
+        pes,
+        rbs,
+        deleted,
+        expired,
+    }
+}
+
+async fn single_expiry(env: &harness::Env, runs: usize) {
+    let Watched {
+        ns,
+        client,
+        pes,
+        deleted,
+        expired,
+        ..
+    } = watched(env, "bench-single").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let floor = delete_round_trip(&client, &ns, 20).await;
     let (mut to_delete, mut to_status) = (Vec::new(), Vec::new());
@@ -233,13 +262,8 @@ async fn delete_floor(creator: &Api<RoleBinding>, deleter: &Api<RoleBinding>, pr
 /// `n` exceptions expiring at the same instant; prints the lags beside the
 /// floor with the target `p99 <= floor + margin_ms`, and returns them.
 pub(crate) async fn mass_expiry(env: &harness::Env, n: usize, margin_ms: f64) -> MassExpiry {
-    let ns = env.namespace("bench-mass").await;
-    let client = env.admin().await;
-    env.apply_ok(&ns, &control_yaml("c", 1));
-    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
-    let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
-    let deleted = record_deletions(rbs.clone());
-    let expired = record_expired(pes.clone());
+    let w = watched(env, "bench-mass").await;
+    let (client, pes, rbs, deleted, expired) = (w.client, w.pes, w.rbs, w.deleted, w.expired);
 
     // Floor: a plain client deleting n RoleBindings with CONCURRENCY in
     // flight, as the admin and as the controller's identity (the admin is

@@ -292,7 +292,7 @@ fn print_table(requests: &[&Request]) {
 
 /// Runs `f` on every item, CONCURRENCY in flight; panics naming how many
 /// failed and the first errors.
-async fn all_ok<I, F, Fut>(what: &str, items: I, f: F)
+pub(crate) async fn all_ok<I, F, Fut>(what: &str, items: I, f: F)
 where
     I: IntoIterator,
     F: FnMut(I::Item) -> Fut,
@@ -319,7 +319,7 @@ where
 
 /// An exception `name` to `control` granting `sa` (an identity of it)
 /// read access to pod logs, approved by `alice`, ending at `expires`.
-fn granted_exception(name: &str, control: &str, sa: &str, expires: Timestamp) -> PolicyException {
+pub(crate) fn granted_exception(name: &str, control: &str, sa: &str, expires: Timestamp) -> PolicyException {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "steward.dev/v1alpha1",
         "kind": "PolicyException",

@@ -13,6 +13,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use steward::api::PolicyException;
 
+use crate::scale::{all_ok, granted_exception};
 use crate::{CONCURRENCY, harness};
 
 const N: usize = 1000;
@@ -38,19 +39,6 @@ fn status(phase: &str, now: &str) -> Value {
         "approval": {"requestedBy": "admin", "approvedBy": "alice", "required": 1},
         "history": [{"time": now, "reason": phase, "message": "granted to api"}],
     })
-}
-
-fn exception(i: usize) -> PolicyException {
-    serde_json::from_value(json!({
-        "apiVersion": "steward.dev/v1alpha1", "kind": "PolicyException",
-        "metadata": {"name": format!("x-{i}")},
-        "spec": {
-            "control": "c", "ticket": "T-1", "approver": "alice", "reason": "bench",
-            "expiresAt": "2026-12-31T00:00:00Z",
-            "grant": {"serviceAccount": "api", "rules": [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]},
-        },
-    }))
-    .expect("an exception")
 }
 
 /// Writes `body` as the status of exceptions `range`, by `method`.
@@ -82,17 +70,12 @@ pub async fn run() {
     let admin = env.admin().await;
     let ns = env.namespace("status-cost").await;
     let api: Api<PolicyException> = Api::namespaced(admin, &ns);
-    futures::stream::iter(0..2 * N)
-        .map(|i| {
-            let api = api.clone();
-            async move { api.create(&PostParams::default(), &exception(i)).await.map(|_| ()) }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<()>, _>>()
-        .expect("exceptions created");
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    all_ok("create exceptions", 0..2 * N, |i| {
+        let (api, pe) = (api.clone(), granted_exception(&format!("x-{i}"), "c", "api", expires));
+        async move { api.create(&PostParams::default(), &pe).await.map(|_| ()) }
+    })
+    .await;
     let apiserver = crate::apiserver_pid(&env);
     let now = jiff::Timestamp::now().to_string();
     println!(
