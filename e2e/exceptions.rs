@@ -526,3 +526,68 @@ async fn a_window_extended_while_the_controller_was_down_stays_expired() {
     let _ = ctl.kill();
     let _ = ctl.wait();
 }
+
+/// A burst of new exceptions: a control whose few exceptions were
+/// reconciled first has its `activeExceptions` wait while the others are
+/// (one status write per burst, not one per exception), and written when
+/// the burst ends, not at the 5-minute bound. Nothing else triggers that
+/// control afterwards, so only the release at the burst's end writes its
+/// count in time. A controller with two request slots (32 turns) keeps
+/// the burst going; the metric shows the count did wait.
+#[tokio::test]
+async fn a_controls_count_waits_for_a_burst_and_is_written_when_it_ends() {
+    const FEW: usize = 4;
+    const MANY: usize = 100;
+    const BURST: Duration = Duration::from_secs(180);
+    let env = crate::harness::isolated();
+    let (mut ctl, addr) = env.spawn_ready_controller("ctl-burst", &["--max-in-flight", "2"]).await;
+    let client = env.admin().await;
+    let mut apis = Vec::new();
+    for prefix in ["burst-few", "burst-many"] {
+        let ns = env.namespace(prefix).await;
+        env.apply_ok(&ns, &control("payments", ""));
+        let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+        wait_for(&cos, "payments", OUTCOME, "Ready", condition_is("Ready", "True")).await;
+        apis.push((cos, Api::<PolicyException>::namespaced(client.clone(), &ns)));
+    }
+    // All at once, as the admin (a trusted applier of the controls), the
+    // few first: they take the first turns.
+    let wanted = [(0, FEW), (1, MANY)];
+    let creates = wanted
+        .iter()
+        .flat_map(|&(at, n)| (0..n).map(move |i| (at, format!("x-{i}"))))
+        .map(|(at, name)| {
+            let pe: PolicyException = serde_yaml_ng::from_str(&good(&name).yaml()).expect("exception YAML");
+            let pes = apis[at].1.clone();
+            async move { pes.create(&Default::default(), &pe).await.map(|_| ()) }
+        });
+    let created = futures::future::join_all(creates).await;
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    // The burst ends when the many are reconciled, however long a busy
+    // machine takes; from then on, the few's count is due at once, not in
+    // five minutes.
+    for (at, n, within) in [(1, MANY, BURST), (0, FEW, OUTCOME)] {
+        let want = i32::try_from(n).expect("a small count");
+        wait_for(
+            &apis[at].0,
+            "payments",
+            within,
+            "the whole count",
+            |co: Option<&ControlOwnership>| {
+                co.and_then(|c| c.status.as_ref()).and_then(|s| s.active_exceptions) == Some(want)
+            },
+        )
+        .await;
+    }
+    let scrape = crate::harness::http_get(&format!("http://{addr}/metrics"))
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    let waits = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("steward_control_count_waits_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(waits >= 1.0, "no count waited, so this run shows nothing: {waits}");
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+}

@@ -116,6 +116,7 @@ pub struct Metrics {
     heap_resident: Gauge,
     new_work: Gauge,
     counts_waiting: Gauge,
+    count_waits: Counter,
     /// The caches the gauges describe; set by the leader only, so that the
     /// replicas of one Deployment do not all report the same objects.
     caches: OnceLock<Arc<Caches>>,
@@ -156,6 +157,12 @@ impl Metrics {
         let heap_resident = Gauge::default();
         let new_work = Gauge::default();
         let counts_waiting = Gauge::default();
+        let count_waits = Counter::default();
+        registry.register(
+            "control_count_waits",
+            "Times a ControlOwnership's changed activeExceptions began to wait for new work under way to end",
+            count_waits.clone(),
+        );
         registry.register(
             "new_work",
             "Reconciles that can only add (new exceptions and controls), waiting for a turn or in progress",
@@ -267,6 +274,7 @@ impl Metrics {
             heap_resident,
             new_work,
             counts_waiting,
+            count_waits,
             caches: OnceLock::new(),
             shards: OnceLock::new(),
         }
@@ -306,6 +314,11 @@ impl Metrics {
         self.new_work.set(i64::try_from(new_work).unwrap_or(i64::MAX));
         self.counts_waiting
             .set(i64::try_from(counts_waiting).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a control's count beginning to wait for a burst.
+    pub fn count_began_waiting(&self) {
+        self.count_waits.inc();
     }
 
     /// Marks this process as the leader (or not).

@@ -73,7 +73,10 @@ impl Burst {
         let since = waiting.get(key).copied();
         let wait = match count_may_wait(written, new, since, burst, now) {
             Some(deadline) => {
-                waiting.entry(key.clone()).or_insert(now);
+                if since.is_none() {
+                    waiting.insert(key.clone(), now);
+                    self.metrics.count_began_waiting();
+                }
                 Some(deadline)
             }
             None => {
@@ -157,6 +160,10 @@ mod tests {
         let exported = metrics.render(now);
         assert!(exported.contains("steward_new_work 2"), "{exported}");
         assert!(exported.contains("steward_control_counts_waiting 1"), "{exported}");
+        // Waiting again in the same burst is the same wait.
+        assert_eq!(burst.count_waits(&key, Some(&status(1)), &status(3), now), waits);
+        let exported = metrics.render(now);
+        assert!(exported.contains("steward_control_count_waits_total 1"), "{exported}");
         drop(first);
         // Still one under way: nothing released.
         assert!(ended.next().now_or_never().is_none());
