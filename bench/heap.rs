@@ -1,7 +1,8 @@
 //! Where a cached object's bytes go: the heap that one live object of each
-//! kind takes in the form the controller caches it (k8s-openapi types,
-//! trimmed by `cache::trim`), counted by an allocator wrapper in this bench
-//! process, not estimated from the controller's RSS.
+//! kind takes in the form the controller caches it (`cache::Cached`: its
+//! own kinds trimmed, Roles and RoleBindings in their compact forms),
+//! counted by an allocator wrapper in this bench process, not estimated
+//! from the controller's RSS.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -11,6 +12,8 @@ use kube::Resource;
 use kube::api::{Api, ListParams};
 use serde::de::DeserializeOwned;
 use steward::api::{ControlOwnership, PolicyException};
+use steward::cache::Cached;
+use steward::compact::{CachedRole, CachedRoleBinding};
 
 /// The system allocator, counting the bytes and blocks live.
 pub struct Counting;
@@ -57,19 +60,18 @@ const COPIES: usize = 2000;
 /// The footprint of `json` held as `K` after trimming, averaged over many
 /// copies so the vector's own buffer is the only overhead (counted: it
 /// holds the inline part).
-fn footprint<K: DeserializeOwned + serde::Serialize + Resource>(
-    kind: &'static str,
-    json: &serde_json::Value,
-) -> Option<Footprint> {
-    let mut trimmed: K = serde_json::from_value(json.clone()).ok()?;
+fn footprint<C: Cached>(kind: &'static str, json: &serde_json::Value) -> Option<Footprint>
+where
+    C::Api: serde::Serialize,
+{
+    let mut trimmed: C::Api = serde_json::from_value(json.clone()).ok()?;
     steward::cache::trim::trim(&mut trimmed);
     let json_len = serde_json::to_vec(&trimmed).ok()?.len();
     let (bytes, blocks) = (BYTES.load(Ordering::Relaxed), BLOCKS.load(Ordering::Relaxed));
-    let mut held: Vec<K> = Vec::with_capacity(COPIES);
+    let mut held: Vec<C> = Vec::with_capacity(COPIES);
     for _ in 0..COPIES {
-        let mut obj: K = serde_json::from_value(json.clone()).ok()?;
-        steward::cache::trim::trim(&mut obj);
-        held.push(obj);
+        let obj: C::Api = serde_json::from_value(json.clone()).ok()?;
+        held.push(C::cache_form(obj));
     }
     let bytes = (BYTES.load(Ordering::Relaxed) - bytes) as f64 / COPIES as f64;
     let blocks = (BLOCKS.load(Ordering::Relaxed) - blocks) as f64 / COPIES as f64;
@@ -103,10 +105,10 @@ pub async fn live(client: &kube::Client) -> Vec<Footprint> {
         out.extend(footprint::<ControlOwnership>("ControlOwnership", &j));
     }
     if let Some(j) = one(Api::<RoleBinding>::all(client.clone()), managed.clone()).await {
-        out.extend(footprint::<RoleBinding>("RoleBinding (managed)", &j));
+        out.extend(footprint::<CachedRoleBinding>("RoleBinding (managed)", &j));
     }
     if let Some(j) = one(Api::<Role>::all(client.clone()), managed).await {
-        out.extend(footprint::<Role>("Role (managed)", &j));
+        out.extend(footprint::<CachedRole>("Role (managed)", &j));
     }
     out
 }

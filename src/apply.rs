@@ -19,7 +19,8 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::{View, fingerprint};
+use crate::cache::{Cached, View, fingerprint};
+use crate::compact::{CachedRole, CachedRoleBinding, Compact};
 use crate::decide::notice::Notice;
 
 /// The field manager of every write Steward makes.
@@ -44,10 +45,21 @@ pub trait Namespaced:
     + Sync
     + 'static
 {
+    /// The form its view keeps.
+    type Cached: Cached<Api = Self> + Compact;
 }
 
-impl Namespaced for k8s_openapi::api::rbac::v1::Role {}
-impl Namespaced for k8s_openapi::api::rbac::v1::RoleBinding {}
+impl Namespaced for k8s_openapi::api::rbac::v1::Role {
+    type Cached = CachedRole;
+}
+impl Namespaced for k8s_openapi::api::rbac::v1::RoleBinding {
+    type Cached = CachedRoleBinding;
+}
+
+/// The key of `obj` in its view.
+fn key_of<K: Namespaced>(obj: &K) -> ObjectRef<K::Cached> {
+    ObjectRef::new(&obj.name_any()).within(&obj.namespace().unwrap_or_default())
+}
 
 /// Writes as the controller's identity.
 pub struct Writer {
@@ -67,7 +79,7 @@ impl Writer {
     }
 
     /// Server-side applies a namespaced object and records it in `view`.
-    pub async fn apply<K: Namespaced>(&self, view: &View<K>, obj: &K) -> Result<(), kube::Error> {
+    pub async fn apply<K: Namespaced>(&self, view: &View<K::Cached>, obj: &K) -> Result<(), kube::Error> {
         let api: Api<K> = Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
         let mut value = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
         value["apiVersion"] = K::api_version(&()).into();
@@ -75,11 +87,7 @@ impl Writer {
         let applied = api
             .patch(&obj.name_any(), &apply_params(), &Patch::Apply(value))
             .await?;
-        view.record(
-            &ObjectRef::from_obj(obj),
-            applied.resource_version().as_deref(),
-            fingerprint(obj),
-        );
+        view.record(&key_of(obj), applied.resource_version().as_deref(), fingerprint(obj));
         Ok(())
     }
 
@@ -90,7 +98,7 @@ impl Writer {
     /// Steward's field manager as an update, beside its applies: every
     /// apply sends the whole desired object, so no field we set stays
     /// behind.
-    pub async fn create<K: Namespaced>(&self, view: &View<K>, obj: &K) -> Result<(), kube::Error> {
+    pub async fn create<K: Namespaced>(&self, view: &View<K::Cached>, obj: &K) -> Result<(), kube::Error> {
         let api: Api<K> = Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
@@ -98,11 +106,7 @@ impl Writer {
         };
         match api.create(&params, obj).await {
             Ok(created) => {
-                view.record(
-                    &ObjectRef::from_obj(obj),
-                    created.resource_version().as_deref(),
-                    fingerprint(obj),
-                );
+                view.record(&key_of(obj), created.resource_version().as_deref(), fingerprint(obj));
                 Ok(())
             }
             Err(kube::Error::Api(s)) if s.code == 409 => self.apply(view, obj).await,
@@ -115,6 +119,7 @@ impl Writer {
     pub async fn status<K, S>(&self, view: &View<K>, obj: &K, status: &S) -> Result<(), kube::Error>
     where
         K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Cached
             + Clone
             + DeserializeOwned
             + Debug
@@ -125,8 +130,8 @@ impl Writer {
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
         let patch = serde_json::json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
+            "apiVersion": <K as Resource>::api_version(&()),
+            "kind": <K as Resource>::kind(&()),
             "status": status,
         });
         let written = api
@@ -134,7 +139,7 @@ impl Writer {
             .await?;
         let rv = written.resource_version();
         tracing::debug!(
-            from_version = obj.resource_version().unwrap_or_default(),
+            from_version = obj.meta().resource_version.as_deref().unwrap_or_default(),
             written_version = rv.as_deref().unwrap_or_default(),
             "status written"
         );

@@ -11,6 +11,7 @@ pub mod approval_key;
 pub mod cache;
 pub mod cli;
 pub mod client;
+pub mod compact;
 pub mod crds;
 pub mod decide;
 pub mod http;

@@ -5,7 +5,7 @@
 //! same on every replica: every cache has listed.
 
 mod backoff;
-
+mod kinds;
 mod own_writes;
 pub mod trim;
 mod view;
@@ -14,17 +14,19 @@ use std::future::Future;
 use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 
 pub use backoff::WatchBackoff;
+pub use kinds::Cached;
 pub use own_writes::fingerprint;
 pub use view::View;
 
 use crate::api::{ControlOwnership, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PolicyException};
+use crate::compact::{CachedRole, CachedRoleBinding};
 use crate::decide::Ceiling;
 
 /// What the caches hold.
@@ -46,11 +48,11 @@ pub struct Caches {
     /// ControlOwnerships.
     pub controls: Arc<View<ControlOwnership>>,
     /// All RoleBindings in scope (drift can hide in any of them).
-    pub role_bindings: Arc<View<RoleBinding>>,
+    pub role_bindings: Arc<View<CachedRoleBinding>>,
     /// All ClusterRoleBindings.
     pub cluster_role_bindings: Arc<View<ClusterRoleBinding>>,
     /// Roles labelled as Steward's.
-    pub roles: Arc<View<Role>>,
+    pub roles: Arc<View<CachedRole>>,
     /// The grant-ceiling ClusterRole (a watch of that one name).
     pub ceiling_role: Arc<View<ClusterRole>>,
     scope: Scope,
@@ -66,8 +68,8 @@ impl Caches {
         let all = watcher::Config::default;
         let managed = all().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
         let ceiling = all().fields(&format!("metadata.name={}", scope.ceiling));
-        let (exceptions, p1) = View::watch(scoped(client, ns), all());
-        let (controls, p2) = View::watch(scoped(client, ns), all());
+        let (exceptions, p1) = View::watch_reconciled(scoped(client, ns), all());
+        let (controls, p2) = View::watch_reconciled(scoped(client, ns), all());
         let (role_bindings, p3) = View::watch(scoped(client, ns), all());
         let (roles, p4) = View::watch(scoped(client, ns), managed);
         let (cluster_role_bindings, p5) = View::watch(Api::all(client.clone()), all());
@@ -104,11 +106,11 @@ impl Caches {
     /// Only a binding to Steward's own service account counts: a tenant's
     /// bindings of the ceiling to anyone else must not make every control
     /// and exception of the namespace reconcile on each change.
-    pub fn binds_ceiling(&self, rb: &k8s_openapi::api::rbac::v1::RoleBinding) -> bool {
-        let ns = rb.metadata.namespace.as_deref();
+    pub fn binds_ceiling(&self, rb: &CachedRoleBinding) -> bool {
+        let ns = Some(&*rb.metadata.namespace).filter(|n| !n.is_empty());
         rb.role_ref.kind == "ClusterRole"
             && rb.role_ref.name == self.scope.ceiling
-            && rb.subjects.iter().flatten().any(|s| {
+            && rb.subjects.iter().any(|s| {
                 let user = match s.kind.as_str() {
                     "ServiceAccount" => format!(
                         "system:serviceaccount:{}:{}",
@@ -226,38 +228,38 @@ impl Caches {
     /// Caches fed by hand, every one listed, for tests.
     pub fn fed(controls: Vec<ControlOwnership>, exceptions: Vec<PolicyException>) -> Self {
         Self {
-            exceptions: View::fed(exceptions).0,
-            controls: View::fed(controls).0,
-            role_bindings: View::fed(vec![]).0,
-            cluster_role_bindings: View::fed(vec![]).0,
-            roles: View::fed(vec![]).0,
-            ceiling_role: View::fed(vec![]).0,
+            exceptions: View::fed_with(exceptions, true),
+            controls: View::fed_with(controls, true),
+            role_bindings: View::fed(vec![]),
+            cluster_role_bindings: View::fed(vec![]),
+            roles: View::fed(vec![]),
+            ceiling_role: View::fed(vec![]),
             scope: test_scope(),
             ceiling_memo: Default::default(),
         }
     }
 
-    /// Caches whose first list has not arrived, and the means to list them:
-    /// fed caches with every view swapped for an unlisted one.
+    /// Caches whose first list has not arrived, and the means to list them.
     pub fn unlisted() -> (Self, Unlisted) {
-        fn unlist<K>(view: &mut Arc<View<K>>) -> Feed<K>
-        where
-            K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync,
-        {
-            let (unlisted, writer) = View::unlisted();
-            *view = unlisted.clone();
-            (unlisted, writer)
-        }
-        let mut caches = Self::fed(vec![], vec![]);
-        let writers = Unlisted(
-            unlist(&mut caches.exceptions),
-            unlist(&mut caches.controls),
-            unlist(&mut caches.role_bindings),
-            unlist(&mut caches.cluster_role_bindings),
-            unlist(&mut caches.roles),
-            unlist(&mut caches.ceiling_role),
+        let caches = Self {
+            exceptions: View::unlisted(true),
+            controls: View::unlisted(true),
+            role_bindings: View::unlisted(false),
+            cluster_role_bindings: View::unlisted(false),
+            roles: View::unlisted(false),
+            ceiling_role: View::unlisted(false),
+            scope: test_scope(),
+            ceiling_memo: Default::default(),
+        };
+        let views = Unlisted(
+            caches.exceptions.clone(),
+            caches.controls.clone(),
+            caches.role_bindings.clone(),
+            caches.cluster_role_bindings.clone(),
+            caches.roles.clone(),
+            caches.ceiling_role.clone(),
         );
-        (caches, writers)
+        (caches, views)
     }
 }
 
@@ -270,39 +272,29 @@ fn test_scope() -> Scope {
     }
 }
 
-/// The writers of unlisted test caches.
+/// The views of unlisted test caches.
 #[cfg(test)]
 pub struct Unlisted(
-    Feed<PolicyException>,
-    Feed<ControlOwnership>,
-    Feed<RoleBinding>,
-    Feed<ClusterRoleBinding>,
-    Feed<Role>,
-    Feed<ClusterRole>,
+    Arc<View<PolicyException>>,
+    Arc<View<ControlOwnership>>,
+    Arc<View<CachedRoleBinding>>,
+    Arc<View<ClusterRoleBinding>>,
+    Arc<View<CachedRole>>,
+    Arc<View<ClusterRole>>,
 );
-
-/// A view and the writer of its store, for tests.
-#[cfg(test)]
-type Feed<K> = (Arc<View<K>>, kube::runtime::reflector::store::Writer<K>);
 
 #[cfg(test)]
 impl Unlisted {
     /// Completes an empty first list of every cache, the RBAC kinds' only
     /// if `rbac_too`.
     pub fn list(&mut self, rbac_too: bool) {
-        fn empty<K>((view, writer): &mut Feed<K>)
-        where
-            K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync,
-        {
-            view.list_empty(writer);
-        }
-        empty(&mut self.0);
-        empty(&mut self.1);
-        empty(&mut self.5);
+        self.0.list_empty();
+        self.1.list_empty();
+        self.5.list_empty();
         if rbac_too {
-            empty(&mut self.2);
-            empty(&mut self.3);
-            empty(&mut self.4);
+            self.2.list_empty();
+            self.3.list_empty();
+            self.4.list_empty();
         }
     }
 }
@@ -310,9 +302,9 @@ impl Unlisted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::rbac::v1::{RoleRef, Subject};
+    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 
-    fn binding(role: &str, subject: Subject) -> RoleBinding {
+    fn binding(role: &str, subject: Subject) -> CachedRoleBinding {
         RoleBinding {
             metadata: kube::api::ObjectMeta {
                 name: Some("b".into()),
@@ -326,6 +318,7 @@ mod tests {
             },
             subjects: Some(vec![subject]),
         }
+        .into()
     }
 
     fn service_account(ns: Option<&str>, name: &str) -> Subject {

@@ -16,8 +16,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kube::Resource;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{Lookup, ObjectRef};
 use serde::Serialize;
 
 /// How long an entry may wait for the watch. Beyond it, the cache is trusted
@@ -31,11 +30,11 @@ struct Entry {
 }
 
 /// Our recent writes of one kind that its cache may not show yet.
-pub(super) struct OwnWrites<K: Resource<DynamicType = ()>> {
+pub(super) struct OwnWrites<K: Lookup<DynamicType = ()>> {
     entries: Mutex<HashMap<ObjectRef<K>, Entry>>,
 }
 
-impl<K: Resource<DynamicType = ()>> Default for OwnWrites<K> {
+impl<K: Lookup<DynamicType = ()>> Default for OwnWrites<K> {
     fn default() -> Self {
         Self {
             entries: Mutex::default(),
@@ -58,7 +57,7 @@ fn version(rv: Option<&str>) -> Option<u64> {
     rv.and_then(|v| v.parse().ok())
 }
 
-impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
+impl<K: Lookup<DynamicType = ()>> OwnWrites<K> {
     /// Records that we wrote `fingerprint` to `key` and the API server
     /// answered with resourceVersion `rv`.
     pub(super) fn record(&self, key: &ObjectRef<K>, rv: Option<&str>, fingerprint: u64) {
@@ -96,7 +95,7 @@ impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
             return;
         }
         let key = ObjectRef::from_obj(obj);
-        let caught_up = match (entries.get(&key), version(obj.meta().resource_version.as_deref())) {
+        let caught_up = match (entries.get(&key), version(obj.resource_version().as_deref())) {
             (Some(e), Some(v)) => v >= e.version,
             (Some(_), None) => true,
             (None, _) => false,

@@ -15,129 +15,193 @@
 //! later) first receives the whole store, as it would from its own list.
 
 use std::collections::HashMap;
-use std::fmt::Debug;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures::channel::mpsc;
-use futures::{Stream, StreamExt};
-use kube::Resource;
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use serde::de::DeserializeOwned;
 
+use super::kinds::Cached;
 use super::own_writes::OwnWrites;
 
 /// One kind's cache, its own-writes memo and its subscribers.
-pub struct View<K: Resource<DynamicType = ()> + Clone + 'static> {
-    store: Store<K>,
-    own: OwnWrites<K>,
-    subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>,
-    /// The objects cached in each namespace by name (cluster-scoped ones
-    /// under ""), sharing the store's copies, so a decision about one
-    /// namespace reads that namespace instead of scanning every cached
-    /// object: at ten thousand objects those scans, one per reconcile, were
-    /// most of the controller's CPU. Kept as the objects, not their names:
-    /// looking each name up in the store again (building its key, hashing
-    /// and comparing it) was then the controller's largest cost while
-    /// thousands of exceptions were activated.
-    by_namespace: Mutex<HashMap<String, HashMap<String, Arc<K>>>>,
+pub struct View<C: Cached> {
+    /// kube's store of the same objects (sharing them), for the kinds a
+    /// kube `Controller` reconciles: it reads its objects from one. The
+    /// other kinds do without, and without its second key per object (four
+    /// strings each).
+    kube: Option<(Store<C>, Mutex<reflector::store::Writer<C>>)>,
+    own: OwnWrites<C>,
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<C>>>>,
+    /// The cached objects by namespace (cluster-scoped ones under "") and
+    /// name: the view's store. A decision about one namespace reads that
+    /// namespace instead of scanning every cached object: at ten thousand
+    /// objects those scans, one per reconcile, were most of the
+    /// controller's CPU.
+    by_namespace: RwLock<Index<C>>,
+    /// The objects of a list in progress, swapped in when it completes
+    /// (views with a kube store read them from it instead).
+    listing: Mutex<Vec<Arc<C>>>,
     /// True from the first complete list on. Kept here rather than asked of
-    /// the store: its readiness future holds one waker, so a probe polling
+    /// a store: kube's readiness future holds one waker, so a probe polling
     /// it (`/readyz`) would take the wake-up away from a task awaiting it,
     /// which then waits forever.
     listed: tokio::sync::watch::Sender<bool>,
 }
 
-impl<K> View<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
+/// Objects by namespace, then name.
+type Index<C> = HashMap<Box<str>, HashMap<Box<str>, Arc<C>>>;
+
+fn cache_form<C: Cached>(event: watcher::Event<C::Api>) -> watcher::Event<C> {
+    use watcher::Event::*;
+    match event {
+        Apply(o) => Apply(C::cache_form(o)),
+        Delete(o) => Delete(C::cache_form(o)),
+        Init => Init,
+        InitApply(o) => InitApply(C::cache_form(o)),
+        InitDone => InitDone,
+    }
+}
+
+impl<C: Cached> View<C> {
     /// A view kept by one watch of `api`; the future is the watch, to be
     /// spawned once.
-    pub fn watch(api: Api<K>, config: watcher::Config) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
-        let (store, writer) = reflector::store();
-        let view = Arc::new(Self::over(store));
+    pub fn watch(api: Api<C::Api>, config: watcher::Config) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
+        Self::watch_with(api, config, false)
+    }
+
+    /// As `watch`, also keeping kube's store for a kube `Controller`
+    /// (`store`).
+    pub fn watch_reconciled(
+        api: Api<C::Api>,
+        config: watcher::Config,
+    ) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
+        Self::watch_with(api, config, true)
+    }
+
+    fn watch_with(
+        api: Api<C::Api>,
+        config: watcher::Config,
+        reconciled: bool,
+    ) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
+        let view = Arc::new(Self::new(reconciled));
         let pumped = view.clone();
-        let events = watcher(api, config)
+        let pump = watcher(api, config)
             .backoff(super::backoff::WatchBackoff::default())
-            .modify(super::trim::trim);
-        let pump = reflector::reflector(writer, events).for_each(move |event| {
-            pumped.saw(event);
-            futures::future::ready(())
-        });
+            .map_ok(cache_form::<C>)
+            .for_each(move |event| {
+                pumped.saw(event);
+                futures::future::ready(())
+            })
+            .boxed();
         (view, pump)
     }
 
-    fn over(store: Store<K>) -> Self {
+    fn new(reconciled: bool) -> Self {
         Self {
-            store,
+            kube: reconciled.then(|| {
+                let (store, writer) = reflector::store();
+                (store, Mutex::new(writer))
+            }),
             own: OwnWrites::default(),
             subscribers: Mutex::default(),
-            by_namespace: Mutex::default(),
+            by_namespace: RwLock::default(),
+            listing: Mutex::default(),
             listed: tokio::sync::watch::Sender::new(false),
         }
     }
 
-    /// One watch event, after the reflector applied it to the store.
-    fn saw(&self, event: Result<watcher::Event<K>, watcher::Error>) {
+    /// One watch event, in the form this view keeps.
+    fn saw(&self, event: Result<watcher::Event<C>, watcher::Error>) {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(kind = %C::kind(&()), error = %e, "watch error; retrying with backoff");
+                return;
+            }
+        };
+        if let Some((_, writer)) = &self.kube
+            && let Ok(mut writer) = writer.lock()
+        {
+            writer.apply_watcher_event(&event);
+        }
         match event {
-            Ok(watcher::Event::Apply(obj)) => {
+            watcher::Event::Apply(obj) => {
                 self.own.seen(&obj);
-                // The store's own copy, when it still holds this version:
-                // the index and the subscribers then share it instead of
-                // keeping a second copy of every changed object alive.
+                // kube's store's own copy, when there is one: the index and
+                // the subscribers then share it instead of keeping a second
+                // copy of every changed object alive.
                 let stored = self
-                    .store
-                    .get(&ObjectRef::from_obj(&obj))
-                    .filter(|s| s.meta().resource_version == obj.meta().resource_version);
+                    .kube
+                    .as_ref()
+                    .and_then(|(store, _)| store.get(&ObjectRef::from_obj(&obj)))
+                    .filter(|s| s.resource_version() == obj.resource_version());
                 let shared = stored.unwrap_or_else(|| Arc::new(obj));
                 self.index(&shared, true);
                 self.publish(&[shared]);
             }
-            Ok(watcher::Event::Delete(obj)) => {
+            watcher::Event::Delete(obj) => {
                 self.own.seen(&obj);
                 let gone = Arc::new(obj);
                 self.index(&gone, false);
                 self.publish(&[gone]);
             }
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            watcher::Event::Init => {
+                if let Ok(mut listing) = self.listing.lock() {
+                    listing.clear();
+                }
+            }
+            watcher::Event::InitApply(obj) => {
+                if self.kube.is_none()
+                    && let Ok(mut listing) = self.listing.lock()
+                {
+                    listing.push(Arc::new(obj));
+                }
+            }
             // After a (re)list the objects go out only once the whole list is
-            // in the store: the reflector swaps it in at InitDone, and a
-            // reconcile triggered earlier would read the store as it was
-            // before the list, older than what the memo was told it shows.
-            Ok(watcher::Event::InitDone) => {
-                // The reflector has marked the store ready by now.
-                self.listed.send_replace(true);
-                let listed = self.store.state();
+            // in: a reconcile triggered earlier would read the view as it
+            // was before the list, older than what the memo was told it
+            // shows.
+            watcher::Event::InitDone => {
+                let listed = match &self.kube {
+                    Some((store, _)) => store.state(),
+                    None => self
+                        .listing
+                        .lock()
+                        .map(|mut l| std::mem::take(&mut *l))
+                        .unwrap_or_default(),
+                };
                 for obj in &listed {
                     self.own.seen(obj);
                 }
                 self.reindex(&listed);
+                self.listed.send_replace(true);
                 self.publish(&listed);
             }
-            Err(e) => tracing::warn!(kind = %K::kind(&()), error = %e, "watch error; retrying with backoff"),
         }
     }
 
     /// Records (`cached`) or forgets `obj` in its namespace.
-    fn index(&self, obj: &Arc<K>, cached: bool) {
-        let (Some(name), Ok(mut index)) = (obj.meta().name.as_deref(), self.by_namespace.lock()) else {
+    fn index(&self, obj: &Arc<C>, cached: bool) {
+        let (Some(name), Ok(mut index)) = (obj.name(), self.by_namespace.write()) else {
             return;
         };
-        let ns = obj.meta().namespace.as_deref().unwrap_or_default();
+        let ns = obj.namespace();
+        let ns = ns.as_deref().unwrap_or_default();
         if cached {
             match index.get_mut(ns) {
                 Some(objs) => {
-                    objs.insert(name.to_string(), obj.clone());
+                    objs.insert(name.into(), obj.clone());
                 }
                 None => {
-                    index.insert(ns.to_string(), HashMap::from([(name.to_string(), obj.clone())]));
+                    index.insert(ns.into(), HashMap::from([(name.into(), obj.clone())]));
                 }
             }
         } else if let Some(objs) = index.get_mut(ns) {
-            objs.remove(name);
+            objs.remove(name.as_ref());
             if objs.is_empty() {
                 index.remove(ns);
             }
@@ -145,15 +209,15 @@ where
     }
 
     /// Rebuilds the index from a complete list.
-    fn reindex(&self, listed: &[Arc<K>]) {
-        let mut fresh: HashMap<String, HashMap<String, Arc<K>>> = HashMap::new();
+    fn reindex(&self, listed: &[Arc<C>]) {
+        let mut fresh: Index<C> = HashMap::new();
         for obj in listed {
-            if let Some(name) = &obj.meta().name {
-                let ns = obj.meta().namespace.clone().unwrap_or_default();
-                fresh.entry(ns).or_default().insert(name.clone(), obj.clone());
+            if let Some(name) = obj.name() {
+                let ns = obj.namespace().unwrap_or_default();
+                fresh.entry(ns.into()).or_default().insert(name.into(), obj.clone());
             }
         }
-        if let Ok(mut index) = self.by_namespace.lock() {
+        if let Ok(mut index) = self.by_namespace.write() {
             *index = fresh;
         }
     }
@@ -161,20 +225,20 @@ where
     /// The namespaces holding at least one cached object.
     pub fn namespaces(&self) -> Vec<String> {
         self.by_namespace
-            .lock()
+            .read()
             .map(|index| {
                 index
                     .iter()
                     .filter(|(_, names)| !names.is_empty())
-                    .map(|(ns, _)| ns.clone())
+                    .map(|(ns, _)| ns.to_string())
                     .collect()
             })
             .unwrap_or_default()
     }
 
     /// The cached objects of namespace `ns`.
-    pub fn in_namespace(&self, ns: &str) -> Vec<Arc<K>> {
-        let Ok(index) = self.by_namespace.lock() else {
+    pub fn in_namespace(&self, ns: &str) -> Vec<Arc<C>> {
+        let Ok(index) = self.by_namespace.read() else {
             return Vec::new();
         };
         index
@@ -183,7 +247,7 @@ where
             .unwrap_or_default()
     }
 
-    fn publish(&self, objs: &[Arc<K>]) {
+    fn publish(&self, objs: &[Arc<C>]) {
         let Ok(mut subs) = self.subscribers.lock() else { return };
         // A closed channel is a subscriber that stopped (a deposed leader's
         // controllers): forget it.
@@ -192,13 +256,13 @@ where
 
     /// Every change from now on (deletions included), preceded by the whole
     /// store if it has listed already.
-    pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<C>> + Send + 'static {
         let (tx, rx) = mpsc::unbounded();
         if let Ok(mut subs) = self.subscribers.lock() {
             // Under the lock, so no event falls between the snapshot and the
             // registration (a repeat is harmless: triggers are idempotent).
             if self.is_listed() {
-                for obj in self.store.state() {
+                for obj in self.state() {
                     let _ = tx.unbounded_send(obj);
                 }
             }
@@ -207,19 +271,27 @@ where
         rx
     }
 
-    /// The store, for kube's `Controller`.
-    pub fn store(&self) -> Store<K> {
-        self.store.clone()
+    /// kube's store, for a kube `Controller`; None unless the view was made
+    /// by `watch_reconciled`.
+    pub fn store(&self) -> Option<Store<C>> {
+        self.kube.as_ref().map(|(store, _)| store.clone())
     }
 
     /// The cached copy of `key`.
-    pub fn get(&self, key: &ObjectRef<K>) -> Option<Arc<K>> {
-        self.store.get(key)
+    pub fn get(&self, key: &ObjectRef<C>) -> Option<Arc<C>> {
+        let index = self.by_namespace.read().ok()?;
+        index
+            .get(key.namespace.as_deref().unwrap_or_default())?
+            .get(key.name.as_str())
+            .cloned()
     }
 
     /// Every cached object.
-    pub fn state(&self) -> Vec<Arc<K>> {
-        self.store.state()
+    pub fn state(&self) -> Vec<Arc<C>> {
+        let Ok(index) = self.by_namespace.read() else {
+            return Vec::new();
+        };
+        index.values().flat_map(|objs| objs.values().cloned()).collect()
     }
 
     /// Whether the first list has completed.
@@ -236,31 +308,32 @@ where
     /// Whether the server is known to hold exactly `fingerprint` at `key`
     /// although the store does not show it yet: our last write of it was
     /// that, and the store is behind that write.
-    pub fn holds(&self, key: &ObjectRef<K>, fingerprint: u64) -> bool {
+    pub fn holds(&self, key: &ObjectRef<C>, fingerprint: u64) -> bool {
         self.ahead_of_store(key) == Some(fingerprint)
     }
 
     /// Whether we wrote `key` and the store has not shown that write yet.
-    pub fn wrote(&self, key: &ObjectRef<K>) -> bool {
+    pub fn wrote(&self, key: &ObjectRef<C>) -> bool {
         self.ahead_of_store(key).is_some()
     }
 
     /// Whether `obj` is the newest copy we can know of: the store holds this
     /// very version, and no write of ours is newer.
-    pub fn is_newest(&self, obj: &K) -> bool {
+    pub fn is_newest(&self, obj: &C) -> bool {
         let key = ObjectRef::from_obj(obj);
-        let cached = self.store.get(&key).and_then(|c| c.meta().resource_version.clone());
-        cached == obj.meta().resource_version && self.ahead_of_store(&key).is_none()
+        let cached = self.get(&key);
+        cached.as_ref().and_then(|c| c.resource_version()) == obj.resource_version()
+            && self.ahead_of_store(&key).is_none()
     }
 
-    fn ahead_of_store(&self, key: &ObjectRef<K>) -> Option<u64> {
-        let cached = self.store.get(key);
-        self.own
-            .ahead_of(key, cached.as_ref().and_then(|c| c.meta().resource_version.as_deref()))
+    fn ahead_of_store(&self, key: &ObjectRef<C>) -> Option<u64> {
+        let cached = self.get(key);
+        let rv = cached.as_ref().and_then(|c| c.resource_version());
+        self.own.ahead_of(key, rv.as_deref())
     }
 
     /// Records our write of `fingerprint` to `key`, answered with `rv`.
-    pub fn record(&self, key: &ObjectRef<K>, rv: Option<&str>, fingerprint: u64) {
+    pub fn record(&self, key: &ObjectRef<C>, rv: Option<&str>, fingerprint: u64) {
         self.own.record(key, rv, fingerprint);
     }
 
@@ -270,11 +343,9 @@ where
     /// in between does not delete it again. Recorded before the request is
     /// sent, so two deleters racing send one request; a delete that fails
     /// must be forgotten (`forget_deleted`), so that it is retried.
-    pub fn record_deleted(&self, obj: &K) {
+    pub fn record_deleted(&self, obj: &C) {
         let next = obj
-            .meta()
-            .resource_version
-            .as_deref()
+            .resource_version()
             .and_then(|v| v.parse::<u64>().ok())
             .and_then(|v| v.checked_add(1));
         if let Some(next) = next {
@@ -284,12 +355,12 @@ where
     }
 
     /// Forgets a deletion recorded for `key` whose request failed.
-    pub fn forget_deleted(&self, key: &ObjectRef<K>) {
+    pub fn forget_deleted(&self, key: &ObjectRef<C>) {
         self.own.forget(key, DELETED);
     }
 
     /// Whether we deleted `key` and the store does not show that yet.
-    pub fn deleted(&self, key: &ObjectRef<K>) -> bool {
+    pub fn deleted(&self, key: &ObjectRef<C>) -> bool {
         self.holds(key, DELETED)
     }
 }
@@ -300,41 +371,46 @@ where
 const DELETED: u64 = u64::MAX;
 
 #[cfg(test)]
-impl<K> View<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    /// A view fed by hand instead of a watch, for tests.
-    pub fn fed(objs: Vec<K>) -> (Arc<Self>, reflector::store::Writer<K>) {
-        let (store, mut writer) = reflector::store();
-        let view = Arc::new(Self::over(store));
-        writer.apply_watcher_event(&watcher::Event::Init);
-        for o in &objs {
-            writer.apply_watcher_event(&watcher::Event::InitApply(o.clone()));
+impl<C: Cached> View<C> {
+    /// A view fed by hand instead of a watch, for tests; with kube's store
+    /// if `reconciled`.
+    pub fn fed_with(objs: Vec<C::Api>, reconciled: bool) -> Arc<Self> {
+        let view = Arc::new(Self::new(reconciled));
+        view.feed(watcher::Event::Init);
+        for o in objs {
+            view.feed(watcher::Event::InitApply(o));
         }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-        view.saw(Ok(watcher::Event::InitDone));
-        (view, writer)
+        view.feed(watcher::Event::InitDone);
+        view
+    }
+
+    /// A view fed by hand, without kube's store, for tests.
+    pub fn fed(objs: Vec<C::Api>) -> Arc<Self> {
+        Self::fed_with(objs, false)
     }
 
     /// A view whose first list has not arrived, for tests.
-    pub fn unlisted() -> (Arc<Self>, reflector::store::Writer<K>) {
-        let (store, writer) = reflector::store();
-        (Arc::new(Self::over(store)), writer)
+    pub fn unlisted(reconciled: bool) -> Arc<Self> {
+        Arc::new(Self::new(reconciled))
     }
 
-    /// Completes an empty first list through `writer`, as the watch would.
-    pub fn list_empty(&self, writer: &mut reflector::store::Writer<K>) {
-        writer.apply_watcher_event(&watcher::Event::Init);
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-        self.saw(Ok(watcher::Event::InitDone));
+    /// Completes an empty first list, as the watch would.
+    pub fn list_empty(&self) {
+        self.feed(watcher::Event::Init);
+        self.feed(watcher::Event::InitDone);
+    }
+
+    /// One watch event, as the watch delivers it.
+    pub fn feed(&self, event: watcher::Event<C::Api>) {
+        self.saw(Ok(cache_form::<C>(event)));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::rbac::v1::Role;
+    use crate::compact::CachedRole;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 
     fn role(name: &str, rv: &str) -> Role {
         let mut r = Role::default();
@@ -344,88 +420,120 @@ mod tests {
         r
     }
 
-    fn names(objs: Vec<Arc<Role>>) -> Vec<String> {
-        let mut v: Vec<String> = objs.iter().filter_map(|o| o.metadata.name.clone()).collect();
+    fn names(objs: Vec<Arc<CachedRole>>) -> Vec<String> {
+        let mut v: Vec<String> = objs.iter().map(|o| o.metadata.name.to_string()).collect();
         v.sort();
         v
     }
 
+    fn cached_role(name: &str, rv: &str) -> CachedRole {
+        role(name, rv).into()
+    }
+
+    /// Both kinds of view: with kube's store (for a Controller) and without.
+    const MODES: [bool; 2] = [false, true];
+
     #[test]
     fn a_namespace_reads_exactly_its_objects_through_changes_and_relists() {
-        let mut elsewhere = role("x", "1");
-        elsewhere.metadata.namespace = Some("other".into());
-        let (view, mut w) = View::fed(vec![role("a", "1"), role("b", "2"), elsewhere]);
-        assert_eq!(names(view.in_namespace("ns")), ["a", "b"]);
-        assert_eq!(names(view.in_namespace("other")), ["x"]);
-        assert!(view.in_namespace("none").is_empty());
-        // A change as the watch delivers it: the store first, then the view.
-        let apply = |w: &mut reflector::store::Writer<Role>, e: watcher::Event<Role>| {
-            w.apply_watcher_event(&e);
-            view.saw(Ok(e));
+        for reconciled in MODES {
+            let mut elsewhere = role("x", "1");
+            elsewhere.metadata.namespace = Some("other".into());
+            let view = View::<CachedRole>::fed_with(vec![role("a", "1"), role("b", "2"), elsewhere], reconciled);
+            assert_eq!(names(view.in_namespace("ns")), ["a", "b"]);
+            assert_eq!(names(view.in_namespace("other")), ["x"]);
+            assert!(view.in_namespace("none").is_empty());
+            view.feed(watcher::Event::Apply(role("c", "3")));
+            view.feed(watcher::Event::Delete(role("a", "4")));
+            assert_eq!(names(view.in_namespace("ns")), ["b", "c"]);
+            assert_eq!(names(view.state()), ["b", "c", "x"]);
+            // A relist replaces everything, once it is complete.
+            view.feed(watcher::Event::Init);
+            view.feed(watcher::Event::InitApply(role("d", "5")));
+            assert_eq!(names(view.in_namespace("ns")), ["b", "c"], "mid-list");
+            view.feed(watcher::Event::InitDone);
+            assert_eq!(names(view.in_namespace("ns")), ["d"]);
+            assert!(view.in_namespace("other").is_empty());
+            assert_eq!(view.store().map(|s| s.state().len()), reconciled.then_some(1));
+        }
+    }
+
+    /// With kube's store, the view and the store share each object.
+    #[test]
+    fn a_reconciled_view_shares_its_objects_with_kubes_store() {
+        let cluster_role = |name: &str, rv: &str| {
+            let mut r = ClusterRole::default();
+            r.metadata.name = Some(name.into());
+            r.metadata.resource_version = Some(rv.into());
+            r
         };
-        apply(&mut w, watcher::Event::Apply(role("c", "3")));
-        apply(&mut w, watcher::Event::Delete(role("a", "4")));
-        assert_eq!(names(view.in_namespace("ns")), ["b", "c"]);
-        // A relist replaces everything.
-        w.apply_watcher_event(&watcher::Event::Init);
-        w.apply_watcher_event(&watcher::Event::InitApply(role("d", "5")));
-        apply(&mut w, watcher::Event::InitDone);
-        assert_eq!(names(view.in_namespace("ns")), ["d"]);
-        assert!(view.in_namespace("other").is_empty());
+        let view = View::<ClusterRole>::fed_with(vec![cluster_role("a", "1")], true);
+        view.feed(watcher::Event::Apply(cluster_role("b", "2")));
+        let store = view.store().expect("kept");
+        for name in ["a", "b"] {
+            let key = ObjectRef::new(name);
+            let (mine, kubes) = (view.get(&key).expect("view"), store.get(&key).expect("store"));
+            assert!(Arc::ptr_eq(&mine, &kubes), "{name}: two copies");
+        }
     }
 
     #[tokio::test]
     async fn a_late_subscriber_gets_the_store_then_the_changes() {
-        let (view, _w) = View::fed(vec![role("a", "1"), role("b", "2")]);
+        let view = View::<CachedRole>::fed(vec![role("a", "1"), role("b", "2")]);
         let mut sub = view.subscribe();
         let mut first: Vec<String> = vec![
-            sub.next().await.expect("a").metadata.name.clone().unwrap_or_default(),
-            sub.next().await.expect("b").metadata.name.clone().unwrap_or_default(),
+            sub.next().await.expect("a").metadata.name.to_string(),
+            sub.next().await.expect("b").metadata.name.to_string(),
         ];
         first.sort();
         assert_eq!(first, ["a", "b"]);
-        view.saw(Ok(watcher::Event::Delete(role("a", "3"))));
-        assert_eq!(sub.next().await.expect("delete").metadata.name.as_deref(), Some("a"));
+        view.feed(watcher::Event::Delete(role("a", "3")));
+        assert_eq!(&*sub.next().await.expect("delete").metadata.name, "a");
     }
 
     #[tokio::test]
     async fn an_early_subscriber_gets_the_list_once_it_is_complete() {
-        let (view, mut w) = View::<Role>::unlisted();
+        let view = View::<CachedRole>::unlisted(false);
         let mut sub = view.subscribe();
         assert!(!view.is_listed());
-        w.apply_watcher_event(&watcher::Event::Init);
-        w.apply_watcher_event(&watcher::Event::InitApply(role("a", "1")));
-        view.saw(Ok(watcher::Event::InitApply(role("a", "1"))));
+        view.feed(watcher::Event::Init);
+        view.feed(watcher::Event::InitApply(role("a", "1")));
         assert!(
             futures::FutureExt::now_or_never(sub.next()).is_none(),
             "sent before the list was complete"
         );
-        w.apply_watcher_event(&watcher::Event::InitDone);
-        view.saw(Ok(watcher::Event::InitDone));
+        assert!(
+            view.get(&ObjectRef::new("a").within("ns")).is_none(),
+            "readable before the list was complete"
+        );
+        view.feed(watcher::Event::InitDone);
         assert!(view.is_listed());
-        assert_eq!(sub.next().await.expect("a").metadata.name.as_deref(), Some("a"));
+        assert_eq!(&*sub.next().await.expect("a").metadata.name, "a");
     }
 
     #[test]
     fn freshness_comes_from_the_store_and_our_writes() {
-        let (view, mut w) = View::fed(vec![role("a", "5")]);
+        let view = View::<CachedRole>::fed(vec![role("a", "5")]);
         let key = ObjectRef::new("a").within("ns");
-        assert!(view.is_newest(&role("a", "5")));
-        assert!(!view.is_newest(&role("a", "4")), "an older copy than the store's");
+        assert!(view.is_newest(&cached_role("a", "5")));
+        assert!(
+            !view.is_newest(&cached_role("a", "4")),
+            "an older copy than the store's"
+        );
         view.record(&key, Some("6"), 42);
         assert!(view.holds(&key, 42), "the store is behind our write of exactly this");
         assert!(!view.holds(&key, 43), "we now want something else");
-        assert!(!view.is_newest(&role("a", "5")), "our write is newer than the store");
-        let newer = role("a", "6");
-        w.apply_watcher_event(&watcher::Event::Apply(newer.clone()));
-        view.saw(Ok(watcher::Event::Apply(newer.clone())));
-        assert!(view.is_newest(&newer));
+        assert!(
+            !view.is_newest(&cached_role("a", "5")),
+            "our write is newer than the store"
+        );
+        view.feed(watcher::Event::Apply(role("a", "6")));
+        assert!(view.is_newest(&cached_role("a", "6")));
         assert!(!view.holds(&key, 42), "the store shows it now: trust the store");
     }
 
     #[test]
     fn our_deletion_shows_until_the_watch_does() {
-        let (view, mut w) = View::fed(vec![role("a", "5"), role("b", "7")]);
+        let view = View::<CachedRole>::fed(vec![role("a", "5"), role("b", "7")]);
         let key = ObjectRef::new("a").within("ns");
         let cached = view.get(&key).expect("cached");
         assert!(!view.deleted(&key));
@@ -440,23 +548,19 @@ mod tests {
         view.own.forget(&key, 7);
         assert!(view.deleted(&key));
         // The watch's deletion carries the deletion's (later) version.
-        let gone = role("a", "9");
-        w.apply_watcher_event(&watcher::Event::Delete(gone.clone()));
-        view.saw(Ok(watcher::Event::Delete(gone)));
+        view.feed(watcher::Event::Delete(role("a", "9")));
         assert!(view.get(&key).is_none());
         assert!(!view.deleted(&key), "the store shows it: nothing left to remember");
         // Created again under that name: it is there to delete.
-        let again = role("a", "12");
-        w.apply_watcher_event(&watcher::Event::Apply(again.clone()));
-        view.saw(Ok(watcher::Event::Apply(again)));
+        view.feed(watcher::Event::Apply(role("a", "12")));
         assert!(!view.deleted(&key));
     }
 
     #[test]
     fn a_stopped_subscriber_is_forgotten() {
-        let (view, _w) = View::fed(vec![role("a", "1")]);
+        let view = View::<CachedRole>::fed(vec![role("a", "1")]);
         drop(view.subscribe());
-        view.saw(Ok(watcher::Event::Apply(role("a", "2"))));
+        view.feed(watcher::Event::Apply(role("a", "2")));
         assert_eq!(view.subscribers.lock().map(|s| s.len()).unwrap_or(9), 0);
     }
 
@@ -464,7 +568,7 @@ mod tests {
     /// their wake-up (the store's readiness future holds a single waker).
     #[tokio::test]
     async fn a_probe_asking_meanwhile_does_not_strand_a_waiter() {
-        let (view, mut w) = View::<Role>::unlisted();
+        let view = View::<CachedRole>::unlisted(true);
         let waiter = tokio::spawn({
             let view = view.clone();
             async move { view.listed().await }
@@ -474,7 +578,7 @@ mod tests {
             assert!(!view.is_listed());
             tokio::task::yield_now().await;
         }
-        view.list_empty(&mut w);
+        view.list_empty();
         assert!(view.is_listed());
         let done = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
         assert!(matches!(done, Ok(Ok(true))), "the waiter was never woken: {done:?}");

@@ -5,10 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use kube::ResourceExt;
 
 use crate::api::{BindingKind, DriftBinding, Toleration};
+use crate::compact::CachedRoleBinding;
 
 /// A binding as a toleration pins it: kind, name, what it binds and the
 /// set of its subjects, normalized so that two spellings of the same
@@ -191,20 +192,15 @@ pub fn is_bootstrap(name: &str, role_ref: &RoleRef) -> bool {
 /// Steward binds under that name, and owned by the object that name belongs
 /// to. A binding that only borrows a Steward name (another roleRef, another
 /// subject, another owner) is not, and is judged as drift like any other.
-pub fn is_steward_binding(rb: &RoleBinding, ours: &Ours) -> bool {
-    let name = rb.name_any();
-    let Some(own) = ours.get(&name) else {
+pub fn is_steward_binding(rb: &CachedRoleBinding, ours: &Ours) -> bool {
+    let name = &*rb.metadata.name;
+    let Some(own) = ours.get(name) else {
         return false;
     };
-    let ns = rb.namespace();
     rb.role_ref.kind == "Role"
         && rb.role_ref.name == name
-        && binds_only(
-            rb.subjects.as_deref().unwrap_or_default(),
-            &own.service_account,
-            ns.as_deref(),
-        )
-        && rb.owner_references().iter().any(|o| o.uid == own.owner_uid)
+        && binds_only(&rb.subjects, &own.service_account, Some(&rb.metadata.namespace))
+        && rb.metadata.owned_by(&own.owner_uid)
 }
 
 /// What Steward writes under one of its names: a RoleBinding of the Role
@@ -233,31 +229,26 @@ pub fn binds_only(subjects: &[Subject], sa: &str, ns: Option<&str>) -> bool {
 pub fn bindings_for(
     sa: &str,
     ns: &str,
-    role_bindings: &[RoleBinding],
+    role_bindings: &[CachedRoleBinding],
     cluster_role_bindings: &[ClusterRoleBinding],
     ours: &Ours,
     managed: &BTreeSet<&str>,
 ) -> Vec<Found> {
     let mut found = Vec::new();
     for rb in role_bindings {
-        if rb.namespace().as_deref() != Some(ns) || is_steward_binding(rb, ours) {
+        if *rb.metadata.namespace != *ns || is_steward_binding(rb, ours) {
             continue;
         }
-        let subjects = rb.subjects.as_deref().unwrap_or_default();
+        let subjects = &rb.subjects;
         if subjects.iter().any(|s| names_service_account(s, Some(ns), ns, sa)) {
+            let name = &rb.metadata.name;
             found.push(Found {
                 kind: BindingKind::RoleBinding,
-                name: rb.name_any(),
+                name: name.to_string(),
                 role_ref: role_ref(&rb.role_ref),
-                pinned: Pinned::binding(
-                    BindingKind::RoleBinding,
-                    &rb.name_any(),
-                    Some(ns),
-                    &rb.role_ref,
-                    subjects,
-                ),
+                pinned: Pinned::binding(BindingKind::RoleBinding, name, Some(ns), &rb.role_ref, subjects),
                 only_managed_subjects: only_managed(subjects, Some(ns), ns, managed),
-                uid: rb.metadata.uid.clone(),
+                uid: Some(rb.metadata.uid.to_string()).filter(|u| !u.is_empty()),
             });
         }
     }
@@ -322,6 +313,7 @@ pub fn affected_namespaces(subjects: &[Subject], binding_ns: Option<&str>) -> Op
 mod tests {
     use super::*;
     use crate::decide::fixtures::sa;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
     use kube::api::ObjectMeta;
 
     fn group(name: &str) -> Subject {
@@ -367,6 +359,8 @@ mod tests {
 
     fn owned(mut rb: RoleBinding) -> RoleBinding {
         rb.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "steward.dev/v1alpha1".into(),
+            kind: "ControlOwnership".into(),
             uid: "co-uid".into(),
             ..Default::default()
         }]);
@@ -374,12 +368,13 @@ mod tests {
     }
 
     fn drifting(rbs: &[RoleBinding], crbs: &[ClusterRoleBinding]) -> Vec<String> {
+        let rbs: Vec<CachedRoleBinding> = rbs.iter().cloned().map(Into::into).collect();
         let own = OwnBinding {
             owner_uid: "co-uid".into(),
             service_account: "api".into(),
         };
         let ours: Ours = [("steward:payments:api".to_string(), own)].into();
-        bindings_for("api", "shop", rbs, crbs, &ours, &["api"].into())
+        bindings_for("api", "shop", &rbs, crbs, &ours, &["api"].into())
             .into_iter()
             .map(|f| f.name)
             .collect()

@@ -10,9 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-
-use crate::api::{GROUP, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::compact::{Meta, OwnerKind};
 
 /// Role or RoleBinding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,34 +78,36 @@ impl Keeps {
 /// uid is gone from `live_owners`, or the live one does not keep the object
 /// ([`Keeps`]). RoleBindings come first.
 pub fn orphans<'a>(
-    managed: impl IntoIterator<Item = (ManagedKind, &'a ObjectMeta)>,
+    managed: impl IntoIterator<Item = (ManagedKind, &'a Meta)>,
     live_owners: &BTreeMap<&str, Keeps>,
 ) -> Vec<Orphan> {
     let mut out: Vec<Orphan> = managed
         .into_iter()
-        .filter(|(_, meta)| is_labelled(meta))
+        .filter(|(_, meta)| meta.labels.get(MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE))
         .filter_map(|(kind, meta)| {
-            let owners: Vec<&str> = steward_owners(meta).map(|o| o.uid.as_str()).collect();
-            let name = meta.name.as_deref();
+            // The cached form keeps only owner references to Steward's kinds.
+            let owners: Vec<&str> = meta.owners.iter().map(|o| &*o.uid).collect();
+            let name = Some(&*meta.name);
             let orphaned = !owners.is_empty()
                 && owners
                     .iter()
                     .all(|uid| !live_owners.get(uid).is_some_and(|k| k.keeps(name)));
             let deleted_exception = (kind == ManagedKind::RoleBinding)
                 .then(|| {
-                    steward_owners(meta)
-                        .find(|o| o.kind == "PolicyException" && !live_owners.contains_key(o.uid.as_str()))
+                    meta.owners
+                        .iter()
+                        .find(|o| o.kind == OwnerKind::Exception && !live_owners.contains_key(&*o.uid))
                 })
                 .flatten()
                 .map(|o| DeletedOwner {
-                    name: o.name.clone(),
-                    uid: o.uid.clone(),
+                    name: o.name.to_string(),
+                    uid: o.uid.to_string(),
                 });
             orphaned.then(|| Orphan {
                 kind,
-                namespace: meta.namespace.clone().unwrap_or_default(),
-                name: meta.name.clone().unwrap_or_default(),
-                uid: meta.uid.clone().unwrap_or_default(),
+                namespace: meta.namespace.to_string(),
+                name: meta.name.to_string(),
+                uid: meta.uid.to_string(),
                 deleted_exception,
             })
         })
@@ -116,28 +117,14 @@ pub fn orphans<'a>(
     out
 }
 
-/// The owner references naming one of Steward's kinds.
-fn steward_owners(meta: &ObjectMeta) -> impl Iterator<Item = &OwnerReference> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .filter(|o| o.api_version.split('/').next() == Some(GROUP))
-        .filter(|o| matches!(o.kind.as_str(), "ControlOwnership" | "PolicyException"))
-}
-
-fn is_labelled(meta: &ObjectMeta) -> bool {
-    meta.labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY_LABEL))
-        .is_some_and(|v| v == MANAGED_BY_VALUE)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn meta(name: &str, labelled: bool, owners: &[(&str, &str, &str)]) -> ObjectMeta {
-        ObjectMeta {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+    fn meta(name: &str, labelled: bool, owners: &[(&str, &str, &str)]) -> Meta {
+        Meta::from_object_meta(ObjectMeta {
             name: Some(name.into()),
             namespace: Some("shop".into()),
             uid: Some(format!("{name}-uid")),
@@ -155,7 +142,7 @@ mod tests {
                     .collect(),
             ),
             ..Default::default()
-        }
+        })
     }
 
     #[test]

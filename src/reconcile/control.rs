@@ -12,6 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error, LOST_EVENT_RETRY, managed_rbac, requeue_at};
 use crate::api::{ControlOwnership, Enforcement, PolicyException};
+use crate::compact::CachedRoleBinding;
 use crate::decide::approval::Trust;
 use crate::decide::control::drift::Removal;
 use crate::decide::control::failures::IdentityFailure;
@@ -58,7 +59,7 @@ struct Relevant {
     // Shared, not copied: an exception may be a megabyte, and a control is
     // reconciled at every change of one of its exceptions.
     exceptions: Vec<Arc<PolicyException>>,
-    role_bindings: Vec<RoleBinding>,
+    role_bindings: Vec<CachedRoleBinding>,
     cluster_role_bindings: Vec<ClusterRoleBinding>,
     managed_names: Vec<String>,
     controls: Vec<Arc<ControlOwnership>>,
@@ -68,10 +69,9 @@ fn relevant(co: &ControlOwnership, ctx: &Context) -> Relevant {
     let ns = co.namespace().unwrap_or_default();
     let name = co.name_any();
     let sas: Vec<&str> = co.spec.service_accounts();
-    let names_ours = |subjects: Option<&Vec<Subject>>, binding_ns: Option<&str>| {
+    let names_ours = |subjects: &[Subject], binding_ns: Option<&str>| {
         subjects
-            .into_iter()
-            .flatten()
+            .iter()
             .any(|s| sas.iter().any(|sa| names_service_account(s, binding_ns, &ns, sa)))
     };
     let caches = &ctx.caches;
@@ -92,14 +92,14 @@ fn relevant(co: &ControlOwnership, ctx: &Context) -> Relevant {
         .role_bindings
         .in_namespace(&ns)
         .iter()
-        .filter(|b| names_ours(b.subjects.as_ref(), Some(&ns)))
+        .filter(|b| names_ours(&b.subjects, Some(&ns)))
         .map(|b| (**b).clone())
         .collect();
     let cluster_role_bindings = caches
         .cluster_role_bindings
         .state()
         .iter()
-        .filter(|b| names_ours(b.subjects.as_ref(), None))
+        .filter(|b| names_ours(b.subjects.as_deref().unwrap_or_default(), None))
         .map(|b| (**b).clone())
         .collect();
     Relevant {

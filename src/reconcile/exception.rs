@@ -74,7 +74,13 @@ fn may_revoke(pe: &PolicyException, ctx: &Context) -> bool {
         return active;
     };
     let name = rbac::exception_name(&pe.name_any());
-    active || guarded_delete::pending(&ctx.caches.role_bindings, &ns, &name, Target::OwnedBy(&uid))
+    active
+        || guarded_delete::pending::<k8s_openapi::api::rbac::v1::RoleBinding>(
+            &ctx.caches.role_bindings,
+            &ns,
+            &name,
+            Target::OwnedBy(&uid),
+        )
 }
 
 async fn apply_exception(pe: Arc<PolicyException>, ctx: &Context) -> Result<Action, Error> {

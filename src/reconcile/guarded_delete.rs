@@ -7,13 +7,12 @@
 //! Every delete carries the object's uid as a precondition; already gone
 //! (404) or replaced (409) counts as done (`Writer::delete_namespaced`).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use super::Context;
 use crate::apply::Namespaced;
 use crate::cache::View;
+use crate::compact::{Compact, Meta};
 
 /// Which object at a name a delete is for.
 #[derive(Clone, Copy, Debug)]
@@ -31,10 +30,10 @@ pub enum Target<'a> {
 
 impl Target<'_> {
     /// Whether `meta` is of the object this target names.
-    fn names(self, meta: &ObjectMeta) -> bool {
+    fn names(self, meta: &Meta) -> bool {
         match self {
-            Target::OwnedBy(owner) => meta.owner_references.iter().flatten().any(|o| o.uid == owner),
-            Target::Uid(uid) => meta.uid.as_deref() == Some(uid),
+            Target::OwnedBy(owner) => meta.owned_by(owner),
+            Target::Uid(uid) => &*meta.uid == uid,
         }
     }
 }
@@ -44,7 +43,7 @@ impl Target<'_> {
 /// is already under way there, or the cache holds no such object.
 pub async fn delete_once<K: Namespaced>(
     ctx: &Context,
-    view: &View<K>,
+    view: &View<K::Cached>,
     ns: &str,
     name: &str,
     target: Target<'_>,
@@ -55,7 +54,8 @@ pub async fn delete_once<K: Namespaced>(
     }
     let cached = view.get(&key).filter(|c| target.names(c.meta()))?;
     view.record_deleted(&cached);
-    let done = ctx.writer.delete_namespaced::<K>(ns, name, cached.uid()).await;
+    let uid = Some(cached.meta().uid.to_string()).filter(|u| !u.is_empty());
+    let done = ctx.writer.delete_namespaced::<K>(ns, name, uid).await;
     if done.is_err() {
         view.forget_deleted(&key);
     }
@@ -64,7 +64,7 @@ pub async fn delete_once<K: Namespaced>(
 
 /// Whether `target` at `ns`/`name` is cached and no delete of ours is under
 /// way there: whether `delete_once` would delete the cached object.
-pub fn pending<K: Namespaced>(view: &View<K>, ns: &str, name: &str, target: Target<'_>) -> bool {
+pub fn pending<K: Namespaced>(view: &View<K::Cached>, ns: &str, name: &str, target: Target<'_>) -> bool {
     let key = ObjectRef::new(name).within(ns);
     view.get(&key)
         .is_some_and(|c| target.names(c.meta()) && !view.deleted(&key))

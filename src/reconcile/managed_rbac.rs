@@ -13,6 +13,7 @@ use super::{Context, Error};
 use crate::api::{ControlOwnership, EXCEPTION_LABEL};
 use crate::apply::Namespaced;
 use crate::cache::{View, fingerprint};
+use crate::compact::{CachedRole, CachedRoleBinding, Compact, Meta, rules_digest};
 use crate::decide::rbac::RbacPair;
 
 /// Why a managed pair is not in place.
@@ -67,11 +68,12 @@ impl PairError {
 /// `replace_foreign` (Enforce); otherwise the pair fails with `NameTaken`.
 pub async fn ensure(ctx: &Context, pair: &RbacPair, replace_foreign: bool) -> Result<(), PairError> {
     let views = &ctx.caches;
-    let role_same = |r: &Role| r.rules == pair.role.rules && same_meta(&r.metadata, &pair.role.metadata);
+    let rules = rules_digest(pair.role.rules.as_deref());
+    let role_same = |r: &CachedRole| r.rules == rules && same_meta(&r.metadata, &pair.role.metadata);
     ensure_one(ctx, &views.roles, &pair.role, role_same, replace_foreign).await?;
-    let binding_same = |b: &RoleBinding| {
+    let binding_same = |b: &CachedRoleBinding| {
         b.role_ref == pair.binding.role_ref
-            && b.subjects == pair.binding.subjects
+            && *b.subjects == *pair.binding.subjects.as_deref().unwrap_or_default()
             && same_meta(&b.metadata, &pair.binding.metadata)
     };
     ensure_one(ctx, &views.role_bindings, &pair.binding, binding_same, replace_foreign).await
@@ -79,15 +81,15 @@ pub async fn ensure(ctx: &Context, pair: &RbacPair, replace_foreign: bool) -> Re
 
 async fn ensure_one<K>(
     ctx: &Context,
-    view: &View<K>,
+    view: &View<K::Cached>,
     want: &K,
-    same: impl Fn(&K) -> bool,
+    same: impl Fn(&K::Cached) -> bool,
     replace_foreign: bool,
 ) -> Result<(), PairError>
 where
     K: Namespaced,
 {
-    let key = ObjectRef::from_obj(want);
+    let key = ObjectRef::new(&want.name_any()).within(&want.namespace().unwrap_or_default());
     if view.holds(&key, fingerprint(want)) {
         return Ok(());
     }
@@ -104,7 +106,8 @@ where
                 });
             }
             let ns = want.namespace().unwrap_or_default();
-            ctx.writer.delete_namespaced::<K>(&ns, &key.name, have.uid()).await?;
+            let uid = Some(have.meta().uid.to_string()).filter(|u| !u.is_empty());
+            ctx.writer.delete_namespaced::<K>(&ns, &key.name, uid).await?;
         }
     }
     // Absent from the cache and never written by us: create it.
@@ -136,21 +139,13 @@ fn kind_of<K: Namespaced>() -> &'static str {
 /// Whether `have` carries every owner reference (by uid) `want` declares:
 /// Steward created it for this owner. (A pair without an owner reference
 /// is never foreign.)
-fn same_owner(have: &ObjectMeta, want: &ObjectMeta) -> bool {
-    want.owner_references
-        .iter()
-        .flatten()
-        .all(|o| have.owner_references.iter().flatten().any(|h| h.uid == o.uid))
+fn same_owner(have: &Meta, want: &ObjectMeta) -> bool {
+    want.owner_references.iter().flatten().all(|o| have.owned_by(&o.uid))
 }
 
 /// Labels we set are present with our values, and our owner reference is there.
-fn same_meta(have: &ObjectMeta, want: &ObjectMeta) -> bool {
-    let labels_ok = want
-        .labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| have.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
-    labels_ok && same_owner(have, want)
+fn same_meta(have: &Meta, want: &ObjectMeta) -> bool {
+    have.labels.include(want.labels.iter().flatten()) && same_owner(have, want)
 }
 
 /// Deletes the managed pair `name`, binding first (that is what revokes
@@ -167,17 +162,19 @@ pub async fn remove(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Res
 /// revokes access); returns whether it existed.
 pub async fn remove_binding(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Result<bool, Error> {
     let view = &ctx.caches.role_bindings;
-    Ok(delete_once(ctx, view, ns, name, Target::OwnedBy(owner_uid))
-        .await
-        .transpose()?
-        .is_some())
+    Ok(
+        delete_once::<RoleBinding>(ctx, view, ns, name, Target::OwnedBy(owner_uid))
+            .await
+            .transpose()?
+            .is_some(),
+    )
 }
 
 /// Deletes the Role of pair `name` if `owner_uid` owns it; returns whether
 /// it existed.
 pub async fn remove_role(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Result<bool, Error> {
     let view = &ctx.caches.roles;
-    Ok(delete_once(ctx, view, ns, name, Target::OwnedBy(owner_uid))
+    Ok(delete_once::<Role>(ctx, view, ns, name, Target::OwnedBy(owner_uid))
         .await
         .transpose()?
         .is_some())
@@ -186,7 +183,7 @@ pub async fn remove_role(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -
 /// Whether the Role of pair `name`, owned by `owner_uid`, is still there to
 /// delete.
 pub fn holds_role(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> bool {
-    guarded_delete::pending(&ctx.caches.roles, ns, name, Target::OwnedBy(owner_uid))
+    guarded_delete::pending::<Role>(&ctx.caches.roles, ns, name, Target::OwnedBy(owner_uid))
 }
 
 /// Names of the identity Roles/RoleBindings `co` owns (by owner uid, which
@@ -195,11 +192,8 @@ pub fn holds_role(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> bool 
 pub fn owned_by(co: &ControlOwnership, ctx: &Context) -> Vec<String> {
     let ns = co.namespace().unwrap_or_default();
     let uid = co.uid().unwrap_or_default();
-    let owned = |meta: &ObjectMeta| {
-        meta.namespace.as_deref() == Some(ns.as_str())
-            && !meta.labels.as_ref().is_some_and(|l| l.contains_key(EXCEPTION_LABEL))
-            && meta.owner_references.iter().flatten().any(|o| o.uid == uid)
-    };
+    let owned =
+        |meta: &Meta| *meta.namespace == *ns && meta.labels.get(EXCEPTION_LABEL).is_none() && meta.owned_by(&uid);
     let roles = ctx.caches.roles.in_namespace(&ns);
     let bindings = ctx.caches.role_bindings.in_namespace(&ns);
     let mut names: Vec<String> = roles
@@ -207,7 +201,7 @@ pub fn owned_by(co: &ControlOwnership, ctx: &Context) -> Vec<String> {
         .map(|r| &r.metadata)
         .chain(bindings.iter().map(|b| &b.metadata))
         .filter(|m| owned(m))
-        .filter_map(|m| m.name.clone())
+        .map(|m| m.name.to_string())
         .collect();
     names.sort();
     names.dedup();

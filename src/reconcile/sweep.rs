@@ -17,6 +17,7 @@ use futures::stream::{self, StreamExt};
 use kube::{Resource, ResourceExt};
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 
 use super::Context;
 use super::guarded_delete::{Target, delete_once};
@@ -51,8 +52,16 @@ pub async fn run(ctx: Arc<Context>) {
             .flat_map(move |()| stream::iter(caches.namespaces().into_iter().map(Some)))
     };
     let namespaces = stream::select_all([
-        caches.roles.subscribe().map(|o| o.namespace()).boxed(),
-        caches.role_bindings.subscribe().map(|o| o.namespace()).boxed(),
+        caches
+            .roles
+            .subscribe()
+            .map(|o| Some(o.metadata.namespace.to_string()))
+            .boxed(),
+        caches
+            .role_bindings
+            .subscribe()
+            .map(|o| Some(o.metadata.namespace.to_string()))
+            .boxed(),
         caches.exceptions.subscribe().map(|o| o.namespace()).boxed(),
         caches.controls.subscribe().map(|o| o.namespace()).boxed(),
         taken_over.boxed(),
@@ -124,8 +133,8 @@ async fn delete_orphan(ctx: &Context, o: Orphan) -> Option<String> {
     // just revoked.
     let (ns, name, target) = (&o.namespace, &o.name, Target::Uid(&o.uid));
     let done = match o.kind {
-        ManagedKind::RoleBinding => delete_once(ctx, &ctx.caches.role_bindings, ns, name, target).await,
-        ManagedKind::Role => delete_once(ctx, &ctx.caches.roles, ns, name, target).await,
+        ManagedKind::RoleBinding => delete_once::<RoleBinding>(ctx, &ctx.caches.role_bindings, ns, name, target).await,
+        ManagedKind::Role => delete_once::<Role>(ctx, &ctx.caches.roles, ns, name, target).await,
     }?;
     if let Err(e) = done {
         tracing::warn!(namespace = %o.namespace, name = %o.name, error = %e, "could not delete an orphan; retrying");

@@ -6,15 +6,14 @@
 mod mock_api;
 
 use crate::decide::approval::Trust;
-use std::fmt::Debug;
 use std::sync::Arc;
 
 use http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -22,7 +21,8 @@ use serde_json::{Value, json};
 use self::mock_api::{Expected, Mock, expect, no_requests};
 use super::{Context, Error, control, exception, guarded_delete, managed_rbac, sweep};
 use crate::api::{ControlOwnership, ControlOwnershipStatus, FINALIZER, PolicyException, PolicyExceptionStatus};
-use crate::cache::{Caches, View, fingerprint};
+use crate::cache::{Cached, Caches, View, fingerprint};
+use crate::compact::CachedRoleBinding;
 use crate::decide::rbac::{self, ManagedFor, RbacPair};
 use crate::decide::{Ceiling, time};
 
@@ -162,14 +162,14 @@ fn caches(
     role_bindings: Vec<RoleBinding>,
 ) -> Arc<Caches> {
     let mut c = Caches::fed(controls, exceptions);
-    c.roles = View::fed(roles).0;
-    c.role_bindings = View::fed(role_bindings).0;
+    c.roles = View::fed(roles);
+    c.role_bindings = View::fed(role_bindings);
     let mut ceiling = ClusterRole {
         rules: Some(ceiling_rules()),
         ..Default::default()
     };
     ceiling.metadata.name = Some("steward-grantable".into());
-    c.ceiling_role = View::fed(vec![ceiling]).0;
+    c.ceiling_role = View::fed(vec![ceiling]);
     Arc::new(c)
 }
 
@@ -180,12 +180,17 @@ fn rbac_caches(roles: Vec<Role>, role_bindings: Vec<RoleBinding>) -> Arc<Caches>
 
 /// Records in `view` our write of `written` to `obj`'s key, answered with
 /// resourceVersion `rv`, as the writer records each of its writes.
-fn remember_write<K, W>(view: &View<K>, obj: &K, rv: &str, written: &W)
+fn remember_write<C, W>(view: &View<C>, obj: &C::Api, rv: &str, written: &W)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    C: Cached,
     W: Serialize,
 {
-    view.record(&ObjectRef::from_obj(obj), Some(rv), fingerprint(written));
+    let key = ObjectRef::new(&obj.name_any());
+    let key = match obj.namespace() {
+        Some(ns) => key.within(&ns),
+        None => key,
+    };
+    view.record(&key, Some(rv), fingerprint(written));
 }
 
 /// Path of the Role `name` in the test namespace.
@@ -241,9 +246,10 @@ where
 /// The status the control reconciler decides for `co` with its identity
 /// pair in place and these RoleBindings in its namespace.
 fn control_status(co: &ControlOwnership, role_bindings: &[RoleBinding]) -> ControlOwnershipStatus {
+    let role_bindings: Vec<CachedRoleBinding> = role_bindings.iter().cloned().map(Into::into).collect();
     let observed = crate::decide::control::Observed {
         exceptions: &[],
-        role_bindings,
+        role_bindings: &role_bindings,
         cluster_role_bindings: &[],
         managed_names: &[rbac::identity_name("payments", "api")],
         controls: &[],
@@ -953,7 +959,7 @@ async fn the_sweep_sends_no_delete_already_under_way() {
         vec![role],
         vec![binding.clone()],
     );
-    caches.role_bindings.record_deleted(&binding);
+    caches.role_bindings.record_deleted(&binding.clone().into());
     let mock = expect(vec![Expected::delete(role_at(&name), "role-uid")]);
     run(mock, caches, |ctx| async move {
         sweep::sweep(&ctx, &[NS.to_string()].into()).await
@@ -969,7 +975,7 @@ async fn a_delete_the_cache_no_longer_shows_is_not_sent() {
     let caches = rbac_caches(vec![role], vec![]);
     let name = rbac::exception_name("debug");
     let sent = run(no_requests(), caches, |ctx| async move {
-        let gone = guarded_delete::delete_once(
+        let gone = guarded_delete::delete_once::<RoleBinding>(
             &ctx,
             &ctx.caches.role_bindings,
             NS,
@@ -977,7 +983,7 @@ async fn a_delete_the_cache_no_longer_shows_is_not_sent() {
             guarded_delete::Target::Uid("binding-uid"),
         )
         .await;
-        let replaced = guarded_delete::delete_once(
+        let replaced = guarded_delete::delete_once::<Role>(
             &ctx,
             &ctx.caches.roles,
             NS,

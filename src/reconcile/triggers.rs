@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
+use futures::{Stream, StreamExt, stream};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::runtime::Controller;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -14,7 +14,8 @@ use kube::{Client, Resource, ResourceExt};
 use super::{Context, control, error_policy, exception};
 use crate::api::{ControlOwnership, PolicyException};
 use crate::apply::Writer;
-use crate::cache::Caches;
+use crate::cache::{Caches, View};
+use crate::compact::{CachedRole, CachedRoleBinding, Meta};
 use crate::decide::drift::affected_namespaces;
 use crate::decide::rbac;
 use crate::metrics::Metrics;
@@ -37,17 +38,21 @@ pub struct Config {
 /// namespace `binding_ns`, None for a ClusterRoleBinding): only they can see
 /// drift change. Group subjects reach every control of their namespaces.
 fn controls_naming(
-    store: &Store<ControlOwnership>,
+    controls: &View<ControlOwnership>,
     subjects: &[k8s_openapi::api::rbac::v1::Subject],
     binding_ns: Option<&str>,
 ) -> Vec<ObjectRef<ControlOwnership>> {
     let Some(namespaces) = affected_namespaces(subjects, binding_ns) else {
-        return store.state().iter().map(|c| ObjectRef::from_obj(c.as_ref())).collect();
+        return controls
+            .state()
+            .iter()
+            .map(|c| ObjectRef::from_obj(c.as_ref()))
+            .collect();
     };
     if namespaces.is_empty() {
         return Vec::new();
     }
-    store
+    controls
         .state()
         .iter()
         .filter(|c| {
@@ -64,19 +69,19 @@ fn controls_naming(
         .collect()
 }
 
-/// The owners of `obj` of kind `O`, and the `O` whose managed name `obj`
-/// has (`named`: [`rbac::control_of`] or [`rbac::exception_of`]): an object
-/// squatting that name, or its deletion, concerns it although it has no
-/// owner reference.
-fn owners_or_named<K, O>(obj: &K, named: fn(&str) -> Option<&str>) -> Vec<ObjectRef<O>>
-where
-    K: Resource<DynamicType = ()>,
-    O: Resource<DynamicType = ()>,
-{
-    let mut refs = owners::<K, O>(obj);
-    let name = obj.meta().name.as_deref().unwrap_or_default();
-    if let (Some(owner), Some(ns)) = (named(name), obj.namespace()) {
-        let r = ObjectRef::new(owner).within(&ns);
+/// The owners of the Role or RoleBinding `meta` of kind `O`, and the `O`
+/// whose managed name it has (`named`: [`rbac::control_of`] or
+/// [`rbac::exception_of`]): an object squatting that name, or its
+/// deletion, concerns it although it has no owner reference.
+fn owners_or_named<O: Resource<DynamicType = ()>>(meta: &Meta, named: fn(&str) -> Option<&str>) -> Vec<ObjectRef<O>> {
+    let mut refs: Vec<ObjectRef<O>> = meta
+        .owners
+        .iter()
+        .filter(|o| o.kind.kind() == O::kind(&()) && *o.api_version == *O::api_version(&()))
+        .map(|o| ObjectRef::new(&o.name).within(&meta.namespace))
+        .collect();
+    if let Some(owner) = named(&meta.name) {
+        let r = ObjectRef::new(owner).within(&meta.namespace);
         if !refs.contains(&r) {
             refs.push(r);
         }
@@ -84,27 +89,26 @@ where
     refs
 }
 
-/// References to the `objs` in the namespace of `of`.
-fn in_namespace_of<O: Resource<DynamicType = ()>>(objs: &[Arc<O>], of: &impl Resource) -> Vec<ObjectRef<O>> {
+/// References to the `objs` in namespace `ns`.
+fn in_namespace<O: Resource<DynamicType = ()>>(objs: &[Arc<O>], ns: &str) -> Vec<ObjectRef<O>> {
     objs.iter()
-        .filter(|o| o.namespace() == of.namespace())
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
         .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()
 }
 
-fn owners<K: Resource<DynamicType = ()>, O: Resource<DynamicType = ()>>(obj: &K) -> Vec<ObjectRef<O>> {
-    let ns = obj.namespace();
-    obj.owner_references()
-        .iter()
-        .filter(|o| o.kind == O::kind(&()) && o.api_version == O::api_version(&()))
-        .map(|o| {
-            let r = ObjectRef::new(&o.name);
-            match &ns {
-                Some(ns) => r.within(ns),
-                None => r,
-            }
-        })
-        .collect()
+/// Each change of `view` mapped to the objects it concerns.
+fn mapped<C, K, I>(
+    view: &View<C>,
+    map: impl Fn(Arc<C>) -> I + Send + 'static,
+) -> impl Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    C: crate::cache::Cached,
+    K: Resource<DynamicType = ()> + 'static,
+    I: IntoIterator<Item = ObjectRef<K>>,
+    I::IntoIter: Send + 'static,
+{
+    view.subscribe().flat_map(move |obj| stream::iter(map(obj)))
 }
 
 /// Runs both controllers (and the PolicyReport writer) until one of them
@@ -131,8 +135,13 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
     let reports = super::policy_report::run(ctx.clone(), reports_rx);
     // Each controller is its own task, so they use all cores.
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(exceptions(ctx.clone()).for_each(log_result));
-    tasks.spawn(controls(ctx.clone(), burst_ended).for_each(log_result));
+    // `Caches::start` keeps kube's store for these two kinds.
+    let (Some(exception_store), Some(control_store)) = (caches.exceptions.store(), caches.controls.store()) else {
+        tracing::error!("the caches keep no store for the controllers");
+        return;
+    };
+    tasks.spawn(exceptions(ctx.clone(), exception_store).for_each(log_result));
+    tasks.spawn(controls(ctx.clone(), control_store, burst_ended).for_each(log_result));
     tasks.spawn(reports);
     tasks.spawn(super::sweep::run(ctx));
     match tasks.join_next().await {
@@ -146,24 +155,24 @@ type Outcome<K> = Result<
     kube::runtime::controller::Error<super::Error, kube::runtime::watcher::Error>,
 >;
 
-fn exceptions(ctx: Arc<Context>) -> impl Stream<Item = Outcome<PolicyException>> + Send {
+fn exceptions(ctx: Arc<Context>, store: Store<PolicyException>) -> impl Stream<Item = Outcome<PolicyException>> + Send {
     let caches = &ctx.caches;
     let for_co = caches.clone();
     let for_ceiling = caches.clone();
-    Controller::for_shared_stream(caches.exceptions.subscribe(), caches.exceptions.store())
+    Controller::for_shared_stream(caches.exceptions.subscribe(), store)
         .watches_shared_stream(caches.controls.subscribe(), move |co| exceptions_of(&for_co, &co))
-        .watches_shared_stream(caches.roles.subscribe(), |r: Arc<Role>| {
-            owners_or_named::<Role, PolicyException>(r.as_ref(), rbac::exception_of)
-        })
-        .watches_shared_stream(caches.role_bindings.subscribe(), move |rb: Arc<RoleBinding>| {
-            let mut refs = owners_or_named::<RoleBinding, PolicyException>(rb.as_ref(), rbac::exception_of);
+        .reconcile_on(mapped(&caches.roles, |r: Arc<CachedRole>| {
+            owners_or_named::<PolicyException>(&r.metadata, rbac::exception_of)
+        }))
+        .reconcile_on(mapped(&caches.role_bindings, move |rb: Arc<CachedRoleBinding>| {
+            let mut refs = owners_or_named::<PolicyException>(&rb.metadata, rbac::exception_of);
             // The platform opted the namespace in: grants refused until now
             // can be made at once, not at the next retry.
             if for_ceiling.binds_ceiling(&rb) {
-                refs.extend(in_namespace_of(&for_ceiling.exceptions.state(), rb.as_ref()));
+                refs.extend(in_namespace(&for_ceiling.exceptions.state(), &rb.metadata.namespace));
             }
             refs
-        })
+        }))
         .reconcile_all_on(caches.ceiling_role.subscribe().map(|_| ()))
         // A shard taken over: its objects were skipped until now.
         .reconcile_all_on(ctx.shards.acquisitions())
@@ -172,14 +181,15 @@ fn exceptions(ctx: Arc<Context>) -> impl Stream<Item = Outcome<PolicyException>>
 
 fn controls(
     ctx: Arc<Context>,
+    store: Store<ControlOwnership>,
     burst_ended: impl Stream<Item = ObjectRef<ControlOwnership>> + Send + 'static,
 ) -> impl Stream<Item = Outcome<ControlOwnership>> + Send {
     let caches = &ctx.caches;
-    let for_rb = caches.controls.store();
-    let for_crb = caches.controls.store();
+    let for_rb = caches.controls.clone();
+    let for_crb = caches.controls.clone();
     let for_rivals = caches.clone();
     let for_ceiling = caches.clone();
-    Controller::for_shared_stream(caches.controls.subscribe(), caches.controls.store())
+    Controller::for_shared_stream(caches.controls.subscribe(), store)
         // The controls that share a service account with a changed one: the
         // later one's claim depends on the earlier.
         .watches_shared_stream(caches.controls.subscribe(), move |co: Arc<ControlOwnership>| {
@@ -196,26 +206,26 @@ fn controls(
                 None => r,
             })
         })
-        .watches_shared_stream(caches.role_bindings.subscribe(), move |rb: Arc<RoleBinding>| {
-            let mut refs: Vec<ObjectRef<ControlOwnership>> = owners_or_named(rb.as_ref(), rbac::control_of);
-            let subjects = rb.subjects.as_deref().unwrap_or_default();
-            refs.extend(controls_naming(&for_rb, subjects, rb.namespace().as_deref()));
+        .reconcile_on(mapped(&caches.role_bindings, move |rb: Arc<CachedRoleBinding>| {
+            let mut refs: Vec<ObjectRef<ControlOwnership>> = owners_or_named(&rb.metadata, rbac::control_of);
+            let ns = Some(&*rb.metadata.namespace).filter(|n| !n.is_empty());
+            refs.extend(controls_naming(&for_rb, &rb.subjects, ns));
             // The platform opted the namespace in: identities refused until
             // now can be applied at once, not at the next retry.
             if for_ceiling.binds_ceiling(&rb) {
-                refs.extend(in_namespace_of(&for_ceiling.controls.state(), rb.as_ref()));
+                refs.extend(in_namespace(&for_ceiling.controls.state(), &rb.metadata.namespace));
             }
             refs
-        })
+        }))
         .watches_shared_stream(
             caches.cluster_role_bindings.subscribe(),
             move |crb: Arc<ClusterRoleBinding>| {
                 controls_naming(&for_crb, crb.subjects.as_deref().unwrap_or_default(), None)
             },
         )
-        .watches_shared_stream(caches.roles.subscribe(), |role: Arc<Role>| {
-            owners_or_named::<Role, ControlOwnership>(role.as_ref(), rbac::control_of)
-        })
+        .reconcile_on(mapped(&caches.roles, |role: Arc<CachedRole>| {
+            owners_or_named::<ControlOwnership>(&role.metadata, rbac::control_of)
+        }))
         .reconcile_all_on(caches.ceiling_role.subscribe().map(|_| ()))
         .reconcile_all_on(ctx.shards.acquisitions())
         // The controls whose count waited for a burst of new work to end.

@@ -106,6 +106,7 @@ impl Drift {
 mod tests {
     use super::*;
     use crate::api::ControlOwnership;
+    use crate::compact::CachedRoleBinding;
     use crate::decide::drift::Pinned;
     use crate::decide::fixtures::{ceiling, control, nothing_observed};
     use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
@@ -163,8 +164,8 @@ mod tests {
     /// (status stays writable); Enforce still removes every one.
     #[test]
     fn status_lists_a_bounded_number_of_bindings() {
-        let rbs: Vec<RoleBinding> = (0..limits::DRIFT_LISTED + 10)
-            .map(|i| rb(&format!("b{i:04}"), vec![sa("api")]))
+        let rbs: Vec<CachedRoleBinding> = (0..limits::DRIFT_LISTED + 10)
+            .map(|i| rb(&format!("b{i:04}"), vec![sa("api")]).into())
             .collect();
         let crbs = [crb("cluster-wide", vec![sa("api")])];
         let observed = Observed {
@@ -238,14 +239,16 @@ mod tests {
         grant.role_ref.kind = "Role".into();
         grant.role_ref.name = "steward-x:debug".into();
         grant.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "steward.dev/v1alpha1".into(),
+            kind: "PolicyException".into(),
             uid: "pe-uid".into(),
             ..Default::default()
         }]);
-        let rbs = [
-            rb("solo", vec![sa("api")]),
-            rb("shared", vec![sa("api"), user("jane")]),
-            grant,
-            rb("steward:payments:api", vec![sa("api")]),
+        let rbs: [CachedRoleBinding; 4] = [
+            rb("solo", vec![sa("api")]).into(),
+            rb("shared", vec![sa("api"), user("jane")]).into(),
+            grant.into(),
+            rb("steward:payments:api", vec![sa("api")]).into(),
         ];
         let crbs = [crb("cluster", vec![sa("api"), sa("worker")])];
         let observed = Observed {

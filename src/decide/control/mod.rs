@@ -16,7 +16,7 @@
 //! ```
 
 use jiff::Timestamp;
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 
 use super::approval::Trust;
 use super::ceiling::Ceiling;
@@ -45,7 +45,7 @@ pub struct Observed<'a> {
     /// PolicyExceptions in the control's namespace (any control).
     pub exceptions: &'a [&'a PolicyException],
     /// RoleBindings in the control's namespace.
-    pub role_bindings: &'a [RoleBinding],
+    pub role_bindings: &'a [crate::compact::CachedRoleBinding],
     /// All ClusterRoleBindings.
     pub cluster_role_bindings: &'a [ClusterRoleBinding],
     /// Names of existing Roles/RoleBindings labelled as this control's
@@ -308,7 +308,7 @@ mod tests {
         )
         .grant
         .unwrap();
-        let rbs = vec![grant.binding];
+        let rbs = vec![grant.binding.into()];
         let observed = Observed {
             exceptions: &[&pe],
             role_bindings: &rbs,
