@@ -247,7 +247,7 @@ fn exception_verdict(
     }
     let ns = pe.namespace().or_else(|| request.namespace.clone()).unwrap_or_default();
     let control = caches.control_for_exceptions(&ns, &pe.spec.control);
-    admission::exception(pe, control.as_ref(), ceiling, now)
+    admission::exception(pe, control.as_deref(), ceiling, now)
 }
 
 /// A binding: refused when it reaches an enforced identity undeclared.

@@ -166,11 +166,19 @@ impl Caches {
 
     /// Control `name` of `namespace` as its exceptions see it: without the
     /// service accounts another control of the namespace claimed first.
-    pub fn control_for_exceptions(&self, namespace: &str, name: &str) -> Option<ControlOwnership> {
+    /// The cached object itself when no other control claims any (a copy
+    /// per reconcile, held while thousands wait for their decision, was a
+    /// large part of a burst's memory).
+    pub fn control_for_exceptions(&self, namespace: &str, name: &str) -> Option<Arc<ControlOwnership>> {
         let control = self.controls.get(&ObjectRef::new(name).within(namespace))?;
         let rivals = self.controls_sharing(&control);
+        if rivals.is_empty() {
+            return Some(control);
+        }
         let rivals: Vec<&ControlOwnership> = rivals.iter().map(|r| r.as_ref()).collect();
-        Some(crate::decide::control::claims::without_claimed(&control, &rivals))
+        Some(Arc::new(crate::decide::control::claims::without_claimed(
+            &control, &rivals,
+        )))
     }
 
     /// Every namespace holding a Steward object, a managed Role or a

@@ -45,7 +45,7 @@ pub async fn reconcile(co: Arc<ControlOwnership>, ctx: Arc<Context>) -> Result<A
     super::finalized(&ctx, co, |event| async {
         match event {
             FinalizerEvent::Apply(co) => apply_control(co, &ctx).await,
-            FinalizerEvent::Cleanup(co) => cleanup(&co, &ctx).await,
+            FinalizerEvent::Cleanup(co) => Box::pin(cleanup(&co, &ctx)).await,
         }
     })
     .await
@@ -139,7 +139,9 @@ async fn apply_control(co: Arc<ControlOwnership>, ctx: &Context) -> Result<Actio
         (d, co)
     })
     .await?;
-    let count_waits = write(&co, &d, ctx, now).await?;
+    // Boxed: thousands of reconciles may wait for their decision at once,
+    // and each would otherwise hold room for the writes' largest state.
+    let count_waits = Box::pin(write(&co, &d, ctx, now)).await?;
     let wake_at = match (d.wake_at, count_waits) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

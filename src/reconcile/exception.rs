@@ -10,7 +10,7 @@ use kube::{Resource, ResourceExt};
 
 use super::guarded_delete::{self, Target};
 use super::{Context, Error, managed_rbac, requeue_at};
-use crate::api::{Enforcement, FINALIZER, PolicyException};
+use crate::api::{ControlOwnership, Enforcement, FINALIZER, PolicyException};
 use crate::decide::approval::Trust;
 use crate::decide::exception::{self, Lifecycle};
 use crate::decide::notice::{Notice, reasons};
@@ -32,12 +32,12 @@ pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Ac
     }
     let deleting = pe.meta().deletion_timestamp.is_some();
     if deleting && pe.finalizers().iter().any(|f| f == FINALIZER) {
-        return super::finalized(&ctx, pe, |event| async {
+        return Box::pin(super::finalized(&ctx, pe, |event| async {
             match event {
                 FinalizerEvent::Apply(pe) => apply_exception(pe, &ctx).await,
                 FinalizerEvent::Cleanup(pe) => cleanup(&pe, &ctx).await,
             }
-        })
+        }))
         .await;
     }
     // A reconcile that can only add waits for a turn, so a burst of new
@@ -55,7 +55,7 @@ pub async fn reconcile(pe: Arc<PolicyException>, ctx: Arc<Context>) -> Result<Ac
     // Held by someone else's finalizer: on its way out, so nothing is
     // granted any more.
     let action = if deleting {
-        cleanup(&pe, &ctx).await?
+        Box::pin(cleanup(&pe, &ctx)).await?
     } else {
         apply_exception(pe.clone(), &ctx).await?
     };
@@ -93,8 +93,12 @@ async fn apply_exception(pe: Arc<PolicyException>, ctx: &Context) -> Result<Acti
     // thousand others when a thousand expire together.
     let name = rbac::exception_name(&pe.name_any());
     let uid = pe.uid().unwrap_or_default();
+    // The requests' futures are boxed here and below: thousands of
+    // reconciles wait for their decision at once in a burst (or after a
+    // restart), and each waiting one would otherwise hold room for the
+    // largest state it can reach.
     let revoked_early = if exception::ended_by_status(&pe, now) {
-        managed_rbac::remove_binding(ctx, &ns, &name, &uid)
+        Box::pin(managed_rbac::remove_binding(ctx, &ns, &name, &uid))
             .await
             .map_err(|e| Error::Revocation(Box::new(e)))?
     } else {
@@ -102,17 +106,32 @@ async fn apply_exception(pe: Arc<PolicyException>, ctx: &Context) -> Result<Acti
     };
     let (ceiling, key) = (ctx.caches.ceiling(), ctx.key.clone());
     let (d, pe, control) = super::off_task(move || {
-        let d = exception::decide(&pe, control.as_ref(), &ceiling, Trust::Verify(&key), now);
+        let d = exception::decide(&pe, control.as_deref(), &ceiling, Trust::Verify(&key), now);
         (d, pe, control)
     })
     .await?;
-    let pe = pe.as_ref();
+    Box::pin(carry_out(&pe, d, control.as_deref(), revoked_early, ctx, now)).await
+}
+
+/// Carries out decision `d` about `pe`: the grant in place, or revoked;
+/// then the status and Events (`record`).
+async fn carry_out(
+    pe: &PolicyException,
+    d: exception::Decision,
+    control: Option<&ControlOwnership>,
+    revoked_early: bool,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let ns = pe.namespace().unwrap_or_default();
+    let name = rbac::exception_name(&pe.name_any());
+    let uid = pe.uid().unwrap_or_default();
     let mut failure = None;
     let revoked = match &d.grant {
         Some(pair) => {
             // A foreign object at the grant's name is replaced only when the
             // control enforces; otherwise the grant waits (and is retried).
-            let enforce = control.as_ref().and_then(|c| c.spec.enforcement) == Some(Enforcement::Enforce);
+            let enforce = control.and_then(|c| c.spec.enforcement) == Some(Enforcement::Enforce);
             match managed_rbac::ensure(ctx, pair, enforce).await {
                 Ok(()) => {}
                 // Only a person can fix it: say so in status, then retry.

@@ -301,23 +301,30 @@ where
     let api: Api<K> = Api::namespaced(ctx.writer.client().clone(), &ns);
     let started = std::time::Instant::now();
     let key = key(obj.as_ref());
-    let adding = obj.meta().deletion_timestamp.is_none() && !obj.finalizers().iter().any(|f| f == FINALIZER);
-    let action = if adding {
-        // kube's helper adds the finalizer and stops there, leaving the work
-        // to the reconcile its watch event brings. At scale that event
-        // queues behind thousands of others, and nothing the object wants
-        // exists until then; so the work follows at once. (The helper's
-        // reconcile is not called when it adds.)
-        let added = finalizer(&api, FINALIZER, obj.clone(), |_| {
-            futures::future::ready(Ok::<Action, Error>(Action::await_change()))
-        })
-        .await;
-        match added {
-            Ok(_) => reconcile(FinalizerEvent::Apply(obj)).await?,
-            Err(e) => finalizer_outcome(Err(e))?,
+    let deleting = obj.meta().deletion_timestamp.is_some();
+    let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
+    // kube's helper futures are boxed, and skipped where they would only
+    // call `reconcile`: thousands of reconciles may wait for their decision
+    // at once, and each would otherwise hold room for the helper's requests.
+    let action = match (deleting, has_finalizer) {
+        // What the helper does here: the work, nothing else.
+        (false, true) => reconcile(FinalizerEvent::Apply(obj)).await?,
+        (false, false) => {
+            // The helper adds the finalizer and stops there, leaving the
+            // work to the reconcile its watch event brings. At scale that
+            // event queues behind thousands of others, and nothing the
+            // object wants exists until then; so the work follows at once.
+            // (The helper's reconcile is not called when it adds.)
+            let added = Box::pin(finalizer(&api, FINALIZER, obj.clone(), |_| {
+                futures::future::ready(Ok::<Action, Error>(Action::await_change()))
+            }))
+            .await;
+            match added {
+                Ok(_) => reconcile(FinalizerEvent::Apply(obj)).await?,
+                Err(e) => finalizer_outcome(Err(e))?,
+            }
         }
-    } else {
-        finalizer_outcome(finalizer(&api, FINALIZER, obj, reconcile).await)?
+        (true, _) => finalizer_outcome(Box::pin(finalizer(&api, FINALIZER, obj, reconcile)).await)?,
     };
     Ok(ctx.done::<K>(&key, &ns, started, action))
 }

@@ -58,14 +58,14 @@ fn removed(request: &AdmissionRequest<DynamicObject>, caches: &Caches, key: &Key
     let controls = caches.controls.state();
     let controls: Vec<&ControlOwnership> = controls.iter().map(|c| c.as_ref()).collect();
     let exceptions = caches.exceptions.state();
-    let theirs: Vec<Option<ControlOwnership>> = exceptions
+    let theirs: Vec<Option<Arc<ControlOwnership>>> = exceptions
         .iter()
         .map(|pe| caches.control_for_exceptions(&pe.namespace().unwrap_or_default(), &pe.spec.control))
         .collect();
     let exceptions: Vec<(&PolicyException, Option<&ControlOwnership>)> = exceptions
         .iter()
         .zip(&theirs)
-        .map(|(pe, co)| (pe.as_ref(), co.as_ref()))
+        .map(|(pe, co)| (pe.as_ref(), co.as_deref()))
         .collect();
     let lost_controls = ceiling_change::controls(&controls, &old, &new);
     let lost_exceptions = ceiling_change::exceptions(&exceptions, &old, &new, Trust::Verify(key), now);
