@@ -49,20 +49,17 @@ fn controls_naming(
             .map(|c| ObjectRef::from_obj(c.as_ref()))
             .collect();
     };
-    if namespaces.is_empty() {
-        return Vec::new();
-    }
-    controls
-        .state()
+    // Only those namespaces' controls: this runs for every RoleBinding
+    // change, and for every RoleBinding cached when a controller starts.
+    namespaces
         .iter()
-        .filter(|c| {
-            let Some(ns) = c.namespace().filter(|n| namespaces.contains(n)) else {
-                return false;
-            };
-            c.spec.workload_identities.iter().any(|id| {
-                subjects
-                    .iter()
-                    .any(|s| crate::decide::drift::names_service_account(s, binding_ns, &ns, &id.service_account))
+        .flat_map(|ns| {
+            controls.in_namespace(ns).into_iter().filter(move |c| {
+                c.spec.workload_identities.iter().any(|id| {
+                    subjects
+                        .iter()
+                        .any(|s| crate::decide::drift::names_service_account(s, binding_ns, ns, &id.service_account))
+                })
             })
         })
         .map(|c| ObjectRef::from_obj(c.as_ref()))
@@ -263,4 +260,82 @@ fn log_result<K: Resource, E: std::error::Error>(
         Err(e) => tracing::warn!(error = %e, "controller error"),
     }
     futures::future::ready(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::fixtures::{control, sa};
+    use k8s_openapi::api::rbac::v1::Subject;
+
+    fn group(name: &str) -> Subject {
+        Subject {
+            kind: "Group".into(),
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    /// A binding's change wakes the controls that manage a service account
+    /// it names, in the namespaces it can reach, and no other.
+    #[test]
+    fn a_binding_wakes_the_controls_of_the_service_accounts_it_names() {
+        let in_shop = control();
+        let mut elsewhere = control();
+        elsewhere.metadata.namespace = Some("bank".into());
+        let mut other = control();
+        other.metadata.name = Some("other".into());
+        other.spec.workload_identities.retain(|id| id.service_account != "api");
+        let controls = View::fed_with(vec![in_shop, elsewhere, other], true);
+        let names = |subjects: &[Subject], ns: Option<&str>| {
+            let mut refs: Vec<String> = controls_naming(&controls, subjects, ns)
+                .iter()
+                .map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name))
+                .collect();
+            refs.sort();
+            refs
+        };
+        // (case, subjects, the binding's namespace, controls woken)
+        type Case<'a> = (&'a str, Vec<Subject>, Option<&'a str>, &'a [&'a str]);
+        let table: &[Case] = &[
+            ("api of shop", vec![sa("api", "shop")], Some("shop"), &["shop/payments"]),
+            (
+                "api of bank, from a ClusterRoleBinding",
+                vec![sa("api", "bank")],
+                None,
+                &["bank/payments"],
+            ),
+            (
+                "a service account no control manages",
+                vec![sa("nobody", "shop")],
+                Some("shop"),
+                &[],
+            ),
+            (
+                "the group of shop's service accounts",
+                vec![group("system:serviceaccounts:shop")],
+                None,
+                &["shop/other", "shop/payments"],
+            ),
+            (
+                "every service account",
+                vec![group("system:serviceaccounts")],
+                None,
+                &["bank/payments", "shop/other", "shop/payments"],
+            ),
+            (
+                "a user",
+                vec![Subject {
+                    kind: "User".into(),
+                    name: "jane".into(),
+                    ..Default::default()
+                }],
+                Some("shop"),
+                &[],
+            ),
+        ];
+        for (case, subjects, ns, want) in table {
+            assert_eq!(names(subjects, *ns), *want, "{case}");
+        }
+    }
 }
