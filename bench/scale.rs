@@ -452,6 +452,37 @@ fn heap_mib(addr: &str) -> (f64, f64) {
     )
 }
 
+/// The most a controller held over a while, and when (seconds from the
+/// start of the sampling): its live heap and its RSS.
+struct Sampled {
+    live: (f64, f64),
+    rss: (f64, f64),
+}
+
+/// Samples the controller's live heap and RSS every 250 ms for `span`: when
+/// in a restart the memory peaks, and whether live data or the allocator's
+/// keeping sets it.
+async fn sample_memory(pid: u32, addr: &str, span: Duration) -> Sampled {
+    let start = Instant::now();
+    let mut most = Sampled {
+        live: (0.0, 0.0),
+        rss: (0.0, 0.0),
+    };
+    while start.elapsed() < span {
+        let at = start.elapsed().as_secs_f64();
+        let (live, _) = heap_mib(addr);
+        let rss = crate::rss_mib(pid);
+        if live > most.live.0 {
+            most.live = (live, at);
+        }
+        if rss > most.rss.0 {
+            most.rss = (rss, at);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    most
+}
+
 /// Prints the controller's memory now, and its peak so far: which part of
 /// the run sets the peak.
 fn memory_now(pid: u32, addr: &str, when: &str) {
@@ -978,7 +1009,7 @@ pub async fn run() {
     println!("  controller threads: {}", crate::threads(pid));
     // What one object of each kind takes as the controller holds it.
     let footprints = crate::heap::live(&admin).await;
-    println!("  heap per object as cached (k8s-openapi types, trimmed), counted by allocator:");
+    println!("  heap per object in the form it is cached, counted by allocator:");
     for f in &footprints {
         println!(
             "    {:<26} {:>6.0} bytes in {:>4.0} heap blocks (its JSON: {} bytes)",
@@ -1049,7 +1080,7 @@ pub async fn run() {
     let (mut child, addr) = env.spawn_ready_controller("scale-restart", &[]).await;
     let ready = t.elapsed().as_secs_f64();
     let pid = child.id();
-    tokio::time::sleep(QUIET).await;
+    let sampled = sample_memory(pid, &addr, QUIET).await;
     let quiet_end = Timestamp::now();
     let (rss, peak, threads) = (crate::rss_mib(pid), crate::peak_rss_mib(pid), crate::threads(pid));
     let (allocated, resident) = heap_mib(&addr);
@@ -1073,6 +1104,10 @@ pub async fn run() {
     }
     println!("  then: RSS {rss:.1} MiB, peak RSS {peak:.1} MiB, {threads} threads");
     println!("  heap: {allocated:.1} MiB in live allocations, {resident:.1} MiB resident in the allocator");
+    println!(
+        "  sampled every 250 ms from ready on: heap live at most {:.1} MiB ({:.1} s after ready), RSS at most {:.1} MiB ({:.1} s after ready); the peak RSS before ready is the part above that",
+        sampled.live.0, sampled.live.1, sampled.rss.0, sampled.rss.1
+    );
     summary.add(
         format!("restart with {cached} objects: spawn -> ready"),
         format!("{ready:.1} s"),
