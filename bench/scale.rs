@@ -1072,7 +1072,11 @@ pub async fn run() {
     // caught up (its PolicyReports trail a burst): what the new one writes
     // is then only what a restart costs.
     let caught_up = quiet(&mut audit, "scale", Duration::from_secs(10), Duration::from_secs(600)).await;
-    println!("  the controller wrote nothing for 10 s after {caught_up:.1} s; SIGKILL");
+    println!("  the controller wrote nothing for 10 s after {caught_up:.1} s");
+    // What a controller that lived through the bursts keeps once they are
+    // over, beside what a restarted one holds (below).
+    memory_now(pid, &addr, "then");
+    println!("  SIGKILL");
     child.kill().expect("SIGKILL the controller");
     let _ = child.wait();
     let spawned = Timestamp::now();
