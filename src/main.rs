@@ -36,33 +36,6 @@ struct JemallocConf(*const std::ffi::c_char);
 #[cfg(all(not(target_env = "msvc"), target_os = "linux"))]
 unsafe impl Sync for JemallocConf {}
 
-/// Returns every freed page to the kernel now. Called once the caches have
-/// listed: the first list decodes each page of objects in full and keeps a
-/// compact or trimmed copy, and what it freed would otherwise stay resident
-/// for jemalloc's decay (a second) while the reconcile of every object
-/// starts, which is when a restarted controller's memory peaks.
-fn release_freed_pages() {
-    #[cfg(not(target_env = "msvc"))]
-    {
-        // 4096 is MALLCTL_ARENAS_ALL: every arena.
-        // Safety: `arena.<i>.purge` is a command that reads and writes
-        // nothing, so every pointer is null and the length zero; the name is
-        // a NUL-terminated static string.
-        let failed = unsafe {
-            tikv_jemalloc_sys::mallctl(
-                c"arena.4096.purge".as_ptr(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                0,
-            )
-        };
-        if failed != 0 {
-            tracing::debug!(error = failed, "jemalloc did not purge");
-        }
-    }
-}
-
 fn main() -> ExitCode {
     // The blocking pool runs the pure decisions (`reconcile::off_task`),
     // which are CPU work: more threads than a few per core only add
@@ -276,7 +249,6 @@ async fn controllers(
             // has listed.
             if caches.wait_synced().await {
                 tracing::info!("caches synced; reconciling");
-                release_freed_pages();
                 health.set_controllers(Controllers::Running);
                 steward::reconcile::run(client, caches, config, metrics).await;
                 health.set_controllers(Controllers::Stopped("a controller task ended".into()));
