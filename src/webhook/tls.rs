@@ -262,12 +262,21 @@ pub enum Refresh {
     Reloaded,
     /// They changed but do not load: the last good configuration stays.
     Kept(TlsError),
+    /// They still do not load, and have not changed since they were
+    /// reported (`Kept`): tried again at each check, reported once.
+    StillKept,
 }
 
 /// The configuration the server uses, and the files it was made from.
 pub struct Reloader {
     files: Files,
     seen: Stamp,
+    /// The files seen last did not load: they are tried again at each
+    /// check even if they look unchanged. A renewal written in place can
+    /// land within the same modification time and length as the half of it
+    /// that was read; without the retry, the broken half would be the last
+    /// word until the next renewal.
+    failing: bool,
     /// What the server is given; reloads swap its configuration in place.
     pub tls: RustlsConfig,
 }
@@ -281,25 +290,31 @@ impl Reloader {
         Ok(Reloader {
             files,
             seen,
+            failing: false,
             tls: RustlsConfig::from_config(Arc::new(config)),
         })
     }
 
-    /// Reloads if the files changed since the last check.
+    /// Reloads if the files changed since the last check, or did not load
+    /// then.
     pub fn refresh(&mut self) -> Refresh {
         let now = Stamp::of(&self.files);
-        if now == self.seen {
+        let changed = now != self.seen;
+        if !changed && !self.failing {
             return Refresh::Unchanged;
         }
-        // Recorded even when the load fails: one warning per change, and
-        // the next change (the rest of a renewal) is tried again.
+        // Recorded even when the load fails: one warning per change.
         self.seen = now;
         match server_config(&self.files) {
             Ok(config) => {
                 self.tls.reload_from_config(Arc::new(config));
+                self.failing = false;
                 Refresh::Reloaded
             }
-            Err(e) => Refresh::Kept(e),
+            Err(e) => {
+                self.failing = true;
+                if changed { Refresh::Kept(e) } else { Refresh::StillKept }
+            }
         }
     }
 
@@ -310,7 +325,7 @@ impl Reloader {
         loop {
             every.tick().await;
             match self.refresh() {
-                Refresh::Unchanged => {}
+                Refresh::Unchanged | Refresh::StillKept => {}
                 Refresh::Reloaded => tracing::info!(cert = %self.files.cert.display(), "webhook TLS files reloaded"),
                 Refresh::Kept(e) => tracing::warn!(
                     error = %super::chain(&e),

@@ -146,6 +146,26 @@ fn files_that_do_not_load_leave_the_last_good_certificate() {
     assert!(serves(&reloader, "b"));
 }
 
+/// A renewal whose second half lands without changing what a check
+/// compares (the same modification time and length as the broken half) is
+/// still loaded: files that did not load are tried at every check, and
+/// reported once.
+#[test]
+fn files_that_did_not_load_are_tried_again_unchanged() {
+    let mut volume = Volume::new("a");
+    let mut reloader = Reloader::load(volume.files(None, None)).expect("load");
+    volume.publish(&pem("server-b.crt"), &pem("server-a.key"));
+    assert!(matches!(reloader.refresh(), Refresh::Kept(_)));
+    assert!(matches!(reloader.refresh(), Refresh::StillKept), "reported once");
+    assert!(serves(&reloader, "a"));
+    // The rest lands, and the check's stamp does not tell.
+    volume.publish(&pem("server-b.crt"), &pem("server-b.key"));
+    reloader.seen = Stamp::of(&reloader.files);
+    assert!(matches!(reloader.refresh(), Refresh::Reloaded));
+    assert!(serves(&reloader, "b"));
+    assert!(matches!(reloader.refresh(), Refresh::Unchanged));
+}
+
 #[test]
 fn a_missing_file_fails_the_start() {
     let volume = Volume::new("a");
