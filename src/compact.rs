@@ -292,6 +292,7 @@ lookup_as!(CachedRoleBinding, RoleBinding);
 mod tests {
     use super::*;
     use crate::api::MANAGED_BY_VALUE;
+    use crate::decide::fixtures::owner_refs;
 
     fn meta(labels: &[(&str, &str)], owners: &[(&str, &str, &str)]) -> ObjectMeta {
         ObjectMeta {
@@ -301,18 +302,7 @@ mod tests {
             resource_version: Some("42".into()),
             labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
             annotations: Some([("a".to_string(), "b".to_string())].into()),
-            owner_references: Some(
-                owners
-                    .iter()
-                    .map(|(api_version, kind, uid)| OwnerReference {
-                        api_version: (*api_version).into(),
-                        kind: (*kind).into(),
-                        name: "owner".into(),
-                        uid: (*uid).into(),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
+            owner_references: Some(owner_refs(owners)),
             ..Default::default()
         }
     }

@@ -312,18 +312,9 @@ pub fn affected_namespaces(subjects: &[Subject], binding_ns: Option<&str>) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::fixtures::sa;
+    use crate::decide::fixtures::{group, sa};
     use k8s_openapi::api::rbac::v1::RoleBinding;
     use kube::api::ObjectMeta;
-
-    fn group(name: &str) -> Subject {
-        Subject {
-            kind: "Group".into(),
-            name: name.into(),
-            namespace: None,
-            api_group: Some("rbac.authorization.k8s.io".into()),
-        }
-    }
 
     fn role_ref(kind: &str, name: &str) -> RoleRef {
         RoleRef {

@@ -2,10 +2,35 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::ceiling::Ceiling;
 use super::control::Observed;
 use crate::api::{ControlOwnership, PolicyException};
+
+/// Owner references, each as (apiVersion, kind, uid), all named "owner".
+pub fn owner_refs(owners: &[(&str, &str, &str)]) -> Vec<OwnerReference> {
+    owners
+        .iter()
+        .map(|(api_version, kind, uid)| OwnerReference {
+            api_version: (*api_version).into(),
+            kind: (*kind).into(),
+            name: "owner".into(),
+            uid: (*uid).into(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A Group subject.
+pub fn group(name: &str) -> Subject {
+    Subject {
+        kind: "Group".into(),
+        name: name.into(),
+        namespace: None,
+        api_group: Some("rbac.authorization.k8s.io".into()),
+    }
+}
 
 pub fn ts(s: &str) -> Timestamp {
     s.parse().expect("fixture timestamp")

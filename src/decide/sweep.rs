@@ -121,7 +121,8 @@ pub fn orphans<'a>(
 mod tests {
     use super::*;
 
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+    use crate::decide::fixtures::owner_refs;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn meta(name: &str, labelled: bool, owners: &[(&str, &str, &str)]) -> Meta {
         Meta::from_object_meta(ObjectMeta {
@@ -129,18 +130,7 @@ mod tests {
             namespace: Some("shop".into()),
             uid: Some(format!("{name}-uid")),
             labels: labelled.then(|| [(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())].into()),
-            owner_references: Some(
-                owners
-                    .iter()
-                    .map(|(api_version, kind, uid)| OwnerReference {
-                        api_version: (*api_version).into(),
-                        kind: (*kind).into(),
-                        name: "owner".into(),
-                        uid: (*uid).into(),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
+            owner_references: Some(owner_refs(owners)),
             ..Default::default()
         })
     }

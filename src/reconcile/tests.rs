@@ -840,45 +840,36 @@ async fn new_work_waits_for_a_turn_and_a_revocation_never_does() {
         assert_eq!(n, super::NEW_WORK_IN_TESTS);
         ctx.new_work.try_acquire_many(n as u32).expect("every turn")
     }
-    // A new exception (nothing granted yet) waits: it makes no request.
-    // Its reconcile cannot complete while the turns are held, so the
-    // timeout is certain, not a guess about timing.
-    let co = control_at(now(), false);
-    let fresh = exception_at(
-        now().checked_sub(days(1)).expect("start"),
-        now().checked_add(days(1)).expect("end"),
-    );
-    let caches = caches(vec![co], vec![fresh.clone()], vec![], vec![]);
-    run(no_requests(), caches, |ctx| async move {
-        let _turns = busy(&ctx);
-        let waited = tokio::time::timeout(
-            std::time::Duration::from_millis(300),
-            exception::reconcile(Arc::new(fresh), ctx.clone()),
-        )
+    // Waits for a turn: its reconcile makes no request, and cannot complete
+    // while the turns are held, so the timeout is certain, not a guess
+    // about timing.
+    async fn waits_for_a_turn(caches: Arc<Caches>, pe: PolicyException, why: &str) {
+        run(no_requests(), caches, |ctx| async move {
+            let _turns = busy(&ctx);
+            let waited = tokio::time::timeout(
+                std::time::Duration::from_millis(300),
+                exception::reconcile(Arc::new(pe), ctx.clone()),
+            )
+            .await;
+            assert!(waited.is_err(), "{why}");
+        })
         .await;
-        assert!(waited.is_err(), "a new exception was reconciled without a turn");
-    })
-    .await;
+    }
+    let fresh = || {
+        exception_at(
+            now().checked_sub(days(1)).expect("start"),
+            now().checked_add(days(1)).expect("end"),
+        )
+    };
+    // A new exception (nothing granted yet) waits.
+    let caches = caches(vec![control_at(now(), false)], vec![fresh()], vec![], vec![]);
+    waits_for_a_turn(caches, fresh(), "a new exception was reconciled without a turn").await;
     // A binding someone else put at the grant's name is not a grant of
     // this exception's: it waits its turn like any new work.
-    let co = control_at(now(), false);
-    let fresh = exception_at(
-        now().checked_sub(days(1)).expect("start"),
-        now().checked_add(days(1)).expect("end"),
-    );
     let (_, mut squatter) = grant_of("debug", "someone-else");
     squatter.metadata.owner_references = None;
-    let caches = self::caches(vec![co], vec![fresh.clone()], vec![], vec![squatter]);
-    run(no_requests(), caches, |ctx| async move {
-        let _turns = busy(&ctx);
-        let waited = tokio::time::timeout(
-            std::time::Duration::from_millis(300),
-            exception::reconcile(Arc::new(fresh), ctx.clone()),
-        )
-        .await;
-        assert!(waited.is_err(), "a squatted name bought a way past the turns");
-    })
-    .await;
+    let caches = self::caches(vec![control_at(now(), false)], vec![fresh()], vec![], vec![squatter]);
+    waits_for_a_turn(caches, fresh(), "a squatted name bought a way past the turns").await;
     // An expiry holding its grant goes at once: binding, status, Event, Role.
     let (pe, name, caches) = expired_holding_its_grant();
     let mut answered = pe.clone();

@@ -265,16 +265,8 @@ fn log_result<K: Resource, E: std::error::Error>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::fixtures::{control, sa};
+    use crate::decide::fixtures::{control, group, sa};
     use k8s_openapi::api::rbac::v1::Subject;
-
-    fn group(name: &str) -> Subject {
-        Subject {
-            kind: "Group".into(),
-            name: name.into(),
-            ..Default::default()
-        }
-    }
 
     /// A binding's change wakes the controls that manage a service account
     /// it names, in the namespaces it can reach, and no other.
