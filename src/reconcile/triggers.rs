@@ -86,10 +86,10 @@ fn owners_or_named<O: Resource<DynamicType = ()>>(meta: &Meta, named: fn(&str) -
     refs
 }
 
-/// References to the `objs` in namespace `ns`.
-fn in_namespace<O: Resource<DynamicType = ()>>(objs: &[Arc<O>], ns: &str) -> Vec<ObjectRef<O>> {
-    objs.iter()
-        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+/// References to the objects `view` holds in namespace `ns`.
+fn in_namespace<O: Resource<DynamicType = ()> + crate::cache::Cached>(view: &View<O>, ns: &str) -> Vec<ObjectRef<O>> {
+    view.in_namespace(ns)
+        .iter()
         .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()
 }
@@ -166,7 +166,7 @@ fn exceptions(ctx: Arc<Context>, store: Store<PolicyException>) -> impl Stream<I
             // The platform opted the namespace in: grants refused until now
             // can be made at once, not at the next retry.
             if for_ceiling.binds_ceiling(&rb) {
-                refs.extend(in_namespace(&for_ceiling.exceptions.state(), &rb.metadata.namespace));
+                refs.extend(in_namespace(&for_ceiling.exceptions, &rb.metadata.namespace));
             }
             refs
         }))
@@ -210,7 +210,7 @@ fn controls(
             // The platform opted the namespace in: identities refused until
             // now can be applied at once, not at the next retry.
             if for_ceiling.binds_ceiling(&rb) {
-                refs.extend(in_namespace(&for_ceiling.controls.state(), &rb.metadata.namespace));
+                refs.extend(in_namespace(&for_ceiling.controls, &rb.metadata.namespace));
             }
             refs
         }))
