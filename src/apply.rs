@@ -12,7 +12,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
@@ -25,6 +25,10 @@ use crate::decide::notice::Notice;
 
 /// The field manager of every write Steward makes.
 pub const FIELD_MANAGER: &str = "steward";
+
+/// Asks the API server to answer a write with the object's metadata only
+/// (as kube's own metadata requests do).
+const METADATA_ONLY: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
 
 /// Events longer than this are cut (the API server refuses over 1 KiB).
 const EVENT_NOTE_MAX: usize = 1000;
@@ -78,16 +82,32 @@ impl Writer {
         &self.client
     }
 
+    /// Sends write `req` (kube's request `verb`, for its traces) and reads
+    /// only the metadata of the answer: the resourceVersion is all a write
+    /// records, and the whole object can be a megabyte (a tenant's largest
+    /// exception, whose status is written). The API server then encodes no
+    /// copy of the object, and the reconcile parses none on its
+    /// controller's task, which polls every other reconcile of that kind,
+    /// an expiry due meanwhile among them.
+    async fn write(&self, mut req: http::Request<Vec<u8>>, verb: &'static str) -> Result<ObjectMeta, kube::Error> {
+        req.headers_mut()
+            .insert(http::header::ACCEPT, http::HeaderValue::from_static(METADATA_ONLY));
+        req.extensions_mut().insert(verb);
+        let written: PartialObjectMeta = self.client.request(req).await?;
+        Ok(written.metadata)
+    }
+
     /// Server-side applies a namespaced object and records it in `view`.
     pub async fn apply<K: Namespaced>(&self, view: &View<K::Cached>, obj: &K) -> Result<(), kube::Error> {
         let api: Api<K> = Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
         let mut value = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
         value["apiVersion"] = K::api_version(&()).into();
         value["kind"] = K::kind(&()).into();
-        let applied = api
+        let req = kube::core::Request::new(api.resource_url())
             .patch(&obj.name_any(), &apply_params(), &Patch::Apply(value))
-            .await?;
-        view.record(&key_of(obj), applied.resource_version().as_deref(), fingerprint(obj));
+            .map_err(kube::Error::BuildRequest)?;
+        let applied = self.write(req, "patch").await?;
+        view.record(&key_of(obj), applied.resource_version.as_deref(), fingerprint(obj));
         Ok(())
     }
 
@@ -104,9 +124,13 @@ impl Writer {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
-        match api.create(&params, obj).await {
+        let body = serde_json::to_vec(obj).map_err(kube::Error::SerdeError)?;
+        let req = kube::core::Request::new(api.resource_url())
+            .create(&params, body)
+            .map_err(kube::Error::BuildRequest)?;
+        match self.write(req, "create").await {
             Ok(created) => {
-                view.record(&key_of(obj), created.resource_version().as_deref(), fingerprint(obj));
+                view.record(&key_of(obj), created.resource_version.as_deref(), fingerprint(obj));
                 Ok(())
             }
             Err(kube::Error::Api(s)) if s.code == 409 => self.apply(view, obj).await,
@@ -134,10 +158,10 @@ impl Writer {
             "kind": <K as Resource>::kind(&()),
             "status": status,
         });
-        let written = api
-            .patch_status(&obj.name_any(), &apply_params(), &Patch::Apply(patch))
-            .await?;
-        let rv = written.resource_version();
+        let req = kube::core::Request::new(api.resource_url())
+            .patch_subresource("status", &obj.name_any(), &apply_params(), &Patch::Apply(patch))
+            .map_err(kube::Error::BuildRequest)?;
+        let rv = self.write(req, "patch_status").await?.resource_version;
         tracing::debug!(
             from_version = obj.meta().resource_version.as_deref().unwrap_or_default(),
             written_version = rv.as_deref().unwrap_or_default(),
@@ -167,7 +191,10 @@ impl Writer {
         name: &str,
         body: serde_json::Value,
     ) -> Result<(), kube::Error> {
-        api.patch(name, &apply_params(), &Patch::Apply(body)).await.map(|_| ())
+        let req = kube::core::Request::new(api.resource_url())
+            .patch(name, &apply_params(), &Patch::Apply(body))
+            .map_err(kube::Error::BuildRequest)?;
+        self.write(req, "patch").await.map(|_| ())
     }
 
     /// Deletes a PolicyReport.

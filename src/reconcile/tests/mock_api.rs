@@ -24,6 +24,8 @@ const APPLY_PATCH: &str = "application/apply-patch+yaml";
 const JSON_PATCH: &str = "application/json-patch+json";
 /// Content type of a JSON body.
 const JSON: &str = "application/json";
+/// What a status write asks for in answer: the metadata alone.
+const METADATA_ONLY: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
 
 /// What a request's body must be.
 enum BodyCheck {
@@ -40,6 +42,9 @@ pub struct Expected {
     query: BTreeMap<String, String>,
     content_type: &'static str,
     body: BodyCheck,
+    /// Whether it asks for the metadata alone in answer (Steward's own
+    /// applies and creates: the object can be a megabyte).
+    metadata_only: bool,
     answer: Option<(StatusCode, Value)>,
 }
 
@@ -54,6 +59,7 @@ impl Expected {
             query: query(&[("fieldManager", "steward"), ("force", "true")]),
             content_type: APPLY_PATCH,
             body: BodyCheck::Exactly(body),
+            metadata_only: true,
             answer: None,
         }
     }
@@ -68,6 +74,7 @@ impl Expected {
             query: query(&[("fieldManager", "steward")]),
             content_type: JSON,
             body: BodyCheck::Exactly(body),
+            metadata_only: true,
             answer: None,
         }
     }
@@ -88,6 +95,7 @@ impl Expected {
             query: BTreeMap::new(),
             content_type: JSON_PATCH,
             body: BodyCheck::Exactly(body),
+            metadata_only: false,
             answer: None,
         }
     }
@@ -101,6 +109,7 @@ impl Expected {
             query: BTreeMap::new(),
             content_type: JSON,
             body: BodyCheck::Exactly(json!({"propagationPolicy": "Background", "preconditions": {"uid": uid}})),
+            metadata_only: false,
             answer: Some((StatusCode::OK, status(200, "Success"))),
         }
     }
@@ -114,6 +123,7 @@ impl Expected {
             query: BTreeMap::new(),
             content_type: JSON,
             body: BodyCheck::Passes(Box::new(move |b| assert_eq!(b["reason"], reason, "the Event's reason"))),
+            metadata_only: false,
             answer: None,
         }
     }
@@ -135,15 +145,26 @@ impl Expected {
     }
 
     /// Checks one request; panics on the first difference.
-    fn check(self, n: usize, method: &Method, path: &str, q: BTreeMap<String, String>, ct: &str, body: &Value) {
+    fn check(self, n: usize, parts: &http::request::Parts, body: &Value) {
+        let (method, path) = (&parts.method, parts.uri.path());
         let what = format!("request {n} ({method} {path})");
         assert_eq!(
             (method, path),
             (&self.method, self.path.as_str()),
             "{what}: not the expected request"
         );
-        assert_eq!(q, self.query, "{what}: query");
-        assert_eq!(ct, self.content_type, "{what}: content type");
+        assert_eq!(query_of(parts), self.query, "{what}: query");
+        assert_eq!(
+            header(parts, http::header::CONTENT_TYPE),
+            self.content_type,
+            "{what}: content type"
+        );
+        let accept = header(parts, http::header::ACCEPT);
+        assert_eq!(
+            accept == METADATA_ONLY,
+            self.metadata_only,
+            "{what}: accept {accept:?} (the metadata alone for Steward's applies and creates)"
+        );
         match self.body {
             BodyCheck::Exactly(want) => assert_eq!(body, &want, "{what}: body"),
             BodyCheck::Passes(check) => check(body),
@@ -162,6 +183,32 @@ fn status(code: u16, reason: &str) -> Value {
         "code": code,
         "message": reason,
     })
+}
+
+/// A request's query as pairs.
+fn query_of(parts: &http::request::Parts) -> BTreeMap<String, String> {
+    parts
+        .uri
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (k.to_string(), v.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A request header's value, empty when absent.
+fn header(parts: &http::request::Parts, name: http::header::HeaderName) -> &str {
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 fn query(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -189,27 +236,17 @@ pub fn expect(expected: Vec<Expected>) -> Mock {
             } else {
                 serde_json::from_slice(&bytes).expect("a JSON request body")
             };
-            let q = parts
-                .uri
-                .query()
-                .map(|q| {
-                    q.split('&')
-                        .filter(|kv| !kv.is_empty())
-                        .map(|kv| {
-                            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                            (k.to_string(), v.to_string())
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let ct = parts
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let (code, answer) = want.answer.take().unwrap_or_else(|| (StatusCode::OK, body.clone()));
-            want.check(n, &parts.method, parts.uri.path(), q, &ct, &body);
+            let (code, mut answer) = want.answer.take().unwrap_or_else(|| (StatusCode::OK, body.clone()));
+            want.check(n, &parts, &body);
+            // As the API server does: an object asked for as its metadata
+            // comes back as PartialObjectMetadata.
+            if header(&parts, http::header::ACCEPT) == METADATA_ONLY && code.is_success() {
+                answer = json!({
+                    "apiVersion": "meta.k8s.io/v1",
+                    "kind": "PartialObjectMetadata",
+                    "metadata": answer.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                });
+            }
             let response = Response::builder()
                 .status(code)
                 .header(http::header::CONTENT_TYPE, JSON)
