@@ -20,8 +20,15 @@ use kube::runtime::reflector::{Lookup, ObjectRef};
 use serde::Serialize;
 
 /// How long an entry may wait for the watch. Beyond it, the cache is trusted
-/// again (a watch that lags this much is being re-listed anyway).
-const TTL: Duration = Duration::from_secs(10);
+/// again. The entry is consulted only while the cache shows an older
+/// version than our write, so the API server holds our write or something
+/// newer, whose own event is on its way; the bound is a safety valve, not a
+/// freshness rule. It is a minute because under a tenant's flood of
+/// megabyte objects the watch showed our status writes more than 10 s
+/// late, and each reconcile after that wrote the same status again (125 to
+/// 233 status writes for 100 objects), loading the swamped API server with
+/// a megabyte object's write each.
+const TTL: Duration = Duration::from_secs(60);
 
 struct Entry {
     version: u64,
