@@ -111,7 +111,7 @@ build_into() { # dest-dir module-dir ldflags packages...
 
 build() {
   if [ ! -d "$BIN" ]; then
-    log "building kube-apiserver and kubectl $K8S_VERSION into $BIN (about 5 minutes on 2 cores, once)"
+    log "building kube-apiserver and kubectl $K8S_VERSION into $BIN (about 8 to 9 minutes on 2 cores, once)"
     build_into "$BIN" "$K8S_MODULE" "$(version_ldflags "$K8S_VERSION")" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
   fi
