@@ -112,6 +112,18 @@ impl<K: Lookup<DynamicType = ()>> OwnWrites<K> {
         }
     }
 
+    /// A relist that began at `began` is complete, and `listed` says which
+    /// objects it holds. A write recorded before the relist began, of an
+    /// object the list does not hold, is forgotten: the object is gone
+    /// (deleted while the watch was down, so no deletion event came), and
+    /// the memo must not say for up to `TTL` that the server holds it. If
+    /// the list was served from a cache behind our write after all, the
+    /// next decision writes it again: a write, never a miss.
+    pub(super) fn relisted(&self, began: Instant, listed: impl Fn(&ObjectRef<K>) -> bool) {
+        let Ok(mut entries) = self.entries.lock() else { return };
+        entries.retain(|key, e| e.at >= began || listed(key));
+    }
+
     /// If the cache (holding `cached_rv`, None if absent) is behind our last
     /// write of `key`, the fingerprint of that write.
     pub(super) fn ahead_of(&self, key: &ObjectRef<K>, cached_rv: Option<&str>) -> Option<u64> {
@@ -174,6 +186,29 @@ mod tests {
         // is gone, and the next decision must see that, not our memo.
         w.seen(&role("a", Some("150")));
         assert_eq!(w.ahead_of(&key("a"), None), None);
+    }
+
+    #[test]
+    fn a_relist_without_the_object_forgets_writes_made_before_it() {
+        let w = OwnWrites::<Role>::default();
+        w.record(&key("gone"), Some("100"), 7);
+        w.record(&key("kept"), Some("100"), 7);
+        let began = Instant::now();
+        w.record(&key("after"), Some("120"), 7);
+        // The list holds "kept" (at an older version than our write), not
+        // "gone", which was deleted while the watch was down.
+        w.relisted(began, |k| k == &key("kept"));
+        assert_eq!(w.ahead_of(&key("gone"), None), None, "deleted meanwhile: not held");
+        assert_eq!(
+            w.ahead_of(&key("kept"), Some("99")),
+            Some(7),
+            "listed: still behind our write"
+        );
+        assert_eq!(
+            w.ahead_of(&key("after"), None),
+            Some(7),
+            "written after the list began: the list may predate it"
+        );
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct View<C: Cached> {
     /// it (`/readyz`) would take the wake-up away from a task awaiting it,
     /// which then waits forever.
     listed: tokio::sync::watch::Sender<bool>,
+    /// When the list in progress began (`own_writes::relisted`).
+    list_began: Mutex<Option<std::time::Instant>>,
 }
 
 /// Objects by namespace, then name.
@@ -111,6 +113,7 @@ impl<C: Cached> View<C> {
             by_namespace: RwLock::default(),
             listing: Mutex::default(),
             listed: tokio::sync::watch::Sender::new(false),
+            list_began: Mutex::default(),
         }
     }
 
@@ -153,6 +156,9 @@ impl<C: Cached> View<C> {
                 if let Ok(mut listing) = self.listing.lock() {
                     listing.clear();
                 }
+                if let Ok(mut began) = self.list_began.lock() {
+                    *began = Some(std::time::Instant::now());
+                }
             }
             watcher::Event::InitApply(obj) => {
                 if self.kube.is_none()
@@ -178,6 +184,9 @@ impl<C: Cached> View<C> {
                     self.own.seen(obj);
                 }
                 self.reindex(&listed);
+                if let Some(began) = self.list_began.lock().ok().and_then(|mut b| b.take()) {
+                    self.own.relisted(began, |key| self.get(key).is_some());
+                }
                 self.listed.send_replace(true);
                 self.publish(&listed);
             }
@@ -554,6 +563,22 @@ mod tests {
         // Created again under that name: it is there to delete.
         view.feed(watcher::Event::Apply(role("a", "12")));
         assert!(!view.deleted(&key));
+    }
+
+    /// An object deleted while the watch was down comes back in no event:
+    /// the relist leaves it out. A write of ours recorded before must not
+    /// make the view say the server holds it.
+    #[test]
+    fn a_relist_without_our_object_shows_it_gone() {
+        let view = View::<CachedRole>::fed(vec![role("a", "5")]);
+        let key = ObjectRef::new("a").within("ns");
+        view.record(&key, Some("6"), 42);
+        assert!(view.holds(&key, 42));
+        view.feed(watcher::Event::Init);
+        view.feed(watcher::Event::InitDone);
+        assert!(view.get(&key).is_none());
+        assert!(!view.holds(&key, 42), "deleted while the watch was down: not held");
+        assert!(!view.wrote(&key));
     }
 
     #[test]
