@@ -7,9 +7,9 @@
 //! controller (a trusted applier).
 
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::rbac::v1::{PolicyRule, RoleBinding};
 use kube::api::Api;
-use steward::api::{Phase, PolicyException};
+use steward::api::{Grant, Phase, PolicyException, limits};
 
 use crate::admission;
 use crate::harness::{self, Env, OUTCOME, condition, condition_is, env, eventually, from_now, phase_is, wait_for};
@@ -363,6 +363,59 @@ async fn a_member_of_an_approver_group_approves_and_a_member_of_no_listed_group_
     assert_eq!(approval(&pe).approved_by.as_deref(), Some("carol"));
     assert_eq!(approval(&pe).requested_by.as_deref(), Some("erin"));
     eventually(OUTCOME, "granted", || env.can(&ns, "api", "get", "", "pods/log")).await;
+}
+
+/// An exception as large as the API server stores (about a megabyte) is
+/// approved like any other. The review of alice's update carries the
+/// object twice, over two megabytes: the webhook reads it rather than
+/// refusing it for its size (failurePolicy Fail would refuse the approval).
+#[tokio::test]
+async fn an_exception_as_large_as_the_api_server_stores_can_be_approved() {
+    let env = env();
+    let ns = setup(env, "large", 1).await;
+    let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    // Every list at its limit, as in the hostile tests, but a grant the
+    // control allows: pods/log of many named pods.
+    let mut large = crate::hostile::bounded::largest_exception("large", "payments", "alice@example.com", 60);
+    let rule = |r: usize| PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec!["pods/log".into()]),
+        verbs: vec!["get".into()],
+        resource_names: Some(
+            (0..limits::RULE_RESOURCE_NAMES)
+                .map(|i| format!("pod-{r}-{i}-{}", "x".repeat(230)))
+                .collect(),
+        ),
+        non_resource_urls: None,
+    };
+    large.spec.grant = Some(Grant {
+        service_account: "api".into(),
+        rules: (0..limits::RULES).map(rule).collect(),
+    });
+    large.spec.tolerate.clear();
+    let doc = crate::hostile::bounded::json(&large);
+    // An update's review carries it twice: over 2 MiB.
+    assert!(doc.len() > 1_100_000, "not large: {} bytes", doc.len());
+    // Server-side: kubectl's client-side apply would add a second copy of
+    // the object as an annotation, over the API server's limit.
+    ok(env.apply_with(&ns, &doc, &["--server-side", "--as=erin"]), "erin files");
+    approval_is(&pes, "large", "AwaitingApproval").await;
+    ok(
+        annotate_as(env, &ns, "large", "steward.dev/approve=alice@example.com", ALICE),
+        "alice approves the large exception",
+    );
+    let pe = wait_for(
+        &pes,
+        "large",
+        OUTCOME,
+        "alice's approval in status",
+        |pe: Option<&PolicyException>| pe.is_some_and(|pe| approval(pe).approved_by.is_some()),
+    )
+    .await;
+    assert_eq!(approval(&pe).approved_by.as_deref(), Some("alice@example.com"));
+    assert_eq!(approval(&pe).requested_by.as_deref(), Some("erin"));
+    // And granted: a Role of all 4,096 named pods.
+    wait_for(&pes, "large", OUTCOME, "Active", phase_is(Phase::Active)).await;
 }
 
 #[tokio::test]

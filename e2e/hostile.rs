@@ -3,7 +3,7 @@
 //! test also checks the controller stays healthy. Each submodule holds one
 //! class of attack; the personas are defined here.
 
-mod bounded;
+pub(crate) mod bounded;
 mod names;
 mod platform;
 mod records;

@@ -11,12 +11,14 @@
 //! ClusterRole is always admitted, with warnings naming what it takes away.
 //!
 //! Callers are authenticated by client certificate (`--webhook-client-ca`),
-//! and the TLS files are read again when they change (`tls`). Verdicts run
+//! and the TLS files are read again when they change (`tls`). Reviews are
+//! read within bounds, large ones one at a time (`review`), and verdicts run
 //! on the blocking pool: a burst of large requests must not hold every
 //! runtime worker, which the reconcilers and the watchdog also need.
 
 mod ceiling;
 mod mutate;
+mod review;
 mod tls;
 
 pub use tls::{Files, TlsError};
@@ -27,7 +29,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
@@ -91,10 +93,11 @@ pub struct Judge {
     pub controller_user: Option<String>,
     /// Signs and verifies approval records.
     pub key: crate::decide::approval::Key,
-    /// One approvals review is read and judged at a time: an exception may
-    /// be megabytes, and a flood of them must leave a core to the
-    /// reconcilers (in this process, or beside it) so expiries stay on time.
-    pub reading: tokio::sync::Semaphore,
+    /// The bounds on large reviews (`review`): an exception may be
+    /// megabytes, and a flood of them must leave a core to the reconcilers
+    /// (in this process, or beside it) so expiries stay on time, and must
+    /// not buffer more than the process can hold.
+    pub reviews: review::Bounds,
 }
 
 /// How long a request that arrives before the caches have listed waits for
@@ -118,7 +121,7 @@ pub async fn serve(caches: Arc<Caches>, config: Config) -> Result<(), WebhookErr
         caches,
         controller_user: config.controller_user.clone(),
         key: config.key.clone(),
-        reading: tokio::sync::Semaphore::new(1),
+        reviews: review::Bounds::default(),
     });
     let authenticated = config.tls.client_ca.is_some();
     let reloader = tls::Reloader::load(config.tls).map_err(WebhookError::Tls)?;
@@ -137,16 +140,16 @@ pub async fn serve(caches: Arc<Caches>, config: Config) -> Result<(), WebhookErr
              anything that reaches the port can ask for verdicts; restrict it with a NetworkPolicy"
         );
     }
-    axum_server::bind_rustls(config.addr, tls)
-        .serve(app.into_make_service())
-        .await
-        .map_err(WebhookError::Serve)
+    let mut server = axum_server::bind_rustls(config.addr, tls);
+    review::http2(server.http_builder());
+    server.serve(app.into_make_service()).await.map_err(WebhookError::Serve)
 }
 
 async fn validate(
     State(judge): State<Arc<Judge>>,
-    Json(review): Json<AdmissionReview<DynamicObject>>,
-) -> Result<Json<AdmissionReview<DynamicObject>>, (StatusCode, &'static str)> {
+    request: Request,
+) -> Result<Json<AdmissionReview<DynamicObject>>, review::Refusal> {
+    let review::Read { review, _held } = review::read::<DynamicObject>(&judge.reviews, request).await?;
     let request: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(r) => r,
         Err(e) => return Ok(Json(AdmissionResponse::invalid(e.to_string()).into_review())),
@@ -294,8 +297,22 @@ fn binding_verdict(
 mod tests {
     use super::*;
 
-    fn exception_review() -> Json<AdmissionReview<DynamicObject>> {
-        let review = serde_json::json!({
+    /// The request the API server would send with `review`.
+    fn post(review: &serde_json::Value) -> Request {
+        let body = serde_json::to_vec(review).expect("review JSON");
+        Request::builder()
+            .method("POST")
+            .header(axum::http::header::CONTENT_LENGTH, body.len())
+            .body(axum::body::Body::from(body))
+            .expect("request")
+    }
+
+    fn exception_review() -> Request {
+        post(&exception_review_json())
+    }
+
+    fn exception_review_json() -> serde_json::Value {
+        serde_json::json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
             "request": {
@@ -317,8 +334,7 @@ mod tests {
                 },
                 "dryRun": false
             }
-        });
-        Json(serde_json::from_value(review).expect("AdmissionReview"))
+        })
     }
 
     fn judge(caches: Caches, controller_user: Option<&str>) -> State<Arc<Judge>> {
@@ -326,7 +342,7 @@ mod tests {
             caches: Arc::new(caches),
             controller_user: controller_user.map(String::from),
             key: crate::decide::approval::Key::new(&[7; 32]).expect("a 32-byte key"),
-            reading: tokio::sync::Semaphore::new(1),
+            reviews: review::Bounds::default(),
         }))
     }
 
@@ -377,8 +393,8 @@ mod tests {
         assert!(matches!(answer, Err((StatusCode::SERVICE_UNAVAILABLE, _))));
     }
 
-    fn ceiling_delete_review() -> Json<AdmissionReview<DynamicObject>> {
-        let review = serde_json::json!({
+    fn ceiling_delete_review() -> Request {
+        post(&serde_json::json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
             "request": {
@@ -396,8 +412,7 @@ mod tests {
                 },
                 "dryRun": false
             }
-        });
-        Json(serde_json::from_value(review).expect("AdmissionReview"))
+        }))
     }
 
     fn payments() -> ControlOwnership {
@@ -418,16 +433,11 @@ mod tests {
         .expect("control")
     }
 
-    fn exception_body() -> axum::body::Bytes {
-        let Json(review) = exception_review();
-        axum::body::Bytes::from(serde_json::to_vec(&review).expect("review JSON"))
-    }
-
     #[tokio::test]
     async fn the_approvals_webhook_records_the_requester_of_a_new_exception() {
         let caches = Caches::fed(vec![payments()], vec![]);
         let State(judge) = judge(caches, None);
-        let Ok(Json(review)) = mutate::mutate(State(judge), exception_body()).await else {
+        let Ok(Json(review)) = mutate::mutate(State(judge), exception_review()).await else {
             panic!("no answer");
         };
         let response = review.response.expect("response");
@@ -437,17 +447,155 @@ mod tests {
         assert!(patch.contains(r#"\"user\":\"alice\""#), "{patch}");
     }
 
+    /// An update of the exception whose object and old object each carry
+    /// `pad` bytes in an annotation: the review is about twice that.
+    fn large_update_json(pad: usize) -> serde_json::Value {
+        let mut review = exception_review_json();
+        let request = &mut review["request"];
+        request["operation"] = "UPDATE".into();
+        request["object"]["metadata"]["annotations"] = serde_json::json!({"pad": "x".repeat(pad)});
+        request["oldObject"] = request["object"].clone();
+        review
+    }
+
+    /// A RoleBinding created by a person: a small review.
+    fn binding_review() -> Request {
+        post(&serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "3",
+                "kind": {"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "RoleBinding"},
+                "resource": {"group": "rbac.authorization.k8s.io", "version": "v1", "resource": "rolebindings"},
+                "name": "readers",
+                "namespace": "shop",
+                "operation": "CREATE",
+                "userInfo": {"username": "erin"},
+                "object": {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "RoleBinding",
+                    "metadata": {"name": "readers", "namespace": "shop"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                    "subjects": [{"kind": "User", "name": "erin", "apiGroup": "rbac.authorization.k8s.io"}]
+                },
+                "dryRun": false
+            }
+        }))
+    }
+
+    /// The verdict `answer` carries, failing if it is an HTTP refusal.
+    fn judged(answer: Result<Json<AdmissionReview<DynamicObject>>, review::Refusal>, what: &str) -> AdmissionResponse {
+        match answer {
+            Ok(Json(review)) => review.response.expect("response"),
+            Err(refusal) => panic!("{what}: answered {refusal:?}"),
+        }
+    }
+
+    fn allowed(answer: Result<Json<AdmissionReview<DynamicObject>>, review::Refusal>, what: &str) {
+        let response = judged(answer, what);
+        assert!(response.allowed, "{what}: {:?}", response.result);
+    }
+
+    /// The validating webhook's verdict on the test exception: refused for
+    /// its window (it ends in 2999), which only a judged review says.
+    fn window_too_long(answer: Result<Json<AdmissionReview<DynamicObject>>, review::Refusal>, what: &str) {
+        let response = judged(answer, what);
+        assert!(
+            !response.allowed && response.result.message.contains("WindowTooLong"),
+            "{what}: {:?}",
+            response.result
+        );
+    }
+
+    /// The API server stores objects up to 1.5 MiB and sends an update's
+    /// review with two copies: both webhooks read such a review and judge
+    /// it (the write would otherwise be refused, failurePolicy Fail).
+    #[tokio::test]
+    async fn a_review_of_an_update_to_the_largest_object_is_judged_not_refused_for_its_size() {
+        let review = large_update_json(3 << 19);
+        assert!(serde_json::to_vec(&review).expect("JSON").len() > 3 << 20);
+        let State(judge) = judge(Caches::fed(vec![payments()], vec![]), None);
+        allowed(mutate::mutate(State(judge.clone()), post(&review)).await, "mutate");
+        window_too_long(validate(State(judge), post(&review)).await, "validate");
+    }
+
+    #[tokio::test]
+    async fn a_review_larger_than_the_api_server_sends_is_refused_for_its_size() {
+        let review = large_update_json(review::REVIEW_LIMIT / 2);
+        let State(judge) = judge(Caches::fed(vec![payments()], vec![]), None);
+        let stated = validate(State(judge.clone()), post(&review)).await;
+        assert!(
+            matches!(stated, Err((StatusCode::PAYLOAD_TOO_LARGE, _))),
+            "stated length"
+        );
+        // A body that does not state its length is cut off at the limit.
+        let unstated = Request::builder()
+            .method("POST")
+            .body(axum::body::Body::from(serde_json::to_vec(&review).expect("JSON")))
+            .expect("request");
+        let answer = mutate::mutate(State(judge), unstated).await;
+        assert!(
+            matches!(answer, Err((StatusCode::PAYLOAD_TOO_LARGE, _))),
+            "unstated length"
+        );
+    }
+
+    /// Large reviews are read one at a time and give up before the API
+    /// server would; a RoleBinding a person writes (failurePolicy Ignore)
+    /// and a small exception never wait behind them.
     #[tokio::test(start_paused = true)]
-    async fn a_review_that_cannot_get_its_turn_in_time_is_refused_not_judged_late() {
+    async fn a_large_review_waits_its_turn_and_small_ones_do_not() {
         let caches = Caches::fed(vec![payments()], vec![]);
         let State(judge) = judge(caches, None);
-        let busy = judge.reading.acquire().await.expect("the only turn");
+        let large = large_update_json(1 << 20);
+        let busy = judge.reviews.take_turn().await;
         let started = tokio::time::Instant::now();
-        let answer = mutate::mutate(State(judge.clone()), exception_body()).await;
+        allowed(validate(State(judge.clone()), binding_review()).await, "a binding");
+        allowed(
+            mutate::mutate(State(judge.clone()), exception_review()).await,
+            "a small exception",
+        );
+        assert_eq!(started.elapsed(), Duration::ZERO, "a small review waited");
+        let answer = mutate::mutate(State(judge.clone()), post(&large)).await;
         assert!(matches!(answer, Err((StatusCode::SERVICE_UNAVAILABLE, _))));
-        assert_eq!(started.elapsed(), mutate::TURN_WAIT);
+        assert_eq!(started.elapsed(), review::TURN_WAIT);
+        let answer = validate(State(judge.clone()), post(&large)).await;
+        assert!(matches!(answer, Err((StatusCode::SERVICE_UNAVAILABLE, _))));
         drop(busy);
-        assert!(mutate::mutate(State(judge), exception_body()).await.is_ok());
+        allowed(
+            mutate::mutate(State(judge.clone()), post(&large)).await,
+            "mutate in its turn",
+        );
+        window_too_long(validate(State(judge), post(&large)).await, "validate in its turn");
+    }
+
+    /// Past the budget of large reviews read at once (the API server may
+    /// send hundreds together), a large review waits for room, unread, and
+    /// gives up before the API server would; small ones pass at once.
+    #[tokio::test(start_paused = true)]
+    async fn past_the_budget_a_large_review_waits_for_room_and_small_ones_pass() {
+        let State(judge) = judge(Caches::fed(vec![payments()], vec![]), None);
+        let large = large_update_json(1 << 20);
+        let spent = judge.reviews.spend_budget().await;
+        let started = tokio::time::Instant::now();
+        allowed(validate(State(judge.clone()), binding_review()).await, "a binding");
+        allowed(
+            mutate::mutate(State(judge.clone()), exception_review()).await,
+            "a small exception",
+        );
+        assert_eq!(started.elapsed(), Duration::ZERO, "a small review waited");
+        let answer = mutate::mutate(State(judge.clone()), post(&large)).await;
+        assert!(matches!(answer, Err((StatusCode::SERVICE_UNAVAILABLE, _))), "mutate");
+        assert_eq!(started.elapsed(), review::TURN_WAIT);
+        // Room made while one waits: it is read and judged.
+        let waiting = tokio::spawn(validate(State(judge.clone()), post(&large)));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(spent);
+        window_too_long(waiting.await.expect("handler"), "validate once there is room");
+        allowed(
+            mutate::mutate(State(judge), post(&large)).await,
+            "mutate within the budget",
+        );
     }
 
     #[tokio::test]

@@ -46,7 +46,7 @@ fn full_rule(len: usize) -> PolicyRule {
 /// list at its limit: the grant's 64 rules with entries `len` characters
 /// long, the first rule's at their longest, and every other string of the
 /// spec at its longest.
-fn largest_exception(name: &str, control: &str, approver: &str, len: usize) -> PolicyException {
+pub(crate) fn largest_exception(name: &str, control: &str, approver: &str, len: usize) -> PolicyException {
     let mut first = full_rule(limits::API_GROUP);
     first.verbs = distinct("v", limits::RULE_VERBS, limits::VERB);
     let mut rules = vec![full_rule(len); limits::RULES];
@@ -111,7 +111,7 @@ fn largest_control(name: &str) -> ControlOwnership {
     co
 }
 
-fn json<T: serde::Serialize>(value: &T) -> String {
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("json")
 }
 
@@ -333,9 +333,11 @@ spec:
         let api: Api<PolicyException> = Api::namespaced(mallory, &ns);
         async move {
             let post = kube::api::PostParams::default();
-            // The approvals webhook reads each one in full; one it could
-            // not answer in time is refused (failurePolicy Fail), and the
-            // tenant sends it again.
+            // The approvals webhook reads each one in full, within a budget
+            // of bytes at once and one at a time; one it could not take or
+            // answer in time is refused (failurePolicy Fail), and the tenant
+            // sends it again, a tenth of a second later, for minutes.
+            let resend_until = std::time::Instant::now() + Duration::from_secs(300);
             let creates = hostile.iter().map(|pe| {
                 let (api, post) = (api.clone(), post.clone());
                 async move {
@@ -343,9 +345,12 @@ spec:
                     loop {
                         match api.create(&post, pe).await {
                             Err(kube::Error::Api(e))
-                                if e.code == 500 && e.message.contains("failed calling webhook") && attempt < 20 =>
+                                if e.code == 500
+                                    && e.message.contains("failed calling webhook")
+                                    && std::time::Instant::now() < resend_until =>
                             {
                                 attempt += 1;
+                                tokio::time::sleep(Duration::from_millis(100)).await;
                             }
                             other => return (other, attempt),
                         }

@@ -8,43 +8,23 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use kube::api::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 
+use super::review::{self, Read, Refusal};
 use super::{Judge, is_own};
 use crate::api::PolicyException;
 use crate::decide::approval::{self, Caller};
 use crate::decide::validate;
 
-type Answer = Result<Json<AdmissionReview<DynamicObject>>, (StatusCode, &'static str)>;
+type Answer = Result<Json<AdmissionReview<DynamicObject>>, Refusal>;
 
-/// How long a review waits for its turn (one is read and judged at a time,
-/// `Judge::reading`): below the webhook's 5 s timeout, so a review the API
-/// server would give up on anyway gets a 503 at once instead of costing
-/// CPU after nobody waits for it. Either way the write is refused
-/// (failurePolicy Fail) and the client may send it again.
-pub(super) const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// Answers one mutating admission review. Read on the blocking pool,
-/// straight into the typed object, one at a time.
-pub async fn mutate(State(judge): State<Arc<Judge>>, body: axum::body::Bytes) -> Answer {
-    let turns = judge.clone();
-    let _turn = match tokio::time::timeout(TURN_WAIT, turns.reading.acquire()).await {
-        Ok(Ok(turn)) => turn,
-        Ok(Err(_)) => return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down")),
-        Err(_) => {
-            return Err((
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy with other reviews; send it again",
-            ));
-        }
-    };
-    let review = tokio::task::spawn_blocking(move || serde_json::from_slice::<AdmissionReview<PolicyException>>(&body))
-        .await
-        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "reading the review failed"))?
-        .map_err(|_| (StatusCode::BAD_REQUEST, "not an AdmissionReview of a PolicyException"))?;
+/// Answers one mutating admission review, read straight into the typed
+/// object (`review::read`: large ones within a budget, one at a time).
+pub async fn mutate(State(judge): State<Arc<Judge>>, request: Request) -> Answer {
+    let Read { review, _held } = review::read::<PolicyException>(&judge.reviews, request).await?;
     let request: AdmissionRequest<PolicyException> = match review.try_into() {
         Ok(r) => r,
         Err(e) => return Ok(Json(AdmissionResponse::invalid(e.to_string()).into_review())),
