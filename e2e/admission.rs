@@ -7,10 +7,11 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::ResourceExt;
 use kube::api::Api;
-use steward::api::{Phase, PolicyException};
+use steward::api::{ControlOwnership, Phase, PolicyException};
 
-use crate::harness::{self, Env, OUTCOME, eventually, from_now, http_get, phase_is, wait_for};
+use crate::harness::{self, Env, OUTCOME, condition_is, eventually, from_now, http_get, phase_is, wait_for};
 
 pub(crate) use crate::harness::pki;
 
@@ -246,6 +247,43 @@ async fn admission_refuses_what_status_would_reject() {
         took <= jiff::SignedDuration::from_secs(2),
         "drift removed {took:#} after the restarted controller was ready"
     );
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+}
+
+/// The validating webhooks leave the controller's own writes alone (their
+/// matchConditions name its user, as the approvals webhook's does): with
+/// the webhook unreachable, people's writes of Steward objects are refused
+/// (failurePolicy Fail), and the controller still removes its finalizer,
+/// so a control's deletion completes. (Nor does a flood that keeps the
+/// webhook busy hold up the controller's writes.)
+#[tokio::test]
+async fn with_the_webhook_unreachable_the_controller_still_finalizes() {
+    let (env, ca, addr) = webhook_env();
+    let (mut ctl, _) = env.spawn_ready_controller("ctl-unreachable", &[]).await;
+    let ns = env.namespace("unreachable").await;
+    env.apply_ok(&ns, &control(&ns));
+    let cos: Api<ControlOwnership> = Api::namespaced(env.admin().await, &ns);
+    wait_for(&cos, "payments", OUTCOME, "Ready", condition_is("Ready", "True")).await;
+    assert!(!cos.get("payments").await.expect("payments").finalizers().is_empty());
+
+    // Registered, with nothing listening at its address.
+    env.apply_ok("default", &webhook_config(&format!("https://{addr}/validate"), &ca));
+    let pe = exception("debug", "alice@example.com", from_now(-60), from_now(3600), "");
+    eventually(OUTCOME, "the webhook configuration in force", || {
+        let out = env.apply_with(&ns, &pe, &["--dry-run=server"]);
+        let ok = !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("failed calling webhook");
+        async move { ok }
+    })
+    .await;
+
+    let out = env.kubectl(&["-n", &ns, "delete", "controlownership", "payments", "--wait=false"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    eventually(OUTCOME, "the control gone, its finalizer removed", || {
+        let cos = cos.clone();
+        async move { cos.get_opt("payments").await.is_ok_and(|co| co.is_none()) }
+    })
+    .await;
     let _ = ctl.kill();
     let _ = ctl.wait();
 }
