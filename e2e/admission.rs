@@ -132,6 +132,20 @@ fn spawn_webhook(env: &Env, name: &str, addr: &str) -> (std::process::Child, Str
     spawn_webhook_from(env, name, addr, &env.dir)
 }
 
+/// Waits until the API server calls the webhook just registered while
+/// nothing listens at its address: it loads the configuration
+/// asynchronously, and until it calls the webhook (and, nobody listening,
+/// refuses: failurePolicy Fail) an admission would prove nothing.
+async fn unreachable_in_force(env: &Env, ns: &str) {
+    let probe = exception("probe", "alice@example.com", from_now(-60), from_now(3600), "");
+    eventually(OUTCOME, "the webhook configuration in force", || {
+        let out = env.apply_with(ns, &probe, &["--dry-run=server"]);
+        let ok = !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("failed calling webhook");
+        async move { ok }
+    })
+    .await;
+}
+
 /// Starts a controller serving the webhook and waits until it is ready;
 /// returns it with the instant it was seen ready.
 pub(crate) fn start(env: &Env, addr: &str) -> (std::process::Child, jiff::Timestamp) {
@@ -269,13 +283,7 @@ async fn with_the_webhook_unreachable_the_controller_still_finalizes() {
 
     // Registered, with nothing listening at its address.
     env.apply_ok("default", &webhook_config(&format!("https://{addr}/validate"), &ca));
-    let pe = exception("debug", "alice@example.com", from_now(-60), from_now(3600), "");
-    eventually(OUTCOME, "the webhook configuration in force", || {
-        let out = env.apply_with(&ns, &pe, &["--dry-run=server"]);
-        let ok = !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("failed calling webhook");
-        async move { ok }
-    })
-    .await;
+    unreachable_in_force(&env, &ns).await;
 
     let out = env.kubectl(&["-n", &ns, "delete", "controlownership", "payments", "--wait=false"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -296,16 +304,8 @@ async fn a_webhook_just_started_never_answers_from_an_empty_cache() {
     let ns = env.namespace("cold").await;
     env.apply_ok(&ns, &control(&ns));
     env.apply_ok("default", &webhook_config(&format!("https://{addr}/validate"), &ca));
-    // The API server loads the configuration asynchronously: until it calls
-    // the webhook (and, nobody listening yet, refuses: failurePolicy Fail),
-    // an admission below would prove nothing.
+    unreachable_in_force(&env, &ns).await;
     let good = exception("good", "alice@example.com", from_now(-60), from_now(3600), "");
-    eventually(OUTCOME, "the webhook configuration in force", || {
-        let out = env.apply_with(&ns, &good, &["--dry-run=server"]);
-        let ok = !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("failed calling webhook");
-        async move { ok }
-    })
-    .await;
     let (mut ctl, _) = spawn_webhook(&env, "ctl-cold", &addr);
     // Hammer it from the first instant: until it listens the API server
     // cannot reach it (failurePolicy Fail); after that every answer must be

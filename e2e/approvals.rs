@@ -161,6 +161,18 @@ async fn approval_is(pes: &Api<PolicyException>, name: &str, reason: &'static st
     .await
 }
 
+/// Waits until the exception's status names who approved it.
+async fn approval_recorded(pes: &Api<PolicyException>, name: &str) -> PolicyException {
+    wait_for(
+        pes,
+        name,
+        OUTCOME,
+        "an approval in status",
+        |pe: Option<&PolicyException>| pe.is_some_and(|pe| approval(pe).approved_by.is_some()),
+    )
+    .await
+}
+
 fn approval(pe: &PolicyException) -> steward::api::ApprovalStatus {
     pe.status.as_ref().and_then(|s| s.approval.clone()).unwrap_or_default()
 }
@@ -404,14 +416,7 @@ async fn an_exception_as_large_as_the_api_server_stores_can_be_approved() {
         annotate_as(env, &ns, "large", "steward.dev/approve=alice@example.com", ALICE),
         "alice approves the large exception",
     );
-    let pe = wait_for(
-        &pes,
-        "large",
-        OUTCOME,
-        "alice's approval in status",
-        |pe: Option<&PolicyException>| pe.is_some_and(|pe| approval(pe).approved_by.is_some()),
-    )
-    .await;
+    let pe = approval_recorded(&pes, "large").await;
     assert_eq!(approval(&pe).approved_by.as_deref(), Some("alice@example.com"));
     assert_eq!(approval(&pe).requested_by.as_deref(), Some("erin"));
     // And granted: a Role of all 4,096 named pods.
@@ -453,14 +458,7 @@ async fn two_distinct_approvers_are_needed_when_the_control_says_two() {
         );
     }
     // alice's approval is recorded once, and one is not two.
-    let pe = wait_for(
-        &pes,
-        "debug",
-        OUTCOME,
-        "alice's approval in status",
-        |pe: Option<&PolicyException>| pe.is_some_and(|pe| approval(pe).approved_by.is_some()),
-    )
-    .await;
+    let pe = approval_recorded(&pes, "debug").await;
     assert_eq!(approval(&pe).approvals.len(), 1, "{:?}", approval(&pe));
     assert_eq!(condition(&pe, "Approved").unwrap()["reason"], "AwaitingApproval");
     assert!(

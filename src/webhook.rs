@@ -312,29 +312,43 @@ mod tests {
     }
 
     fn exception_review_json() -> serde_json::Value {
-        serde_json::json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "1",
-                "kind": {"group": "steward.dev", "version": "v1alpha1", "kind": "PolicyException"},
-                "resource": {"group": "steward.dev", "version": "v1alpha1", "resource": "policyexceptions"},
-                "name": "debug",
-                "namespace": "shop",
-                "operation": "CREATE",
-                "userInfo": {"username": "alice"},
-                "object": {
-                    "apiVersion": "steward.dev/v1alpha1",
-                    "kind": "PolicyException",
-                    "metadata": {"name": "debug", "namespace": "shop"},
-                    "spec": {
-                        "control": "payments", "ticket": "SEC-1", "approver": "alice@example.com",
-                        "reason": "debug", "expiresAt": "2999-01-01T00:00:00Z"
-                    }
-                },
-                "dryRun": false
-            }
-        })
+        review_json(
+            "CREATE",
+            "alice",
+            "policyexceptions",
+            serde_json::json!({
+                "apiVersion": "steward.dev/v1alpha1",
+                "kind": "PolicyException",
+                "metadata": {"name": "debug", "namespace": "shop"},
+                "spec": {
+                    "control": "payments", "ticket": "SEC-1", "approver": "alice@example.com",
+                    "reason": "debug", "expiresAt": "2999-01-01T00:00:00Z"
+                }
+            }),
+        )
+    }
+
+    /// The AdmissionReview the API server sends for `operation` by `user`
+    /// on `object` (of the plural `resource`): kind, name and namespace
+    /// are the object's; a DELETE carries it as the old object.
+    fn review_json(operation: &str, user: &str, resource: &str, object: serde_json::Value) -> serde_json::Value {
+        let api_version = object["apiVersion"].as_str().expect("apiVersion");
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let mut request = serde_json::json!({
+            "uid": format!("{operation}-{resource}"),
+            "kind": {"group": group, "version": version, "kind": object["kind"]},
+            "resource": {"group": group, "version": version, "resource": resource},
+            "name": object["metadata"]["name"],
+            "operation": operation,
+            "userInfo": {"username": user},
+            "dryRun": false
+        });
+        if let Some(ns) = object["metadata"]["namespace"].as_str() {
+            request["namespace"] = ns.into();
+        }
+        let key = if operation == "DELETE" { "oldObject" } else { "object" };
+        request[key] = object;
+        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
     }
 
     fn judge(caches: Caches, controller_user: Option<&str>) -> State<Arc<Judge>> {
@@ -394,25 +408,17 @@ mod tests {
     }
 
     fn ceiling_delete_review() -> Request {
-        post(&serde_json::json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "2",
-                "kind": {"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "ClusterRole"},
-                "resource": {"group": "rbac.authorization.k8s.io", "version": "v1", "resource": "clusterroles"},
-                "name": "steward-grantable",
-                "operation": "DELETE",
-                "userInfo": {"username": "platform-admin"},
-                "oldObject": {
-                    "apiVersion": "rbac.authorization.k8s.io/v1",
-                    "kind": "ClusterRole",
-                    "metadata": {"name": "steward-grantable"},
-                    "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
-                },
-                "dryRun": false
-            }
-        }))
+        post(&review_json(
+            "DELETE",
+            "platform-admin",
+            "clusterroles",
+            serde_json::json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": "steward-grantable"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+            }),
+        ))
     }
 
     fn payments() -> ControlOwnership {
@@ -460,27 +466,18 @@ mod tests {
 
     /// A RoleBinding created by a person: a small review.
     fn binding_review() -> Request {
-        post(&serde_json::json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "3",
-                "kind": {"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "RoleBinding"},
-                "resource": {"group": "rbac.authorization.k8s.io", "version": "v1", "resource": "rolebindings"},
-                "name": "readers",
-                "namespace": "shop",
-                "operation": "CREATE",
-                "userInfo": {"username": "erin"},
-                "object": {
-                    "apiVersion": "rbac.authorization.k8s.io/v1",
-                    "kind": "RoleBinding",
-                    "metadata": {"name": "readers", "namespace": "shop"},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
-                    "subjects": [{"kind": "User", "name": "erin", "apiGroup": "rbac.authorization.k8s.io"}]
-                },
-                "dryRun": false
-            }
-        }))
+        post(&review_json(
+            "CREATE",
+            "erin",
+            "rolebindings",
+            serde_json::json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "readers", "namespace": "shop"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                "subjects": [{"kind": "User", "name": "erin", "apiGroup": "rbac.authorization.k8s.io"}]
+            }),
+        ))
     }
 
     /// The verdict `answer` carries, failing if it is an HTTP refusal.
