@@ -37,6 +37,8 @@ struct JemallocConf(*const std::ffi::c_char);
 unsafe impl Sync for JemallocConf {}
 
 fn main() -> ExitCode {
+    #[cfg(all(feature = "heap-profile", not(target_env = "msvc")))]
+    heap_profiles();
     // The blocking pool runs the pure decisions (`reconcile::off_task`),
     // which are CPU work: more threads than a few per core only add
     // stacks and per-thread allocator caches. tokio's default of 512 let a
@@ -54,6 +56,27 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Writes a heap profile every `STEWARD_HEAP_DUMP_SECS` seconds (default
+/// 15), to the `prof_prefix` of `_RJEM_MALLOC_CONF`; jemalloc refuses the
+/// dump, and nothing is written, unless that also says `prof:true`. A
+/// thread of its own, so a profile is written even while the runtime is
+/// busy.
+#[cfg(all(feature = "heap-profile", not(target_env = "msvc")))]
+fn heap_profiles() {
+    let secs = std::env::var("STEWARD_HEAP_DUMP_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            // Safety: `prof.dump` takes a C string path, or null for a name
+            // from `prof_prefix`.
+            let _ = unsafe { tikv_jemalloc_ctl::raw::write(b"prof.dump\0", std::ptr::null::<std::ffi::c_char>()) };
+        }
+    });
 }
 
 async fn dispatch() -> ExitCode {
