@@ -2,7 +2,8 @@
 //! namespaces the platform team opted in, cannot opt one in itself, and can
 //! create no workload anywhere (so no Job running as a service account of
 //! kube-system). A namespace not opted in gets nothing, says why on each
-//! identity, and is retried with backoff, not in a hot loop.
+//! identity, and is retried with backoff, not in a hot loop. Taking the
+//! opt-in away stops new grants and never the revocation of old ones.
 
 use std::time::Duration;
 
@@ -10,8 +11,8 @@ use k8s_openapi::api::rbac::v1::Role;
 use kube::api::Api;
 use steward::api::{ControlOwnership, Phase, PolicyException};
 
-use super::{control, controller_healthy, exception, identity};
-use crate::harness::{Env, OUTCOME, condition, env, eventually, phase_is, wait_for};
+use super::{control, controller_healthy, exception, identity, tenant_admin};
+use crate::harness::{Env, OUTCOME, condition, condition_is, env, eventually, from_now, phase_is, wait_for};
 
 /// What the controller must never create: anything that runs a container
 /// (and so could run as any service account of its namespace), or a token.
@@ -156,5 +157,73 @@ async fn a_namespace_gets_nothing_until_the_platform_opts_it_in_and_the_controll
     // It does hold the ceiling where opted in, and only there.
     assert!(env.controller_can(&ns, "get", "", "configmaps").await);
     assert!(!env.controller_can("kube-system", "get", "", "configmaps").await);
+    controller_healthy(env);
+}
+
+/// The tenant admin deletes the platform's opt-in from their namespace while
+/// their exception is Active, so that the controller, no longer holding the
+/// ceiling there, could not take the grant away at its expiry. Revocation
+/// needs no opt-in: the controller deletes its own bindings through its own
+/// ClusterRole (which is why its RBAC delete is not per namespace), so the
+/// grant still ends within a second of `expiresAt`.
+#[tokio::test]
+async fn taking_the_opt_in_away_keeps_no_grant_past_its_expiry() {
+    let env = env();
+    let ns = env.namespace("optout").await;
+    tenant_admin(env, &ns);
+    env.apply_ok(&ns, &control("payments", "Audit", &["api"]));
+    let client = env.admin().await;
+    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+    wait_for(&cos, "payments", OUTCOME, "Ready", condition_is("Ready", "True")).await;
+    let mut exc = crate::exceptions::good("debug");
+    // Long enough for a loaded machine to grant it and opt out before it
+    // ends (asserted below).
+    exc.expires = from_now(30);
+    let expires_at: jiff::Timestamp = exc.expires.parse().unwrap();
+    env.apply_ok(&ns, &exc.yaml());
+    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
+    wait_for(&pes, "debug", OUTCOME, "Active", phase_is(Phase::Active)).await;
+    eventually(OUTCOME, "the grant in force", || {
+        env.can(&ns, "api", "get", "", "pods/log")
+    })
+    .await;
+
+    env.kubectl_ok(&[
+        "--as=mallory",
+        "-n",
+        &ns,
+        "delete",
+        "rolebinding",
+        "steward-grant-ceiling",
+    ]);
+    eventually(OUTCOME, "the controller no longer holding the ceiling", || async {
+        !env.controller_can(&ns, "get", "", "configmaps").await
+    })
+    .await;
+    assert!(
+        jiff::Timestamp::now() < expires_at,
+        "the opt-out landed after the expiry it was meant to outlast"
+    );
+
+    let revoked = env
+        .controller_write(OUTCOME + Duration::from_secs(30), "the grant's deletion", |w| {
+            w.is("delete", "rolebindings", Some(&ns), "steward-x:debug")
+        })
+        .await;
+    assert!(
+        (200..300).contains(&revoked.code),
+        "the revocation was refused: {}",
+        revoked.code
+    );
+    let late = revoked.completed.duration_since(expires_at);
+    assert!(
+        revoked.received >= expires_at && late <= jiff::SignedDuration::from_secs(1),
+        "grant deleted {late:#} after expiresAt"
+    );
+    eventually(OUTCOME, "denied after expiry", || async {
+        !env.can(&ns, "api", "get", "", "pods/log").await
+    })
+    .await;
+    wait_for(&pes, "debug", OUTCOME, "Expired", phase_is(Phase::Expired)).await;
     controller_healthy(env);
 }
