@@ -878,3 +878,129 @@ async fn with_the_webhook_down_no_exception_is_written_and_no_approval_lands() {
     let _ = ctl.kill();
     let _ = ctl.wait();
 }
+
+/// Runs the README's commands that rotate the approval key, as the admin,
+/// with the harness's kubectl: the block after "Rotating the approval
+/// key", without its restart (the test restarts its controller itself).
+fn rotate_as_the_readme_says(env: &Env) {
+    let readme = include_str!("../README.md");
+    let block = readme
+        .split("Rotating the approval key")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README's commands to rotate the approval key");
+    let script: String = block
+        .lines()
+        .filter(|l| !l.contains("rollout restart"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(script.contains("previous"), "{script}");
+    let bin = env.kubectl.parent().expect("kubectl's directory");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("KUBECONFIG", &env.admin_kubeconfig)
+        .env("PATH", path)
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "the README's rotation failed:\n{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Merge-patches the approval key Secret's data as the admin.
+async fn patch_key_secret(env: &Env, data: serde_json::Value) {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+    let secrets: Api<Secret> = Api::namespaced(env.admin().await, "steward-system");
+    secrets
+        .patch(
+            "steward-approval-key",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "data": data })),
+        )
+        .await
+        .expect("patch the approval key Secret");
+}
+
+/// Rotating the approval key as the README says: the Secret's `key` moves
+/// to `previous`, a new `key` is written, the replicas restart. What the
+/// old key signed still verifies, so no approval and no grant is lost, and
+/// a replica not restarted yet (here the webhook) still signs records that
+/// count. Removing `previous`, for a key that leaked, takes its approvals
+/// away: the grants are revoked.
+#[tokio::test]
+async fn a_rotated_key_keeps_every_approval_until_the_replaced_key_is_removed() {
+    use k8s_openapi::api::core::v1::Secret;
+    let env = &harness::isolated();
+    let (mut ctl, _) = env.spawn_ready_controller("ctl-key-1", &[]).await;
+    let ns = setup(env, "rotate", 1).await;
+    let pes: Api<PolicyException> = Api::namespaced(env.admin().await, &ns);
+    ok(
+        apply_as(env, &ns, &exception("before", "[get]", 3600), ARGO),
+        "Argo CD applies",
+    );
+    approval_is(&pes, "before", "ApprovedViaTrustedApplier").await;
+    eventually(OUTCOME, "granted", || env.can(&ns, "api", "get", "", "pods/log")).await;
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+
+    let secrets: Api<Secret> = Api::namespaced(env.admin().await, "steward-system");
+    let data = |s: Secret| s.data.unwrap_or_default();
+    let old = data(secrets.get("steward-approval-key").await.expect("the key Secret"));
+    rotate_as_the_readme_says(env);
+    let rotated = data(secrets.get("steward-approval-key").await.expect("the key Secret"));
+    assert_eq!(rotated.get("previous"), old.get("key"), "the key moved to previous");
+    assert!(
+        rotated
+            .get("key")
+            .is_some_and(|k| k.0.len() == 32 && Some(k) != old.get("key"))
+    );
+    let restarted = jiff::Timestamp::now();
+    let (mut ctl, _) = env.spawn_ready_controller("ctl-key-2", &[]).await;
+
+    // An exception applied now is signed by the webhook, which still holds
+    // the old key; the restarted controller grants it.
+    ok(
+        apply_as(env, &ns, &exception("after", "[list]", 3600), ARGO),
+        "Argo CD applies",
+    );
+    approval_is(&pes, "after", "ApprovedViaTrustedApplier").await;
+    eventually(OUTCOME, "granted", || env.can(&ns, "api", "list", "", "pods/log")).await;
+    // By then the restarted controller has decided about every exception:
+    // the one approved before the rotation kept its approval and grant.
+    env.controller_quiet_in(&ns, std::time::Duration::from_secs(3), OUTCOME)
+        .await;
+    let before = pes.get("before").await.expect("before");
+    assert_eq!(condition(&before, "Approved").expect("Approved")["status"], "True");
+    assert_eq!(before.status.as_ref().and_then(|s| s.phase), Some(Phase::Active));
+    assert!(env.can(&ns, "api", "get", "", "pods/log").await, "the grant was lost");
+    let revoked = env
+        .controller_writes()
+        .iter()
+        .filter(|w| w.received >= restarted && w.verb == "delete" && w.namespace.as_deref() == Some(ns.as_str()))
+        .count();
+    assert_eq!(revoked, 0, "the restarted controller deleted something");
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+
+    // The replaced key removed: what it signed no longer counts.
+    patch_key_secret(env, serde_json::json!({"previous": null})).await;
+    let (mut ctl, _) = env.spawn_ready_controller("ctl-key-3", &[]).await;
+    eventually(OUTCOME, "both grants revoked", || async {
+        !env.can(&ns, "api", "get", "", "pods/log").await && !env.can(&ns, "api", "list", "", "pods/log").await
+    })
+    .await;
+    for name in ["before", "after"] {
+        wait_for(&pes, name, OUTCOME, "not approved", |pe: Option<&PolicyException>| {
+            pe.and_then(|pe| condition(pe, "Approved"))
+                .is_some_and(|c| c["status"] != "True")
+        })
+        .await;
+    }
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+}

@@ -8,9 +8,14 @@ use ring::{digest, hmac};
 use crate::api::PolicyException;
 use crate::api::approval::{Record, Via};
 
-/// The HMAC-SHA256 key that signs approval records.
+/// The HMAC-SHA256 key that signs approval records, and the key it
+/// replaced, if a rotation is under way: what that one signed still
+/// verifies, and nothing new is signed with it.
 #[derive(Clone)]
-pub struct Key(hmac::Key);
+pub struct Key {
+    signing: hmac::Key,
+    replaced: Option<hmac::Key>,
+}
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -24,20 +29,38 @@ pub const MIN_KEY_LEN: usize = 32;
 impl Key {
     /// A key from its secret bytes; `None` when shorter than [`MIN_KEY_LEN`].
     pub fn new(secret: &[u8]) -> Option<Self> {
-        (secret.len() >= MIN_KEY_LEN).then(|| Key(hmac::Key::new(hmac::HMAC_SHA256, secret)))
+        (secret.len() >= MIN_KEY_LEN).then(|| Key {
+            signing: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            replaced: None,
+        })
+    }
+
+    /// This key, also verifying the records that the key it replaced
+    /// (`secret`) signed, so a rotation takes no approval away; `None` when
+    /// `secret` is shorter than [`MIN_KEY_LEN`].
+    pub fn replacing(self, secret: &[u8]) -> Option<Self> {
+        let replaced = Key::new(secret)?;
+        Some(Key {
+            replaced: Some(replaced.signing),
+            ..self
+        })
     }
 
     /// Signs `record` (its `sig` ignored) for the exception `ns`/`name`.
     pub fn sign(&self, ns: &str, name: &str, record: &Record) -> String {
-        hex(hmac::sign(&self.0, &signed_bytes(ns, name, record)).as_ref())
+        hex(hmac::sign(&self.signing, &signed_bytes(ns, name, record)).as_ref())
     }
 
-    /// Whether `record.sig` is this key's signature of it for `ns`/`name`.
+    /// Whether `record.sig` is this key's signature of it for `ns`/`name`,
+    /// or the replaced key's.
     pub fn verifies(&self, ns: &str, name: &str, record: &Record) -> bool {
         let Some(sig) = unhex(&record.sig) else {
             return false;
         };
-        hmac::verify(&self.0, &signed_bytes(ns, name, record), &sig).is_ok()
+        let bytes = signed_bytes(ns, name, record);
+        std::iter::once(&self.signing)
+            .chain(&self.replaced)
+            .any(|key| hmac::verify(key, &bytes, &sig).is_ok())
     }
 }
 
@@ -146,6 +169,37 @@ mod tests {
     }
 
     type Edit<T> = Box<dyn Fn(&mut T)>;
+
+    #[test]
+    fn after_a_rotation_the_replaced_key_verifies_and_only_the_new_one_signs() {
+        let old = key(1);
+        let rotated = key(2).replacing(&[1; 32]).expect("rotated");
+        let sign = |k: &Key| {
+            record(
+                k,
+                ("shop", "debug"),
+                "alice",
+                vec![],
+                Via::Approver,
+                "sha256:ab",
+                "2026-11-28T00:00:00Z",
+            )
+        };
+        let (before, after) = (sign(&old), sign(&rotated));
+        assert!(rotated.verifies("shop", "debug", &before), "signed before the rotation");
+        assert!(rotated.verifies("shop", "debug", &after));
+        assert!(key(2).verifies("shop", "debug", &after), "signed with the new key");
+        assert!(!old.verifies("shop", "debug", &after), "signed with the replaced key");
+        assert!(
+            !key(2).verifies("shop", "debug", &before),
+            "the replaced key dropped, its records still verify"
+        );
+        assert!(
+            !rotated.verifies("shop", "other", &before),
+            "copied to another exception"
+        );
+        assert!(key(2).replacing(&[1; 31]).is_none(), "a replaced key too short");
+    }
 
     #[test]
     fn a_record_verifies_only_with_its_key_for_its_exception_unchanged() {
