@@ -898,16 +898,11 @@ fn rotate_as_the_readme_says(env: &Env) {
     assert!(script.contains("previous"), "{script}");
     let bin = env.kubectl.parent().expect("kubectl's directory");
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let out = std::process::Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .env("KUBECONFIG", &env.admin_kubeconfig)
-        .env("PATH", path)
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "the README's rotation failed:\n{script}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    harness::run(
+        std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env("KUBECONFIG", &env.admin_kubeconfig)
+            .env("PATH", path),
     );
 }
 

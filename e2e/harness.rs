@@ -238,7 +238,8 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn run(cmd: &mut Command) -> Output {
+/// Runs `cmd` and requires success; the failure shows its stdout and stderr.
+pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),

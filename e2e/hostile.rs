@@ -40,6 +40,17 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: mallory}]
     );
 }
 
+/// `ns` with the tenant persona and the control `payments` of
+/// `identities`, Ready; the admin's client.
+async fn tenant_with_payments(env: &Env, ns: &str, identities: &[&str]) -> kube::Client {
+    tenant_admin(env, ns);
+    env.apply_ok(ns, &control("payments", "Audit", identities));
+    let client = env.admin().await;
+    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), ns);
+    wait_for(&cos, "payments", OUTCOME, "Ready", condition_is("Ready", "True")).await;
+    client
+}
+
 /// A control of `identities`, each allowed to get configmaps.
 fn control(name: &str, enforcement: &str, identities: &[&str]) -> String {
     let identities: Vec<(&str, &str)> = identities
@@ -196,11 +207,7 @@ async fn only_steward_removes_its_finalizer_and_no_grant_outlives_its_record() {
     let env = harness::isolated();
     let (mut ctl, _) = env.spawn_ready_controller("ctl-strip", &[]).await;
     let ns = env.namespace("strip").await;
-    tenant_admin(&env, &ns);
-    env.apply_ok(&ns, &control("payments", "Audit", &["api"]));
-    let client = env.admin().await;
-    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
-    wait_for(&cos, "payments", OUTCOME, "Ready", condition_is("Ready", "True")).await;
+    let client = tenant_with_payments(&env, &ns, &["api"]).await;
     let rule = r#"{apiGroups: [""], resources: [configmaps], verbs: [list]}"#;
     env.apply_ok(&ns, &exception("debug", "payments", "alice@example.com", rule));
     let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);

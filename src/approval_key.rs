@@ -95,8 +95,7 @@ fn key_of(secret: &Secret, ns: &str, name: &str) -> Result<Key, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::approval::Via;
-    use crate::decide::approval::record;
+    use crate::decide::approval::sample_record as signed_by;
 
     /// A Secret's data entries.
     type Entries<'a> = &'a [(&'a str, &'a [u8])];
@@ -111,18 +110,6 @@ mod tests {
             ),
             ..Default::default()
         }
-    }
-
-    fn signed_by(key: &Key) -> crate::api::approval::Record {
-        record(
-            key,
-            ("shop", "debug"),
-            "alice",
-            vec![],
-            Via::Approver,
-            "sha256:ab",
-            "2026-11-28T00:00:00Z",
-        )
     }
 
     #[test]

@@ -15,10 +15,8 @@ use steward::api::{
     Toleration, TolerationRoleRef, TolerationSubject, WorkloadIdentity, limits,
 };
 
-use super::{control, tenant_admin};
-use crate::harness::{
-    self, OUTCOME, condition_is, eventually, eventually_every, from_now, http_get, phase_is, wait_for,
-};
+use super::{control, tenant_with_payments};
+use crate::harness::{self, OUTCOME, eventually, eventually_every, from_now, http_get, phase_is, wait_for};
 
 /// `n` distinct strings of exactly `len` characters (`len` ≥ 8).
 fn distinct(prefix: &str, n: usize, len: usize) -> Vec<String> {
@@ -230,11 +228,7 @@ async fn a_hundred_of_the_largest_objects_do_not_delay_an_expiry() {
     let env = &harness::isolated();
     let (mut ctl, addr) = env.spawn_ready_controller("ctl-flood", &[]).await;
     let ns = env.namespace("flood").await;
-    tenant_admin(env, &ns);
-    env.apply_ok(&ns, &control("payments", "Audit", &["api"]));
-    let client = env.admin().await;
-    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
-    wait_for(&cos, "payments", OUTCOME, "Ready", condition_is("Ready", "True")).await;
+    let client = tenant_with_payments(env, &ns, &["api"]).await;
 
     // Rejected (mallory may not approve), each about a megabyte, every
     // list at its limit: each one is validated in full by its own

@@ -11,8 +11,8 @@ use k8s_openapi::api::rbac::v1::Role;
 use kube::api::Api;
 use steward::api::{ControlOwnership, Phase, PolicyException};
 
-use super::{control, controller_healthy, exception, identity, tenant_admin};
-use crate::harness::{Env, OUTCOME, condition, condition_is, env, eventually, from_now, phase_is, wait_for};
+use super::{control, controller_healthy, exception, identity, tenant_with_payments};
+use crate::harness::{Env, OUTCOME, condition, env, eventually, from_now, phase_is, wait_for};
 
 /// What the controller must never create: anything that runs a container
 /// (and so could run as any service account of its namespace), or a token.
@@ -170,15 +170,12 @@ async fn a_namespace_gets_nothing_until_the_platform_opts_it_in_and_the_controll
 async fn taking_the_opt_in_away_keeps_no_grant_past_its_expiry() {
     let env = env();
     let ns = env.namespace("optout").await;
-    tenant_admin(env, &ns);
-    env.apply_ok(&ns, &control("payments", "Audit", &["api"]));
-    let client = env.admin().await;
-    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
-    wait_for(&cos, "payments", OUTCOME, "Ready", condition_is("Ready", "True")).await;
+    let client = tenant_with_payments(env, &ns, &["api"]).await;
     let mut exc = crate::exceptions::good("debug");
     // Long enough for a loaded machine to grant it and opt out before it
-    // ends (asserted below).
-    exc.expires = from_now(30);
+    // ends (asserted below): each of those steps takes a second or two.
+    const WINDOW: u64 = 45;
+    exc.expires = from_now(WINDOW as i64);
     let expires_at: jiff::Timestamp = exc.expires.parse().unwrap();
     env.apply_ok(&ns, &exc.yaml());
     let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
@@ -206,7 +203,7 @@ async fn taking_the_opt_in_away_keeps_no_grant_past_its_expiry() {
     );
 
     let revoked = env
-        .controller_write(OUTCOME + Duration::from_secs(30), "the grant's deletion", |w| {
+        .controller_write(OUTCOME + Duration::from_secs(WINDOW), "the grant's deletion", |w| {
             w.is("delete", "rolebindings", Some(&ns), "steward-x:debug")
         })
         .await;

@@ -6,10 +6,10 @@
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
-use steward::api::{ControlOwnership, Phase, PolicyException};
+use steward::api::{Phase, PolicyException};
 
-use super::{control, controller_healthy, exception, tenant_admin};
-use crate::harness::{Env, OUTCOME, condition_is, env, eventually, from_now, phase_is, wait_for};
+use super::{controller_healthy, exception, tenant_with_payments};
+use crate::harness::{Env, OUTCOME, env, eventually, from_now, phase_is, wait_for};
 
 /// The editor persona: `erin`, who holds in `ns` what the built-in `edit`
 /// role gets from Steward's aggregated roles (steward-viewer and
@@ -44,11 +44,7 @@ async fn an_active_exception_is_kept_until_its_window_ends_then_it_may_go() {
     let env = env();
     let ns = env.namespace("records").await;
     namespace_editor(env, &ns);
-    tenant_admin(env, &ns);
-    env.apply_ok(&ns, &control("payments", "Audit", &["api"]));
-    let client = env.admin().await;
-    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
-    wait_for(&cos, "payments", OUTCOME, "Ready", condition_is("Ready", "True")).await;
+    let client = tenant_with_payments(env, &ns, &["api"]).await;
     let rule = r#"{apiGroups: [""], resources: [configmaps], verbs: [list]}"#;
     env.apply_ok(&ns, &exception("debug", "payments", "alice@example.com", rule));
     let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);

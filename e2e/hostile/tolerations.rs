@@ -10,8 +10,8 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
 use steward::api::{ControlOwnership, Phase, PolicyException};
 
-use super::{control, controller_healthy, identity, tenant_admin};
-use crate::harness::{OUTCOME, condition, condition_is, env, eventually, from_now, phase_is, wait_for};
+use super::{control, controller_healthy, identity, tenant_with_payments};
+use crate::harness::{OUTCOME, condition, env, eventually, from_now, phase_is, wait_for};
 
 /// A RoleBinding `name` of ClusterRole `role` to `subjects` (flow style).
 fn binding(name: &str, role: &str, subjects: &str) -> String {
@@ -36,11 +36,8 @@ fn drift_of(co: &ControlOwnership, sa: &str) -> Vec<String> {
 async fn a_tolerated_binding_swapped_or_widened_is_drift_again() {
     let env = env();
     let ns = env.namespace("pinned").await;
-    tenant_admin(env, &ns);
-    env.apply_ok(&ns, &control("payments", "Audit", &["api", "worker"]));
-    let client = env.admin().await;
+    let client = tenant_with_payments(env, &ns, &["api", "worker"]).await;
     let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
-    wait_for(&cos, "payments", OUTCOME, "Ready", condition_is("Ready", "True")).await;
 
     // Two legacy `view` bindings, tolerated exactly as they stand.
     env.apply_ok(

@@ -24,6 +24,8 @@ mod signing;
 pub use admit::{Admitted, Caller, PolicyOf, SHORT_DIGEST, admit};
 pub use judge::{How, Judged, State, Trust, judge, reasons, records, verified_requester};
 pub use policy::{BreakGlass, Policy, parse};
+#[cfg(test)]
+pub(crate) use signing::sample_record;
 pub use signing::{Key, MIN_KEY_LEN, digest, record, request_record};
 
 /// Signs `pe` as it stands as requested by `requester` and approved by

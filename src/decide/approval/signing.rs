@@ -159,6 +159,21 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// A record of alice approving `shop/debug`, signed with `key`: for tests
+/// of which keys verify what.
+#[cfg(test)]
+pub(crate) fn sample_record(key: &Key) -> Record {
+    record(
+        key,
+        ("shop", "debug"),
+        "alice",
+        vec![],
+        Via::Approver,
+        "sha256:ab",
+        "2026-11-28T00:00:00Z",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,18 +189,7 @@ mod tests {
     fn after_a_rotation_the_replaced_key_verifies_and_only_the_new_one_signs() {
         let old = key(1);
         let rotated = key(2).replacing(&[1; 32]).expect("rotated");
-        let sign = |k: &Key| {
-            record(
-                k,
-                ("shop", "debug"),
-                "alice",
-                vec![],
-                Via::Approver,
-                "sha256:ab",
-                "2026-11-28T00:00:00Z",
-            )
-        };
-        let (before, after) = (sign(&old), sign(&rotated));
+        let (before, after) = (sample_record(&old), sample_record(&rotated));
         assert!(rotated.verifies("shop", "debug", &before), "signed before the rotation");
         assert!(rotated.verifies("shop", "debug", &after));
         assert!(key(2).verifies("shop", "debug", &after), "signed with the new key");
