@@ -325,3 +325,184 @@ async fn create_wave(env: &Env, nss: &[String], round: usize) {
         .await
         .expect("wave created");
 }
+
+/// A status write the API server holds for seconds does not hold back the
+/// revocation after it. kube runs one reconcile of an exception at a time:
+/// the one that granted is still waiting for its status write (Active)
+/// when `expiresAt` comes, and the wake-up at the expiry waits behind it.
+/// The expiry clock deletes the grant on time regardless. The hold: a
+/// validating webhook on this namespace's exception and control status
+/// that never answers (a listener that accepts and stays silent),
+/// failurePolicy Ignore, so each status write takes its full timeout and
+/// then succeeds. (Held control status writes also keep the sweep, woken
+/// by the control's count at the expiry, from covering for the clock.)
+#[tokio::test]
+async fn a_status_write_the_api_server_holds_does_not_hold_back_a_revocation() {
+    /// How long each status write is held: the webhook's timeout, and the
+    /// limit the API server puts on a webhook's TLS handshake.
+    const HELD: u64 = 10;
+    /// The exception's life from its creation: its first status write is
+    /// held well past it.
+    const LIFE: i64 = 6;
+    let env = &harness::isolated();
+    let (mut ctl, _) = env.spawn_ready_controller("ctl-held", &[]).await;
+    let ns = env.namespace("held").await;
+    let rule = r#"{apiGroups: [""], resources: [configmaps], verbs: [get]}"#;
+    // What the exception grants beyond the control's own rule.
+    let granted = r#"{apiGroups: [""], resources: [configmaps], verbs: [list]}"#;
+    env.apply_ok(
+        &ns,
+        &harness::control_yaml("payments", "Audit", &harness::reviewed_recently(), &[("api", rule)]),
+    );
+    let client = env.admin().await;
+    let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &ns);
+    harness::wait_for(
+        &cos,
+        "payments",
+        OUTCOME,
+        "Ready",
+        harness::condition_is("Ready", "True"),
+    )
+    .await;
+    // An exception to probe the webhook with, before there is one.
+    env.apply_ok(
+        &ns,
+        &harness::exception_yaml("probe", "payments", "alice@example.com", &harness::from_now(3600), ""),
+    );
+    let pes: Api<PolicyException> = Api::namespaced(client.clone(), &ns);
+    harness::wait_for(
+        &pes,
+        "probe",
+        OUTCOME,
+        "Active",
+        harness::phase_is(steward::api::Phase::Active),
+    )
+    .await;
+
+    // The silent webhook. Each connection the API server makes is kept
+    // open and never answered; their count says the webhook is in force.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = hole.local_addr().expect("address").port();
+    let called = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let called = called.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in hole.incoming().flatten() {
+                held.push(conn);
+                called.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+    let webhook = format!(
+        r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: hold-status-{ns}}}
+webhooks:
+- name: hold.status.test
+  clientConfig: {{url: "https://127.0.0.1:{port}/"}}
+  rules: [{{apiGroups: [steward.dev], apiVersions: ["*"], operations: [UPDATE], resources: [policyexceptions/status, controlownerships/status]}}]
+  namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}
+  failurePolicy: Ignore
+  timeoutSeconds: {HELD}
+  sideEffects: None
+  admissionReviewVersions: [v1]
+"#
+    );
+    let out = env.kubectl_stdin(&["apply", "-f", "-"], &webhook);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // In force once a status write (a server-side dry run, which changes
+    // nothing) reaches it.
+    harness::eventually(OUTCOME, "the webhook in force", || {
+        let _ = env.kubectl(&[
+            "patch",
+            "policyexception",
+            "probe",
+            "-n",
+            &ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Active"}}"#,
+            "--dry-run=server",
+            "--request-timeout=1s",
+        ]);
+        let called = called.load(std::sync::atomic::Ordering::SeqCst);
+        async move { called > 0 }
+    })
+    .await;
+
+    env.apply_ok(
+        &ns,
+        &harness::exception_yaml(
+            "debug",
+            "payments",
+            "alice@example.com",
+            &harness::from_now(LIFE),
+            &format!("  grant: {{serviceAccount: api, rules: [{granted}]}}"),
+        ),
+    );
+    let expires: Timestamp = pes
+        .get("debug")
+        .await
+        .expect("debug")
+        .spec
+        .expires_at
+        .parse()
+        .expect("expiresAt");
+    harness::eventually(OUTCOME, "the grant in force", || {
+        env.can(&ns, "api", "list", "", "configmaps")
+    })
+    .await;
+    assert!(
+        Timestamp::now() < expires,
+        "setup too slow: the exception expired before its grant was seen"
+    );
+
+    let grant = "steward-x:debug";
+    let revoked = env
+        .controller_write(OUTCOME, "the grant's deletion", |w| {
+            w.is("delete", "rolebindings", Some(&ns), grant)
+        })
+        .await;
+    // The status write that granted, held past the expiry: what the
+    // revocation would have waited for.
+    let held = env
+        .controller_write(Duration::from_secs(HELD + 30), "the held status write", |w| {
+            w.is("patch", "policyexceptions/status", Some(&ns), "debug") && w.received < expires
+        })
+        .await;
+    eprintln!(
+        "expired {expires}; status write held from {} to {}; grant deleted {:#} after the expiry (received {:#} after)",
+        held.received,
+        held.completed,
+        revoked.completed.duration_since(expires),
+        revoked.received.duration_since(expires),
+    );
+    assert!(
+        held.completed > expires + SignedDuration::from_secs(2),
+        "the status write was not held past the expiry: the test measured nothing"
+    );
+    assert!(revoked.received >= expires, "revoked before expiresAt");
+    assert!(
+        revoked.received.duration_since(expires) <= SignedDuration::from_secs(1),
+        "the grant's delete reached the API server {:#} after its expiresAt, behind a held status write",
+        revoked.received.duration_since(expires)
+    );
+    env.rbac_caught_up(&ns).await;
+    assert!(!env.can(&ns, "api", "list", "", "configmaps").await);
+    // The exception still ends Expired, once its status writes get through.
+    harness::wait_for(
+        &pes,
+        "debug",
+        Duration::from_secs(3 * HELD),
+        "Expired",
+        harness::phase_is(steward::api::Phase::Expired),
+    )
+    .await;
+    let out = env.kubectl(&["delete", "validatingwebhookconfiguration", &format!("hold-status-{ns}")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+}

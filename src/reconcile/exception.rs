@@ -115,7 +115,7 @@ async fn apply_exception(pe: Arc<PolicyException>, ctx: &Context) -> Result<Acti
 
 /// Carries out decision `d` about `pe`: the grant in place, or revoked;
 /// then the status and Events (`record`).
-async fn carry_out(
+pub(super) async fn carry_out(
     pe: &PolicyException,
     d: exception::Decision,
     control: Option<&ControlOwnership>,
@@ -129,6 +129,15 @@ async fn carry_out(
     let mut failure = None;
     let revoked = match &d.grant {
         Some(pair) => {
+            // Decided before the grant's end, carried out after it (the
+            // decision waited for the blocking pool): the expiry clock may
+            // have revoked it already, and this would grant it again.
+            // Decide again instead.
+            if let Lifecycle::Active(w) = &d.lifecycle
+                && Timestamp::now() >= w.expires_at
+            {
+                return Ok(Action::requeue(std::time::Duration::ZERO));
+            }
             // A foreign object at the grant's name is replaced only when the
             // control enforces; otherwise the grant waits (and is retried).
             let enforce = control.and_then(|c| c.spec.enforcement) == Some(Enforcement::Enforce);
@@ -154,6 +163,12 @@ async fn carry_out(
                 .await
                 .map_err(|e| Error::Revocation(Box::new(e)))?;
             let role = managed_rbac::holds_role(ctx, &ns, &name, &uid);
+            // Counted by whoever deleted the binding: this reconcile, or the
+            // expiry clock before it.
+            if let (Lifecycle::Expired(Some(w)), true) = (&d.lifecycle, revoked_early || binding) {
+                ctx.metrics
+                    .expiry_enforced(now.duration_since(w.expires_at).as_secs_f64());
+            }
             let recorded = record(pe, ctx, &d, None, revoked_early || binding || role, now).await;
             if role {
                 managed_rbac::remove_role(ctx, &ns, &name, &uid)
@@ -178,11 +193,7 @@ async fn record(
 ) -> Result<Action, Error> {
     let name = rbac::exception_name(&pe.name_any());
     match (&d.lifecycle, revoked) {
-        (Lifecycle::Expired(Some(w)), true) => {
-            ctx.metrics
-                .expiry_enforced(now.duration_since(w.expires_at).as_secs_f64());
-        }
-        (Lifecycle::Expired(None), true) => {}
+        (Lifecycle::Expired(_), true) => {}
         (_, true) => {
             let note = exception::revoked_note(&pe.name_any());
             ctx.writer.event(pe, &Notice::warning(reasons::REVOKED, note)).await

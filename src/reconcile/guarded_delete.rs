@@ -6,6 +6,14 @@
 //! forgotten when the request fails, so the next attempt sends it again.
 //! Every delete carries the object's uid as a precondition; already gone
 //! (404) or replaced (409) counts as done (`Writer::delete_namespaced`).
+//!
+//! Whoever comes second waits for the first one's answer (`InFlight`): the
+//! exception's reconcile writes Expired only once the binding is gone, and
+//! the expiry clock may be the one deleting it. If that delete fails, the
+//! second sends its own.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use kube::runtime::reflector::ObjectRef;
 
@@ -40,7 +48,8 @@ impl Target<'_> {
 
 /// Deletes `target` at `ns`/`name`, recording the deletion in `view` until
 /// the cache shows it. None when there is nothing to send: a delete of ours
-/// is already under way there, or the cache holds no such object.
+/// was already answered there (one under way is waited for first), or the
+/// cache holds no such object.
 pub async fn delete_once<K: Namespaced>(
     ctx: &Context,
     view: &View<K::Cached>,
@@ -49,17 +58,71 @@ pub async fn delete_once<K: Namespaced>(
     target: Target<'_>,
 ) -> Option<Result<(), kube::Error>> {
     let key = ObjectRef::new(name).within(ns);
+    let flight = format!("{}/{ns}/{name}", K::kind(&()));
     if view.deleted(&key) {
-        return None;
+        ctx.deletes.answered(&flight).await;
+        // Still recorded: it succeeded. Forgotten: it failed, and this one
+        // sends its own.
+        if view.deleted(&key) {
+            return None;
+        }
     }
     let cached = view.get(&key).filter(|c| target.names(c.meta()))?;
     view.record_deleted(&cached);
+    let under_way = ctx.deletes.start(flight);
     let uid = Some(cached.meta().uid.to_string()).filter(|u| !u.is_empty());
     let done = ctx.writer.delete_namespaced::<K>(ns, name, uid).await;
     if done.is_err() {
         view.forget_deleted(&key);
     }
+    // Only now, so whoever waited reads the memo as this answer left it.
+    drop(under_way);
     Some(done)
+}
+
+/// Deletes sent and not yet answered, by kind, namespace and name.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    sent: Mutex<HashMap<String, tokio::sync::watch::Receiver<()>>>,
+}
+
+impl InFlight {
+    /// Records the delete of `key` as under way until the guard drops.
+    fn start(&self, key: String) -> UnderWay<'_> {
+        let (tx, rx) = tokio::sync::watch::channel(());
+        if let Ok(mut sent) = self.sent.lock() {
+            sent.insert(key.clone(), rx);
+        }
+        UnderWay {
+            flights: self,
+            key,
+            _answered: tx,
+        }
+    }
+
+    /// Returns once the delete of `key` under way, if any, is answered.
+    async fn answered(&self, key: &str) {
+        let rx = self.sent.lock().ok().and_then(|sent| sent.get(key).cloned());
+        if let Some(mut rx) = rx {
+            // Ends when the sender drops, with the answer.
+            while rx.changed().await.is_ok() {}
+        }
+    }
+}
+
+/// A delete under way; dropping it marks it answered.
+struct UnderWay<'a> {
+    flights: &'a InFlight,
+    key: String,
+    _answered: tokio::sync::watch::Sender<()>,
+}
+
+impl Drop for UnderWay<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut sent) = self.flights.sent.lock() {
+            sent.remove(&self.key);
+        }
+    }
 }
 
 /// Whether `target` at `ns`/`name` is cached and no delete of ours is under

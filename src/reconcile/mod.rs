@@ -6,6 +6,7 @@
 mod burst;
 mod control;
 mod exception;
+mod expiry_clock;
 mod guarded_delete;
 mod managed_rbac;
 mod policy_report;
@@ -112,6 +113,8 @@ pub struct Context {
     new_work: tokio::sync::Semaphore,
     /// New work under way, and the controls whose count waits for its end.
     burst: burst::Burst,
+    /// Deletes sent and not yet answered (`guarded_delete`).
+    deletes: guarded_delete::InFlight,
 }
 
 /// A reconcile's turn for new work (`Context::new_work`): counted as new
@@ -211,6 +214,7 @@ impl Context {
             shards: Arc::new(crate::shard::Held::everything()),
             new_work: tokio::sync::Semaphore::new(NEW_WORK_IN_TESTS),
             burst: burst::Burst::new(Arc::new(Metrics::new())).0,
+            deletes: Default::default(),
         }
     }
 }

@@ -1029,3 +1029,95 @@ async fn a_reconcile_waiting_for_its_decision_is_small() {
         assert!(size <= 2048, "the {kind} reconcile takes {size} bytes before it starts");
     }
 }
+
+// === a grant decided before its end ===
+
+/// A decision made before the grant's end and carried out after it (it
+/// waited for the blocking pool) writes no grant: the expiry clock may have
+/// revoked it meanwhile, and the cache no longer shows it. It decides
+/// again at once instead.
+#[tokio::test]
+async fn a_grant_decided_before_its_end_is_not_written_after_it() {
+    let now = now();
+    let end = now.checked_sub(SignedDuration::from_secs(1)).expect("end");
+    let pe = exception_at(end.checked_sub(days(1)).expect("start"), end);
+    let co = control_at(now, false);
+    let decided_at = end.checked_sub(SignedDuration::from_secs(1)).expect("decided");
+    let key = super::test_key();
+    let d = crate::decide::exception::decide(&pe, Some(&co), &ceiling(), Trust::Verify(&key), decided_at);
+    assert!(d.grant.is_some(), "before its end the decision grants");
+    let caches = caches(vec![co.clone()], vec![pe.clone()], vec![], vec![]);
+    let action = run(no_requests(), caches, |ctx| async move {
+        exception::carry_out(&pe, d, Some(&co), false, &ctx, decided_at).await
+    })
+    .await
+    .expect("carried out");
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::ZERO)
+    );
+}
+
+/// Whoever comes second to a delete under way (the exception's reconcile
+/// after the expiry clock) returns only once it is answered, so Expired is
+/// never written while the binding may still exist; and if it failed, sends
+/// its own.
+#[tokio::test]
+async fn a_second_delete_waits_for_the_answer_to_the_first() {
+    use tower_test::mock;
+    for first_fails in [false, true] {
+        let (service, mut server) =
+            mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let (_, binding) = grant_of("debug", "pe-uid");
+        let ctx = Arc::new(Context::for_test(
+            rbac_caches(vec![], vec![binding]),
+            kube::Client::new(service, "default"),
+        ));
+        let delete = |ctx: Arc<Context>| async move {
+            let name = rbac::exception_name("debug");
+            guarded_delete::delete_once::<RoleBinding>(
+                &ctx,
+                &ctx.caches.role_bindings,
+                NS,
+                &name,
+                guarded_delete::Target::OwnedBy("pe-uid"),
+            )
+            .await
+            .map(|r| r.is_ok())
+        };
+        let answer = |code: StatusCode| {
+            http::Response::builder()
+                .status(code)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(kube::client::Body::from(
+                    serde_json::to_vec(&mock_api::status(code.as_u16(), "x")).expect("status"),
+                ))
+                .expect("response")
+        };
+        let first = tokio::spawn(delete(ctx.clone()));
+        let (request, first_answer) = server.next_request().await.expect("the first delete");
+        assert_eq!(request.method(), http::Method::DELETE);
+        let second = tokio::spawn(delete(ctx.clone()));
+        // (The test runtime has one thread: each yield lets the second run
+        // as far as it can.)
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !second.is_finished(),
+            "the second returned before the first was answered"
+        );
+        if first_fails {
+            first_answer.send_response(answer(StatusCode::INTERNAL_SERVER_ERROR));
+            assert_eq!(first.await.expect("first"), Some(false));
+            let (request, second_answer) = server.next_request().await.expect("the second's own delete");
+            assert_eq!(request.method(), http::Method::DELETE);
+            second_answer.send_response(answer(StatusCode::OK));
+            assert_eq!(second.await.expect("second"), Some(true), "after a failure");
+        } else {
+            first_answer.send_response(answer(StatusCode::OK));
+            assert_eq!(first.await.expect("first"), Some(true));
+            assert_eq!(second.await.expect("second"), None, "sent nothing after a success");
+        }
+    }
+}

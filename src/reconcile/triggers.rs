@@ -128,6 +128,7 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
         shards: config.shards.clone(),
         new_work: tokio::sync::Semaphore::new(config.new_work.max(1)),
         burst,
+        deletes: Default::default(),
     });
     let reports = super::policy_report::run(ctx.clone(), reports_rx);
     // Each controller is its own task, so they use all cores.
@@ -140,6 +141,7 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
     tasks.spawn(exceptions(ctx.clone(), exception_store).for_each(log_result));
     tasks.spawn(controls(ctx.clone(), control_store, burst_ended).for_each(log_result));
     tasks.spawn(reports);
+    tasks.spawn(super::expiry_clock::run(ctx.clone()));
     tasks.spawn(super::sweep::run(ctx));
     match tasks.join_next().await {
         Some(Err(e)) => tracing::error!(error = %e, "a controller task failed"),

@@ -193,6 +193,21 @@ pub fn ended_by_status(pe: &PolicyException, now: Timestamp) -> bool {
     expiry_recorded(pe, now).0
 }
 
+/// The instant from which no grant of `pe` may exist, whatever else is
+/// judged: the earlier of the end its status records (final, see
+/// `ended_by_status`) and the end its spec sets (a window is open only
+/// before it). None when neither names one. The expiry clock revokes on
+/// this alone, so it must never be earlier than a decision would revoke.
+pub fn grant_ends(pe: &PolicyException) -> Option<Timestamp> {
+    let recorded = pe
+        .status
+        .as_ref()
+        .and_then(|s| s.expires_at.as_deref())
+        .and_then(|t| time::parse(t).ok());
+    let spec = time::parse(&pe.spec.expires_at).ok();
+    recorded.into_iter().chain(spec).min()
+}
+
 /// Whether status already records the end (Expired, or a recorded
 /// `expiresAt` that has passed at `now`), and the recorded `expiresAt`.
 fn expiry_recorded(pe: &PolicyException, now: Timestamp) -> (bool, Option<Timestamp>) {

@@ -849,3 +849,75 @@ fn window_open_needs_records_that_verify() {
         "at expiry"
     );
 }
+
+/// The expiry clock's instant (`grant_ends`): the earlier of the recorded
+/// and the spec's end, and from that instant on no decision grants.
+#[test]
+fn no_decision_grants_from_the_instant_the_clock_revokes() {
+    let (co, c) = (control(), ceiling());
+    let trust = crate::decide::approval::Trust::AssumeApproved;
+    let active = |spec_end: &str, recorded: Option<&str>| {
+        let mut pe = exception();
+        pe.spec.expires_at = spec_end.into();
+        if let Some(r) = recorded {
+            let mut status = decide(&pe, Some(&co), &c, trust, ts("2026-11-28T12:00:00Z")).status;
+            status.expires_at = Some(r.into());
+            pe.status = Some(status);
+        }
+        pe
+    };
+    // (case, the exception, the instant from which nothing may be granted,
+    // whether it is granted just before: the clock is not early)
+    let cases = [
+        (
+            "never active: the spec's end",
+            active("2026-11-29T10:00:00Z", None),
+            Some("2026-11-29T10:00:00Z"),
+            true,
+        ),
+        (
+            "active as recorded",
+            active("2026-11-29T10:00:00Z", Some("2026-11-29T10:00:00Z")),
+            Some("2026-11-29T10:00:00Z"),
+            true,
+        ),
+        (
+            "extended after it was recorded: the recorded end is final",
+            active("2026-11-30T10:00:00Z", Some("2026-11-29T10:00:00Z")),
+            Some("2026-11-29T10:00:00Z"),
+            true,
+        ),
+        (
+            "shortened after it was recorded: the spec's end",
+            active("2026-11-28T18:00:00Z", Some("2026-11-29T10:00:00Z")),
+            Some("2026-11-28T18:00:00Z"),
+            true,
+        ),
+        (
+            "a spec end that is no time (rejected): the recorded one",
+            active("tomorrow", Some("2026-11-29T10:00:00Z")),
+            Some("2026-11-29T10:00:00Z"),
+            false,
+        ),
+        ("neither", active("tomorrow", None), None, false),
+    ];
+    for (case, pe, want, granted_before) in cases {
+        let end = grant_ends(&pe);
+        assert_eq!(end, want.map(ts), "{case}");
+        let Some(end) = end else { continue };
+        for after in [0, 1, 3_600_000] {
+            let now = end + jiff::SignedDuration::from_millis(after);
+            let d = decide(&pe, Some(&co), &c, trust, now);
+            assert!(
+                d.grant.is_none(),
+                "{case}: granted {after} ms after the clock's instant"
+            );
+        }
+        let before = decide(&pe, Some(&co), &c, trust, end - jiff::SignedDuration::from_millis(1));
+        assert_eq!(
+            before.grant.is_some(),
+            granted_before,
+            "{case}: just before the clock's instant"
+        );
+    }
+}

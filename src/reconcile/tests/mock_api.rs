@@ -173,7 +173,7 @@ impl Expected {
 }
 
 /// A Status object as the API server sends it.
-fn status(code: u16, reason: &str) -> Value {
+pub fn status(code: u16, reason: &str) -> Value {
     let failed = code >= 400;
     json!({
         "apiVersion": "v1",
