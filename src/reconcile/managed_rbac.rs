@@ -121,7 +121,7 @@ where
             Err(PairError::CeilingNotHeld {
                 namespace: key.namespace.clone().unwrap_or_default(),
                 kind: kind_of::<K>(),
-                ceiling: ctx.caches.ceiling().name,
+                ceiling: ctx.caches.ceiling().name.to_string(),
             })
         }
         other => Ok(other?),

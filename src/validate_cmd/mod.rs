@@ -256,7 +256,7 @@ spec:
     #[test]
     fn the_shipped_ceiling_is_the_default() {
         let shipped = shipped_ceiling();
-        assert_eq!(shipped.name, "steward-grantable");
+        assert_eq!(&*shipped.name, "steward-grantable");
         assert!(shipped.rules().is_some_and(|r| !r.is_empty()));
         assert!(check_text(control("c", "api", "[get]")).is_empty());
         // Deleting configmaps is not in the shipped ceiling: not an open one.

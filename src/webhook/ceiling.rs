@@ -22,7 +22,7 @@ pub(super) fn is_ceiling(request: &AdmissionRequest<DynamicObject>, judge: &Judg
     request.kind.group == "rbac.authorization.k8s.io"
         && request.kind.kind == "ClusterRole"
         && matches!(request.operation, Operation::Update | Operation::Delete)
-        && request.name == judge.caches.ceiling().name
+        && *request.name == *judge.caches.ceiling().name
 }
 
 /// The warnings for a change of the grant ceiling: which controls and
