@@ -65,6 +65,22 @@ async fn write(api: &Api<PolicyException>, range: std::ops::Range<usize>, method
         .await;
 }
 
+/// With `STEWARD_BENCH_PPROF=dir`, a two-second CPU profile of the API
+/// server from the start of a round, written to `dir/name` (read it with
+/// `go tool pprof -top <kube-apiserver> <file>`).
+fn profile(env: &harness::Env, name: &str) -> Option<std::thread::JoinHandle<()>> {
+    let dir = std::path::PathBuf::from(std::env::var_os("STEWARD_BENCH_PPROF")?);
+    let mut cmd = std::process::Command::new(&env.kubectl);
+    cmd.arg("--kubeconfig")
+        .arg(&env.admin_kubeconfig)
+        .args(["get", "--raw", "/debug/pprof/profile?seconds=2"]);
+    let path = dir.join(name);
+    Some(std::thread::spawn(move || {
+        let out = harness::run(&mut cmd);
+        std::fs::write(&path, out.stdout).expect("write the profile");
+    }))
+}
+
 pub async fn run() {
     let env = harness::isolated();
     let admin = env.admin().await;
@@ -87,7 +103,11 @@ pub async fn run() {
         for (method, range) in [("apply", 0..N), ("merge", N..2 * N)] {
             let cpu = crate::cpu_seconds(apiserver);
             let t = Instant::now();
+            let profile = profile(&env, &format!("round{}-{method}.pprof", round + 1));
             write(&api, range, method, &body).await;
+            if let Some(p) = profile {
+                p.join().expect("the profile's thread");
+            }
             println!(
                 "  round {} (to {phase}), {method:<5}: {:.2} s, kube-apiserver CPU {:.2} s",
                 round + 1,

@@ -172,7 +172,8 @@ run_apiserver() { # in $DIR, with the ports of $DIR/ports
   # 100 MB, and the tests and the bench read audit.log from where they
   # stopped). --etcd-compaction-interval: how often the API server compacts etcd
   # (STEWARD_ETCD_COMPACTION_INTERVAL at start; tests lower it so resumed
-  # watches get 410 Gone).
+  # watches get 410 Gone). STEWARD_APISERVER_PROFILING=true serves
+  # /debug/pprof (the status-cost bench's profiles).
   "$APISERVER" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --etcd-compaction-interval "$compaction" \
@@ -191,7 +192,7 @@ run_apiserver() { # in $DIR, with the ports of $DIR/ports
     --audit-log-mode blocking \
     --enable-priority-and-fairness=false \
     --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
-    --profiling=false >>"$DIR/apiserver.log" 2>&1 &
+    --profiling="${STEWARD_APISERVER_PROFILING:-false}" >>"$DIR/apiserver.log" 2>&1 &
   echo $! > "$DIR/apiserver.pid"
 }
 
