@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kube::runtime::reflector::ObjectRef;
 
@@ -68,8 +69,10 @@ pub async fn delete_once<K: Namespaced>(
         }
     }
     let cached = view.get(&key).filter(|c| target.names(c.meta()))?;
-    view.record_deleted(&cached);
+    // Under way before it is recorded: whoever then finds it recorded also
+    // finds it under way, and waits for its answer.
     let under_way = ctx.deletes.start(flight);
+    view.record_deleted(&cached);
     let uid = Some(cached.meta().uid.to_string()).filter(|u| !u.is_empty());
     let done = ctx.writer.delete_namespaced::<K>(ns, name, uid).await;
     if done.is_err() {
@@ -83,26 +86,35 @@ pub async fn delete_once<K: Namespaced>(
 /// Deletes sent and not yet answered, by kind, namespace and name.
 #[derive(Debug, Default)]
 pub struct InFlight {
-    sent: Mutex<HashMap<String, tokio::sync::watch::Receiver<()>>>,
+    sent: Mutex<HashMap<String, (u64, tokio::sync::watch::Receiver<()>)>>,
+    /// Numbers each delete, so an answered one never takes a later one of
+    /// the same object off the table.
+    next: AtomicU64,
 }
 
 impl InFlight {
     /// Records the delete of `key` as under way until the guard drops.
     fn start(&self, key: String) -> UnderWay<'_> {
         let (tx, rx) = tokio::sync::watch::channel(());
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut sent) = self.sent.lock() {
-            sent.insert(key.clone(), rx);
+            sent.insert(key.clone(), (id, rx));
         }
         UnderWay {
             flights: self,
             key,
+            id,
             _answered: tx,
         }
     }
 
     /// Returns once the delete of `key` under way, if any, is answered.
     async fn answered(&self, key: &str) {
-        let rx = self.sent.lock().ok().and_then(|sent| sent.get(key).cloned());
+        let rx = self
+            .sent
+            .lock()
+            .ok()
+            .and_then(|sent| sent.get(key).map(|(_, rx)| rx.clone()));
         if let Some(mut rx) = rx {
             // Ends when the sender drops, with the answer.
             while rx.changed().await.is_ok() {}
@@ -114,12 +126,17 @@ impl InFlight {
 struct UnderWay<'a> {
     flights: &'a InFlight,
     key: String,
+    id: u64,
     _answered: tokio::sync::watch::Sender<()>,
 }
 
 impl Drop for UnderWay<'_> {
     fn drop(&mut self) {
-        if let Ok(mut sent) = self.flights.sent.lock() {
+        // A failed delete is forgotten before this drops, and another may
+        // have started meanwhile: that one stays under way.
+        if let Ok(mut sent) = self.flights.sent.lock()
+            && sent.get(&self.key).is_some_and(|(id, _)| *id == self.id)
+        {
             sent.remove(&self.key);
         }
     }
@@ -131,4 +148,36 @@ pub fn pending<K: Namespaced>(view: &View<K::Cached>, ns: &str, name: &str, targ
     let key = ObjectRef::new(name).within(ns);
     view.get(&key)
         .is_some_and(|c| target.names(c.meta()) && !view.deleted(&key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Still under way: `answered` cannot return (nothing would wake it).
+    async fn waits(flights: &InFlight, key: &str) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), flights.answered(key))
+            .await
+            .is_err()
+    }
+
+    /// A delete answered after a second one of the same object started
+    /// (the first failed, the second was sent) leaves the second under way.
+    #[tokio::test]
+    async fn an_answered_delete_leaves_a_later_one_under_way() {
+        let flights = InFlight::default();
+        let first = flights.start("RoleBinding/shop/x".into());
+        let second = flights.start("RoleBinding/shop/x".into());
+        drop(first);
+        assert!(
+            waits(&flights, "RoleBinding/shop/x").await,
+            "the second delete no longer waited for"
+        );
+        drop(second);
+        flights.answered("RoleBinding/shop/x").await;
+        assert!(flights.sent.lock().map(|s| s.is_empty()).unwrap_or(false));
+        // Nothing under way: answered at once.
+        flights.answered("RoleBinding/shop/y").await;
+    }
 }
