@@ -243,8 +243,8 @@ impl Compact for CachedRoleBinding {
     }
 }
 
-/// kube's store and object references key objects through `Lookup`; the
-/// compact forms answer it for the kind they stand for.
+/// Object references key objects through `Lookup`; the compact forms
+/// answer it for the kind they stand for.
 macro_rules! lookup_as {
     ($compact:ty, $kind:ty) => {
         impl Lookup for $compact {

@@ -68,8 +68,8 @@ impl Caches {
         let all = watcher::Config::default;
         let managed = all().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
         let ceiling = all().fields(&format!("metadata.name={}", scope.ceiling));
-        let (exceptions, p1) = View::watch_reconciled(scoped(client, ns), all());
-        let (controls, p2) = View::watch_reconciled(scoped(client, ns), all());
+        let (exceptions, p1) = View::watch(scoped(client, ns), all());
+        let (controls, p2) = View::watch(scoped(client, ns), all());
         let (role_bindings, p3) = View::watch(scoped(client, ns), all());
         let (roles, p4) = View::watch(scoped(client, ns), managed);
         let (cluster_role_bindings, p5) = View::watch(Api::all(client.clone()), all());
@@ -236,8 +236,8 @@ impl Caches {
     /// Caches fed by hand, every one listed, for tests.
     pub fn fed(controls: Vec<ControlOwnership>, exceptions: Vec<PolicyException>) -> Self {
         Self {
-            exceptions: View::fed_with(exceptions, true),
-            controls: View::fed_with(controls, true),
+            exceptions: View::fed(exceptions),
+            controls: View::fed(controls),
             role_bindings: View::fed(vec![]),
             cluster_role_bindings: View::fed(vec![]),
             roles: View::fed(vec![]),
@@ -250,12 +250,12 @@ impl Caches {
     /// Caches whose first list has not arrived, and the means to list them.
     pub fn unlisted() -> (Self, Unlisted) {
         let caches = Self {
-            exceptions: View::unlisted(true),
-            controls: View::unlisted(true),
-            role_bindings: View::unlisted(false),
-            cluster_role_bindings: View::unlisted(false),
-            roles: View::unlisted(false),
-            ceiling_role: View::unlisted(false),
+            exceptions: View::unlisted(),
+            controls: View::unlisted(),
+            role_bindings: View::unlisted(),
+            cluster_role_bindings: View::unlisted(),
+            roles: View::unlisted(),
+            ceiling_role: View::unlisted(),
             scope: test_scope(),
             ceiling_memo: Default::default(),
         };

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use futures::channel::mpsc;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::kinds::Cached;
@@ -29,11 +29,6 @@ use super::own_writes::OwnWrites;
 
 /// One kind's cache, its own-writes memo and its subscribers.
 pub struct View<C: Cached> {
-    /// kube's store of the same objects (sharing them), for the kinds a
-    /// kube `Controller` reconciles: it reads its objects from one. The
-    /// other kinds do without, and without its second key per object (four
-    /// strings each).
-    kube: Option<(Store<C>, Mutex<reflector::store::Writer<C>>)>,
     own: OwnWrites<C>,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<C>>>>,
     /// The cached objects by namespace (cluster-scoped ones under "") and
@@ -42,8 +37,7 @@ pub struct View<C: Cached> {
     /// objects those scans, one per reconcile, were most of the
     /// controller's CPU.
     by_namespace: RwLock<Index<C>>,
-    /// The objects of a list in progress, swapped in when it completes
-    /// (views with a kube store read them from it instead).
+    /// The objects of a list in progress, swapped in when it completes.
     listing: Mutex<Vec<Arc<C>>>,
     /// True from the first complete list on. Kept here rather than asked of
     /// a store: kube's readiness future holds one waker, so a probe polling
@@ -72,24 +66,7 @@ impl<C: Cached> View<C> {
     /// A view kept by one watch of `api`; the future is the watch, to be
     /// spawned once.
     pub fn watch(api: Api<C::Api>, config: watcher::Config) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
-        Self::watch_with(api, config, false)
-    }
-
-    /// As `watch`, also keeping kube's store for a kube `Controller`
-    /// (`store`).
-    pub fn watch_reconciled(
-        api: Api<C::Api>,
-        config: watcher::Config,
-    ) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
-        Self::watch_with(api, config, true)
-    }
-
-    fn watch_with(
-        api: Api<C::Api>,
-        config: watcher::Config,
-        reconciled: bool,
-    ) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
-        let view = Arc::new(Self::new(reconciled));
+        let view = Arc::new(Self::new());
         let pumped = view.clone();
         let pump = watcher(api, config)
             .backoff(super::backoff::WatchBackoff::default())
@@ -102,12 +79,8 @@ impl<C: Cached> View<C> {
         (view, pump)
     }
 
-    fn new(reconciled: bool) -> Self {
+    fn new() -> Self {
         Self {
-            kube: reconciled.then(|| {
-                let (store, writer) = reflector::store();
-                (store, Mutex::new(writer))
-            }),
             own: OwnWrites::default(),
             subscribers: Mutex::default(),
             by_namespace: RwLock::default(),
@@ -126,23 +99,10 @@ impl<C: Cached> View<C> {
                 return;
             }
         };
-        if let Some((_, writer)) = &self.kube
-            && let Ok(mut writer) = writer.lock()
-        {
-            writer.apply_watcher_event(&event);
-        }
         match event {
             watcher::Event::Apply(obj) => {
                 self.own.seen(&obj);
-                // kube's store's own copy, when there is one: the index and
-                // the subscribers then share it instead of keeping a second
-                // copy of every changed object alive.
-                let stored = self
-                    .kube
-                    .as_ref()
-                    .and_then(|(store, _)| store.get(&ObjectRef::from_obj(&obj)))
-                    .filter(|s| s.resource_version() == obj.resource_version());
-                let shared = stored.unwrap_or_else(|| Arc::new(obj));
+                let shared = Arc::new(obj);
                 self.index(&shared, true);
                 self.publish(&[shared]);
             }
@@ -161,9 +121,7 @@ impl<C: Cached> View<C> {
                 }
             }
             watcher::Event::InitApply(obj) => {
-                if self.kube.is_none()
-                    && let Ok(mut listing) = self.listing.lock()
-                {
+                if let Ok(mut listing) = self.listing.lock() {
                     listing.push(Arc::new(obj));
                 }
             }
@@ -172,14 +130,11 @@ impl<C: Cached> View<C> {
             // was before the list, older than what the memo was told it
             // shows.
             watcher::Event::InitDone => {
-                let listed = match &self.kube {
-                    Some((store, _)) => store.state(),
-                    None => self
-                        .listing
-                        .lock()
-                        .map(|mut l| std::mem::take(&mut *l))
-                        .unwrap_or_default(),
-                };
+                let listed = self
+                    .listing
+                    .lock()
+                    .map(|mut l| std::mem::take(&mut *l))
+                    .unwrap_or_default();
                 for obj in &listed {
                     self.own.seen(obj);
                 }
@@ -280,12 +235,6 @@ impl<C: Cached> View<C> {
         rx
     }
 
-    /// kube's store, for a kube `Controller`; None unless the view was made
-    /// by `watch_reconciled`.
-    pub fn store(&self) -> Option<Store<C>> {
-        self.kube.as_ref().map(|(store, _)| store.clone())
-    }
-
     /// The cached copy of `key`.
     pub fn get(&self, key: &ObjectRef<C>) -> Option<Arc<C>> {
         let index = self.by_namespace.read().ok()?;
@@ -381,10 +330,9 @@ const DELETED: u64 = u64::MAX;
 
 #[cfg(test)]
 impl<C: Cached> View<C> {
-    /// A view fed by hand instead of a watch, for tests; with kube's store
-    /// if `reconciled`.
-    pub fn fed_with(objs: Vec<C::Api>, reconciled: bool) -> Arc<Self> {
-        let view = Arc::new(Self::new(reconciled));
+    /// A view fed by hand instead of a watch, for tests.
+    pub fn fed(objs: Vec<C::Api>) -> Arc<Self> {
+        let view = Arc::new(Self::new());
         view.feed(watcher::Event::Init);
         for o in objs {
             view.feed(watcher::Event::InitApply(o));
@@ -393,14 +341,9 @@ impl<C: Cached> View<C> {
         view
     }
 
-    /// A view fed by hand, without kube's store, for tests.
-    pub fn fed(objs: Vec<C::Api>) -> Arc<Self> {
-        Self::fed_with(objs, false)
-    }
-
     /// A view whose first list has not arrived, for tests.
-    pub fn unlisted(reconciled: bool) -> Arc<Self> {
-        Arc::new(Self::new(reconciled))
+    pub fn unlisted() -> Arc<Self> {
+        Arc::new(Self::new())
     }
 
     /// Completes an empty first list, as the watch would.
@@ -419,7 +362,7 @@ impl<C: Cached> View<C> {
 mod tests {
     use super::*;
     use crate::compact::CachedRole;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+    use k8s_openapi::api::rbac::v1::Role;
 
     fn role(name: &str, rv: &str) -> Role {
         let mut r = Role::default();
@@ -439,50 +382,25 @@ mod tests {
         role(name, rv).into()
     }
 
-    /// Both kinds of view: with kube's store (for a Controller) and without.
-    const MODES: [bool; 2] = [false, true];
-
     #[test]
     fn a_namespace_reads_exactly_its_objects_through_changes_and_relists() {
-        for reconciled in MODES {
-            let mut elsewhere = role("x", "1");
-            elsewhere.metadata.namespace = Some("other".into());
-            let view = View::<CachedRole>::fed_with(vec![role("a", "1"), role("b", "2"), elsewhere], reconciled);
-            assert_eq!(names(view.in_namespace("ns")), ["a", "b"]);
-            assert_eq!(names(view.in_namespace("other")), ["x"]);
-            assert!(view.in_namespace("none").is_empty());
-            view.feed(watcher::Event::Apply(role("c", "3")));
-            view.feed(watcher::Event::Delete(role("a", "4")));
-            assert_eq!(names(view.in_namespace("ns")), ["b", "c"]);
-            assert_eq!(names(view.state()), ["b", "c", "x"]);
-            // A relist replaces everything, once it is complete.
-            view.feed(watcher::Event::Init);
-            view.feed(watcher::Event::InitApply(role("d", "5")));
-            assert_eq!(names(view.in_namespace("ns")), ["b", "c"], "mid-list");
-            view.feed(watcher::Event::InitDone);
-            assert_eq!(names(view.in_namespace("ns")), ["d"]);
-            assert!(view.in_namespace("other").is_empty());
-            assert_eq!(view.store().map(|s| s.state().len()), reconciled.then_some(1));
-        }
-    }
-
-    /// With kube's store, the view and the store share each object.
-    #[test]
-    fn a_reconciled_view_shares_its_objects_with_kubes_store() {
-        let cluster_role = |name: &str, rv: &str| {
-            let mut r = ClusterRole::default();
-            r.metadata.name = Some(name.into());
-            r.metadata.resource_version = Some(rv.into());
-            r
-        };
-        let view = View::<ClusterRole>::fed_with(vec![cluster_role("a", "1")], true);
-        view.feed(watcher::Event::Apply(cluster_role("b", "2")));
-        let store = view.store().expect("kept");
-        for name in ["a", "b"] {
-            let key = ObjectRef::new(name);
-            let (mine, kubes) = (view.get(&key).expect("view"), store.get(&key).expect("store"));
-            assert!(Arc::ptr_eq(&mine, &kubes), "{name}: two copies");
-        }
+        let mut elsewhere = role("x", "1");
+        elsewhere.metadata.namespace = Some("other".into());
+        let view = View::<CachedRole>::fed(vec![role("a", "1"), role("b", "2"), elsewhere]);
+        assert_eq!(names(view.in_namespace("ns")), ["a", "b"]);
+        assert_eq!(names(view.in_namespace("other")), ["x"]);
+        assert!(view.in_namespace("none").is_empty());
+        view.feed(watcher::Event::Apply(role("c", "3")));
+        view.feed(watcher::Event::Delete(role("a", "4")));
+        assert_eq!(names(view.in_namespace("ns")), ["b", "c"]);
+        assert_eq!(names(view.state()), ["b", "c", "x"]);
+        // A relist replaces everything, once it is complete.
+        view.feed(watcher::Event::Init);
+        view.feed(watcher::Event::InitApply(role("d", "5")));
+        assert_eq!(names(view.in_namespace("ns")), ["b", "c"], "mid-list");
+        view.feed(watcher::Event::InitDone);
+        assert_eq!(names(view.in_namespace("ns")), ["d"]);
+        assert!(view.in_namespace("other").is_empty());
     }
 
     #[tokio::test]
@@ -501,7 +419,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_early_subscriber_gets_the_list_once_it_is_complete() {
-        let view = View::<CachedRole>::unlisted(false);
+        let view = View::<CachedRole>::unlisted();
         let mut sub = view.subscribe();
         assert!(!view.is_listed());
         view.feed(watcher::Event::Init);
@@ -593,7 +511,7 @@ mod tests {
     /// their wake-up (the store's readiness future holds a single waker).
     #[tokio::test]
     async fn a_probe_asking_meanwhile_does_not_strand_a_waiter() {
-        let view = View::<CachedRole>::unlisted(true);
+        let view = View::<CachedRole>::unlisted();
         let waiter = tokio::spawn({
             let view = view.clone();
             async move { view.listed().await }

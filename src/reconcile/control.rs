@@ -6,11 +6,10 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, Subject};
 use kube::ResourceExt;
-use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::runtime::reflector::ObjectRef;
 
-use super::{Context, Error, LOST_EVENT_RETRY, managed_rbac, requeue_at};
+use super::{Action, Context, Error, LOST_EVENT_RETRY, managed_rbac, requeue_at};
 use crate::api::{ControlOwnership, Enforcement, PolicyException};
 use crate::compact::CachedRoleBinding;
 use crate::decide::approval::Trust;

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::{Resource, ResourceExt};
 
 use super::guarded_delete::{self, Target};
-use super::{Context, Error, managed_rbac, requeue_at};
+use super::{Action, Context, Error, managed_rbac, requeue_at};
 use crate::api::{ControlOwnership, Enforcement, FINALIZER, PolicyException};
 use crate::decide::approval::Trust;
 use crate::decide::exception::{self, Lifecycle};

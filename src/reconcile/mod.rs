@@ -10,11 +10,13 @@ mod expiry_clock;
 mod guarded_delete;
 mod managed_rbac;
 mod policy_report;
+mod runner;
 mod sweep;
 #[cfg(test)]
 mod tests;
 mod triggers;
 
+pub use runner::Action;
 pub use triggers::{Config, run};
 
 use std::collections::HashMap;
@@ -26,7 +28,6 @@ use std::future::Future;
 use jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::Api;
-use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -230,10 +231,10 @@ pub fn test_key() -> crate::decide::approval::Key {
     crate::decide::approval::Key::new(&[7; 32]).expect("a 32-byte key")
 }
 
-/// Runs a pure decision on the blocking pool. A controller's reconciles
-/// share one task, timers included: a decision over megabyte objects
-/// (validation, digests) made on it would hold up every other reconcile of
-/// that controller, an expiry due meanwhile among them.
+/// Runs a pure decision on the blocking pool. Reconciles, the runners and
+/// the expiry clock share the runtime's few worker threads: a decision over
+/// megabyte objects (validation, digests) made on one would hold up
+/// everything queued on that thread, an expiry due meanwhile among them.
 async fn off_task<T: Send + 'static>(decide: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
     tokio::task::spawn_blocking(decide).await.map_err(Error::Decide)
 }
@@ -267,10 +268,12 @@ fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
 /// cache is a step behind the server the test fails (409/422). That is not a
 /// failure: the watch event that brings the cache up to date triggers the
 /// next reconcile, and a short requeue covers a lost event.
-pub fn finalizer_outcome(result: Result<Action, kube::runtime::finalizer::Error<Error>>) -> Result<Action, Error> {
+/// (The helper's own `Action` says nothing here: what the reconcile asked
+/// for is kept beside it, see `finalized`.)
+pub fn finalizer_outcome<T>(result: Result<T, kube::runtime::finalizer::Error<Error>>) -> Result<Action, Error> {
     use kube::runtime::finalizer::Error as F;
     match result {
-        Ok(action) => Ok(action),
+        Ok(_) => Ok(Action::await_change()),
         Err(F::ApplyFailed(e) | F::CleanupFailed(e)) => Err(e),
         Err(F::AddFinalizer(kube::Error::Api(s)) | F::RemoveFinalizer(kube::Error::Api(s)))
             if s.code == 409 || s.code == 422 =>
@@ -320,15 +323,26 @@ where
             // object wants exists until then; so the work follows at once.
             // (The helper's reconcile is not called when it adds.)
             let added = Box::pin(finalizer(&api, FINALIZER, obj.clone(), |_| {
-                futures::future::ready(Ok::<Action, Error>(Action::await_change()))
+                futures::future::ready(Ok::<_, Error>(kube::runtime::controller::Action::await_change()))
             }))
             .await;
             match added {
                 Ok(_) => reconcile(FinalizerEvent::Apply(obj)).await?,
-                Err(e) => finalizer_outcome(Err(e))?,
+                Err(e) => finalizer_outcome::<()>(Err(e))?,
             }
         }
-        (true, _) => finalizer_outcome(Box::pin(finalizer(&api, FINALIZER, obj, reconcile)).await)?,
+        (true, _) => {
+            // The helper speaks kube's `Action`, whose delay cannot be read
+            // back: the reconcile's own answer is kept here.
+            let mut asked = None;
+            let ran = Box::pin(finalizer(&api, FINALIZER, obj, |event| async {
+                asked = Some(reconcile(event).await?);
+                Ok(kube::runtime::controller::Action::await_change())
+            }))
+            .await;
+            let action = finalizer_outcome(ran)?;
+            asked.unwrap_or(action)
+        }
     };
     Ok(ctx.done::<K>(&key, &ns, started, action))
 }

@@ -1052,10 +1052,7 @@ async fn a_grant_decided_before_its_end_is_not_written_after_it() {
     })
     .await
     .expect("carried out");
-    assert_eq!(
-        action,
-        kube::runtime::controller::Action::requeue(std::time::Duration::ZERO)
-    );
+    assert_eq!(action, super::Action::requeue(std::time::Duration::ZERO));
 }
 
 /// Whoever comes second to a delete under way (the exception's reconcile

@@ -4,14 +4,16 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use kube::runtime::Controller;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 
-use super::{Context, control, error_policy, exception};
+use super::{Context, control, error_policy, exception, runner};
 use crate::api::{ControlOwnership, PolicyException};
 use crate::apply::Writer;
 use crate::cache::{Caches, View};
@@ -133,13 +135,8 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
     let reports = super::policy_report::run(ctx.clone(), reports_rx);
     // Each controller is its own task, so they use all cores.
     let mut tasks = tokio::task::JoinSet::new();
-    // `Caches::start` keeps kube's store for these two kinds.
-    let (Some(exception_store), Some(control_store)) = (caches.exceptions.store(), caches.controls.store()) else {
-        tracing::error!("the caches keep no store for the controllers");
-        return;
-    };
-    tasks.spawn(exceptions(ctx.clone(), exception_store).for_each(log_result));
-    tasks.spawn(controls(ctx.clone(), control_store, burst_ended).for_each(log_result));
+    tasks.spawn(exceptions(ctx.clone()));
+    tasks.spawn(controls(ctx.clone(), burst_ended));
     tasks.spawn(reports);
     tasks.spawn(super::expiry_clock::run(ctx.clone()));
     tasks.spawn(super::sweep::run(ctx));
@@ -149,21 +146,43 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
     }
 }
 
-type Outcome<K> = Result<
-    (ObjectRef<K>, kube::runtime::controller::Action),
-    kube::runtime::controller::Error<super::Error, kube::runtime::watcher::Error>,
->;
+/// Every object of `view`, each time `on` yields.
+fn every<C: crate::cache::Cached>(
+    view: &Arc<View<C>>,
+    on: impl Stream<Item = ()> + Send + 'static,
+) -> impl Stream<Item = ObjectRef<C>> + Send + 'static {
+    let view = view.clone();
+    on.flat_map(move |()| {
+        stream::iter(
+            view.state()
+                .iter()
+                .map(|o| ObjectRef::from_obj(o.as_ref()))
+                .collect::<Vec<_>>(),
+        )
+    })
+}
 
-fn exceptions(ctx: Arc<Context>, store: Store<PolicyException>) -> impl Stream<Item = Outcome<PolicyException>> + Send {
+/// The exceptions' controller: its triggers, then its runner.
+async fn exceptions(ctx: Arc<Context>) {
     let caches = &ctx.caches;
     let for_co = caches.clone();
     let for_ceiling = caches.clone();
-    Controller::for_shared_stream(caches.exceptions.subscribe(), store)
-        .watches_shared_stream(caches.controls.subscribe(), move |co| exceptions_of(&for_co, &co))
-        .reconcile_on(mapped(&caches.roles, |r: Arc<CachedRole>| {
+    let triggers: Vec<BoxStream<'static, ObjectRef<PolicyException>>> = vec![
+        caches
+            .exceptions
+            .subscribe()
+            .map(|pe| ObjectRef::from_obj(pe.as_ref()))
+            .boxed(),
+        caches
+            .controls
+            .subscribe()
+            .flat_map(move |co| stream::iter(exceptions_of(&for_co, &co)))
+            .boxed(),
+        mapped(&caches.roles, |r: Arc<CachedRole>| {
             owners_or_named::<PolicyException>(&r.metadata, rbac::exception_of)
-        }))
-        .reconcile_on(mapped(&caches.role_bindings, move |rb: Arc<CachedRoleBinding>| {
+        })
+        .boxed(),
+        mapped(&caches.role_bindings, move |rb: Arc<CachedRoleBinding>| {
             let mut refs = owners_or_named::<PolicyException>(&rb.metadata, rbac::exception_of);
             // The platform opted the namespace in: grants refused until now
             // can be made at once, not at the next retry.
@@ -171,41 +190,64 @@ fn exceptions(ctx: Arc<Context>, store: Store<PolicyException>) -> impl Stream<I
                 refs.extend(in_namespace(&for_ceiling.exceptions, &rb.metadata.namespace));
             }
             refs
-        }))
-        .reconcile_all_on(caches.ceiling_role.subscribe().map(|_| ()))
+        })
+        .boxed(),
+        every(&caches.exceptions, caches.ceiling_role.subscribe().map(|_| ())).boxed(),
         // A shard taken over: its objects were skipped until now.
-        .reconcile_all_on(ctx.shards.acquisitions())
-        .run(exception::reconcile, error_policy, ctx.clone())
+        every(&caches.exceptions, ctx.shards.acquisitions()).boxed(),
+    ];
+    let view = caches.exceptions.clone();
+    runner::run(
+        stream::select_all(triggers),
+        move |r| view.get(r),
+        Duration::ZERO,
+        exception::reconcile,
+        error_policy,
+        ctx.clone(),
+    )
+    .await
 }
 
-fn controls(
-    ctx: Arc<Context>,
-    store: Store<ControlOwnership>,
-    burst_ended: impl Stream<Item = ObjectRef<ControlOwnership>> + Send + 'static,
-) -> impl Stream<Item = Outcome<ControlOwnership>> + Send {
+/// The controls' controller: its triggers, then its runner.
+async fn controls(ctx: Arc<Context>, burst_ended: impl Stream<Item = ObjectRef<ControlOwnership>> + Send + 'static) {
     let caches = &ctx.caches;
     let for_rb = caches.controls.clone();
     let for_crb = caches.controls.clone();
     let for_rivals = caches.clone();
     let for_ceiling = caches.clone();
-    Controller::for_shared_stream(caches.controls.subscribe(), store)
+    let triggers: Vec<BoxStream<'static, ObjectRef<ControlOwnership>>> = vec![
+        caches
+            .controls
+            .subscribe()
+            .map(|co| ObjectRef::from_obj(co.as_ref()))
+            .boxed(),
         // The controls that share a service account with a changed one: the
         // later one's claim depends on the earlier.
-        .watches_shared_stream(caches.controls.subscribe(), move |co: Arc<ControlOwnership>| {
-            for_rivals
-                .controls_sharing(&co)
-                .iter()
-                .map(|c| ObjectRef::from_obj(c.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .watches_shared_stream(caches.exceptions.subscribe(), |pe| {
-            let r = ObjectRef::new(&pe.spec.control);
-            Some(match pe.namespace() {
-                Some(ns) => r.within(&ns),
-                None => r,
+        caches
+            .controls
+            .subscribe()
+            .flat_map(move |co: Arc<ControlOwnership>| {
+                stream::iter(
+                    for_rivals
+                        .controls_sharing(&co)
+                        .iter()
+                        .map(|c| ObjectRef::from_obj(c.as_ref()))
+                        .collect::<Vec<_>>(),
+                )
             })
-        })
-        .reconcile_on(mapped(&caches.role_bindings, move |rb: Arc<CachedRoleBinding>| {
+            .boxed(),
+        caches
+            .exceptions
+            .subscribe()
+            .map(|pe| {
+                let r = ObjectRef::new(&pe.spec.control);
+                match pe.namespace() {
+                    Some(ns) => r.within(&ns),
+                    None => r,
+                }
+            })
+            .boxed(),
+        mapped(&caches.role_bindings, move |rb: Arc<CachedRoleBinding>| {
             let mut refs: Vec<ObjectRef<ControlOwnership>> = owners_or_named(&rb.metadata, rbac::control_of);
             let ns = Some(&*rb.metadata.namespace).filter(|n| !n.is_empty());
             refs.extend(controls_naming(&for_rb, &rb.subjects, ns));
@@ -215,25 +257,34 @@ fn controls(
                 refs.extend(in_namespace(&for_ceiling.controls, &rb.metadata.namespace));
             }
             refs
-        }))
-        .watches_shared_stream(
-            caches.cluster_role_bindings.subscribe(),
-            move |crb: Arc<ClusterRoleBinding>| {
-                controls_naming(&for_crb, crb.subjects.as_deref().unwrap_or_default(), None)
-            },
-        )
-        .reconcile_on(mapped(&caches.roles, |role: Arc<CachedRole>| {
+        })
+        .boxed(),
+        mapped(&caches.cluster_role_bindings, move |crb: Arc<ClusterRoleBinding>| {
+            controls_naming(&for_crb, crb.subjects.as_deref().unwrap_or_default(), None)
+        })
+        .boxed(),
+        mapped(&caches.roles, |role: Arc<CachedRole>| {
             owners_or_named::<ControlOwnership>(&role.metadata, rbac::control_of)
-        }))
-        .reconcile_all_on(caches.ceiling_role.subscribe().map(|_| ()))
-        .reconcile_all_on(ctx.shards.acquisitions())
+        })
+        .boxed(),
+        every(&caches.controls, caches.ceiling_role.subscribe().map(|_| ())).boxed(),
+        every(&caches.controls, ctx.shards.acquisitions()).boxed(),
         // The controls whose count waited for a burst of new work to end.
-        .reconcile_on(burst_ended)
+        burst_ended.boxed(),
+    ];
+    let view = caches.controls.clone();
+    runner::run(
+        stream::select_all(triggers),
+        move |r| view.get(r),
         // Creating a control's RBAC fires a watch event per object; one
         // reconcile after the burst is enough. (Not for exceptions: their
         // expiry must not wait.)
-        .with_config(kube::runtime::controller::Config::default().debounce(std::time::Duration::from_millis(100)))
-        .run(control::reconcile, error_policy, ctx.clone())
+        Duration::from_millis(100),
+        control::reconcile,
+        error_policy,
+        ctx.clone(),
+    )
+    .await
 }
 
 /// The exceptions of control `co`, and of the controls sharing one of its
@@ -252,18 +303,6 @@ fn exceptions_of(caches: &Caches, co: &ControlOwnership) -> Vec<ObjectRef<Policy
         .collect()
 }
 
-fn log_result<K: Resource, E: std::error::Error>(
-    res: Result<(ObjectRef<K>, kube::runtime::controller::Action), kube::runtime::controller::Error<super::Error, E>>,
-) -> futures::future::Ready<()> {
-    match res {
-        Ok((obj, action)) => tracing::debug!(object = %obj, ?action, "reconciled"),
-        // Reconciler errors were already logged by the error policy.
-        Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
-        Err(e) => tracing::warn!(error = %e, "controller error"),
-    }
-    futures::future::ready(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,7 +319,7 @@ mod tests {
         let mut other = control();
         other.metadata.name = Some("other".into());
         other.spec.workload_identities.retain(|id| id.service_account != "api");
-        let controls = View::fed_with(vec![in_shop, elsewhere, other], true);
+        let controls = View::fed(vec![in_shop, elsewhere, other]);
         let names = |subjects: &[Subject], ns: Option<&str>| {
             let mut refs: Vec<String> = controls_naming(&controls, subjects, ns)
                 .iter()
