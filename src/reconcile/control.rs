@@ -121,6 +121,7 @@ async fn apply_control(co: Arc<ControlOwnership>, ctx: &Context) -> Result<Actio
     if !ctx.caches.controls.is_newest(&co) {
         return Ok(Action::requeue(LOST_EVENT_RETRY));
     }
+    let deciding = ctx.decision_slot().await;
     let seen = relevant(&co, ctx);
     let now = Timestamp::now();
     let (ceiling, key) = (ctx.caches.ceiling(), ctx.key.clone());
@@ -138,6 +139,7 @@ async fn apply_control(co: Arc<ControlOwnership>, ctx: &Context) -> Result<Actio
         (d, co)
     })
     .await?;
+    drop(deciding);
     // Boxed: thousands of reconciles may wait for their decision at once,
     // and each would otherwise hold room for the writes' largest state.
     let count_waits = Box::pin(write(&co, &d, ctx, now)).await?;

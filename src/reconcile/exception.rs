@@ -103,12 +103,14 @@ async fn apply_exception(pe: Arc<PolicyException>, ctx: &Context) -> Result<Acti
     } else {
         false
     };
+    let deciding = ctx.decision_slot().await;
     let (ceiling, key) = (ctx.caches.ceiling(), ctx.key.clone());
     let (d, pe, control) = super::off_task(move || {
         let d = exception::decide(&pe, control.as_deref(), &ceiling, Trust::Verify(&key), now);
         (d, pe, control)
     })
     .await?;
+    drop(deciding);
     Box::pin(carry_out(&pe, d, control.as_deref(), revoked_early, ctx, now)).await
 }
 

@@ -112,6 +112,14 @@ pub struct Context {
     /// caches. A reconcile that may revoke never waits for one
     /// (`exception::reconcile`).
     new_work: tokio::sync::Semaphore,
+    /// Decisions being made: one per core. Decisions are CPU work, and
+    /// after a restart every object's reconcile decides at once; unbounded,
+    /// the blocking pool's threads outnumbered the runtime's and decided
+    /// faster than the reconciles could compare and drop the results, which
+    /// piled up. A slot is taken after the early revocation and given back
+    /// before any write, and slots are served first come, first served, as
+    /// the blocking pool's queue is.
+    deciding: tokio::sync::Semaphore,
     /// New work under way, and the controls whose count waits for its end.
     burst: burst::Burst,
     /// Deletes sent and not yet answered (`guarded_delete`).
@@ -135,6 +143,12 @@ impl Context {
             _permit: self.new_work.acquire().await.ok(),
             _counted: counted,
         }
+    }
+
+    /// Waits for a slot to decide in (see `deciding`).
+    async fn decision_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // Closed only when the context is dropped, which ends this task too.
+        self.deciding.acquire().await.ok()
     }
 
     /// Waits for a turn without counting as new work: for reconciles that
@@ -214,6 +228,7 @@ impl Context {
             failures: Mutex::default(),
             shards: Arc::new(crate::shard::Held::everything()),
             new_work: tokio::sync::Semaphore::new(NEW_WORK_IN_TESTS),
+            deciding: tokio::sync::Semaphore::new(2),
             burst: burst::Burst::new(Arc::new(Metrics::new())).0,
             deletes: Default::default(),
         }

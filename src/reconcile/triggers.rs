@@ -129,6 +129,7 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
         failures: std::sync::Mutex::default(),
         shards: config.shards.clone(),
         new_work: tokio::sync::Semaphore::new(config.new_work.max(1)),
+        deciding: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         burst,
         deletes: Default::default(),
     });
