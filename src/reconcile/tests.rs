@@ -832,6 +832,33 @@ async fn an_expired_exception_is_revoked_then_reported_then_its_role_deleted() {
     reconcile_exception(mock, caches, pe).await;
 }
 
+/// A decision waits for a slot (one per core), so a restart's thousands
+/// of reconciles do not all hold their inputs and results at once. Here
+/// every slot is taken and turns are free: the reconcile of a new exception
+/// makes no request and cannot complete, so the timeout is certain, not a
+/// guess about timing.
+#[tokio::test]
+async fn a_decision_waits_for_a_slot() {
+    let fresh = || {
+        exception_at(
+            now().checked_sub(days(1)).expect("start"),
+            now().checked_add(days(1)).expect("end"),
+        )
+    };
+    let caches = caches(vec![control_at(now(), false)], vec![fresh()], vec![], vec![]);
+    run(no_requests(), caches, |ctx| async move {
+        let n = ctx.deciding.available_permits();
+        let _slots = ctx.deciding.try_acquire_many(n as u32).expect("every slot");
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            exception::reconcile(Arc::new(fresh()), ctx.clone()),
+        )
+        .await;
+        assert!(waited.is_err(), "decided without a slot");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn new_work_waits_for_a_turn_and_a_revocation_never_does() {
     // Every turn for new work taken, as in a burst of new exceptions.
