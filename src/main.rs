@@ -21,10 +21,10 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// pages freed by a background thread, dirty pages returned after 100 ms
 /// and not kept as "muzzy". The decay is short because a restart
 /// reconciles every object at once and frees as fast as it allocates: with
-/// a second's decay the freed pages of that burst set the peak RSS (201–205
-/// MiB at 10,000 exceptions, against 188–191 MiB at 100 ms or 0;
-/// docs/benchmarks.md). `_RJEM_MALLOC_CONF` in the environment overrides
-/// it.
+/// a second's decay the freed pages of that burst were still resident at
+/// the peak (67–85 MiB beyond the live heap at 10,000 exceptions, against
+/// 36–61 MiB at 100 ms or 0; docs/benchmarks.md). `_RJEM_MALLOC_CONF` in
+/// the environment overrides it.
 #[cfg(all(not(target_env = "msvc"), target_os = "linux"))]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static JEMALLOC_CONF: JemallocConf =
