@@ -121,8 +121,14 @@ impl<C: Cached> View<C> {
                 }
             }
             watcher::Event::InitApply(obj) => {
+                // An object the relist finds unchanged keeps the copy the
+                // store already shares, and the decoded one is dropped at
+                // once: a relist of ten thousand objects (a watch reset, a
+                // `410 Gone`) would otherwise hold two copies of the whole
+                // cache until it completes.
+                let shared = self.unchanged(&obj).unwrap_or_else(|| Arc::new(obj));
                 if let Ok(mut listing) = self.listing.lock() {
-                    listing.push(Arc::new(obj));
+                    listing.push(shared);
                 }
             }
             // After a (re)list the objects go out only once the whole list is
@@ -146,6 +152,14 @@ impl<C: Cached> View<C> {
                 self.publish(&listed);
             }
         }
+    }
+
+    /// The store's copy of `obj` if it is that very version of that very
+    /// object (same uid, same resourceVersion).
+    fn unchanged(&self, obj: &C) -> Option<Arc<C>> {
+        let cached = self.get(&ObjectRef::from_obj(obj))?;
+        let version = obj.resource_version()?;
+        (cached.resource_version().as_deref() == Some(version.as_ref()) && cached.uid() == obj.uid()).then_some(cached)
     }
 
     /// Records (`cached`) or forgets `obj` in its namespace.
@@ -363,6 +377,7 @@ mod tests {
     use super::*;
     use crate::compact::CachedRole;
     use k8s_openapi::api::rbac::v1::Role;
+    use kube::runtime::reflector::Lookup;
 
     fn role(name: &str, rv: &str) -> Role {
         let mut r = Role::default();
@@ -401,6 +416,33 @@ mod tests {
         view.feed(watcher::Event::InitDone);
         assert_eq!(names(view.in_namespace("ns")), ["d"]);
         assert!(view.in_namespace("other").is_empty());
+    }
+
+    /// A relist keeps the store's copy of what did not change, so that it
+    /// never holds two copies of an unchanged cache, and takes the new
+    /// copy of what did.
+    #[test]
+    fn a_relist_shares_the_copies_of_unchanged_objects() {
+        let mut recreated = role("c", "3");
+        recreated.metadata.uid = Some("first".into());
+        let view = View::<CachedRole>::fed(vec![role("a", "1"), role("b", "2"), recreated.clone()]);
+        let get = |name: &str| view.get(&ObjectRef::new(name).within("ns")).expect(name);
+        let (a, b, c) = (get("a"), get("b"), get("c"));
+        assert_eq!(c.uid().as_deref(), Some("first"));
+        recreated.metadata.uid = Some("second".into());
+        view.feed(watcher::Event::Init);
+        view.feed(watcher::Event::InitApply(role("a", "1")));
+        view.feed(watcher::Event::InitApply(role("b", "9")));
+        view.feed(watcher::Event::InitApply(recreated));
+        view.feed(watcher::Event::InitDone);
+        assert!(Arc::ptr_eq(&a, &get("a")), "unchanged: the same copy");
+        assert!(!Arc::ptr_eq(&b, &get("b")), "a new version: the new copy");
+        assert_eq!(get("b").resource_version().as_deref(), Some("9"));
+        assert_eq!(
+            get("c").uid().as_deref(),
+            Some("second"),
+            "another object of that name and version"
+        );
     }
 
     #[tokio::test]
