@@ -15,7 +15,7 @@ OLDEST_E2E ?= install:: helm:: api_rules:: exceptions:: ownership:: approvals::
 # Scenarios whose bound is a timing under load: they run after the others,
 # alone, so the load they measure is their own and not that of every other
 # scenario's control plane and controller sharing the machine's cores.
-E2E_ALONE ?= hostile::bounded::a_hundred_of_the_largest_objects_do_not_delay_an_expiry \
+E2E_ALONE ?= hostile::bounded::a_hundred_of_the_largest_objects_delay_neither_an_expiry_nor_a_drift_removal \
   faults::restarts_and_compaction_during_a_convergence_lose_nothing_and_grant_nothing_extra
 STEWARD_DEV_DIR ?= $(or $(TMPDIR),/tmp)/steward-dev
 DEV_NAMESPACE ?= steward-demo
