@@ -11,10 +11,10 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use steward::api::{ControlOwnership, PolicyException};
 
-use crate::harness::{self, Env, OUTCOME};
+use crate::harness::{self, Env, OUTCOME, create_retrying};
 
 /// Controls per wave; one wave is created before each restart.
 const WAVE: usize = 30;
@@ -68,26 +68,6 @@ fn exception(name: &str, expires: Timestamp) -> PolicyException {
     .expect("exception")
 }
 
-/// Creates `obj` in `ns`, retrying while the API server is restarting (an
-/// object created by a request whose answer was lost counts as created).
-async fn create_retrying<K>(api: &Api<K>, obj: &K)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let deadline = std::time::Instant::now() + OUTCOME * 4;
-    loop {
-        match api.create(&PostParams::default(), obj).await {
-            Ok(_) => return,
-            Err(kube::Error::Api(s)) if s.code == 409 => return,
-            Err(e) if std::time::Instant::now() < deadline => {
-                eprintln!("create retried: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("create failed: {e}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn restarts_and_compaction_during_a_convergence_lose_nothing_and_grant_nothing_extra() {
     let env = &harness::isolated_compacting("2s");
@@ -112,7 +92,7 @@ async fn restarts_and_compaction_during_a_convergence_lose_nothing_and_grant_not
         })
         .collect();
     for (name, at) in &expiring {
-        create_retrying(&pes, &exception(name, *at)).await;
+        create_retrying(&pes, &exception(name, *at), OUTCOME * 4).await;
     }
     let cos: Api<ControlOwnership> = Api::namespaced(client.clone(), &in_ns(0));
     harness::wait_for(
@@ -316,7 +296,7 @@ async fn create_wave(env: &Env, nss: &[String], round: usize) {
         .map(|i| {
             let api: Api<ControlOwnership> = Api::namespaced(client.clone(), &nss[i % nss.len()]);
             async move {
-                create_retrying(&api, &control(&format!("c-{i}"))).await;
+                create_retrying(&api, &control(&format!("c-{i}")), OUTCOME * 4).await;
                 Ok::<(), ()>(())
             }
         })

@@ -947,6 +947,28 @@ pub fn http_get(url: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// Creates `obj` with `api`, sending it again for up to `timeout` while
+/// the API server fails it (restarting, or swamped); an object created by a
+/// request whose answer was lost counts as created.
+pub async fn create_retrying<K>(api: &Api<K>, obj: &K, timeout: Duration)
+where
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match api.create(&PostParams::default(), obj).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 409 => return,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("create of {name} sent again: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{name} not created: {e}"),
+        }
+    }
+}
+
 /// Waits (watching, not sleeping) until `cond` holds for the named object;
 /// panics with `what` after `timeout`.
 pub async fn wait_for<K>(api: &Api<K>, name: &str, timeout: Duration, what: &str, cond: impl Condition<K>) -> K

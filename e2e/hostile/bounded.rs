@@ -380,18 +380,7 @@ spec:
                 .expect("binding");
                 // The API server is swamped: a create may time out, and is
                 // sent again.
-                let deadline = std::time::Instant::now() + Duration::from_secs(120);
-                loop {
-                    match rbs.create(&Default::default(), &rb).await {
-                        Ok(_) => break,
-                        Err(kube::Error::Api(e)) if e.code == 409 => break,
-                        Err(e) if std::time::Instant::now() < deadline => {
-                            eprintln!("{name}: create failed, sent again: {e}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        Err(e) => panic!("{name} not created: {e}"),
-                    }
-                }
+                harness::create_retrying(&rbs, &rb, Duration::from_secs(120)).await;
                 created.push(name);
                 tokio::time::sleep(DRIFT_EVERY).await;
             }
