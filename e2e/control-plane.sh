@@ -9,9 +9,13 @@
 #                                 the API server calls webhooks with the client
 #                                 certificate pki/webhook-client.crt (CA: pki/webhook-client-ca.crt)
 #   control-plane.sh stop DIR     SIGTERM, then SIGKILL after a timeout
-#   control-plane.sh restart DIR [etcd]
+#   control-plane.sh restart DIR [etcd|moved]
 #                                 stop and start kube-apiserver (and etcd) again on
-#                                 the same ports and data; returns once it is ready
+#                                 the same ports and data; returns once it is ready;
+#                                 with "moved", one write straight to etcd while the
+#                                 API server is down, and a compaction to it, move
+#                                 etcd's history past every watcher's, so every
+#                                 resumed watch gets 410 Gone
 #
 # STEWARD_ETCD_COMPACTION_INTERVAL (at start; default 5m, the API server's
 # own) sets --etcd-compaction-interval.
@@ -198,13 +202,32 @@ run_apiserver() { # in $DIR, with the ports of $DIR/ports
 
 # Stops the API server (and etcd with "etcd") of a running control plane
 # and starts them again on the same ports, data and certificates; returns
-# once the API server is ready again.
-restart() { # dir [etcd]
+# once the API server is ready again. "moved": while the API server is
+# down, one write to etcd outside /registry (through etcd's JSON gateway)
+# moves the revision past the one the API server last told its watchers
+# (bookmarks keep them near the latest), and a compaction to it removes
+# the history before it: each resumed watch is answered 410 Gone, whether
+# the restarted watch cache or etcd serves it, and relists, without
+# depending on timing.
+restart() { # dir [etcd|moved]
   DIR="$(cd "$1" && pwd)"
   stop_pid "$DIR/apiserver.pid"
   if [ "${2:-}" = etcd ]; then
     stop_pid "$DIR/etcd.pid"
     run_etcd
+  fi
+  if [ "${2:-}" = moved ]; then
+    # shellcheck disable=SC1091
+    . "$DIR/ports"
+    # key "steward-e2e/moved", value "1", base64 as the gateway wants; then
+    # compact to that revision, so a watch resumed from before it finds
+    # its history gone whether the cache or etcd serves it.
+    local put revision
+    put=$(curl -fsS -X POST "http://127.0.0.1:$etcd_port/v3/kv/put" \
+      -d '{"key": "c3Rld2FyZC1lMmUvbW92ZWQ=", "value": "MQ=="}')
+    revision=$(printf '%s' "$put" | grep -o '"revision":"[0-9]*"' | grep -o '[0-9]*')
+    curl -fsS -X POST "http://127.0.0.1:$etcd_port/v3/kv/compaction" \
+      -d "{\"revision\": \"$revision\", \"physical\": true}" >/dev/null
   fi
   run_apiserver
   local token
@@ -325,7 +348,7 @@ case "${1:-}" in
   install) install_packages; build ;;
   start) [ $# -eq 2 ] || { echo "usage: $0 start DIR" >&2; exit 2; }; start "$2" ;;
   stop) [ $# -eq 2 ] || { echo "usage: $0 stop DIR" >&2; exit 2; }; stop "$2" ;;
-  restart) [ $# -ge 2 ] || { echo "usage: $0 restart DIR [etcd]" >&2; exit 2; }; restart "$2" "${3:-}" ;;
+  restart) [ $# -ge 2 ] || { echo "usage: $0 restart DIR [etcd|moved]" >&2; exit 2; }; restart "$2" "${3:-}" ;;
   version) echo "$K8S_VERSION" ;;
   bindir) echo "$BIN" ;;
   *) echo "usage: $0 install | start DIR | stop DIR | version | bindir" >&2; exit 2 ;;

@@ -514,6 +514,20 @@ impl Env {
         run(&mut cmd);
     }
 
+    /// Restarts the API server as `restart_api_server(false)` does, with
+    /// one write to etcd while it is down: the restarted watch caches begin
+    /// past every watcher's resource version, so every resumed watch is
+    /// answered 410 Gone and its client relists.
+    #[allow(dead_code)]
+    pub fn restart_api_server_past_every_watch(&self) {
+        let script = repo().join("e2e/control-plane.sh");
+        run(Command::new("bash")
+            .arg(&script)
+            .arg("restart")
+            .arg(&self.dir)
+            .arg("moved"));
+    }
+
     /// The controller's process id (the bench reads its peak RSS).
     #[allow(dead_code)]
     pub fn controller_pid(&self) -> Option<u32> {
