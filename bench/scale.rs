@@ -15,7 +15,10 @@
 //!    RSS, peak RSS, objects cached and bytes per cached object;
 //! 5. a restart (SIGKILL) with all of that in place: time to ready, and
 //!    writes in the minute after (there should be none);
-//! 6. a minute of nothing happening: writes and API requests.
+//! 6. a minute of nothing happening: writes and API requests;
+//! 7. the API server restarted past every watch (each relists): the
+//!    controller's relists, reconciles, writes and memory in the minute
+//!    after.
 //!
 //! `STEWARD_BENCH_SCALE` (default 1) multiplies every count (at least one
 //! of each; the two identities per control are a shape, not a count, and
@@ -429,10 +432,6 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill {sig} {pid} failed");
 }
 
-/// Waits until the controller serving /metrics at `addr` has started no
-/// reconcile for 2 s (its own `steward_reconciles_total`, not the API
-/// server); returns how long that took, or None if it did not within
-/// `timeout`.
 /// The controller's own heap figures (MiB): what it holds in live
 /// allocations and what its allocator keeps resident.
 fn heap_mib(addr: &str) -> (f64, f64) {
@@ -542,18 +541,26 @@ fn memory_now(pid: u32, addr: &str, when: &str) {
     );
 }
 
+/// The reconciles the controller serving /metrics at `addr` has started,
+/// every kind (its own `steward_reconciles_total`).
+fn reconciles_at(addr: &str) -> f64 {
+    crate::metrics_at(addr)
+        .samples
+        .into_iter()
+        .filter(|s| s.metric == "steward_reconciles_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// Waits until the controller serving /metrics at `addr` has started no
+/// reconcile for 2 s (its own `steward_reconciles_total`, not the API
+/// server); returns how long that took, or None if it did not within
+/// `timeout`.
 async fn settle(addr: &str, timeout: Duration) -> Option<f64> {
-    let reconciles = || -> f64 {
-        crate::metrics_at(addr)
-            .samples
-            .into_iter()
-            .filter(|s| s.metric == "steward_reconciles_total")
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-                _ => 0.0,
-            })
-            .sum()
-    };
+    let reconciles = || reconciles_at(addr);
     let start = Instant::now();
     let (mut last, mut since) = (reconciles(), Instant::now());
     while start.elapsed() < timeout {
@@ -1218,9 +1225,66 @@ pub async fn run() {
         format!("{idle_writes} / {idle_requests:.0}"),
         format!("target 0 writes ({})", met(idle_writes == 0)),
     );
+    part_done("idle");
+
+    // 7. The API server restarted under the controller, past every watch:
+    // each resumed watch is answered 410 Gone and relists everything. A
+    // relist that finds what the cache holds must cost no reconcile and no
+    // write, and no more memory than the list itself.
+    let reconciles_before = reconciles_at(&addr);
+    let down = Timestamp::now();
+    env.restart_api_server_past_every_watch();
+    let up = Timestamp::now();
+    let sampled = sample_memory(pid, &addr, QUIET).await;
+    let window_end = Timestamp::now();
+    let reconciled = reconciles_at(&addr) - reconciles_before;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after_restart = audit.select(|r| r.by("scale-restart") && r.within(down, window_end));
+    let relisted: BTreeMap<&str, usize> =
+        after_restart
+            .iter()
+            .filter(|r| r.verb == "list" && r.code == 200)
+            .fold(BTreeMap::new(), |mut m, r| {
+                *m.entry(r.resource.as_str()).or_default() += 1;
+                m
+            });
+    let writes: Vec<&Request> = after_restart.iter().copied().filter(|r| r.is_write()).collect();
+    println!(
+        "API server restart past every watch (down {:.1} s), then {} s:",
+        up.duration_since(down).as_secs_f64(),
+        QUIET.as_secs()
+    );
+    println!("  list requests (pages of 500) by resource: {relisted:?}");
+    println!(
+        "  reconciles started: {reconciled:.0}; writes: {}; RSS at most {:.1} MiB ({:.1} s after the API server was back), heap live at most {:.1} MiB",
+        writes.len(),
+        sampled.rss.0,
+        sampled.rss.1,
+        sampled.live.0
+    );
+    if !writes.is_empty() {
+        print_table(&writes);
+    }
+    summary.add(
+        format!("API server restart under {cached} cached objects: list requests (pages of 500) / reconciles / writes"),
+        format!(
+            "{} / {reconciled:.0} / {}",
+            relisted.values().sum::<usize>(),
+            writes.len()
+        ),
+        "every kind relisted; 0 writes (".to_string() + met(writes.is_empty()) + ")",
+    );
+    summary.add(
+        "controller RSS at most, in the minute after that restart",
+        format!("{:.1} MiB", sampled.rss.0),
+        format!(
+            "target peak <= {PEAK_RSS_MIB} MiB ({})",
+            met(sampled.rss.0 <= PEAK_RSS_MIB)
+        ),
+    );
     let _ = child.kill();
     let _ = child.wait();
-    part_done("idle");
+    part_done("API server restart");
 
     println!(
         "time per part: {}",
