@@ -225,7 +225,8 @@ restart() { # dir [etcd|moved]
     local put revision
     put=$(curl -fsS -X POST "http://127.0.0.1:$etcd_port/v3/kv/put" \
       -d '{"key": "c3Rld2FyZC1lMmUvbW92ZWQ=", "value": "MQ=="}')
-    revision=$(printf '%s' "$put" | grep -o '"revision":"[0-9]*"' | grep -o '[0-9]*')
+    revision=$(printf '%s' "$put" | grep -o '"revision":"[0-9]*"' | grep -o '[0-9]*' || true)
+    [ -n "$revision" ] || { log "etcd's answer to the put held no revision: $put"; exit 1; }
     curl -fsS -X POST "http://127.0.0.1:$etcd_port/v3/kv/compaction" \
       -d "{\"revision\": \"$revision\", \"physical\": true}" >/dev/null
   fi

@@ -505,27 +505,23 @@ impl Env {
     /// the same ports and data; returns once it answers `/readyz`.
     #[allow(dead_code)]
     pub fn restart_api_server(&self, etcd: bool) {
-        let script = repo().join("e2e/control-plane.sh");
-        let mut cmd = Command::new("bash");
-        cmd.arg(&script).arg("restart").arg(&self.dir);
-        if etcd {
-            cmd.arg("etcd");
-        }
-        run(&mut cmd);
+        self.restart_with(etcd.then_some("etcd"));
     }
 
     /// Restarts the API server as `restart_api_server(false)` does, with
-    /// one write to etcd while it is down: the restarted watch caches begin
-    /// past every watcher's resource version, so every resumed watch is
-    /// answered 410 Gone and its client relists.
+    /// one write to etcd and a compaction to it while it is down: every
+    /// resumed watch is answered 410 Gone and its client relists.
     #[allow(dead_code)]
     pub fn restart_api_server_past_every_watch(&self) {
+        self.restart_with(Some("moved"));
+    }
+
+    fn restart_with(&self, mode: Option<&str>) {
         let script = repo().join("e2e/control-plane.sh");
-        run(Command::new("bash")
-            .arg(&script)
-            .arg("restart")
-            .arg(&self.dir)
-            .arg("moved"));
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script).arg("restart").arg(&self.dir);
+        cmd.args(mode);
+        run(&mut cmd);
     }
 
     /// The controller's process id (the bench reads its peak RSS).
