@@ -130,21 +130,45 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 /// Deletes the grant binding of `pe` (ended at `end`) if Steward's is there.
+/// A failed delete (the API server away, or refusing with 403 until its
+/// authorizer has synced after a restart) is tried again on the
+/// revocation's retry schedule for as long as the cached exception, as it
+/// is then, still ends by now: nothing else may be due to come at this
+/// exception soon (its reconcile may be backing off, and a relist sends only
+/// what changed), so the clock does not hand the revocation on.
 async fn revoke(ctx: Arc<Context>, pe: Arc<PolicyException>, end: Timestamp) {
     let (ns, uid) = (pe.namespace().unwrap_or_default(), pe.uid().unwrap_or_default());
     let name = rbac::exception_name(&pe.name_any());
-    match managed_rbac::remove_binding(&ctx, &ns, &name, &uid).await {
-        Ok(true) => {
-            let lag = Timestamp::now().duration_since(end).as_secs_f64();
-            ctx.metrics.expiry_enforced(lag);
-            tracing::info!(namespace = %ns, exception = %pe.name_any(), lag_seconds = lag, "grant revoked at its expiry");
-        }
-        Ok(false) => {}
-        // The exception's own wake-up deletes it again, and retries.
-        Err(e) => {
-            tracing::warn!(namespace = %ns, exception = %pe.name_any(), error = %e, "revoking at the expiry failed")
+    let cached = ObjectRef::new(&pe.name_any()).within(&ns);
+    let mut failures = 0;
+    loop {
+        match managed_rbac::remove_binding(&ctx, &ns, &name, &uid).await {
+            Ok(true) => {
+                let lag = Timestamp::now().duration_since(end).as_secs_f64();
+                ctx.metrics.expiry_enforced(lag);
+                tracing::info!(namespace = %ns, exception = %pe.name_any(), lag_seconds = lag, "grant revoked at its expiry");
+                return;
+            }
+            Ok(false) => return,
+            Err(e) => {
+                failures += 1;
+                let delay = super::revocation_retry(failures);
+                tracing::warn!(namespace = %ns, exception = %pe.name_any(), error = %e, retry_in_ms = delay.as_millis() as u64, "revoking at the expiry failed");
+                tokio::time::sleep(delay).await;
+                match ctx.caches.exceptions.get(&cached) {
+                    Some(now) if still_ended(&now, &uid, Timestamp::now()) && ctx.writes_for(now.as_ref()) => {}
+                    // Deleted (the sweep revokes), replaced, or extended.
+                    _ => return,
+                }
+            }
         }
     }
+}
+
+/// Whether `pe` is still the exception of `uid` and its grant has ended at
+/// `now`.
+fn still_ended(pe: &PolicyException, uid: &str, now: Timestamp) -> bool {
+    pe.uid().as_deref() == Some(uid) && grant_ends(pe).is_some_and(|end| end <= now)
 }
 
 #[cfg(test)]
@@ -185,6 +209,36 @@ mod tests {
         }
         assert!(s.is_empty());
         assert_eq!(s.next(), None);
+    }
+
+    /// A failed revocation is tried again only while the exception, as
+    /// cached then, is the same one and has ended.
+    #[test]
+    fn a_failed_revocation_is_retried_only_while_it_is_still_due() {
+        let pe = |uid: &str, expires: &str| {
+            let mut pe: PolicyException = serde_json::from_value(serde_json::json!({
+                "apiVersion": "steward.dev/v1alpha1", "kind": "PolicyException",
+                "metadata": {"name": "x", "namespace": "shop", "uid": uid},
+                "spec": {"control": "c", "ticket": "T-1", "approver": "a@example.com",
+                         "reason": "r", "expiresAt": expires}
+            }))
+            .expect("an exception");
+            pe.status = None;
+            pe
+        };
+        let now = ts("2026-11-29T10:00:00Z");
+        // (uid, expiresAt, retried)
+        let table = [
+            ("u1", "2026-11-29T09:59:59Z", true),
+            ("u1", "2026-11-29T10:00:00Z", true),
+            // Extended meanwhile.
+            ("u1", "2026-11-29T10:00:01Z", false),
+            // Deleted and created again under the same name.
+            ("u2", "2026-11-29T09:59:59Z", false),
+        ];
+        for (uid, expires, want) in table {
+            assert_eq!(still_ended(&pe(uid, expires), "u1", now), want, "{uid} {expires}");
+        }
     }
 
     /// Two exceptions ending at the same instant both come due.

@@ -204,9 +204,29 @@ const FAST_REVOCATION_TRIES: u32 = 40;
 /// How soon to retry after the `n`th failure in a row of `err`.
 fn retry_after(err: &Error, n: u32) -> Duration {
     match err {
-        Error::Revocation(_) if n <= FAST_REVOCATION_TRIES => REVOCATION_RETRY,
-        Error::Revocation(_) => backoff(n - FAST_REVOCATION_TRIES),
+        Error::Revocation(_) => revocation_retry(n),
         _ => backoff(n),
+    }
+}
+
+/// How soon to try a revocation again after its `n`th failure in a row.
+fn revocation_retry(n: u32) -> Duration {
+    if n <= FAST_REVOCATION_TRIES {
+        REVOCATION_RETRY
+    } else {
+        backoff(n - FAST_REVOCATION_TRIES)
+    }
+}
+
+/// `delay`, but no later than just after `ends`, the instant a grant ends:
+/// a reconcile that failed before it (a status write while the API server
+/// was away) must not back off past it, or the revocation and the Expired
+/// status wait for the backoff.
+fn no_later_than(delay: Duration, ends: Option<Timestamp>, now: Timestamp) -> Duration {
+    match ends.map(|t| Duration::try_from(t.duration_since(now))) {
+        Some(Ok(until)) => delay.min(until + Duration::from_millis(1)),
+        // Ended already: the failure was its revocation's, or came after it.
+        _ => delay,
     }
 }
 
@@ -380,9 +400,22 @@ impl Context {
     }
 }
 
-/// Error policy shared by both controllers: log, then retry with backoff.
+/// Error policy of the controls' controller: log, then retry with backoff.
 pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
     let delay = retry_after(err, ctx.failed(&key(obj.as_ref())));
+    failed::<K>(&obj, err, &ctx, delay)
+}
+
+/// Error policy of the exceptions' controller: as the controls', but never
+/// past the instant the exception's grant ends (`no_later_than`).
+pub fn exception_error_policy(pe: Arc<crate::api::PolicyException>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = retry_after(err, ctx.failed(&key(pe.as_ref())));
+    let delay = no_later_than(delay, crate::decide::exception::grant_ends(&pe), Timestamp::now());
+    failed(pe.as_ref(), err, &ctx, delay)
+}
+
+/// Logs and counts a failed reconcile; retries it after `delay`.
+fn failed<K: Resource<DynamicType = ()>>(obj: &K, err: &Error, ctx: &Context, delay: Duration) -> Action {
     ctx.metrics.failed(K::kind(&()).as_ref(), err.metric_label());
     tracing::warn!(error = %err, object = %obj.name_any(), retry_in_ms = delay.as_millis() as u64, "reconcile failed");
     Action::requeue(delay)

@@ -1036,6 +1036,30 @@ fn a_failed_revocation_is_retried_fast_for_a_while_then_backs_off() {
     assert_eq!(ms(super::retry_after(&revocation(), n + 20)), 60_000);
 }
 
+/// A failed reconcile of an exception retries no later than the instant its
+/// grant ends, and backs off as usual once it has ended or when it never does.
+#[test]
+fn a_failure_before_an_expiry_retries_at_the_expiry_at_the_latest() {
+    let now = crate::decide::fixtures::ts("2026-11-29T10:00:00Z");
+    let ms = |d: std::time::Duration| d.as_millis();
+    let s = std::time::Duration::from_secs;
+    // (backoff, grant ends, retry in ms)
+    let table = [
+        (s(8), Some("2026-11-29T10:00:02Z"), 2_001),
+        (s(8), Some("2026-11-29T10:00:00Z"), 1),
+        (s(1), Some("2026-11-29T10:00:02Z"), 1_000),
+        (s(8), Some("2026-11-29T09:59:00Z"), 8_000),
+        (s(8), None, 8_000),
+    ];
+    for (delay, ends, want) in table {
+        assert_eq!(
+            ms(super::no_later_than(delay, ends.map(crate::decide::fixtures::ts), now)),
+            want,
+            "{delay:?} {ends:?}"
+        );
+    }
+}
+
 // === memory ===
 
 /// Thousands of reconciles wait for their decision at once after a restart

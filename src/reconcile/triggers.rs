@@ -13,7 +13,7 @@ use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 
-use super::{Context, control, error_policy, exception, runner};
+use super::{Context, control, error_policy, exception, exception_error_policy, runner};
 use crate::api::{ControlOwnership, PolicyException};
 use crate::apply::Writer;
 use crate::cache::{Caches, View};
@@ -203,7 +203,7 @@ async fn exceptions(ctx: Arc<Context>) {
         move |r| view.get(r),
         Duration::ZERO,
         exception::reconcile,
-        error_policy,
+        exception_error_policy,
         ctx.clone(),
     )
     .await
