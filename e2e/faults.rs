@@ -71,7 +71,7 @@ fn exception(name: &str, expires: Timestamp) -> PolicyException {
 #[tokio::test]
 async fn restarts_and_compaction_during_a_convergence_lose_nothing_and_grant_nothing_extra() {
     let env = &harness::isolated_compacting("2s");
-    let (mut ctl, _) = env.spawn_ready_controller("ctl-faults", &[]).await;
+    let (mut ctl, addr) = env.spawn_ready_controller("ctl-faults", &[]).await;
     let mut nss = Vec::new();
     for _ in 0..SPREAD {
         nss.push(env.namespace("faults").await);
@@ -260,9 +260,34 @@ async fn restarts_and_compaction_during_a_convergence_lose_nothing_and_grant_not
     quiet().await;
     let settled = writes(env);
     eprintln!("controller writes through the faults: {settled:?}");
-    env.restart_api_server(false);
+    let (lists_before, reconciles_before) = (lists_by(env, "ctl-faults"), reconciles(&addr));
+    env.restart_api_server_past_every_watch();
+    // Every resumed watch is answered 410 Gone: wait until the controller
+    // has relisted each kind it decides from, then until its reconciles
+    // stop, then until it is quiet.
+    let relisted = ["policyexceptions", "controlownerships", "roles", "rolebindings"];
+    harness::eventually_every(
+        Duration::from_millis(250),
+        Duration::from_secs(90),
+        "a relist of every kind after the restart",
+        || async {
+            let now = lists_by(env, "ctl-faults");
+            relisted.iter().all(|r| now.get(*r) > lists_before.get(*r))
+        },
+    )
+    .await;
+    reconciles_settled(&addr).await;
     quiet().await;
     let after = writes(env);
+    // The relists, finding what the caches held, sent nothing to
+    // reconcile: a relist used to send every cached object again, one
+    // reconcile each.
+    let reconciled = reconciles(&addr) - reconciles_before;
+    eprintln!("reconciles after the restart past every watch: {reconciled}");
+    assert!(
+        reconciled < (controls / 10) as f64,
+        "{reconciled} reconciles after a restart that changed nothing ({controls} controls)"
+    );
     if settled != after {
         let logs = env.controller_logs();
         let reports: Vec<&str> = logs.lines().filter(|l| l.contains("writing the report")).collect();
@@ -287,6 +312,56 @@ async fn restarts_and_compaction_during_a_convergence_lose_nothing_and_grant_not
     );
     let _ = ctl.kill();
     let _ = ctl.wait();
+}
+
+/// Completed LIST requests per resource by the process named `identity`
+/// (its User-Agent), from the audit log.
+fn lists_by(env: &Env, identity: &str) -> BTreeMap<String, usize> {
+    let agent = format!("({identity})");
+    let log = std::fs::read_to_string(&env.audit_log).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for e in log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        if e["verb"] == "list"
+            && e["stage"] == "ResponseComplete"
+            && e["userAgent"].as_str().is_some_and(|a| a.ends_with(&agent))
+        {
+            let resource = e["objectRef"]["resource"].as_str().unwrap_or_default().to_string();
+            *out.entry(resource).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Returns once the controller has started no reconcile for 3 s (its
+/// reconciles follow a relist within milliseconds).
+async fn reconciles_settled(addr: &str) {
+    let (mut last, mut since) = (reconciles(addr), std::time::Instant::now());
+    harness::eventually_every(
+        Duration::from_millis(250),
+        Duration::from_secs(120),
+        "the controller's reconciles settled",
+        || {
+            let now = reconciles(addr);
+            if now != last {
+                (last, since) = (now, std::time::Instant::now());
+            }
+            std::future::ready(since.elapsed() >= Duration::from_secs(3))
+        },
+    )
+    .await;
+}
+
+/// The controller's reconciles so far, every kind.
+fn reconciles(addr: &str) -> f64 {
+    let (code, body) = harness::http_get(&format!("http://{addr}/metrics")).expect("scrape /metrics");
+    assert_eq!(code, 200, "{body}");
+    body.lines()
+        .filter(|l| l.starts_with("steward_reconciles_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Creates wave `round` of controls (`c-<n>`), spread over `nss`.

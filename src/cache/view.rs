@@ -12,7 +12,11 @@
 //! included, which kube's shared-stream dispatcher does not send; hence this
 //! fan-out. Objects are shared behind `Arc`, never copied per subscriber. A
 //! subscriber that arrives after the first list (a replica elected leader
-//! later) first receives the whole store, as it would from its own list.
+//! later) first receives the whole store, as it would from its own list. A
+//! relist (a watch reset, a `410 Gone`) sends only what it changed: the
+//! objects that are new or of a new version, and the cached copies of those
+//! it no longer finds; `relists` tells those who must look at everything
+//! again (the sweep) that one completed.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,6 +35,8 @@ use super::own_writes::OwnWrites;
 pub struct View<C: Cached> {
     own: OwnWrites<C>,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<C>>>>,
+    /// Those told of every completed (re)list.
+    relist_subscribers: Mutex<Vec<mpsc::UnboundedSender<()>>>,
     /// The cached objects by namespace (cluster-scoped ones under "") and
     /// name: the view's store. A decision about one namespace reads that
     /// namespace instead of scanning every cached object: at ten thousand
@@ -83,6 +89,7 @@ impl<C: Cached> View<C> {
         Self {
             own: OwnWrites::default(),
             subscribers: Mutex::default(),
+            relist_subscribers: Mutex::default(),
             by_namespace: RwLock::default(),
             listing: Mutex::default(),
             listed: tokio::sync::watch::Sender::new(false),
@@ -134,7 +141,9 @@ impl<C: Cached> View<C> {
             // After a (re)list the objects go out only once the whole list is
             // in: a reconcile triggered earlier would read the view as it
             // was before the list, older than what the memo was told it
-            // shows.
+            // shows. Only what the list changed goes out: after a watch
+            // reset at ten thousand objects, sending every one again made
+            // ten thousand reconciles that each found nothing to do.
             watcher::Event::InitDone => {
                 let listed = self
                     .listing
@@ -144,12 +153,16 @@ impl<C: Cached> View<C> {
                 for obj in &listed {
                     self.own.seen(obj);
                 }
-                self.reindex(&listed);
+                let changed = self.reindex(&listed);
+                drop(listed);
                 if let Some(began) = self.list_began.lock().ok().and_then(|mut b| b.take()) {
                     self.own.relisted(began, |key| self.get(key).is_some());
                 }
                 self.listed.send_replace(true);
-                self.publish(&listed);
+                self.publish(&changed);
+                if let Ok(mut subs) = self.relist_subscribers.lock() {
+                    subs.retain(|s| s.unbounded_send(()).is_ok());
+                }
             }
         }
     }
@@ -186,8 +199,11 @@ impl<C: Cached> View<C> {
         }
     }
 
-    /// Rebuilds the index from a complete list.
-    fn reindex(&self, listed: &[Arc<C>]) {
+    /// Rebuilds the index from a complete list; returns what changed: the
+    /// listed objects the store did not share already (`unchanged` kept its
+    /// copy of the others), and the store's copies of the objects the list
+    /// left out.
+    fn reindex(&self, listed: &[Arc<C>]) -> Vec<Arc<C>> {
         let mut fresh: Index<C> = HashMap::new();
         for obj in listed {
             if let Some(name) = obj.name() {
@@ -195,9 +211,27 @@ impl<C: Cached> View<C> {
                 fresh.entry(ns.into()).or_default().insert(name.into(), obj.clone());
             }
         }
-        if let Ok(mut index) = self.by_namespace.write() {
-            *index = fresh;
+        let Ok(mut index) = self.by_namespace.write() else {
+            return listed.to_vec();
+        };
+        let old = std::mem::replace(&mut *index, fresh);
+        let was = |obj: &Arc<C>| {
+            let ns = obj.namespace().unwrap_or_default();
+            let name = obj.name().unwrap_or_default();
+            old.get(&*ns)
+                .and_then(|objs| objs.get(name.as_ref()))
+                .is_some_and(|cached| Arc::ptr_eq(cached, obj))
+        };
+        let mut changed: Vec<Arc<C>> = listed.iter().filter(|o| !was(o)).cloned().collect();
+        for (ns, objs) in &old {
+            let now = index.get(ns);
+            changed.extend(
+                objs.iter()
+                    .filter(|(name, _)| now.is_none_or(|n| !n.contains_key(*name)))
+                    .map(|(_, obj)| obj.clone()),
+            );
         }
+        changed
     }
 
     /// The namespaces holding at least one cached object.
@@ -244,6 +278,15 @@ impl<C: Cached> View<C> {
                     let _ = tx.unbounded_send(obj);
                 }
             }
+            subs.push(tx);
+        }
+        rx
+    }
+
+    /// One item after every completed (re)list, from now on.
+    pub fn relists(&self) -> impl Stream<Item = ()> + Send + 'static {
+        let (tx, rx) = mpsc::unbounded();
+        if let Ok(mut subs) = self.relist_subscribers.lock() {
             subs.push(tx);
         }
         rx
@@ -443,6 +486,43 @@ mod tests {
             Some("second"),
             "another object of that name and version"
         );
+    }
+
+    /// A relist sends the objects it changed, new or gone, and nothing it
+    /// found as the store holds it; those following relists hear of each.
+    #[tokio::test]
+    async fn a_relist_sends_only_what_it_changed() {
+        let view = View::<CachedRole>::fed(vec![role("same", "1"), role("newer", "2"), role("gone", "3")]);
+        let mut sub = view.subscribe();
+        let mut relists = view.relists();
+        let mut first = Vec::new();
+        for _ in 0..3 {
+            first.push(sub.next().await.expect("the store").metadata.name.to_string());
+        }
+        first.sort();
+        assert_eq!(first, ["gone", "newer", "same"], "a late subscriber gets the store");
+        assert!(futures::FutureExt::now_or_never(relists.next()).is_none());
+        view.feed(watcher::Event::Init);
+        view.feed(watcher::Event::InitApply(role("same", "1")));
+        view.feed(watcher::Event::InitApply(role("newer", "9")));
+        view.feed(watcher::Event::InitApply(role("created", "10")));
+        view.feed(watcher::Event::InitDone);
+        let mut sent = Vec::new();
+        while let Some(Some(obj)) = futures::FutureExt::now_or_never(sub.next()) {
+            sent.push((obj.metadata.name.to_string(), obj.metadata.resource_version.to_string()));
+        }
+        sent.sort();
+        assert_eq!(
+            sent,
+            [
+                ("created".to_string(), "10".to_string()),
+                ("gone".to_string(), "3".to_string()),
+                ("newer".to_string(), "9".to_string()),
+            ],
+            "the new, the newer and the store's copy of the gone; not the unchanged"
+        );
+        assert_eq!(futures::FutureExt::now_or_never(relists.next()), Some(Some(())));
+        assert_eq!(names(view.state()), ["created", "newer", "same"]);
     }
 
     #[tokio::test]

@@ -1,9 +1,10 @@
 //! The sweeper: deletes managed Roles and RoleBindings whose owner is gone,
 //! and exception grants whose window is not open (pure rule in
 //! `decide::sweep`). It wakes on every change of a managed
-//! object, a control or an exception, and on every (re)list, which sends
-//! every cached object again; it looks at the namespaces that changed, in
-//! batches. For a deleted exception this is the prompt path (exceptions carry
+//! object, a control or an exception, and looks at the namespaces that
+//! changed, in batches. After every (re)list of those kinds it looks at
+//! every namespace: a relist sends only what it changed, and the sweep is
+//! the backstop for whatever happened while the watches were away. For a deleted exception this is the prompt path (exceptions carry
 //! no finalizer), and it reports the revocation with the exception's
 //! Revoked Event. A control's finalizer is its prompt path; this one does
 //! not depend on it, so stripping a finalizer or deleting with
@@ -51,6 +52,17 @@ pub async fn run(ctx: Arc<Context>) {
             .acquisitions()
             .flat_map(move |()| stream::iter(caches.namespaces().into_iter().map(Some)))
     };
+    // A completed relist of any kind the sweep reads: every namespace.
+    let relisted = {
+        let caches = caches.clone();
+        stream::select_all([
+            caches.roles.relists().boxed(),
+            caches.role_bindings.relists().boxed(),
+            caches.exceptions.relists().boxed(),
+            caches.controls.relists().boxed(),
+        ])
+        .flat_map(move |()| stream::iter(caches.namespaces().into_iter().map(Some)))
+    };
     let namespaces = stream::select_all([
         caches
             .roles
@@ -65,6 +77,7 @@ pub async fn run(ctx: Arc<Context>) {
         caches.exceptions.subscribe().map(|o| o.namespace()).boxed(),
         caches.controls.subscribe().map(|o| o.namespace()).boxed(),
         taken_over.boxed(),
+        relisted.boxed(),
     ]);
     let shards = ctx.shards.clone();
     let mut batches = namespaces
