@@ -133,27 +133,39 @@ pub async fn run(ctx: Arc<Context>) {
 /// A failed delete (the API server away, or refusing with 403 until its
 /// authorizer has synced after a restart) is tried again on the
 /// revocation's retry schedule for as long as the cached exception, as it
-/// is then, still ends by now: nothing else may be due to come at this
-/// exception soon (its reconcile may be backing off, and a relist sends only
-/// what changed), so the clock does not hand the revocation on.
-async fn revoke(ctx: Arc<Context>, pe: Arc<PolicyException>, end: Timestamp) {
-    let (ns, uid) = (pe.namespace().unwrap_or_default(), pe.uid().unwrap_or_default());
-    let name = rbac::exception_name(&pe.name_any());
-    let cached = ObjectRef::new(&pe.name_any()).within(&ns);
+/// is then, is the same one and has ended: the exception's reconcile
+/// retries too, but it may be held in a request of its own, and a relist
+/// no longer sends every exception again. Only names are kept between
+/// tries: the exception may be a megabyte.
+pub(super) async fn revoke(ctx: Arc<Context>, pe: Arc<PolicyException>, end: Timestamp) {
+    let (ns, uid, exception) = (
+        pe.namespace().unwrap_or_default(),
+        pe.uid().unwrap_or_default(),
+        pe.name_any(),
+    );
+    drop(pe);
+    let name = rbac::exception_name(&exception);
+    let cached = ObjectRef::new(&exception).within(&ns);
     let mut failures = 0;
     loop {
         match managed_rbac::remove_binding(&ctx, &ns, &name, &uid).await {
             Ok(true) => {
                 let lag = Timestamp::now().duration_since(end).as_secs_f64();
                 ctx.metrics.expiry_enforced(lag);
-                tracing::info!(namespace = %ns, exception = %pe.name_any(), lag_seconds = lag, "grant revoked at its expiry");
+                tracing::info!(namespace = %ns, %exception, lag_seconds = lag, "grant revoked at its expiry");
                 return;
             }
             Ok(false) => return,
             Err(e) => {
                 failures += 1;
                 let delay = super::revocation_retry(failures);
-                tracing::warn!(namespace = %ns, exception = %pe.name_any(), error = %e, retry_in_ms = delay.as_millis() as u64, "revoking at the expiry failed");
+                // Once per revocation: through an outage every expired
+                // exception fails twice a second, and its reconcile logs too.
+                if failures == 1 {
+                    tracing::warn!(namespace = %ns, %exception, error = %e, "revoking at the expiry failed; retrying");
+                } else {
+                    tracing::debug!(namespace = %ns, %exception, error = %e, retry_in_ms = delay.as_millis() as u64, "revoking at the expiry failed again");
+                }
                 tokio::time::sleep(delay).await;
                 match ctx.caches.exceptions.get(&cached) {
                     Some(now) if still_ended(&now, &uid, Timestamp::now()) && ctx.writes_for(now.as_ref()) => {}

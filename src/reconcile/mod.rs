@@ -176,6 +176,22 @@ impl Context {
         }
     }
 
+    /// The objects of kind `K` whose last reconcile failed.
+    pub fn failing<K: Resource<DynamicType = ()>>(&self) -> Vec<kube::runtime::reflector::ObjectRef<K>> {
+        let prefix = format!("{}/", K::kind(&()));
+        let Ok(failures) = self.failures.lock() else {
+            return Vec::new();
+        };
+        failures
+            .keys()
+            .filter_map(|k| {
+                // `key` wrote kind/namespace/name; neither holds a '/'.
+                let (ns, name) = k.strip_prefix(&prefix)?.split_once('/')?;
+                Some(kube::runtime::reflector::ObjectRef::new(name).within(ns))
+            })
+            .collect()
+    }
+
     /// Counts one more failure of `key`; returns how many in a row.
     fn failed(&self, key: &str) -> u32 {
         match self.failures.lock() {
@@ -195,10 +211,10 @@ fn backoff(n: u32) -> Duration {
     Duration::from_millis(ms.min(60_000))
 }
 
-/// Failed revocations retried every `REVOCATION_RETRY` before the usual
-/// backoff takes over: 20 s of them, longer than an API server restart
-/// takes, and no endless two requests a second per grant when the failure
-/// is one that retrying cannot mend.
+/// Failed revocations retried every `REVOCATION_RETRY` before a backoff
+/// takes over: 20 s of them, longer than an API server restart takes, and
+/// no endless two requests a second per grant when the failure is one that
+/// retrying cannot mend.
 const FAST_REVOCATION_TRIES: u32 = 40;
 
 /// How soon to retry after the `n`th failure in a row of `err`.
@@ -209,12 +225,17 @@ fn retry_after(err: &Error, n: u32) -> Duration {
     }
 }
 
+/// The longest a failed revocation waits before it is tried again: an
+/// outage longer than the fast tries must not leave a grant that should be
+/// gone waiting a minute after the API server is back.
+const REVOCATION_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
 /// How soon to try a revocation again after its `n`th failure in a row.
 fn revocation_retry(n: u32) -> Duration {
     if n <= FAST_REVOCATION_TRIES {
         REVOCATION_RETRY
     } else {
-        backoff(n - FAST_REVOCATION_TRIES)
+        backoff(n - FAST_REVOCATION_TRIES).min(REVOCATION_BACKOFF_MAX)
     }
 }
 

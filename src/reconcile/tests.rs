@@ -1030,10 +1030,13 @@ fn a_failed_revocation_is_retried_fast_for_a_while_then_backs_off() {
     for n in 1..=super::FAST_REVOCATION_TRIES {
         assert_eq!(ms(super::retry_after(&revocation(), n)), 500, "try {n}");
     }
-    // ... then the usual backoff, not two requests a second forever.
+    // ... then a backoff, not two requests a second forever, but never
+    // more than 5 s: a grant must go soon after a long outage too.
     let n = super::FAST_REVOCATION_TRIES;
     assert_eq!(ms(super::retry_after(&revocation(), n + 2)), 1_000);
-    assert_eq!(ms(super::retry_after(&revocation(), n + 20)), 60_000);
+    assert_eq!(ms(super::retry_after(&revocation(), n + 4)), 4_000);
+    assert_eq!(ms(super::retry_after(&revocation(), n + 5)), 5_000);
+    assert_eq!(ms(super::retry_after(&revocation(), n + 20)), 5_000);
 }
 
 /// A failed reconcile of an exception retries no later than the instant its
@@ -1104,6 +1107,92 @@ async fn a_grant_decided_before_its_end_is_not_written_after_it() {
     .await
     .expect("carried out");
     assert_eq!(action, super::Action::requeue(std::time::Duration::ZERO));
+}
+
+/// The expiry clock tries a failed revocation again until it is answered,
+/// and only while the cached exception is the one that ended: replaced by
+/// another of the same name, it stops.
+#[tokio::test(start_paused = true)]
+async fn the_clocks_revocation_is_retried_until_answered_while_still_due() {
+    use tower_test::mock;
+    let answer = |code: StatusCode| {
+        http::Response::builder()
+            .status(code)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(kube::client::Body::from(
+                serde_json::to_vec(&mock_api::status(code.as_u16(), "x")).expect("status"),
+            ))
+            .expect("response")
+    };
+    let grant = format!("{RBAC}/rolebindings/{}", rbac::exception_name("debug"));
+    for replaced in [false, true] {
+        let (service, mut server) =
+            mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let ended = now().checked_sub(SignedDuration::from_secs(1)).expect("a second ago");
+        let pe = exception_at(ended.checked_sub(days(1)).expect("a day before"), ended);
+        let (_, binding) = grant_of("debug", "pe-uid");
+        let ctx = Arc::new(Context::for_test(
+            caches(vec![control_at(now(), false)], vec![pe.clone()], vec![], vec![binding]),
+            kube::Client::new(service, "default"),
+        ));
+        let clock = tokio::spawn(super::expiry_clock::revoke(ctx.clone(), Arc::new(pe.clone()), ended));
+        let tries = if replaced { 1 } else { 4 };
+        for n in 1..=tries {
+            let (request, respond) = tokio::time::timeout(std::time::Duration::from_secs(60), server.next_request())
+                .await
+                .unwrap_or_else(|_| panic!("try {n} never came (replaced: {replaced})"))
+                .expect("a delete");
+            assert_eq!(request.method(), http::Method::DELETE, "try {n}");
+            assert_eq!(request.uri().path(), grant, "try {n}");
+            if n < tries || replaced {
+                if replaced {
+                    let mut other = pe.clone();
+                    other.metadata.uid = Some("another-uid".into());
+                    ctx.caches.exceptions.feed(kube::runtime::watcher::Event::Apply(other));
+                }
+                respond.send_response(answer(StatusCode::SERVICE_UNAVAILABLE));
+            } else {
+                respond.send_response(answer(StatusCode::OK));
+            }
+        }
+        // Time is paused: a further try would come within a minute.
+        tokio::time::timeout(std::time::Duration::from_secs(60), clock)
+            .await
+            .unwrap_or_else(|_| panic!("the clock still tries (replaced: {replaced})"))
+            .expect("the clock's task");
+        assert!(
+            futures::FutureExt::now_or_never(server.next_request()).is_none(),
+            "a request after the clock stopped (replaced: {replaced})"
+        );
+    }
+}
+
+/// The objects whose last reconcile failed, by kind, for the triggers that
+/// run them again after a relist.
+#[tokio::test]
+async fn failing_lists_the_objects_of_one_kind_whose_last_reconcile_failed() {
+    let (service, _server) =
+        tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+    let ctx = Context::for_test(rbac_caches(vec![], vec![]), kube::Client::new(service, "default"));
+    for key in [
+        "PolicyException/shop/a",
+        "PolicyException/shop/a",
+        "PolicyException/web/b",
+        "ControlOwnership/shop/c",
+        "PolicyException/shop/done",
+    ] {
+        ctx.failed(key);
+    }
+    ctx.succeeded("PolicyException/shop/done");
+    let mut got: Vec<String> = ctx
+        .failing::<PolicyException>()
+        .into_iter()
+        .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+        .collect();
+    got.sort();
+    assert_eq!(got, ["shop/a", "web/b"]);
+    let controls: Vec<String> = ctx.failing::<ControlOwnership>().into_iter().map(|r| r.name).collect();
+    assert_eq!(controls, ["c"]);
 }
 
 /// Whoever comes second to a delete under way (the exception's reconcile

@@ -163,6 +163,19 @@ fn every<C: crate::cache::Cached>(
     })
 }
 
+/// The objects of kind `K` whose last reconcile failed, each time `on`
+/// yields. After a relist (the watch was away, the API server perhaps too),
+/// what failed meanwhile goes again at once instead of at the end of a
+/// backoff that grew through the outage; a relist sends only what changed,
+/// so nothing else would bring it.
+fn failing_after<K: Resource<DynamicType = ()> + 'static>(
+    ctx: &Arc<Context>,
+    on: impl Stream<Item = ()> + Send + 'static,
+) -> impl Stream<Item = ObjectRef<K>> + Send + 'static {
+    let ctx = ctx.clone();
+    on.flat_map(move |()| stream::iter(ctx.failing::<K>()))
+}
+
 /// The exceptions' controller: its triggers, then its runner.
 async fn exceptions(ctx: Arc<Context>) {
     let caches = &ctx.caches;
@@ -196,6 +209,7 @@ async fn exceptions(ctx: Arc<Context>) {
         every(&caches.exceptions, caches.ceiling_role.subscribe().map(|_| ())).boxed(),
         // A shard taken over: its objects were skipped until now.
         every(&caches.exceptions, ctx.shards.acquisitions()).boxed(),
+        failing_after(&ctx, caches.exceptions.relists()).boxed(),
     ];
     let view = caches.exceptions.clone();
     runner::run(
@@ -270,6 +284,7 @@ async fn controls(ctx: Arc<Context>, burst_ended: impl Stream<Item = ObjectRef<C
         .boxed(),
         every(&caches.controls, caches.ceiling_role.subscribe().map(|_| ())).boxed(),
         every(&caches.controls, ctx.shards.acquisitions()).boxed(),
+        failing_after(&ctx, caches.controls.relists()).boxed(),
         // The controls whose count waited for a burst of new work to end.
         burst_ended.boxed(),
     ];
