@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, GroupVersionKind};
+use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use steward::api::{ControlOwnership, Phase, PolicyException};
 
 use crate::harness::{Env, OUTCOME, condition_is, env, eventually, from_now, phase_is, wait_for};
@@ -311,6 +311,39 @@ async fn the_policy_report_lists_every_state() {
         .find(|r| r["rule"] == "no-undeclared-bindings")
         .unwrap();
     assert_eq!(drift["properties"]["binding"], "RoleBinding/legacy");
+
+    // Someone else's edit, then a deletion: each time the report comes back
+    // as Steward builds it, with nothing in the namespace changing.
+    let restored = |what: &'static str| {
+        let reports = reports.clone();
+        let want_summary = want_summary.clone();
+        async move {
+            let deadline = std::time::Instant::now() + OUTCOME;
+            loop {
+                let r = reports.get_opt("steward").await.unwrap();
+                if r.as_ref().is_some_and(|r| r.data["summary"] == want_summary) {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the report was not restored after {what}; last: {:#}",
+                    r.map(|r| r.data).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let forged = serde_json::json!({"summary": {"pass": 15, "fail": 0, "warn": 0, "error": 0, "skip": 0}});
+    reports
+        .patch("steward", &PatchParams::default(), &Patch::Merge(&forged))
+        .await
+        .expect("edit the report");
+    restored("an edit").await;
+    reports
+        .delete("steward", &Default::default())
+        .await
+        .expect("delete the report");
+    restored("its deletion").await;
 }
 
 #[tokio::test]

@@ -167,13 +167,19 @@ async fn writer(ctx: Arc<Context>, api: ReportApi, mut dirty: UnboundedReceiver<
     let held = std::sync::Mutex::new(Held::default());
     let (listed_tx, mut listed) = tokio::sync::watch::channel(false);
     let wc = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    // Reports that changed under Steward (`Held::changed`), to build again.
+    let (again_tx, mut again) = unbounded::<String>();
     let pump = watcher(all, wc)
         .backoff(crate::cache::WatchBackoff::default())
         .for_each(|event| {
-            if let Ok(event) = event
-                && lock(&held).saw(event)
-            {
-                listed_tx.send_replace(true);
+            if let Ok(event) = event {
+                let mut held = lock(&held);
+                if held.saw(event) {
+                    listed_tx.send_replace(true);
+                }
+                for ns in held.take_changed().into_iter().filter(|ns| ctx.shards.owns(ns)) {
+                    let _ = again_tx.unbounded_send(ns);
+                }
             }
             futures::future::ready(())
         });
@@ -198,19 +204,19 @@ async fn writer(ctx: Arc<Context>, api: ReportApi, mut dirty: UnboundedReceiver<
         let mut backoff = RETRY_FIRST;
         loop {
             if pending.is_empty() {
-                let first = if retry.is_empty() {
-                    dirty.next().await
-                } else {
-                    tokio::select! {
-                        ns = dirty.next() => ns,
-                        () = tokio::time::sleep(backoff) => retry.pop_first(),
-                    }
+                let first = tokio::select! {
+                    ns = dirty.next() => ns,
+                    Some(ns) = again.next() => Some(ns),
+                    () = tokio::time::sleep(backoff), if !retry.is_empty() => retry.pop_first(),
                 };
                 let Some(first) = first else { return };
                 pending.insert(first);
                 tokio::time::sleep(BATCH).await;
             }
             while let Ok(ns) = dirty.try_recv() {
+                pending.insert(ns);
+            }
+            while let Ok(ns) = again.try_recv() {
                 pending.insert(ns);
             }
             pending.append(&mut retry);
@@ -268,6 +274,15 @@ enum Have {
 struct Held {
     by_namespace: HashMap<String, Have>,
     relisting: Option<HashMap<String, Have>>,
+    /// Namespaces whose report changed or went since they were last taken
+    /// (`take_changed`): each is built again and written if it is not what
+    /// Steward would write. Someone else's edit or deletion is undone that
+    /// way, and so is one the watch missed while it was away (a relist
+    /// shows it). Steward's own writes are in it too; their rebuild finds
+    /// the report as it is and writes nothing.
+    changed: Vec<String>,
+    /// Whether a complete list has been seen.
+    listed: bool,
 }
 
 impl Held {
@@ -283,13 +298,17 @@ impl Held {
         };
         match event {
             watcher::Event::Apply(obj) => {
-                if let Some((ns, have)) = entry(&obj) {
-                    self.by_namespace.insert(ns, have);
+                if let Some((ns, have)) = entry(&obj)
+                    && self.by_namespace.insert(ns.clone(), have) != Some(have)
+                {
+                    self.changed.push(ns);
                 }
             }
             watcher::Event::Delete(obj) => {
-                if let Some((ns, _)) = entry(&obj) {
-                    self.by_namespace.remove(&ns);
+                if let Some((ns, _)) = entry(&obj)
+                    && self.by_namespace.remove(&ns).is_some()
+                {
+                    self.changed.push(ns);
                 }
             }
             watcher::Event::Init => self.relisting = Some(HashMap::new()),
@@ -300,7 +319,18 @@ impl Held {
             }
             watcher::Event::InitDone => {
                 if let Some(relisted) = self.relisting.take() {
-                    self.by_namespace = relisted;
+                    // The first list: every report found, as the writer
+                    // starts (one left in a namespace Steward has left goes).
+                    // A relist: those that differ from what was held.
+                    let listed = std::mem::replace(&mut self.listed, true);
+                    let old = std::mem::replace(&mut self.by_namespace, relisted);
+                    let new = &self.by_namespace;
+                    self.changed.extend(
+                        new.iter()
+                            .filter(|(ns, have)| !listed || old.get(*ns) != Some(*have))
+                            .map(|(ns, _)| ns.clone())
+                            .chain(old.keys().filter(|ns| !new.contains_key(*ns)).cloned()),
+                    );
                     self.by_namespace.shrink_to_fit();
                 }
                 return true;
@@ -311,6 +341,11 @@ impl Held {
 
     fn get(&self, ns: &str) -> Option<Have> {
         self.by_namespace.get(ns).copied()
+    }
+
+    /// The namespaces whose report changed since the last call.
+    fn take_changed(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.changed)
     }
 }
 
@@ -411,6 +446,12 @@ mod tests {
         assert!(held.saw(watcher::Event::InitDone));
         assert_eq!(held.get("a"), Some(Have::Report(fingerprint(&empty))));
         assert_eq!(held.get("b"), None);
+        // The first list: each report found is looked at once.
+        assert_eq!(held.take_changed(), ["a"]);
+        assert!(held.take_changed().is_empty());
+        // The same report again (a resync, a bookmark): nothing to look at.
+        held.saw(watcher::Event::Apply(report("a", REPORT_NAME, written.clone())));
+        assert!(held.take_changed().is_empty());
 
         // A report Steward cannot read differs from every report it writes.
         held.saw(watcher::Event::Apply(report(
@@ -419,6 +460,7 @@ mod tests {
             serde_json::json!({"results": 7}),
         )));
         assert_eq!(held.get("c"), Some(Have::Unreadable));
+        assert_eq!(held.take_changed(), ["c"], "an edit is looked at");
 
         // A relist replaces what was held: "a" is gone from the new list.
         held.saw(watcher::Event::Init);
@@ -431,8 +473,19 @@ mod tests {
         held.saw(watcher::Event::InitDone);
         assert_eq!((held.get("a"), held.get("c")), (None, None));
         assert!(held.get("d").is_some());
+        // What the relist changed: the new, and the gone (deleted while the
+        // watch was away).
+        let mut changed = held.take_changed();
+        changed.sort();
+        assert_eq!(changed, ["a", "c", "d"]);
+        // A relist finding it all as held: nothing.
+        held.saw(watcher::Event::Init);
+        held.saw(watcher::Event::InitApply(report("d", REPORT_NAME, written.clone())));
+        held.saw(watcher::Event::InitDone);
+        assert!(held.take_changed().is_empty());
 
         held.saw(watcher::Event::Delete(report("d", REPORT_NAME, written)));
         assert_eq!(held.get("d"), None);
+        assert_eq!(held.take_changed(), ["d"], "a deletion is looked at");
     }
 }
