@@ -235,19 +235,7 @@ async fn the_policy_report_lists_every_state() {
     let (ar, _) = kube::discovery::pinned_kind(&env.admin().await, &gvk).await.unwrap();
     let reports: Api<DynamicObject> = Api::namespaced_with(env.admin().await, &ns, &ar);
     let want_summary = serde_json::json!({"pass": 7, "fail": 3, "warn": 4, "error": 0, "skip": 1});
-    let deadline = std::time::Instant::now() + OUTCOME;
-    let report = loop {
-        let r = reports.get_opt("steward").await.unwrap();
-        if let Some(r) = r.as_ref().filter(|r| r.data["summary"] == want_summary) {
-            break r.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "report summary never became {want_summary}; last report: {:#}",
-            r.map(|r| r.data).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let report = report_with_summary(&reports, &want_summary, "the namespace's states were reported").await;
     let mut got: Vec<(String, String, String)> = report.data["results"]
         .as_array()
         .unwrap()
@@ -314,36 +302,35 @@ async fn the_policy_report_lists_every_state() {
 
     // Someone else's edit, then a deletion: each time the report comes back
     // as Steward builds it, with nothing in the namespace changing.
-    let restored = |what: &'static str| {
-        let reports = reports.clone();
-        let want_summary = want_summary.clone();
-        async move {
-            let deadline = std::time::Instant::now() + OUTCOME;
-            loop {
-                let r = reports.get_opt("steward").await.unwrap();
-                if r.as_ref().is_some_and(|r| r.data["summary"] == want_summary) {
-                    return;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the report was not restored after {what}; last: {:#}",
-                    r.map(|r| r.data).unwrap_or_default()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
     let forged = serde_json::json!({"summary": {"pass": 15, "fail": 0, "warn": 0, "error": 0, "skip": 0}});
     reports
         .patch("steward", &PatchParams::default(), &Patch::Merge(&forged))
         .await
         .expect("edit the report");
-    restored("an edit").await;
+    report_with_summary(&reports, &want_summary, "the edited report was restored").await;
     reports
         .delete("steward", &Default::default())
         .await
         .expect("delete the report");
-    restored("its deletion").await;
+    report_with_summary(&reports, &want_summary, "the deleted report was restored").await;
+}
+
+/// The report named `steward` once its summary is `want`; fails with the
+/// last one read if that does not happen within `OUTCOME`.
+async fn report_with_summary(reports: &Api<DynamicObject>, want: &serde_json::Value, what: &str) -> DynamicObject {
+    let deadline = std::time::Instant::now() + OUTCOME;
+    loop {
+        let r = reports.get_opt("steward").await.unwrap();
+        if let Some(r) = r.as_ref().filter(|r| r.data["summary"] == *want) {
+            return r.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not so within {OUTCOME:?}: {what} (summary {want}); last report: {:#}",
+            r.map(|r| r.data).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -1115,15 +1115,7 @@ async fn a_grant_decided_before_its_end_is_not_written_after_it() {
 #[tokio::test(start_paused = true)]
 async fn the_clocks_revocation_is_retried_until_answered_while_still_due() {
     use tower_test::mock;
-    let answer = |code: StatusCode| {
-        http::Response::builder()
-            .status(code)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(kube::client::Body::from(
-                serde_json::to_vec(&mock_api::status(code.as_u16(), "x")).expect("status"),
-            ))
-            .expect("response")
-    };
+    let answer = mock_api::status_response;
     let grant = format!("{RBAC}/rolebindings/{}", rbac::exception_name("debug"));
     for replaced in [false, true] {
         let (service, mut server) =
@@ -1222,15 +1214,7 @@ async fn a_second_delete_waits_for_the_answer_to_the_first() {
             .await
             .map(|r| r.is_ok())
         };
-        let answer = |code: StatusCode| {
-            http::Response::builder()
-                .status(code)
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(kube::client::Body::from(
-                    serde_json::to_vec(&mock_api::status(code.as_u16(), "x")).expect("status"),
-                ))
-                .expect("response")
-        };
+        let answer = mock_api::status_response;
         let first = tokio::spawn(delete(ctx.clone()));
         let (request, first_answer) = server.next_request().await.expect("the first delete");
         assert_eq!(request.method(), http::Method::DELETE);

@@ -172,6 +172,18 @@ impl Expected {
     }
 }
 
+/// A bare answer of `code` with a Status body, for tests that drive a
+/// `tower_test` handle themselves (an order of answers `Mock` cannot script).
+pub fn status_response(code: StatusCode) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header(http::header::CONTENT_TYPE, JSON)
+        .body(Body::from(
+            serde_json::to_vec(&status(code.as_u16(), "x")).expect("status"),
+        ))
+        .expect("response")
+}
+
 /// A Status object as the API server sends it.
 pub fn status(code: u16, reason: &str) -> Value {
     let failed = code >= 400;
