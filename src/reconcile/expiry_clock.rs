@@ -31,8 +31,9 @@ use crate::api::PolicyException;
 use crate::decide::exception::grant_ends;
 use crate::decide::rbac;
 
-/// An exception by namespace and name.
-type Key = (Box<str>, Box<str>);
+/// An exception by namespace and name, one copy shared by both of the
+/// schedule's tables.
+type Key = Arc<(Box<str>, Box<str>)>;
 
 /// The instants at which grants end, earliest first.
 #[derive(Debug, Default)]
@@ -86,7 +87,7 @@ impl Schedule {
 }
 
 fn key_of(pe: &PolicyException) -> Key {
-    (pe.namespace().unwrap_or_default().into(), pe.name_any().into())
+    Arc::new((pe.namespace().unwrap_or_default().into(), pe.name_any().into()))
 }
 
 /// Runs the clock until the exceptions' cache ends.
@@ -189,7 +190,7 @@ mod tests {
     use crate::decide::fixtures::ts;
 
     fn key(name: &str) -> Key {
-        ("shop".into(), name.into())
+        Arc::new(("shop".into(), name.into()))
     }
 
     /// Due at its instant, not a nanosecond before; set again, it moves;
@@ -216,7 +217,7 @@ mod tests {
             ("2026-11-29T11:00:00Z", &["c"]),
         ];
         for (now, want) in table {
-            let got: Vec<String> = s.take_due(ts(now)).into_iter().map(|(_, n)| n.to_string()).collect();
+            let got: Vec<String> = s.take_due(ts(now)).into_iter().map(|k| k.1.to_string()).collect();
             assert_eq!(got, *want, "at {now}");
         }
         assert!(s.is_empty());

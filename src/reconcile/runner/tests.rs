@@ -234,3 +234,28 @@ async fn the_runner_ends_with_its_triggers() {
         .expect("ended")
         .expect("no panic");
 }
+
+#[test]
+fn a_set_gives_back_the_room_of_a_burst_and_keeps_a_steady_size() {
+    let mut set: HashSet<usize> = (0..10_000).collect();
+    let burst = set.capacity();
+    // Draining a burst: the room shrinks as the set empties.
+    for i in 0..9_990 {
+        set.remove(&i);
+        give_back_room(&mut set);
+    }
+    assert!(set.capacity() < 64, "room after a burst of 10,000: {}", set.capacity());
+    assert_eq!(set.len(), 10);
+    // A set within an eighth of its room keeps it.
+    let mut steady: HashSet<usize> = HashSet::with_capacity(burst);
+    steady.extend(0..burst / 4);
+    let room = steady.capacity();
+    give_back_room(&mut steady);
+    assert_eq!(steady.capacity(), room);
+    // A small one (room for at most 64) is never resized.
+    let mut small: HashSet<usize> = HashSet::with_capacity(50);
+    small.insert(1);
+    let room = small.capacity();
+    give_back_room(&mut small);
+    assert_eq!(small.capacity(), room);
+}
