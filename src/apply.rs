@@ -249,7 +249,7 @@ impl Writer {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         if let Err(e) = api.create(&PostParams::default(), &event).await {
             let object = reference.name.as_deref().unwrap_or_default();
-            tracing::warn!(error = %e, object, reason = notice.reason, "could not record event");
+            tracing::warn!(error = %e, %namespace, object, reason = notice.reason, "could not record event");
         }
     }
 }

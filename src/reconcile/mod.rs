@@ -438,6 +438,13 @@ pub fn exception_error_policy(pe: Arc<crate::api::PolicyException>, err: &Error,
 /// Logs and counts a failed reconcile; retries it after `delay`.
 fn failed<K: Resource<DynamicType = ()>>(obj: &K, err: &Error, ctx: &Context, delay: Duration) -> Action {
     ctx.metrics.failed(K::kind(&()).as_ref(), err.metric_label());
-    tracing::warn!(error = %err, object = %obj.name_any(), retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+    tracing::warn!(
+        error = %err,
+        kind = %K::kind(&()),
+        namespace = obj.namespace().unwrap_or_default(),
+        object = %obj.name_any(),
+        retry_in_ms = delay.as_millis() as u64,
+        "reconcile failed"
+    );
     Action::requeue(delay)
 }
