@@ -25,6 +25,9 @@ use crate::api::{ControlOwnership, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PolicyExc
 use crate::cache::fingerprint;
 use crate::decide::policy_report::{self, REPORT_NAME, Report};
 
+mod held_report;
+use held_report::{Have, HeldReport};
+
 /// Batch window: many objects of one namespace changing together produce
 /// one report write.
 const BATCH: Duration = Duration::from_millis(100);
@@ -162,8 +165,8 @@ async fn writer(ctx: Arc<Context>, api: ReportApi, mut dirty: UnboundedReceiver<
     // instead of the objects: a report lists every control and exception of
     // its namespace, and held as parsed JSON the reports of ten thousand
     // exceptions took tens of MiB to answer one question, "is it already
-    // this?".
-    let all: Api<DynamicObject> = Api::all_with(client, &ar);
+    // this?". Each is reduced as it is decoded (`HeldReport`).
+    let all: Api<HeldReport> = Api::all_with(client, &ar);
     let held = std::sync::Mutex::new(Held::default());
     let (listed_tx, mut listed) = tokio::sync::watch::channel(false);
     let wc = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
@@ -258,14 +261,6 @@ fn desired(ctx: &Context, ns: &str) -> Option<Report> {
     policy_report::build(&cos, &pes)
 }
 
-/// What the API server holds of one report: its fingerprint, or that it
-/// exists but does not read as a report (so any write differs from it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Have {
-    Report(u64),
-    Unreadable,
-}
-
 /// The reports named `steward` the watch has shown, by namespace, as the
 /// fingerprints of what Steward reads of them. A relist is gathered apart
 /// and swapped in whole when it completes, so a namespace is never
@@ -287,15 +282,9 @@ struct Held {
 
 impl Held {
     /// Applies one watch event; true once a complete list has been seen.
-    fn saw(&mut self, event: watcher::Event<DynamicObject>) -> bool {
-        let entry = |obj: &DynamicObject| {
-            (obj.name_any() == REPORT_NAME).then(|| {
-                // Read in place: a report lists a whole namespace.
-                let have = <Report as serde::Deserialize>::deserialize(&obj.data)
-                    .map_or(Have::Unreadable, |r| Have::Report(fingerprint(&r)));
-                (obj.namespace().unwrap_or_default(), have)
-            })
-        };
+    fn saw(&mut self, event: watcher::Event<HeldReport>) -> bool {
+        let entry =
+            |obj: &HeldReport| (obj.name_any() == REPORT_NAME).then(|| (obj.namespace().unwrap_or_default(), obj.have));
         match event {
             watcher::Event::Apply(obj) => {
                 if let Some((ns, have)) = entry(&obj)
@@ -425,11 +414,11 @@ mod tests {
         assert!(is_transient(&away));
     }
 
-    fn report(ns: &str, name: &str, data: serde_json::Value) -> DynamicObject {
+    fn report(ns: &str, name: &str, data: serde_json::Value) -> HeldReport {
         let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"));
         let mut obj = DynamicObject::new(name, &ar).within(ns);
         obj.data = data;
-        obj
+        obj.into()
     }
 
     #[test]
