@@ -20,10 +20,7 @@ use crate::decide::drift::names_service_account;
 use crate::decide::notice::{Notice, reasons};
 
 /// Reconciles one ControlOwnership.
-// The span is at debug level: at info, one per reconcile in flight (every
-// object at once after a restart) grew the span registry's slab, which
-// keeps its slots for good: 4 MiB at 14,000 objects. What is logged at info
-// names its object itself.
+// The span is at debug level for the reason given at `exception::reconcile`.
 #[tracing::instrument(level = "debug", skip_all, fields(ns = %co.namespace().unwrap_or_default(), name = %co.name_any()))]
 pub async fn reconcile(co: Arc<ControlOwnership>, ctx: Arc<Context>) -> Result<Action, Error> {
     if !ctx.writes_for(co.as_ref()) {
