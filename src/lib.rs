@@ -5,6 +5,7 @@
 //! desired objects, status, next wake-up); `reconcile` is the thin I/O around
 //! it; `cli` and `main.rs` only dispatch.
 
+pub mod allocator;
 pub mod api;
 pub mod apply;
 pub mod approval_key;

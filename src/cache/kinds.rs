@@ -4,6 +4,7 @@
 //! (`crate::compact`), which are most of the cached objects.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Resource;
@@ -18,8 +19,17 @@ pub trait Cached: Lookup<DynamicType = ()> + Clone + Debug + Send + Sync + 'stat
     /// The kind the watch reads.
     type Api: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static;
 
-    /// What the cache keeps of `obj`.
+    /// What the cache keeps of `obj`: trimmed or compacted, not yet copied.
     fn cache_form(obj: Self::Api) -> Self;
+}
+
+/// The copy of `form` the cache keeps, allocated as long-lived
+/// (`crate::allocator`), apart from the decoded object it came from. A
+/// copy also holds exactly what it needs: a list decoded from JSON grows
+/// by doubling (one rule takes the room of four), and ten thousand cached
+/// exceptions kept about 1 KB each of such spare room.
+pub fn keep<C: Cached>(form: &C) -> Arc<C> {
+    crate::allocator::long_lived(|| Arc::new(form.clone()))
 }
 
 macro_rules! cached_whole {
@@ -29,11 +39,7 @@ macro_rules! cached_whole {
 
             fn cache_form(mut obj: $kind) -> $kind {
                 super::trim::trim(&mut obj);
-                // A copy, which holds exactly what it needs: a list decoded
-                // from JSON grows by doubling (one rule takes the room of
-                // four), and ten thousand cached exceptions kept about 1 KB
-                // each of such spare room.
-                obj.clone()
+                obj
             }
         }
     )*};
@@ -84,7 +90,7 @@ mod tests {
         };
         // The premise: decoding leaves room beside one element.
         assert!(rules(&decoded).is_some_and(|(len, cap)| cap > len));
-        let cached = PolicyException::cache_form(decoded);
+        let cached = keep(&PolicyException::cache_form(decoded));
         assert_eq!(rules(&cached), Some((1, 1)));
         assert_eq!(conditions(&cached), Some((1, 1)));
         let finalizers = cached.metadata.finalizers.as_ref().map(|f| (f.len(), f.capacity()));

@@ -21,7 +21,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 
 pub use backoff::WatchBackoff;
-pub use kinds::Cached;
+pub use kinds::{Cached, keep};
 pub use own_writes::fingerprint;
 pub use view::View;
 

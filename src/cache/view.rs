@@ -28,8 +28,9 @@ use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 
-use super::kinds::Cached;
+use super::kinds::{Cached, keep};
 use super::own_writes::OwnWrites;
+use crate::allocator::long_lived;
 
 /// One kind's cache, its own-writes memo and its subscribers.
 pub struct View<C: Cached> {
@@ -109,7 +110,7 @@ impl<C: Cached> View<C> {
         match event {
             watcher::Event::Apply(obj) => {
                 self.own.seen(&obj);
-                let shared = Arc::new(obj);
+                let shared = keep(&obj);
                 self.index(&shared, true);
                 self.publish(&[shared]);
             }
@@ -133,7 +134,7 @@ impl<C: Cached> View<C> {
                 // once: a relist of ten thousand objects (a watch reset, a
                 // `410 Gone`) would otherwise hold two copies of the whole
                 // cache until it completes.
-                let shared = self.unchanged(&obj).unwrap_or_else(|| Arc::new(obj));
+                let shared = self.unchanged(&obj).unwrap_or_else(|| keep(&obj));
                 if let Ok(mut listing) = self.listing.lock() {
                     listing.push(shared);
                 }
@@ -183,14 +184,15 @@ impl<C: Cached> View<C> {
         let ns = obj.namespace();
         let ns = ns.as_deref().unwrap_or_default();
         if cached {
-            match index.get_mut(ns) {
+            // The index's entries live as long as the objects.
+            long_lived(|| match index.get_mut(ns) {
                 Some(objs) => {
                     objs.insert(name.into(), obj.clone());
                 }
                 None => {
                     index.insert(ns.into(), HashMap::from([(name.into(), obj.clone())]));
                 }
-            }
+            });
         } else if let Some(objs) = index.get_mut(ns) {
             objs.remove(name.as_ref());
             if objs.is_empty() {
@@ -204,13 +206,17 @@ impl<C: Cached> View<C> {
     /// copy of the others), and the store's copies of the objects the list
     /// left out.
     fn reindex(&self, listed: &[Arc<C>]) -> Vec<Arc<C>> {
-        let mut fresh: Index<C> = HashMap::new();
-        for obj in listed {
-            if let Some(name) = obj.name() {
-                let ns = obj.namespace().unwrap_or_default();
-                fresh.entry(ns.into()).or_default().insert(name.into(), obj.clone());
+        // The index's entries live as long as the objects.
+        let fresh: Index<C> = long_lived(|| {
+            let mut fresh: Index<C> = HashMap::new();
+            for obj in listed {
+                if let Some(name) = obj.name() {
+                    let ns = obj.namespace().unwrap_or_default();
+                    fresh.entry(ns.into()).or_default().insert(name.into(), obj.clone());
+                }
             }
-        }
+            fresh
+        });
         let Ok(mut index) = self.by_namespace.write() else {
             return listed.to_vec();
         };
