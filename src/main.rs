@@ -270,6 +270,8 @@ async fn controllers(
         // in progress holds about 13 KiB: 1,024 of them (at the default) are
         // about 13 MiB, where ten thousand at once held 126 MiB.
         new_work: usize::from(args.max_in_flight) * 16,
+        // A released control makes one status write.
+        released: usize::from(args.max_in_flight) * 2,
     };
     let work = {
         let (client, metrics) = (client.clone(), metrics.clone());

@@ -90,8 +90,8 @@ impl Burst {
 
     /// Whether `key` was sent to be reconciled at the end of a burst (and
     /// is not any more). Those reconciles come all at once, one per control
-    /// of the burst; each takes a turn, as new work does, so they do not
-    /// hold thousands of decisions in memory together.
+    /// of the burst; each takes a turn (`Context::released_turn`), so they
+    /// do not hold thousands of decisions in memory together.
     /// Not while new work is under way again: a new burst's work is ahead
     /// in the queue for turns, and this reconcile may have more to do than
     /// the count (drift to remove).

@@ -38,7 +38,7 @@ pub async fn reconcile(co: Arc<ControlOwnership>, ctx: Arc<Context>) -> Result<A
     // Released at the end of a burst, with every other control whose count
     // waited: one turn each, so thousands do not decide at once.
     let _released = if ctx.burst.take_released(&ObjectRef::from_obj(co.as_ref())) {
-        ctx.plain_turn().await
+        ctx.released_turn().await
     } else {
         None
     };

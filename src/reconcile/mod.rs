@@ -112,6 +112,14 @@ pub struct Context {
     /// caches. A reconcile that may revoke never waits for one
     /// (`exception::reconcile`).
     new_work: tokio::sync::Semaphore,
+    /// Turns for the controls released at the end of a burst: thousands
+    /// at once, each with a status write to make. A released reconcile
+    /// holds its decision and request body until its write is answered;
+    /// with the turns of new work (16 per request slot), a thousand of them
+    /// waited for the request slots at once, the largest part of the
+    /// controller's peak at 10,000 exceptions. Two per request slot keep
+    /// the slots busy.
+    released: tokio::sync::Semaphore,
     /// Decisions being made: one per core. Decisions are CPU work, and
     /// after a restart every object's reconcile decides at once; unbounded,
     /// the blocking pool's threads outnumbered the runtime's and decided
@@ -151,11 +159,11 @@ impl Context {
         self.deciding.acquire().await.ok()
     }
 
-    /// Waits for a turn without counting as new work: for reconciles that
-    /// come in thousands but are not new (see `burst::take_released`).
-    async fn plain_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    /// Waits for a turn as a control released at the end of a burst (see
+    /// `released` and `burst::take_released`); not counted as new work.
+    async fn released_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         // Closed only when the context is dropped, which ends this task too.
-        self.new_work.acquire().await.ok()
+        self.released.acquire().await.ok()
     }
 
     /// Marks a namespace's PolicyReport for a rebuild.
@@ -269,6 +277,7 @@ impl Context {
             failures: Mutex::default(),
             shards: Arc::new(crate::shard::Held::everything()),
             new_work: tokio::sync::Semaphore::new(NEW_WORK_IN_TESTS),
+            released: tokio::sync::Semaphore::new(NEW_WORK_IN_TESTS),
             deciding: tokio::sync::Semaphore::new(2),
             burst: burst::Burst::new(Arc::new(Metrics::new())).0,
             deletes: Default::default(),

@@ -859,6 +859,45 @@ async fn a_decision_waits_for_a_slot() {
     .await;
 }
 
+/// A control released at the end of a burst waits for a turn of its own
+/// kind: thousands are released at once, and each holds its decision and
+/// request body until its write is answered. Every such turn taken here,
+/// the turns for new work free: its reconcile cannot complete, so the
+/// timeout is certain, not a guess about timing.
+#[tokio::test]
+async fn a_released_control_waits_for_a_released_turn() {
+    let mut co = control_at(now(), false);
+    co.status = Some(ControlOwnershipStatus {
+        active_exceptions: Some(1),
+        ..Default::default()
+    });
+    let caches = caches(vec![co.clone()], vec![], vec![], vec![]);
+    run(no_requests(), caches, |ctx| async move {
+        let key = ObjectRef::from_obj(&co);
+        let one = ctx.burst.started();
+        let counted = |n| ControlOwnershipStatus {
+            active_exceptions: Some(n),
+            ..Default::default()
+        };
+        assert!(
+            ctx.burst
+                .count_waits(&key, Some(&counted(1)), &counted(2), now())
+                .is_some()
+        );
+        drop(one);
+        let n = ctx.released.available_permits();
+        let _turns = ctx.released.try_acquire_many(n as u32).expect("every released turn");
+        assert!(ctx.new_work.available_permits() > 0, "new work's turns are free");
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            control::reconcile(Arc::new(co), ctx.clone()),
+        )
+        .await;
+        assert!(waited.is_err(), "reconciled without a released turn");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn new_work_waits_for_a_turn_and_a_revocation_never_does() {
     // Every turn for new work taken, as in a burst of new exceptions.

@@ -34,6 +34,9 @@ pub struct Config {
     /// Most reconciles that can only add (grant) running at once; those that
     /// may revoke are not counted and never wait.
     pub new_work: usize,
+    /// Most controls released at the end of a burst (`burst`) reconciling
+    /// at once.
+    pub released: usize,
 }
 
 /// COs that manage a service account these subjects name (in a binding of
@@ -129,6 +132,7 @@ pub async fn run(client: Client, caches: Arc<Caches>, config: Config, metrics: A
         failures: std::sync::Mutex::default(),
         shards: config.shards.clone(),
         new_work: tokio::sync::Semaphore::new(config.new_work.max(1)),
+        released: tokio::sync::Semaphore::new(config.released.max(1)),
         deciding: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         burst,
         deletes: Default::default(),
