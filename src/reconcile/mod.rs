@@ -11,6 +11,7 @@ mod guarded_delete;
 mod managed_rbac;
 mod policy_report;
 mod runner;
+mod spec_changes;
 mod sweep;
 #[cfg(test)]
 mod tests;

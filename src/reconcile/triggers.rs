@@ -13,6 +13,7 @@ use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 
+use super::spec_changes::SpecChanges;
 use super::{Context, control, error_policy, exception, exception_error_policy, runner};
 use crate::api::{ControlOwnership, PolicyException};
 use crate::apply::Writer;
@@ -183,8 +184,9 @@ fn failing_after<K: Resource<DynamicType = ()> + 'static>(
 /// The exceptions' controller: its triggers, then its runner.
 async fn exceptions(ctx: Arc<Context>) {
     let caches = &ctx.caches;
-    let for_co = caches.clone();
+    let (for_co, for_co_again) = (caches.clone(), caches.clone());
     let for_ceiling = caches.clone();
+    let spec_changes = SpecChanges::default();
     let triggers: Vec<BoxStream<'static, ObjectRef<PolicyException>>> = vec![
         caches
             .exceptions
@@ -194,7 +196,8 @@ async fn exceptions(ctx: Arc<Context>) {
         caches
             .controls
             .subscribe()
-            .flat_map(move |co| stream::iter(exceptions_of(&for_co, &co)))
+            .filter(move |co| futures::future::ready(spec_changes.matters(&for_co.controls, co)))
+            .flat_map(move |co| stream::iter(exceptions_of(&for_co_again, &co)))
             .boxed(),
         mapped(&caches.roles, |r: Arc<CachedRole>| {
             owners_or_named::<PolicyException>(&r.metadata, rbac::exception_of)
