@@ -7,6 +7,7 @@
 //! (Finalizer patches are kube's `finalizer` helper's own.)
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -18,6 +19,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
 
 use crate::cache::{Cached, View, fingerprint};
 use crate::compact::{CachedRole, CachedRoleBinding, Compact};
@@ -65,16 +67,32 @@ fn key_of<K: Namespaced>(obj: &K) -> ObjectRef<K::Cached> {
     ObjectRef::new(&obj.name_any()).within(&obj.namespace().unwrap_or_default())
 }
 
+/// How many Events may be on their way at once. A caller waits for a
+/// place only beyond that many, so a burst of a thousand expiries, or a
+/// tenant's flood of rejected exceptions, holds a bounded number of Events
+/// (about a kilobyte each) in memory.
+const EVENTS_IN_FLIGHT: usize = 256;
+
 /// Writes as the controller's identity.
 pub struct Writer {
     client: Client,
     reporter: Reporter,
+    events: Arc<Semaphore>,
 }
 
 impl Writer {
     /// A writer whose Events name `reporter`.
     pub fn new(client: Client, reporter: Reporter) -> Self {
-        Self { reporter, client }
+        Self::with_events_in_flight(client, reporter, EVENTS_IN_FLIGHT)
+    }
+
+    /// The same with at most `events` Events on their way at once.
+    fn with_events_in_flight(client: Client, reporter: Reporter, events: usize) -> Self {
+        Self {
+            reporter,
+            client,
+            events: Arc::new(Semaphore::new(events.max(1))),
+        }
     }
 
     /// The client, for reads and kube's finalizer helper.
@@ -203,13 +221,21 @@ impl Writer {
     }
 
     /// Records the Event a decision asked for about `obj`; failures are
-    /// logged, never fatal.
+    /// logged, never fatal. Returns once the Event is on its way, not when
+    /// it is stored (`event_on`).
     pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, notice: &Notice) {
         self.event_on(&obj.object_ref(&()), notice).await;
     }
 
     /// Records an Event about the object `reference` names, which may
-    /// already be deleted.
+    /// already be deleted. The create is sent by a task of its own: Events
+    /// are the lowest class of write (`client::lanes`), and a reconcile
+    /// awaiting one held its object's next reconcile behind every slow
+    /// write of the other classes. Under a tenant's flood of megabyte
+    /// exceptions, a control's Event about a drift it had removed waited
+    /// seconds for a place beside their status writes, and the removal of
+    /// the next drifting binding waited for that Event. The caller waits
+    /// only while `EVENTS_IN_FLIGHT` are already on their way.
     pub async fn event_on(&self, reference: &ObjectReference, notice: &Notice) {
         // A plain create, not kube's Recorder: the Recorder keeps every Event
         // of the last six minutes in memory to count repeats into a series,
@@ -247,10 +273,16 @@ impl Writer {
             ..Event::default()
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            let object = reference.name.as_deref().unwrap_or_default();
-            tracing::warn!(error = %e, %namespace, object, reason = notice.reason, "could not record event");
-        }
+        // The semaphore is never closed, so acquiring cannot fail; if it
+        // ever did, sending without a place is the safe side.
+        let place = self.events.clone().acquire_owned().await.ok();
+        let (object, reason) = (reference.name.clone().unwrap_or_default(), notice.reason);
+        tokio::spawn(async move {
+            if let Err(e) = api.create(&PostParams::default(), &event).await {
+                tracing::warn!(error = %e, %namespace, object, reason, "could not record event");
+            }
+            drop(place);
+        });
     }
 }
 
@@ -287,7 +319,78 @@ fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::truncate;
+    use super::*;
+    use std::time::Duration;
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use tower_test::mock;
+
+    /// A writer whose requests reach the returned handle, which answers
+    /// nothing unless the test does.
+    fn writer(events: usize) -> (Writer, mock::Handle<Request<Body>, Response<Body>>) {
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let reporter = Reporter {
+            controller: "steward".into(),
+            instance: None,
+        };
+        let client = Client::new(service, "default");
+        (Writer::with_events_in_flight(client, reporter, events), handle)
+    }
+
+    fn about(name: &str) -> ObjectReference {
+        ObjectReference {
+            kind: Some("ControlOwnership".into()),
+            name: Some(name.into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        }
+    }
+
+    fn drift() -> Notice {
+        Notice::warning("DriftRemoved", "deleted a binding")
+    }
+
+    #[tokio::test]
+    async fn an_event_does_not_hold_its_caller_until_it_is_stored() {
+        let (writer, mut handle) = writer(2);
+        // No answer is ever sent: a caller waiting for it would never return.
+        tokio::time::timeout(Duration::from_secs(10), writer.event_on(&about("payments"), &drift()))
+            .await
+            .expect("the caller went on while its Event was unanswered");
+        let (request, _answer) = handle.next_request().await.expect("the Event is sent");
+        assert_eq!(request.method(), http::Method::POST);
+        assert_eq!(request.uri().path(), "/apis/events.k8s.io/v1/namespaces/shop/events");
+    }
+
+    #[tokio::test]
+    async fn beyond_the_events_in_flight_a_caller_waits_for_one_to_be_answered() {
+        let (writer, mut handle) = writer(1);
+        tokio::time::timeout(Duration::from_secs(10), writer.event_on(&about("a"), &drift()))
+            .await
+            .expect("the first Event went at once");
+        let (_first, answer) = handle.next_request().await.expect("the first Event is sent");
+        let (b, notice) = (about("b"), drift());
+        let second = writer.event_on(&b, &notice);
+        let mut second = std::pin::pin!(second);
+        // Certain, not a guess about timing: the only place is held until
+        // the first is answered, which only the test does.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), second.as_mut())
+                .await
+                .is_err(),
+            "a second Event went beyond the bound"
+        );
+        answer.send_response(
+            Response::builder()
+                .status(201)
+                .body(Body::from(b"{}".to_vec()))
+                .expect("a response"),
+        );
+        tokio::time::timeout(Duration::from_secs(10), second)
+            .await
+            .expect("the second Event went once the first was answered");
+    }
 
     #[test]
     fn notes_are_cut_on_a_character_boundary() {

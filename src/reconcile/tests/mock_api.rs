@@ -1,10 +1,11 @@
 //! A mocked API server, after kube-rs' controller-rs: the client's requests
 //! arrive at a tower-test handle, and a scenario task takes them one by one,
 //! checks each against the next expected request (method, path, query,
-//! content type, body) and answers it. A request beyond the expected ones,
-//! or one never made, fails the scenario.
+//! content type, body) and answers it. Events, sent in the background, may
+//! come later than expected, never earlier. A request beyond the expected
+//! ones, or one never made, fails the scenario.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
@@ -128,6 +129,11 @@ impl Expected {
         }
     }
 
+    /// Whether this is an Event's create.
+    fn is_event(&self) -> bool {
+        self.method == Method::POST && self.path.ends_with("/events")
+    }
+
     /// Answers with `code` and `body` instead.
     pub fn answers(mut self, code: StatusCode, body: Value) -> Self {
         self.answer = Some((code, body));
@@ -237,10 +243,37 @@ pub type Mock = (Client, Scenario);
 pub fn expect(expected: Vec<Expected>) -> Mock {
     let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
     let task = tokio::spawn(async move {
-        for (n, mut want) in expected.into_iter().enumerate() {
+        // Events are sent by tasks of their own (`apply::Writer::event_on`):
+        // they come in their order among themselves, but anywhere among the
+        // other requests after the point they were expected.
+        let (mut events, mut others): (VecDeque<_>, VecDeque<_>) =
+            expected.into_iter().enumerate().partition(|(_, e)| e.is_event());
+        while !events.is_empty() || !others.is_empty() {
             let Some((request, send)) = handle.next_request().await else {
-                panic!("request {n} ({} {}) was never made", want.method, want.path);
+                let missing: Vec<String> = others
+                    .iter()
+                    .chain(&events)
+                    .map(|(n, e)| format!("request {n} ({} {})", e.method, e.path))
+                    .collect();
+                panic!("never made: {}", missing.join(", "));
             };
+            let is_event = request.method() == Method::POST && request.uri().path().ends_with("/events");
+            let queue = if is_event && !events.is_empty() {
+                &mut events
+            } else {
+                &mut others
+            };
+            let Some((n, mut want)) = queue.pop_front() else {
+                panic!("unexpected request: {} {}", request.method(), request.uri());
+            };
+            // An Event is sent once what caused it was answered: every
+            // other request expected before it has come.
+            if let Some((before, e)) = others.front().filter(|(m, _)| is_event && *m < n) {
+                panic!(
+                    "request {n} (an Event) came before request {before} ({} {})",
+                    e.method, e.path
+                );
+            }
             let (parts, body) = request.into_parts();
             let bytes = body.collect_bytes().await.expect("request body");
             let body: Value = if bytes.is_empty() {
