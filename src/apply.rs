@@ -320,7 +320,7 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use crate::test_support::{completes, never_completes};
 
     use http::{Request, Response};
     use kube::client::Body;
@@ -355,9 +355,11 @@ mod tests {
     async fn an_event_does_not_hold_its_caller_until_it_is_stored() {
         let (writer, mut handle) = writer(2);
         // No answer is ever sent: a caller waiting for it would never return.
-        tokio::time::timeout(Duration::from_secs(10), writer.event_on(&about("payments"), &drift()))
-            .await
-            .expect("the caller went on while its Event was unanswered");
+        completes(
+            writer.event_on(&about("payments"), &drift()),
+            "the caller going on while its Event is unanswered",
+        )
+        .await;
         let (request, _answer) = handle.next_request().await.expect("the Event is sent");
         assert_eq!(request.method(), http::Method::POST);
         assert_eq!(request.uri().path(), "/apis/events.k8s.io/v1/namespaces/shop/events");
@@ -366,30 +368,21 @@ mod tests {
     #[tokio::test]
     async fn beyond_the_events_in_flight_a_caller_waits_for_one_to_be_answered() {
         let (writer, mut handle) = writer(1);
-        tokio::time::timeout(Duration::from_secs(10), writer.event_on(&about("a"), &drift()))
-            .await
-            .expect("the first Event went at once");
+        completes(writer.event_on(&about("a"), &drift()), "the first Event").await;
         let (_first, answer) = handle.next_request().await.expect("the first Event is sent");
         let (b, notice) = (about("b"), drift());
         let second = writer.event_on(&b, &notice);
         let mut second = std::pin::pin!(second);
         // Certain, not a guess about timing: the only place is held until
         // the first is answered, which only the test does.
-        assert!(
-            tokio::time::timeout(Duration::from_millis(300), second.as_mut())
-                .await
-                .is_err(),
-            "a second Event went beyond the bound"
-        );
+        never_completes(second.as_mut(), "a second Event went beyond the bound").await;
         answer.send_response(
             Response::builder()
                 .status(201)
                 .body(Body::from(b"{}".to_vec()))
                 .expect("a response"),
         );
-        tokio::time::timeout(Duration::from_secs(10), second)
-            .await
-            .expect("the second Event went once the first was answered");
+        completes(second, "the second Event, once the first was answered").await;
     }
 
     #[test]

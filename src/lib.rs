@@ -22,5 +22,7 @@ pub mod reconcile;
 pub mod shard;
 pub mod status_cmd;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod validate_cmd;
 pub mod webhook;

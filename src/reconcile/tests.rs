@@ -25,6 +25,7 @@ use crate::cache::{Cached, Caches, View, fingerprint};
 use crate::compact::CachedRoleBinding;
 use crate::decide::rbac::{self, ManagedFor, RbacPair};
 use crate::decide::{Ceiling, time};
+use crate::test_support::never_completes;
 
 const NS: &str = "shop";
 const RBAC: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/shop";
@@ -830,14 +831,6 @@ async fn an_expired_exception_is_revoked_then_reported_then_its_role_deleted() {
         Expected::delete(role_at(name), "role-uid"),
     ]);
     reconcile_exception(mock, caches, pe).await;
-}
-
-/// Asserts that `reconcile` does not complete: for a reconcile that makes
-/// no request and is held by a permit the test keeps, so the timeout is
-/// certain, not a guess about timing.
-async fn never_completes<T>(reconcile: impl Future<Output = T>, why: &str) {
-    let waited = tokio::time::timeout(std::time::Duration::from_millis(300), reconcile).await;
-    assert!(waited.is_err(), "{why}");
 }
 
 /// A decision waits for a slot (one per core), so a restart's thousands
